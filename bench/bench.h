@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/* Benchmark helpers. Benchmarks use only the public API. */
+#ifndef BW_BENCH_H
+#define BW_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Pins the calling process to cpu (modulo the CPUs available). Returns the
+ * CPU, or -1 when pinning is not possible. */
+int bench_pin(int cpu);
+/* Number of CPUs this process may run on. */
+int bench_ncpus(void);
+double bench_median(double *v, int n);
+/* Reads every byte of p[0..n) and folds them into a value (so the compiler
+ * cannot drop the reads). */
+uint64_t bench_touch(const void *p, size_t n);
+
+#endif

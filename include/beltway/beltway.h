@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: MIT */
+/* Beltway: the umbrella header. */
+#ifndef BELTWAY_H
+#define BELTWAY_H
+
+#include <beltway/common.h>
+#include <beltway/stream.h>
+
+#endif

@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Beltway streams: shared-memory rings behind a Unix-like stream API,
+ * extended with zero-copy calls (thesis Table 4.1).
+ *
+ * A ring is a power-of-two byte ring in a shared memory segment, named
+ * (a file in the ring directory, see bw_ring_dir()) or anonymous (memfd,
+ * shared by bw_fork()). A stream handle attaches to a ring as a reader, a
+ * writer, or both. Positions are absolute byte offsets from the start of the
+ * stream: 64-bit, they never wrap.
+ *
+ * Semantics follow Unix pipes and FIFOs by default: a reader blocks on an
+ * empty ring and reads 0 (EOF) once the last writer has gone; a writer blocks
+ * on a full ring and gets -EPIPE once the last reader has gone. Every reader
+ * sees the whole stream from its attach point (rings are multi-consumer); the
+ * writer waits for the slowest reader (lossless).
+ *
+ * A handle is used by one thread at a time; open one handle per thread.
+ * All calls return >= 0 on success and -errno on failure, with a message in
+ * bw_strerror_last().
+ */
+#ifndef BELTWAY_STREAM_H
+#define BELTWAY_STREAM_H
+
+#include <beltway/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct bw_stream;
+
+/* Flags of bw_stream_open(). */
+enum {
+	BW_READ = 1 << 0,	/* attach as a reader */
+	BW_WRITE = 1 << 1,	/* attach as a writer */
+	BW_NONBLOCK = 1 << 2,	/* -EAGAIN instead of waiting */
+	BW_FROM_START = 1 << 3, /* reader starts at the oldest byte still held */
+	BW_NOWAIT = 1 << 4,	/* open does not wait for the other side, and a
+				 * writer never gets -EPIPE: with no reader
+				 * attached it overwrites the oldest data */
+};
+
+/* Flags of struct bw_ring_opts. */
+enum {
+	BW_RING_HUGEPAGE = 1 << 0, /* back the ring with 2 MiB huge pages */
+};
+
+/* Options of a new ring. Zero fields take their defaults. */
+struct bw_ring_opts {
+	uint32_t struct_size; /* sizeof(struct bw_ring_opts), so it can grow */
+	uint32_t flags;	      /* BW_RING_* */
+	uint64_t size;	      /* capacity: power of two >= 4096 (0: default) */
+	uint32_t mode;	      /* permission bits of a named ring (0: 0600) */
+	uint32_t max_readers; /* reader slots (0: 64, at most 1024) */
+	uint32_t max_writers; /* writer slots (0: 16, at most 256) */
+	uint32_t reserved;
+};
+#define BW_RING_OPTS_INIT {.struct_size = sizeof(struct bw_ring_opts)}
+
+/* The default ring capacity, chosen by measurement (see README). */
+#define BW_RING_DEFAULT_SIZE (4u << 20)
+
+/* ---- rings -------------------------------------------------------------- */
+
+/* Creates the named ring NAME (1-63 of [A-Za-z0-9._-], not starting with '.')
+ * in the ring directory, with exactly opts->mode as its permission bits.
+ * Returns 0, -EEXIST if it exists, -EINVAL for a bad name or size. */
+BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts);
+
+/* Removes the named ring. Attached streams keep working until closed.
+ * Returns 0 or -ENOENT. */
+BW_API int bw_unlink(const char *name);
+
+/* Returns the directory that holds named rings: $BELTWAY_DIR, else
+ * /dev/shm/beltway (created mode 1777 on first use). */
+BW_API const char *bw_ring_dir(void);
+
+/* ---- streams ------------------------------------------------------------- */
+
+/* Opens the named ring with BW_READ and/or BW_WRITE and the other flags.
+ * Like a FIFO, a reader waits until a writer is attached and a writer until
+ * a reader is (unless BW_NOWAIT, or both BW_READ and BW_WRITE); with
+ * BW_NONBLOCK a writer that would wait gets -ENXIO. A process without write
+ * permission maps the ring read-only and reads as a tap: it does not hold
+ * the writer back, and learns of data it lost with -ESTALE. Returns 0, and
+ * -ENOENT, -EACCES, -EBADMSG (corrupt or truncated segment), -ENOSPC (all
+ * reader or writer slots taken). */
+BW_API int bw_stream_open(const char *name, int flags, struct bw_stream **out);
+
+/* Detaches and frees the handle, publishing any poked data first. */
+BW_API int bw_stream_close(struct bw_stream *s);
+
+/* Creates an anonymous ring with one reader end (ends[0]) and one writer end
+ * (ends[1]), Unix pipe semantics. Share it with children through bw_fork(). */
+BW_API int bw_pipe(struct bw_stream *ends[2], const struct bw_ring_opts *opts);
+
+/* Creates an anonymous multiway pipe: ends[0] writes, ends[1..n-1] read,
+ * each reader with its own position, each seeing the whole stream. n >= 2. */
+BW_API int bw_mpipe(struct bw_stream **ends, unsigned n,
+		    const struct bw_ring_opts *opts);
+
+/* fork(2) that gives the child its own attachment for every open stream, at
+ * the position its parent had: after it, parent and child each read the rest
+ * of the stream, and each writes whole calls that never interleave. A child
+ * made by plain fork() cannot use inherited streams (-ECHILD) and never
+ * holds a writer back. Returns as fork(2) does, or -errno. */
+BW_API pid_t bw_fork(void);
+
+/* ---- reading -------------------------------------------------------------- */
+
+/* Copies up to n bytes from the read position into buf and moves past them.
+ * Returns the count, 0 at end of stream, -EAGAIN (non-blocking, empty),
+ * -ESTALE once when this reader lost data to overwriting (it then resumes at
+ * the oldest byte held; bw_stream_stat() counts the loss), -EIO when a writer
+ * died mid-way through an ordered write. */
+BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n);
+
+/* Like read, without the copy: points *ptr at up to n bytes in the ring and
+ * moves the read position past them. The bytes are one contiguous span even
+ * across the wrap, and writers do not reuse their space before the next call
+ * on s (bw_stream_flush() gives it back at once). */
+BW_API ssize_t bw_stream_peek(struct bw_stream *s, const void **ptr, size_t n);
+
+/* Points *ptr at up to n readable bytes without moving the read position;
+ * bw_stream_peek_complete() moves it. Returns the count, as read does. */
+BW_API ssize_t bw_stream_peek_acquire(struct bw_stream *s, const void **ptr,
+				      size_t n);
+
+/* Moves the read position n bytes forward over acquired data.
+ * Returns 0, or -EINVAL when n exceeds what was acquired. */
+BW_API int bw_stream_peek_complete(struct bw_stream *s, size_t n);
+
+/* ---- writing -------------------------------------------------------------- */
+
+/* Appends n bytes from buf. A call of at most the capacity is atomic: its
+ * bytes are contiguous in the stream. Larger calls are split. Returns n, or
+ * the count written before an error or -EAGAIN, -EPIPE (no reader left),
+ * -EIO (ring broken by a writer that died mid-write). */
+BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n);
+
+/* Reserves n bytes at the write position and points *ptr at them; the
+ * caller fills them. They become visible to readers at the next call on s
+ * (any call) or bw_stream_flush(). Returns n, -EMSGSIZE when n exceeds the
+ * capacity, or as write does. */
+BW_API ssize_t bw_stream_poke(struct bw_stream *s, void **ptr, size_t n);
+
+/* Reserves n bytes like poke but publishes nothing until
+ * bw_stream_poke_complete(). One reservation at a time (-EBUSY). */
+BW_API ssize_t bw_stream_poke_acquire(struct bw_stream *s, void **ptr,
+				      size_t n);
+
+/* Publishes the first n bytes of the reservation and drops the rest.
+ * Returns 0, -EINVAL when n exceeds it, -EBUSY when another writer reserved
+ * after it and n is short (publish all of it then). */
+BW_API int bw_stream_poke_complete(struct bw_stream *s, size_t n);
+
+/* Publishes poked data now, and gives back the space of peeked data.
+ * Returns 0 or -errno. */
+BW_API int bw_stream_flush(struct bw_stream *s);
+
+/* ---- other calls ---------------------------------------------------------- */
+
+enum {
+	BW_CHECK_READ = 0,  /* stamp tracks this handle's read position */
+	BW_CHECK_WRITE = 1, /* stamp tracks this handle's write position */
+};
+
+/* Epoch stamps for optimistic access. With stamp < 0 returns a new stamp
+ * for the read or write position. Given an earlier stamp, returns a new one
+ * if every byte read (or written) since that stamp is still intact in the
+ * ring, else -ESTALE: this validates a peek after use. -EINVAL for a stamp
+ * from the future. */
+BW_API int64_t bw_stream_check(struct bw_stream *s, int64_t stamp, int flags);
+
+/* Moves a reader's position (SEEK_SET: absolute, SEEK_CUR, SEEK_END:
+ * relative to the write position) and returns it. -EINVAL beyond the write
+ * position, -ESTALE before the oldest byte held; -ESPIPE for writers except
+ * lseek(s, 0, SEEK_CUR), which returns the write position. */
+BW_API int64_t bw_stream_lseek(struct bw_stream *s, int64_t off, int whence);
+
+/* Poll events; the values are those of poll(2). */
+enum {
+	BW_POLLIN = 0x001,  /* readable: data, or end of stream */
+	BW_POLLOUT = 0x004, /* writable: space, or no reader left */
+	BW_POLLERR = 0x008,
+	BW_POLLHUP = 0x010, /* the other side has gone */
+};
+
+/* Waits until s is ready for events (BW_POLLIN/BW_POLLOUT) or timeout_ms
+ * passes (-1: forever). Returns the ready events, 0 on timeout. */
+BW_API int bw_stream_block(struct bw_stream *s, int events, int timeout_ms);
+
+struct bw_pollitem {
+	struct bw_stream *s;
+	short events;
+	short revents;
+};
+
+/* Waits on a group of streams (at most 128). Returns how many are ready,
+ * with their revents set, or 0 on timeout. */
+BW_API int bw_stream_select(struct bw_pollitem *items, unsigned n,
+			    int timeout_ms);
+
+/* Returns a file descriptor that poll/epoll report readable when s is
+ * readable (or writable, for a write-only handle, reported as POLLIN on the
+ * descriptor). Owned by s: do not close it. After a readiness report, call
+ * until -EAGAIN before waiting again. */
+BW_API int bw_stream_fd(struct bw_stream *s);
+
+/* Switches non-blocking mode. Returns 0. */
+BW_API int bw_stream_set_nonblock(struct bw_stream *s, int on);
+
+struct bw_stream_stat {
+	uint64_t capacity;
+	uint64_t read_pos;  /* this reader's position */
+	uint64_t write_pos; /* published write position of the ring */
+	uint64_t bytes;	    /* bytes this handle read or wrote */
+	uint64_t calls;	    /* calls that moved data */
+	uint64_t waits;	    /* times this handle slept */
+	uint64_t lost;	    /* bytes this reader lost to overwriting */
+	uint32_t readers;
+	uint32_t writers;
+};
+
+/* Fills st for this handle. Returns 0. */
+BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st);
+
+/* ---- inspecting rings without attaching ----------------------------------- */
+
+enum { BW_PEER_READER = 1, BW_PEER_WRITER = 2, BW_PEER_TAP = 3 };
+
+struct bw_ring_peer {
+	int role; /* BW_PEER_* */
+	uint32_t slot;
+	pid_t pid;
+	uint64_t pos; /* readers: read position */
+	uint64_t bytes, calls, waits, lost;
+};
+
+struct bw_ring_info {
+	uint64_t capacity;
+	uint64_t write_pos; /* published */
+	uint64_t reserved_pos; /* reserved by writers, >= write_pos */
+	uint32_t mode;
+	uid_t uid;
+	gid_t gid;
+	uint32_t flags; /* BW_RING_* */
+	uint32_t page_size;
+	uint32_t readers, writers, max_readers, max_writers;
+	uint64_t dead_readers, dead_writers; /* detached after dying */
+	uint64_t reader_waits, writer_waits;
+	int broken; /* a writer died inside an ordered write */
+	uint64_t created_ns;
+};
+
+/* Reads the state of the named ring without attaching. Fills up to
+ * max_peers entries of peers (may be NULL). Returns the number of attached
+ * peers, -ENOENT, -EACCES or -EBADMSG. */
+BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
+			struct bw_ring_peer *peers, unsigned max_peers);
+
+/* Calls fn for every named ring, in no order, until it returns non-zero
+ * (which is then returned). Returns 0 or -errno. */
+BW_API int bw_ring_list(int (*fn)(const char *name, void *arg), void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

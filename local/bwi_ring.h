@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared layout of a ring segment, and the private state of a handle.
+ *
+ * Segment: [header: hdr_size bytes][data: capacity bytes]. The data pages
+ * are mapped twice back to back, so any span of up to capacity bytes that
+ * starts inside the ring is contiguous in virtual memory (as Linux's BPF
+ * ring buffer does).
+ *
+ * Positions are uint64_t, absolute and free-running: they count bytes from
+ * the start of the stream and never reset on wrap. used = tail - pos by
+ * unsigned subtraction; the byte at position p lives at data[p & mask].
+ * Absolute positions are what let a reader tell that data it is about to
+ * read, or has read, was overwritten (check, taps, late joiners).
+ *
+ * Cache lines are 64 bytes; fields written by different sides sit BWI_LINE
+ * (two lines) apart against the adjacent-line prefetcher.
+ *
+ * Nothing here is trusted on the way in: the geometry is copied once,
+ * checksummed and validated; every position and slot field is read once and
+ * bounds-checked before use.
+ */
+#ifndef BWI_RING_H
+#define BWI_RING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bwi_atomic.h"
+#include <beltway/stream.h>
+
+#define BWI_RING_MAGIC UINT64_C(0x474e495259574c42) /* "BLWYRING" */
+#define BWI_RING_VERSION 1u
+#define BWI_LINE 128
+#define BWI_MIN_CAPACITY 4096u
+#define BWI_MAX_CAPACITY (UINT64_C(1) << 36)
+#define BWI_MAX_READERS 1024u
+#define BWI_MAX_WRITERS 256u
+#define BWI_NAME_MAX 63
+#define BWI_HUGE_PAGE (2u << 20)
+
+/* Geometry: written once by the creator before the segment gets its name,
+ * then never. Read once into struct bwi_map and validated there. */
+struct bwi_geom {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t hdr_size;  /* bytes before the data; multiple of page_size */
+	uint64_t capacity;  /* power of two, multiple of page_size */
+	uint32_t page_size; /* 4096 or BWI_HUGE_PAGE */
+	uint32_t max_readers;
+	uint32_t max_writers;
+	uint32_t flags;	    /* BW_RING_* */
+	uint64_t ring_id;   /* random: names doorbells, tells rings apart */
+	uint64_t created_ns;
+	uint32_t layout;    /* 0: byte stream */
+	uint32_t policy;    /* 0: lossless */
+	uint32_t reserved[4];
+	uint32_t sum;	    /* checksum of the bytes before it */
+	uint32_t pad;
+};
+
+/* Written by writers on every call. */
+struct bwi_prod {
+	bwi_a64 head; /* reserved by writers up to here */
+	bwi_a64 tail; /* published: readers may read below it */
+};
+
+/* Written on attach, detach and reclaim only. */
+struct bwi_ctl {
+	bwi_a32 lock;	  /* pid holding the writer-attach lock, or 0 */
+	bwi_a32 peer_seq; /* futex: bumped on every attach and detach */
+	bwi_a32 broken;	  /* a writer died inside an ordered write */
+	bwi_a32 rslots_hi; /* reader slots ever claimed: scan bound */
+	bwi_a32 wslots_hi; /* writer slots ever claimed: scan bound */
+	bwi_a32 pad;
+	bwi_a64 scar;	  /* bytes below this position may be damaged */
+	bwi_a64 dead_readers;
+	bwi_a64 dead_writers;
+};
+
+/* One per direction: readers wait in rwait for data, writers in wwait for
+ * space. The waiting side writes sleepers/armed; the other side reads them
+ * after every publish and bumps seq (the futex word) when they are set. */
+struct bwi_wait {
+	bwi_a32 sleepers; /* handles inside futex_wait on seq */
+	bwi_a32 armed;	  /* handles with an armed doorbell */
+	bwi_a32 seq;
+	bwi_a32 pad;
+	bwi_a64 waits;	  /* sleeps, for statistics */
+};
+
+enum { BWI_SLOT_FREE = 0, BWI_SLOT_CLAIMING = 1, BWI_SLOT_ACTIVE = 2 };
+enum { BWI_BELL_OFF = 0, BWI_BELL_ARMED = 1, BWI_BELL_RUNG = 2 };
+
+#define BWI_SLOT_STATE(w) ((uint32_t)((w) & 0xffffffffu))
+#define BWI_SLOT_GEN(w) ((uint32_t)((w) >> 32))
+#define BWI_SLOT_WORD(gen, st) (((uint64_t)(gen) << 32) | (st))
+
+/* A reader's or writer's attachment. Only its owner writes it, except the
+ * state word, which a reclaimer may CAS from ACTIVE to FREE. */
+struct bwi_slot {
+	bwi_a64 state; /* BWI_SLOT_WORD(gen, state) */
+	bwi_a64 pos;   /* readers: published read position */
+	bwi_a32 pid;
+	bwi_a32 bell;  /* BWI_BELL_*: doorbell of this handle */
+	bwi_a64 starttime; /* of pid, in clock ticks: survives pid reuse */
+	bwi_a64 bytes;
+	bwi_a64 calls;
+	bwi_a64 waits;
+	bwi_a64 lost;
+	uint8_t pad[BWI_LINE - 64];
+};
+
+struct bwi_hdr {
+	struct bwi_geom g;
+	uint8_t pad0[256 - sizeof(struct bwi_geom)];
+	struct bwi_prod prod;
+	uint8_t pad1[BWI_LINE - sizeof(struct bwi_prod)];
+	struct bwi_ctl ctl;
+	uint8_t pad2[BWI_LINE - sizeof(struct bwi_ctl)];
+	struct bwi_wait rwait;
+	uint8_t pad3[BWI_LINE - sizeof(struct bwi_wait)];
+	struct bwi_wait wwait;
+	uint8_t pad4[BWI_LINE - sizeof(struct bwi_wait)];
+	struct bwi_slot slots[]; /* max_readers, then max_writers */
+};
+
+_Static_assert(sizeof(struct bwi_geom) == 88, "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, capacity) == 16, "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, ring_id) == 40, "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, sum) == 80, "geometry layout");
+_Static_assert(offsetof(struct bwi_hdr, prod) == 256, "producer line");
+_Static_assert(offsetof(struct bwi_hdr, ctl) == 384, "control line");
+_Static_assert(offsetof(struct bwi_hdr, rwait) == 512, "reader wait line");
+_Static_assert(offsetof(struct bwi_hdr, wwait) == 640, "writer wait line");
+_Static_assert(offsetof(struct bwi_hdr, slots) == 768, "slot table");
+_Static_assert(sizeof(struct bwi_slot) == BWI_LINE, "slot size");
+_Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
+_Static_assert(offsetof(struct bwi_slot, lost) == 56, "slot layout");
+_Static_assert(sizeof(struct bwi_ctl) <= BWI_LINE, "control line");
+
+/* A validated mapping of one segment, private to a process. */
+struct bwi_map {
+	struct bwi_geom g; /* validated private copy: never re-read */
+	struct bwi_hdr *hdr;
+	uint8_t *data;	   /* capacity bytes, mapped twice */
+	uint64_t mask;
+	size_t map_len;
+	bool writable;
+	bool anon;
+	int fd;		   /* anonymous rings keep it, for re-mapping */
+	char name[BWI_NAME_MAX + 1];
+};
+
+/* ---- segment.c ---- */
+int bwi_name_check(const char *name);
+int bwi_ring_create(const char *name, const struct bw_ring_opts *opts,
+		    struct bwi_map *m);
+/* Access wanted by bwi_ring_map(). */
+enum bwi_access {
+	BWI_ACC_RW,  /* read and write, or -EACCES */
+	BWI_ACC_ANY, /* read and write if permitted, else read-only */
+	BWI_ACC_RO,  /* read-only */
+};
+int bwi_ring_map(const char *name, enum bwi_access acc, struct bwi_map *m);
+int bwi_ring_map_fd(int fd, bool writable, struct bwi_map *m);
+int bwi_ring_remap(const struct bwi_map *from, struct bwi_map *to);
+void bwi_ring_unmap(struct bwi_map *m);
+uint32_t bwi_geom_sum(const struct bwi_geom *g);
+
+uint64_t bwi_oldest_held(const struct bwi_map *m);
+void bwi_head_rollback(struct bwi_map *m, uint64_t from, uint64_t to);
+
+static inline struct bwi_slot *bwi_rslot(const struct bwi_map *m, uint32_t i)
+{
+	return &m->hdr->slots[i];
+}
+
+static inline struct bwi_slot *bwi_wslot(const struct bwi_map *m, uint32_t i)
+{
+	return &m->hdr->slots[m->g.max_readers + i];
+}
+
+/* ---- slots.c ---- */
+enum bwi_role { BWI_READER = 0, BWI_WRITER = 1 };
+
+int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
+		   uint32_t *idx, uint32_t *gen);
+void bwi_slot_release(struct bwi_map *m, enum bwi_role role, uint32_t idx,
+		      uint32_t gen);
+unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role);
+unsigned bwi_reap(struct bwi_map *m);
+int bwi_min_reader(const struct bwi_map *m, uint64_t head, uint64_t tail,
+		   uint64_t *min);
+void bwi_writer_lock(struct bwi_map *m);
+void bwi_writer_unlock(struct bwi_map *m);
+void bwi_bump_peers(struct bwi_map *m);
+
+/* ---- os.c ---- */
+int bwi_futex_wait(bwi_a32 *w, uint32_t val, int timeout_ms);
+void bwi_futex_wake(bwi_a32 *w);
+struct bwi_waitv {
+	bwi_a32 *word;
+	uint32_t val;
+};
+int bwi_futex_waitv(const struct bwi_waitv *v, unsigned n, int timeout_ms);
+void bwi_barrier_init(void);
+void bwi_barrier_heavy(void);
+extern bool bwi_barrier_asym;
+uint64_t bwi_starttime(pid_t pid);
+bool bwi_pid_alive(pid_t pid, uint64_t starttime);
+uint64_t bwi_now_ns(void);
+uint64_t bwi_random64(void);
+int bwi_liveness_ms(void);
+pid_t bwi_self_pid(void);
+uint64_t bwi_self_starttime(void);
+
+/*
+ * The light side of the asymmetric Dekker between a side that publishes and
+ * a side that goes to sleep: publish (store), bwi_barrier_light(), load the
+ * sleeper flags; sleep: raise the flag, bwi_barrier_heavy(), load the
+ * position. With membarrier(GLOBAL_EXPEDITED) registered, the heavy side
+ * forces a full barrier on every CPU running a registered process, so the
+ * light side needs only a compiler barrier; otherwise both are full fences.
+ */
+static inline void bwi_barrier_light(void)
+{
+	if (__builtin_expect(bwi_barrier_asym, 1))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		bw_smp_mb();
+}
+
+/* ---- err.c ---- */
+int bwi_err(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void bwi_err_clear(void);
+
+#endif

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/* The private state of a stream handle, shared by the files of local/. */
+#ifndef BWI_STREAM_H
+#define BWI_STREAM_H
+
+#include "bwi_ring.h"
+
+struct bw_stream {
+	struct bwi_map m;
+	int flags;	/* BW_* open flags */
+	bool reader;	/* registered reader: holds a slot, gates writers */
+	bool tap;	/* read-only mapping: reads without a slot */
+	bool writer;
+	uint32_t epoch; /* fork epoch this handle is valid in */
+	int err;	/* sticky error of a handle that cannot be used */
+
+	/* reader side; rpos is private, the slot holds what was published */
+	uint32_t rslot, rgen;
+	uint64_t rpos;	    /* next byte to read (includes peeked bytes) */
+	uint64_t rpub;	    /* last position stored in the slot */
+	uint64_t tail_seen; /* cached tail: bytes below it are readable */
+	uint64_t safe_from; /* reads below this are validated against head */
+	uint64_t racq;	    /* bytes handed out by peek_acquire */
+
+	/* writer side */
+	uint32_t wslot, wgen;
+	uint64_t limit;	     /* head may grow to this without a rescan */
+	uint32_t peer_seen;  /* ctl.peer_seq when limit was computed */
+	uint64_t poke_start; /* poked, not yet published */
+	uint64_t poke_len;
+	uint64_t acq_start;  /* poke_acquire reservation */
+	uint64_t acq_len;
+	bool acq;
+	uint64_t wpos;	     /* end of this handle's last write */
+	uint64_t dead_seen;  /* ctl.dead_writers when a wait began */
+
+	/* statistics of taps (registered handles keep them in their slot) */
+	uint64_t tap_bytes, tap_calls, tap_waits, tap_lost;
+
+	int bell_fd;	     /* doorbell for bw_stream_fd(), or -1 */
+	bool bell_timer;     /* taps: the doorbell is a periodic timer */
+
+	struct bw_stream *next, *prev; /* this process's handles */
+};
+
+#define BWI_NO_PEER_WAIT (1 << 16) /* open flag: both ends made together */
+
+extern uint32_t bwi_epoch;
+
+/* Doorbells (bell.c) */
+void bwi_bell_ring_all(struct bwi_map *m, struct bwi_wait *w,
+		       enum bwi_role role);
+void bwi_bell_arm(struct bw_stream *s);
+void bwi_bell_close(struct bw_stream *s);
+void bwi_bell_child(struct bw_stream *s);
+
+/* Readiness (stream.c) */
+int bwi_ready(struct bw_stream *s, int events, uint64_t need);
+void bwi_handles_lock(void);
+void bwi_handles_unlock(void);
+struct bw_stream *bwi_handles_first(void);
+int bwi_reattach(struct bw_stream *s);
+int bwi_attach(struct bw_stream *s, const struct bwi_map *m, int flags);
+int bwi_stream_new(struct bw_stream **out);
+void bwi_stream_free(struct bw_stream *s);
+
+#endif

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/* bw_ring_stat(): a ring's state read through a read-only mapping. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "bwi_ring.h"
+
+static void peer_fill(struct bw_ring_peer *p, int role, uint32_t idx,
+		      const struct bwi_slot *sl)
+{
+	p->role = role;
+	p->slot = idx;
+	p->pid = (pid_t)bw_load_relaxed(&sl->pid);
+	p->pos = role == BW_PEER_READER ? bw_load_relaxed(&sl->pos) : 0;
+	p->bytes = bw_load_relaxed(&sl->bytes);
+	p->calls = bw_load_relaxed(&sl->calls);
+	p->waits = bw_load_relaxed(&sl->waits);
+	p->lost = bw_load_relaxed(&sl->lost);
+}
+
+BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
+			struct bw_ring_peer *peers, unsigned max_peers)
+{
+	struct bwi_map m;
+	struct bwi_hdr *h;
+	struct stat st;
+	unsigned n = 0;
+	char path[4200];
+	int r;
+
+	if (!info)
+		return bwi_err(EINVAL, "bw_ring_stat needs an info buffer");
+	r = bwi_ring_map(name, BWI_ACC_RO, &m);
+	if (r < 0)
+		return r;
+	h = m.hdr;
+	memset(info, 0, sizeof(*info));
+	snprintf(path, sizeof(path), "%s/%s", bw_ring_dir(), name);
+	if (stat(path, &st) == 0) {
+		info->mode = st.st_mode & 07777;
+		info->uid = st.st_uid;
+		info->gid = st.st_gid;
+	}
+	info->capacity = m.g.capacity;
+	info->flags = m.g.flags;
+	info->page_size = m.g.page_size;
+	info->created_ns = m.g.created_ns;
+	info->max_readers = m.g.max_readers;
+	info->max_writers = m.g.max_writers;
+	info->write_pos = bw_load_acquire(&h->prod.tail);
+	info->reserved_pos = bw_load_relaxed(&h->prod.head);
+	info->broken = bw_load_relaxed(&h->ctl.broken) != 0;
+	info->dead_readers = bw_load_relaxed(&h->ctl.dead_readers);
+	info->dead_writers = bw_load_relaxed(&h->ctl.dead_writers);
+	info->reader_waits = bw_load_relaxed(&h->rwait.waits);
+	info->writer_waits = bw_load_relaxed(&h->wwait.waits);
+	for (uint32_t i = 0; i < m.g.max_readers + m.g.max_writers; i++) {
+		const struct bwi_slot *sl = &h->slots[i];
+		bool rd = i < m.g.max_readers;
+
+		if (BWI_SLOT_STATE(bw_load_acquire(&sl->state)) != BWI_SLOT_ACTIVE)
+			continue;
+		if (rd)
+			info->readers++;
+		else
+			info->writers++;
+		if (peers && n < max_peers)
+			peer_fill(&peers[n++], rd ? BW_PEER_READER : BW_PEER_WRITER,
+				  rd ? i : i - m.g.max_readers, sl);
+	}
+	bwi_ring_unmap(&m);
+	return (int)(info->readers + info->writers);
+}

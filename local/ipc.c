@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/* IPC on anonymous rings: pipe, mpipe, fork (thesis Table 4.1). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "bwi_stream.h"
+
+
+/* n handles on one new anonymous ring: ends[0] writes, the rest read. */
+static int make_ends(struct bw_stream **ends, unsigned n,
+		     const struct bw_ring_opts *opts)
+{
+	struct bwi_map base, m;
+	unsigned made = 0;
+	int r;
+
+	r = bwi_ring_create(NULL, opts, &base);
+	if (r < 0)
+		return r;
+	/* Readers attach first, so the writer never sees a ring without one. */
+	for (unsigned i = n; i-- > 0;) {
+		r = bwi_ring_remap(&base, &m);
+		if (r < 0)
+			goto err;
+		r = bwi_stream_new(&ends[i]);
+		if (r < 0) {
+			bwi_ring_unmap(&m);
+			goto err;
+		}
+		r = bwi_attach(ends[i], &m,
+			       (i == 0 ? BW_WRITE : BW_READ) | BWI_NO_PEER_WAIT);
+		if (r < 0) {
+			bwi_stream_free(ends[i]);
+			goto err;
+		}
+		made++;
+	}
+	bwi_ring_unmap(&base);
+	return 0;
+err:
+	for (unsigned i = n - made; i < n; i++)
+		bw_stream_close(ends[i]);
+	bwi_ring_unmap(&base);
+	return r;
+}
+
+BW_API int bw_pipe(struct bw_stream *ends[2], const struct bw_ring_opts *opts)
+{
+	struct bw_stream *e[2];
+	int r;
+
+	if (!ends)
+		return bwi_err(EINVAL, "bw_pipe needs an array of two ends");
+	r = make_ends(e, 2, opts);
+	if (r < 0)
+		return r;
+	ends[0] = e[1]; /* read end, as pipe(2) */
+	ends[1] = e[0];
+	return 0;
+}
+
+BW_API int bw_mpipe(struct bw_stream **ends, unsigned n,
+		    const struct bw_ring_opts *opts)
+{
+	if (!ends || n < 2 || n > BWI_MAX_READERS)
+		return bwi_err(EINVAL, "bw_mpipe takes 2 to %u ends",
+			       BWI_MAX_READERS);
+	if (opts && opts->max_readers && opts->max_readers < n - 1)
+		return bwi_err(EINVAL, "bw_mpipe of %u ends needs %u reader "
+				       "slots",
+			       n, n - 1);
+	return make_ends(ends, n, opts);
+}
+
+BW_API pid_t bw_fork(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return bwi_err(errno, "fork");
+	if (pid == 0) {
+		bwi_handles_lock();
+		for (struct bw_stream *s = bwi_handles_first(); s; s = s->next)
+			bwi_reattach(s);
+		bwi_handles_unlock();
+	}
+	return pid;
+}

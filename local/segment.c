@@ -1,0 +1,600 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Ring segments: naming, creation, validation and the double mapping.
+ *
+ * A named ring is a file in the ring directory (a tmpfs); it is built as an
+ * unnamed O_TMPFILE and linked under its name only once its header is
+ * complete, so an opener never sees half a ring. A huge-page ring lives on
+ * hugetlbfs and is named by a symlink in the ring directory. An anonymous ring
+ * is a sealed memfd: it can neither shrink nor grow, so no process can make
+ * its mappings fault.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bwi_ring.h"
+
+#ifndef MFD_HUGE_2MB
+#define MFD_HUGE_2MB (21u << 26)
+#endif
+
+static char ring_dir[PATH_MAX];
+static pthread_once_t dir_once = PTHREAD_ONCE_INIT;
+
+static void dir_setup(void)
+{
+	const char *e = getenv("BELTWAY_DIR");
+
+	snprintf(ring_dir, sizeof(ring_dir), "%s",
+		 e && *e ? e : "/dev/shm/beltway");
+}
+
+BW_API const char *bw_ring_dir(void)
+{
+	pthread_once(&dir_once, dir_setup);
+	return ring_dir;
+}
+
+/* Like /tmp: anyone may create rings, only their owners may remove them. */
+static int dir_open(bool create)
+{
+	const char *d = bw_ring_dir();
+	int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0 && errno == ENOENT && create) {
+		if (mkdir(d, 01777) == 0)
+			chmod(d, 01777);
+		fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (fd < 0)
+		return bwi_err(errno, "ring directory %s", d);
+	return fd;
+}
+
+int bwi_name_check(const char *name)
+{
+	size_t n;
+
+	if (!name)
+		return bwi_err(EINVAL, "ring name is missing");
+	n = strlen(name);
+	if (n == 0 || n > BWI_NAME_MAX)
+		return bwi_err(EINVAL, "ring name must be 1 to %d characters",
+			       BWI_NAME_MAX);
+	if (name[0] == '.')
+		return bwi_err(EINVAL, "ring name '%s' starts with '.'", name);
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return bwi_err(EINVAL,
+				       "ring name '%.64s' holds '%c': use "
+				       "letters, digits, '.', '_', '-'",
+				       name, c);
+	}
+	return 0;
+}
+
+/* FNV-1a over the geometry up to its checksum. */
+uint32_t bwi_geom_sum(const struct bwi_geom *g)
+{
+	const uint8_t *p = (const uint8_t *)g;
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < offsetof(struct bwi_geom, sum); i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+static size_t hdr_bytes(uint32_t readers, uint32_t writers, uint32_t page)
+{
+	size_t n = offsetof(struct bwi_hdr, slots) +
+		   (size_t)(readers + writers) * sizeof(struct bwi_slot);
+
+	return (n + page - 1) / page * page;
+}
+
+static bool is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
+{
+	struct bw_ring_opts d = BW_RING_OPTS_INIT;
+
+	if (o && o->struct_size < offsetof(struct bw_ring_opts, reserved))
+		return bwi_err(EINVAL, "bw_ring_opts.struct_size is %u: set it "
+				       "with BW_RING_OPTS_INIT",
+			       o->struct_size);
+	if (!o)
+		o = &d;
+	if (o->flags & ~(uint32_t)BW_RING_HUGEPAGE)
+		return bwi_err(EINVAL, "unknown ring flags 0x%x", o->flags);
+	memset(g, 0, sizeof(*g));
+	g->magic = BWI_RING_MAGIC;
+	g->version = BWI_RING_VERSION;
+	g->flags = o->flags;
+	g->page_size = (o->flags & BW_RING_HUGEPAGE) ? BWI_HUGE_PAGE : 4096u;
+	g->capacity = o->size ? o->size : BW_RING_DEFAULT_SIZE;
+	if (!is_pow2(g->capacity) || g->capacity < BWI_MIN_CAPACITY ||
+	    g->capacity > BWI_MAX_CAPACITY)
+		return bwi_err(EINVAL,
+			       "ring size %llu: must be a power of two from "
+			       "4096 to %llu",
+			       (unsigned long long)g->capacity,
+			       (unsigned long long)BWI_MAX_CAPACITY);
+	if (g->capacity < g->page_size)
+		return bwi_err(EINVAL, "a huge-page ring needs a size of at "
+				       "least 2 MiB");
+	g->max_readers = o->max_readers ? o->max_readers : 64;
+	g->max_writers = o->max_writers ? o->max_writers : 16;
+	if (g->max_readers > BWI_MAX_READERS || g->max_writers > BWI_MAX_WRITERS)
+		return bwi_err(EINVAL, "at most %u readers and %u writers",
+			       BWI_MAX_READERS, BWI_MAX_WRITERS);
+	g->hdr_size = (uint32_t)hdr_bytes(g->max_readers, g->max_writers,
+					  g->page_size);
+	g->ring_id = bwi_random64();
+	g->created_ns = bwi_now_ns();
+	g->sum = bwi_geom_sum(g);
+	return 0;
+}
+
+/* Checks a geometry read from a segment of file_size bytes. */
+static int geom_check(const struct bwi_geom *g, uint64_t file_size,
+		      const char *what)
+{
+	if (g->magic != BWI_RING_MAGIC)
+		return bwi_err(EBADMSG, "%s is not a beltway ring (bad magic)",
+			       what);
+	if (g->version != BWI_RING_VERSION)
+		return bwi_err(EBADMSG, "%s has layout version %u; this library "
+				       "reads version %u",
+			       what, g->version, BWI_RING_VERSION);
+	if (g->sum != bwi_geom_sum(g))
+		return bwi_err(EBADMSG, "%s: header checksum mismatch "
+				       "(corrupted header)",
+			       what);
+	if (g->page_size != 4096u && g->page_size != BWI_HUGE_PAGE)
+		return bwi_err(EBADMSG, "%s: bad page size", what);
+	if (!is_pow2(g->capacity) || g->capacity < g->page_size ||
+	    g->capacity > BWI_MAX_CAPACITY)
+		return bwi_err(EBADMSG, "%s: bad capacity", what);
+	if (!g->max_readers || g->max_readers > BWI_MAX_READERS ||
+	    !g->max_writers || g->max_writers > BWI_MAX_WRITERS ||
+	    g->hdr_size != hdr_bytes(g->max_readers, g->max_writers,
+				     g->page_size))
+		return bwi_err(EBADMSG, "%s: bad slot table", what);
+	if (g->layout != 0 || g->policy != 0)
+		return bwi_err(EBADMSG, "%s: unknown layout or policy", what);
+	if (file_size != g->hdr_size + g->capacity)
+		return bwi_err(EBADMSG, "%s is %llu bytes; its header says %llu "
+				       "(truncated segment)",
+			       what, (unsigned long long)file_size,
+			       (unsigned long long)(g->hdr_size + g->capacity));
+	return 0;
+}
+
+/* Maps header and data, the data twice. Uses only the validated copy m->g. */
+static int map_segment(int fd, struct bwi_map *m)
+{
+	int prot = PROT_READ | (m->writable ? PROT_WRITE : 0);
+	size_t hs = m->g.hdr_size, cap = (size_t)m->g.capacity;
+	size_t align = m->g.page_size, len = hs + 2 * cap;
+	uint8_t *res, *base;
+
+	res = mmap(NULL, len + align, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED)
+		return bwi_err(errno, "reserving %zu bytes of address space",
+			       len);
+	base = (uint8_t *)(((uintptr_t)res + align - 1) & ~(uintptr_t)(align - 1));
+	if (base > res)
+		munmap(res, (size_t)(base - res));
+	munmap(base + len, (size_t)(res + align - base));
+	if (mmap(base, hs, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED ||
+	    mmap(base + hs, cap, prot, MAP_SHARED | MAP_FIXED, fd,
+		 (off_t)hs) == MAP_FAILED ||
+	    mmap(base + hs + cap, cap, prot, MAP_SHARED | MAP_FIXED, fd,
+		 (off_t)hs) == MAP_FAILED) {
+		int e = errno;
+
+		munmap(base, len);
+		return bwi_err(e, "mapping ring segment");
+	}
+	m->hdr = (struct bwi_hdr *)base;
+	m->data = base + hs;
+	m->mask = m->g.capacity - 1;
+	m->map_len = len;
+	return 0;
+}
+
+/* Reads the geometry once with pread (not through a mapping, so a short file
+ * cannot fault), validates it, then maps. */
+static int map_fd(int fd, struct bwi_map *m, const char *what)
+{
+	struct stat st;
+	ssize_t n;
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		return bwi_err(errno, "%s: fstat", what);
+	if (!S_ISREG(st.st_mode))
+		return bwi_err(EBADMSG, "%s is not a regular file", what);
+	n = pread(fd, &m->g, sizeof(m->g), 0);
+	if (n < 0)
+		return bwi_err(errno, "%s: reading header", what);
+	if ((size_t)n < sizeof(m->g))
+		return bwi_err(EBADMSG, "%s is %lld bytes: truncated segment",
+			       what, (long long)st.st_size);
+	r = geom_check(&m->g, (uint64_t)st.st_size, what);
+	if (r < 0)
+		return r;
+	return map_segment(fd, m);
+}
+
+int bwi_ring_map_fd(int fd, bool writable, struct bwi_map *m)
+{
+	int r;
+
+	memset(m, 0, sizeof(*m));
+	m->writable = writable;
+	m->anon = true;
+	m->fd = -1;
+	r = map_fd(fd, m, "anonymous ring");
+	if (r < 0)
+		return r;
+	m->fd = fd;
+	return 0;
+}
+
+/* A second, independent mapping of the same anonymous ring. */
+int bwi_ring_remap(const struct bwi_map *from, struct bwi_map *to)
+{
+	int fd = fcntl(from->fd, F_DUPFD_CLOEXEC, 0);
+	int r;
+
+	if (fd < 0)
+		return bwi_err(errno, "dup of ring descriptor");
+	r = bwi_ring_map_fd(fd, from->writable, to);
+	if (r < 0)
+		close(fd);
+	return r;
+}
+
+int bwi_ring_map(const char *name, enum bwi_access acc, struct bwi_map *m)
+{
+	char what[BWI_NAME_MAX + 16];
+	int dfd, fd, r;
+
+	r = bwi_name_check(name);
+	if (r < 0)
+		return r;
+	memset(m, 0, sizeof(*m));
+	m->fd = -1;
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	snprintf(what, sizeof(what), "ring '%s'", name);
+	dfd = dir_open(false);
+	if (dfd < 0)
+		return dfd == -ENOENT ? bwi_err(ENOENT, "no ring '%s'", name) : dfd;
+	/* O_NONBLOCK: a name planted as a FIFO must not hang the open. */
+	fd = -1;
+	errno = EACCES;
+	if (acc != BWI_ACC_RO)
+		fd = openat(dfd, name, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	m->writable = fd >= 0;
+	if (fd < 0 && errno == EACCES && acc != BWI_ACC_RW)
+		fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	close(dfd);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return bwi_err(ENOENT, "no ring '%s' in %s", name,
+				       bw_ring_dir());
+		if (errno == EACCES)
+			return bwi_err(EACCES, "ring '%s': permission denied for %s",
+				       name, acc == BWI_ACC_RW ? "writing" : "reading");
+		return bwi_err(errno, "opening ring '%s'", name);
+	}
+	r = map_fd(fd, m, what);
+	close(fd);
+	return r;
+}
+
+void bwi_ring_unmap(struct bwi_map *m)
+{
+	if (m->hdr)
+		munmap(m->hdr, m->map_len);
+	if (m->fd >= 0)
+		close(m->fd);
+	m->hdr = NULL;
+	m->fd = -1;
+}
+
+static void hdr_init(struct bwi_map *m)
+{
+	memset(m->hdr, 0, m->g.hdr_size);
+	memcpy(&m->hdr->g, &m->g, sizeof(m->g));
+}
+
+/* Where huge-page rings live: the first hugetlbfs mount with 2 MiB pages. */
+static int huge_dir(char *out, size_t len)
+{
+	char dev[256], mnt[1024], type[64], opt[512];
+	FILE *f = fopen("/proc/mounts", "re");
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (fscanf(f, "%255s %1023s %63s %511s %*d %*d", dev, mnt, type,
+		      opt) == 4) {
+		if (strcmp(type, "hugetlbfs") == 0 &&
+		    (!strstr(opt, "pagesize=") || strstr(opt, "pagesize=2M"))) {
+			snprintf(out, len, "%s/beltway", mnt);
+			found = 1;
+			break;
+		}
+	}
+	fclose(f);
+	if (found && mkdir(out, 01777) == 0)
+		chmod(out, 01777);
+	return found;
+}
+
+static int create_anon(struct bwi_map *m)
+{
+	unsigned fl = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+	uint64_t size = m->g.hdr_size + m->g.capacity;
+	int fd, r;
+
+	if (m->g.flags & BW_RING_HUGEPAGE)
+		fl |= MFD_HUGETLB | MFD_HUGE_2MB;
+	fd = memfd_create("beltway", fl);
+	if (fd < 0)
+		return bwi_err(errno, "memfd_create%s",
+			       (fl & MFD_HUGETLB) ? " with huge pages" : "");
+	if (ftruncate(fd, (off_t)size) < 0) {
+		r = bwi_err(errno, "sizing anonymous ring to %llu bytes%s",
+			    (unsigned long long)size,
+			    (fl & MFD_HUGETLB) ? " (are huge pages reserved?)"
+					       : "");
+		goto err;
+	}
+	/* Sealed: no process can shrink the segment under our mappings. */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		r = bwi_err(errno, "sealing anonymous ring");
+		goto err;
+	}
+	r = map_segment(fd, m);
+	if (r < 0)
+		goto err;
+	m->fd = fd;
+	m->anon = true;
+	hdr_init(m);
+	return 0;
+err:
+	close(fd);
+	return r;
+}
+
+/* Builds the segment in fd (sized, header written) and maps it. */
+static int build(int fd, struct bwi_map *m, mode_t mode)
+{
+	uint64_t size = m->g.hdr_size + m->g.capacity;
+
+	if (fchmod(fd, mode) < 0)
+		return bwi_err(errno, "setting mode %o", (unsigned)mode);
+	if (ftruncate(fd, (off_t)size) < 0)
+		return bwi_err(errno, "sizing ring to %llu bytes%s",
+			       (unsigned long long)size,
+			       (m->g.flags & BW_RING_HUGEPAGE)
+				       ? " (are huge pages reserved?)"
+				       : "");
+	int r = map_segment(fd, m);
+
+	if (r < 0)
+		return r;
+	hdr_init(m);
+	return 0;
+}
+
+static int link_fd(int fd, int dfd, const char *name)
+{
+	char proc[64];
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW);
+}
+
+static int create_named(const char *name, mode_t mode, struct bwi_map *m)
+{
+	char tmp[96];
+	int dfd, fd, r;
+
+	dfd = dir_open(true);
+	if (dfd < 0)
+		return dfd;
+	fd = openat(dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		r = build(fd, m, mode);
+		if (r == 0 && link_fd(fd, dfd, name) < 0)
+			r = -errno;
+	} else {
+		/* No O_TMPFILE: build under a hidden name, then link. */
+		snprintf(tmp, sizeof(tmp), ".new.%d.%llx", (int)getpid(),
+			 (unsigned long long)bwi_random64());
+		fd = openat(dfd, tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC,
+			    0600);
+		if (fd < 0) {
+			r = bwi_err(errno, "creating ring in %s", bw_ring_dir());
+			close(dfd);
+			return r;
+		}
+		r = build(fd, m, mode);
+		if (r == 0 && linkat(dfd, tmp, dfd, name, 0) < 0)
+			r = -errno;
+		unlinkat(dfd, tmp, 0);
+	}
+	close(fd);
+	close(dfd);
+	if (r == -EEXIST)
+		r = bwi_err(EEXIST, "ring '%s' exists", name);
+	else if (r < 0)
+		r = bwi_err(-r, "creating ring '%s'", name);
+	return r;
+}
+
+/* Huge-page named ring: a file on hugetlbfs, named by a symlink. */
+static int create_huge(const char *name, mode_t mode, struct bwi_map *m)
+{
+	char hd[PATH_MAX], path[PATH_MAX + 96];
+	int fd, dfd, r;
+
+	if (!huge_dir(hd, sizeof(hd)))
+		return bwi_err(ENOTSUP, "no hugetlbfs mount with 2 MiB pages "
+					"for ring '%s'",
+			       name);
+	snprintf(path, sizeof(path), "%s/%s.%llx", hd, name,
+		 (unsigned long long)m->g.ring_id);
+	fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return bwi_err(errno, "creating %s", path);
+	r = build(fd, m, mode);
+	close(fd);
+	if (r == 0) {
+		dfd = dir_open(true);
+		if (dfd < 0) {
+			r = dfd;
+		} else {
+			if (symlinkat(path, dfd, name) < 0)
+				r = errno == EEXIST
+					    ? bwi_err(EEXIST, "ring '%s' exists",
+						      name)
+					    : bwi_err(errno, "naming ring '%s'",
+						      name);
+			close(dfd);
+		}
+	} else {
+		r = bwi_err(-r, "creating huge-page ring '%s'", name);
+	}
+	if (r < 0) {
+		if (m->hdr)
+			bwi_ring_unmap(m);
+		unlink(path);
+	}
+	return r;
+}
+
+/* Creates and maps a ring; anonymous when name is NULL. */
+int bwi_ring_create(const char *name, const struct bw_ring_opts *opts,
+		    struct bwi_map *m)
+{
+	mode_t mode;
+	int r;
+
+	memset(m, 0, sizeof(*m));
+	m->fd = -1;
+	m->writable = true;
+	if (name) {
+		r = bwi_name_check(name);
+		if (r < 0)
+			return r;
+		snprintf(m->name, sizeof(m->name), "%s", name);
+	}
+	r = opts_check(opts, &m->g);
+	if (r < 0)
+		return r;
+	mode = opts && opts->mode ? (mode_t)opts->mode : 0600;
+	if (mode & ~(mode_t)0777)
+		return bwi_err(EINVAL, "mode %o: only permission bits (0777)",
+			       (unsigned)mode);
+	if (!name)
+		return create_anon(m);
+	r = (m->g.flags & BW_RING_HUGEPAGE) ? create_huge(name, mode, m)
+					    : create_named(name, mode, m);
+	if (r < 0 && m->hdr)
+		bwi_ring_unmap(m);
+	return r;
+}
+
+BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)
+{
+	struct bwi_map m;
+	int r;
+
+	if (!name)
+		return bwi_err(EINVAL, "bw_mkfifo needs a name");
+	r = bwi_ring_create(name, opts, &m);
+	if (r < 0)
+		return r;
+	bwi_ring_unmap(&m);
+	return 0;
+}
+
+BW_API int bw_unlink(const char *name)
+{
+	char target[PATH_MAX];
+	ssize_t n;
+	int dfd, r;
+
+	r = bwi_name_check(name);
+	if (r < 0)
+		return r;
+	dfd = dir_open(false);
+	if (dfd < 0)
+		return dfd;
+	n = readlinkat(dfd, name, target, sizeof(target) - 1);
+	r = unlinkat(dfd, name, 0) < 0 ? -errno : 0;
+	close(dfd);
+	if (r == 0 && n > 0) {
+		target[n] = '\0';
+		unlink(target);
+	}
+	if (r == -ENOENT)
+		return bwi_err(ENOENT, "no ring '%s'", name);
+	if (r < 0)
+		return bwi_err(-r, "removing ring '%s'", name);
+	return 0;
+}
+
+BW_API int bw_ring_list(int (*fn)(const char *name, void *arg), void *arg)
+{
+	struct dirent *de;
+	DIR *d;
+	int dfd, r = 0;
+
+	if (!fn)
+		return bwi_err(EINVAL, "bw_ring_list needs a callback");
+	dfd = dir_open(false);
+	if (dfd == -ENOENT)
+		return 0;
+	if (dfd < 0)
+		return dfd;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return bwi_err(errno, "listing %s", bw_ring_dir());
+	}
+	while (r == 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.' || strlen(de->d_name) > BWI_NAME_MAX)
+			continue;
+		if (bwi_name_check(de->d_name) < 0)
+			continue;
+		r = fn(de->d_name, arg);
+	}
+	closedir(d);
+	bwi_err_clear();
+	return r;
+}

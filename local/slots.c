@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The slot table: who is attached to a ring, at which position, and whether
+ * they are still alive.
+ *
+ * A slot is claimed by CAS on its state word, which carries a generation, so
+ * a reclaimer that read a dead owner's pid cannot free a slot that a new
+ * owner has claimed since (the CAS fails on the generation). Liveness is the
+ * pair (pid, start time): a recycled pid has another start time.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <sched.h>
+
+#include "bwi_ring.h"
+
+static void slot_range(const struct bwi_map *m, enum bwi_role role,
+		       uint32_t *base, uint32_t *n, bwi_a32 **hi)
+{
+	if (role == BWI_READER) {
+		*base = 0;
+		*n = m->g.max_readers;
+		*hi = &m->hdr->ctl.rslots_hi;
+	} else {
+		*base = m->g.max_readers;
+		*n = m->g.max_writers;
+		*hi = &m->hdr->ctl.wslots_hi;
+	}
+}
+
+/* The scan bound, written by others: clamp it to the table. */
+static uint32_t scan_hi(const struct bwi_map *m, enum bwi_role role)
+{
+	uint32_t base, n, hi;
+	bwi_a32 *hip;
+
+	slot_range(m, role, &base, &n, &hip);
+	hi = bw_load_acquire(hip);
+	return hi < n ? hi : n;
+}
+
+void bwi_bump_peers(struct bwi_map *m)
+{
+	struct bwi_hdr *h = m->hdr;
+
+	bw_fetch_add(&h->ctl.peer_seq, 1);
+	bwi_futex_wake(&h->ctl.peer_seq);
+	/* Sleepers on either side re-check for EOF, EPIPE and new peers. */
+	bw_fetch_add(&h->rwait.seq, 1);
+	bwi_futex_wake(&h->rwait.seq);
+	bw_fetch_add(&h->wwait.seq, 1);
+	bwi_futex_wake(&h->wwait.seq);
+}
+
+int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
+		   uint32_t *idx, uint32_t *gen)
+{
+	uint32_t base, n, cur;
+	bwi_a32 *hi;
+
+	slot_range(m, role, &base, &n, &hi);
+	for (uint32_t i = 0; i < n; i++) {
+		struct bwi_slot *s = &m->hdr->slots[base + i];
+		uint64_t w = bw_load_relaxed(&s->state);
+		uint32_t g = BWI_SLOT_GEN(w) + 1;
+
+		if (BWI_SLOT_STATE(w) != BWI_SLOT_FREE ||
+		    !bw_cas(&s->state, &w, BWI_SLOT_WORD(g, BWI_SLOT_CLAIMING)))
+			continue;
+		bw_store_relaxed(&s->pos, pos);
+		bw_store_relaxed(&s->pid, (uint32_t)bwi_self_pid());
+		bw_store_relaxed(&s->starttime, bwi_self_starttime());
+		bw_store_relaxed(&s->bell, BWI_BELL_OFF);
+		bw_store_relaxed(&s->bytes, 0);
+		bw_store_relaxed(&s->calls, 0);
+		bw_store_relaxed(&s->waits, 0);
+		bw_store_relaxed(&s->lost, 0);
+		/* S1: seq_cst store; a scanner that sees ACTIVE (acquire) sees
+		 * pos and pid. Also ordered before the caller's fence in the
+		 * reader registration protocol (stream.c, reader_attach). */
+		atomic_store(&s->state, BWI_SLOT_WORD(g, BWI_SLOT_ACTIVE));
+		cur = bw_load_relaxed(hi);
+		while (cur < i + 1 && !bw_cas(hi, &cur, i + 1))
+			;
+		*idx = i;
+		*gen = g;
+		bwi_bump_peers(m);
+		return 0;
+	}
+	return bwi_err(ENOSPC, "all %u %s slots of ring are taken", n,
+		       role == BWI_READER ? "reader" : "writer");
+}
+
+void bwi_slot_release(struct bwi_map *m, enum bwi_role role, uint32_t idx,
+		      uint32_t gen)
+{
+	struct bwi_slot *s = role == BWI_READER ? bwi_rslot(m, idx)
+						: bwi_wslot(m, idx);
+	uint64_t w = BWI_SLOT_WORD(gen, BWI_SLOT_ACTIVE);
+
+	/* Fails only if a reaper took the slot: then it is already free. */
+	bw_cas(&s->state, &w, BWI_SLOT_WORD(gen, BWI_SLOT_FREE));
+	bwi_bump_peers(m);
+}
+
+unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role)
+{
+	uint32_t base, n, hi = scan_hi(m, role);
+	unsigned c = 0;
+	bwi_a32 *hip;
+
+	slot_range(m, role, &base, &n, &hip);
+	for (uint32_t i = 0; i < hi; i++) {
+		uint64_t w = bw_load_acquire(&m->hdr->slots[base + i].state);
+
+		c += BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE;
+	}
+	return c;
+}
+
+static unsigned reap_role(struct bwi_map *m, enum bwi_role role)
+{
+	uint32_t base, n, hi = scan_hi(m, role);
+	unsigned reaped = 0;
+	bwi_a32 *hip;
+
+	slot_range(m, role, &base, &n, &hip);
+	for (uint32_t i = 0; i < hi; i++) {
+		struct bwi_slot *s = &m->hdr->slots[base + i];
+		/* A1: pairs with S1: pid and starttime belong to this word. */
+		uint64_t w = bw_load_acquire(&s->state);
+		pid_t pid;
+
+		if (BWI_SLOT_STATE(w) != BWI_SLOT_ACTIVE)
+			continue;
+		pid = (pid_t)bw_load_relaxed(&s->pid);
+		if (bwi_pid_alive(pid, bw_load_relaxed(&s->starttime)))
+			continue;
+		if (!bw_cas(&s->state, &w,
+			    BWI_SLOT_WORD(BWI_SLOT_GEN(w), BWI_SLOT_FREE)))
+			continue;
+		reaped++;
+		bw_fetch_add(role == BWI_READER ? &m->hdr->ctl.dead_readers
+						: &m->hdr->ctl.dead_writers,
+			     1);
+	}
+	return reaped;
+}
+
+/* Detaches readers and writers whose process has died. Returns how many. */
+unsigned bwi_reap(struct bwi_map *m)
+{
+	unsigned n;
+
+	if (!m->writable)
+		return 0;
+	n = reap_role(m, BWI_READER) + reap_role(m, BWI_WRITER);
+	if (n)
+		bwi_bump_peers(m);
+	return n;
+}
+
+/*
+ * The lowest position any attached reader still needs, given head and tail
+ * as this writer knows them. Returns the number of readers, or -EBADMSG when
+ * a slot holds a position no reader can have.
+ */
+int bwi_min_reader(const struct bwi_map *m, uint64_t head, uint64_t tail,
+		   uint64_t *min)
+{
+	uint32_t hi = scan_hi(m, BWI_READER);
+	uint64_t lo = tail, floor = head > m->g.capacity ? head - m->g.capacity : 0;
+	int n = 0;
+
+	/* F2: pairs with the reader registration fence (reader_attach): either
+	 * this scan sees the new slot, or the reader's later load of tail sees
+	 * every tail this writer had published before it. */
+	bw_smp_mb();
+	for (uint32_t i = 0; i < hi; i++) {
+		struct bwi_slot *s = bwi_rslot(m, i);
+		uint64_t w = bw_load_acquire(&s->state), p;
+
+		if (BWI_SLOT_STATE(w) != BWI_SLOT_ACTIVE)
+			continue;
+		/* A2: pairs with the reader's release store of pos (R2): its
+		 * loads of the data below pos are done before we overwrite. */
+		p = bw_load_acquire(&s->pos);
+		if (p > tail)
+			return bwi_err(EBADMSG, "reader slot %u is at %llu, past "
+						"the write position %llu "
+						"(corrupted ring)",
+				       i, (unsigned long long)p,
+				       (unsigned long long)tail);
+		/* Behind what the ring holds: that reader has already lost
+		 * data and will learn it when it reads; wait for it only
+		 * from the oldest byte held. */
+		if (p < floor)
+			p = floor;
+		if (p < lo)
+			lo = p;
+		n++;
+	}
+	*min = lo;
+	return n;
+}
+
+/* The writer-attach lock: held for a few instructions while a writer joins
+ * or leaves. Its word is the holder's pid; a waiter that finds the holder
+ * dead takes the lock over. */
+void bwi_writer_lock(struct bwi_map *m)
+{
+	bwi_a32 *l = &m->hdr->ctl.lock;
+	uint32_t self = (uint32_t)bwi_self_pid();
+	unsigned spins = 0;
+
+	for (;;) {
+		uint32_t cur = 0;
+
+		if (bw_cas(l, &cur, self))
+			return;
+		if (++spins % 1024 == 0 && cur != 0 && cur != self &&
+		    bwi_starttime((pid_t)cur) == 0 && bw_cas(l, &cur, self))
+			return;
+		sched_yield();
+	}
+}
+
+void bwi_writer_unlock(struct bwi_map *m)
+{
+	bw_store_release(&m->hdr->ctl.lock, 0);
+}

@@ -1,0 +1,1330 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The stream API on a local ring: read, peek, write, poke and their
+ * acquire/complete pairs, check, lseek, and attaching and detaching.
+ *
+ * Writers reserve space by CAS on head, copy, then publish in reservation
+ * order by a release store of tail. Readers copy from below tail and publish
+ * their position in their slot; a writer reuses space only below the lowest
+ * published reader position (lossless). Each side caches the other side's
+ * position and re-reads it only when the cache runs out.
+ *
+ * Readers that may be behind what the writer protects (taps, late joiners
+ * reading from the start, a seek backwards) validate each read against head
+ * after the copy, seqlock style: bytes below head - capacity may have been
+ * overwritten while they were copied.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bwi_stream.h"
+
+#define BWI_OPEN_FLAGS                                                     \
+	(BW_READ | BW_WRITE | BW_NONBLOCK | BW_FROM_START | BW_NOWAIT)
+#define BWI_OPEN_BIT (UINT64_C(1) << 63) /* writer slot pos: reservation open */
+#define BWI_SPIN_NS 50000	   /* spin this long before sleeping */
+#define BWI_TAP_POLL_MS 5	   /* taps cannot announce sleep: they poll */
+
+uint32_t bwi_epoch = 1;
+
+/* ---- this process's handles, for bw_fork() -------------------------------- */
+
+static pthread_mutex_t handles_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct bw_stream *handles;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&handles_mu);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&handles_mu);
+}
+
+/* Every inherited handle belongs to the parent's attachment: a child may not
+ * use it unless bw_fork() gives it one of its own. */
+static void atfork_child(void)
+{
+	bwi_epoch++;
+	pthread_mutex_init(&handles_mu, NULL);
+}
+
+static void atfork_setup(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+void bwi_handles_lock(void)
+{
+	pthread_mutex_lock(&handles_mu);
+}
+
+void bwi_handles_unlock(void)
+{
+	pthread_mutex_unlock(&handles_mu);
+}
+
+struct bw_stream *bwi_handles_first(void)
+{
+	return handles;
+}
+
+int bwi_stream_new(struct bw_stream **out)
+{
+	struct bw_stream *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return bwi_err(ENOMEM, "allocating a stream handle");
+	pthread_once(&atfork_once, atfork_setup);
+	bwi_barrier_init();
+	s->bell_fd = -1;
+	s->m.fd = -1;
+	s->epoch = bwi_epoch;
+	*out = s;
+	return 0;
+}
+
+static void handles_add(struct bw_stream *s)
+{
+	bwi_handles_lock();
+	s->next = handles;
+	if (handles)
+		handles->prev = s;
+	handles = s;
+	bwi_handles_unlock();
+}
+
+static void handles_del(struct bw_stream *s)
+{
+	bwi_handles_lock();
+	if (s->prev)
+		s->prev->next = s->next;
+	else if (handles == s)
+		handles = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	bwi_handles_unlock();
+}
+
+/* ---- shared helpers ----------------------------------------------------- */
+
+static inline struct bwi_hdr *H(const struct bw_stream *s)
+{
+	return s->m.hdr;
+}
+
+/* The oldest position whose byte is still intact in the ring. */
+uint64_t bwi_oldest_held(const struct bwi_map *m)
+{
+	/* A4: pairs with the seq_cst scar raise before a head rollback
+	 * (bwi_head_rollback): a head we see rolled back comes with its scar. */
+	uint64_t h = bw_load_acquire(&m->hdr->prod.head);
+	uint64_t sc = bw_load_relaxed(&m->hdr->ctl.scar);
+	uint64_t o = h > m->g.capacity ? h - m->g.capacity : 0;
+
+	return o > sc ? o : sc;
+}
+
+/* Moves head back from `from` to `to` (an abandoned reservation). The bytes a
+ * writer may have scribbled there belong to positions [to - cap, from - cap):
+ * the scar marks them damaged first. */
+void bwi_head_rollback(struct bwi_map *m, uint64_t from, uint64_t to)
+{
+	uint64_t sc = from > m->g.capacity ? from - m->g.capacity : 0;
+	uint64_t cur = bw_load_relaxed(&m->hdr->ctl.scar);
+
+	while (cur < sc && !bw_cas(&m->hdr->ctl.scar, &cur, sc))
+		;
+	bw_cas(&m->hdr->prod.head, &from, to);
+}
+
+/* Store-store order between a head reservation and the data stores after it,
+ * for validating readers (the seqlock write side, W1). x86 keeps stores in
+ * order; elsewhere it takes a fence. */
+static inline void wmb_after_reserve(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	atomic_signal_fence(memory_order_seq_cst);
+#else
+	bw_smp_mb();
+#endif
+}
+
+static void wake(struct bwi_map *m, struct bwi_wait *w, enum bwi_role role)
+{
+	bw_fetch_add(&w->seq, 1);
+	if (bw_load_relaxed(&w->sleepers))
+		bwi_futex_wake(&w->seq);
+	if (bw_load_relaxed(&w->armed))
+		bwi_bell_ring_all(m, w, role);
+}
+
+static inline struct bwi_slot *rslot(const struct bw_stream *s)
+{
+	return bwi_rslot(&s->m, s->rslot);
+}
+
+static inline struct bwi_slot *wslot(const struct bw_stream *s)
+{
+	return bwi_wslot(&s->m, s->wslot);
+}
+
+static void count_call(struct bw_stream *s, bool rd, uint64_t bytes)
+{
+	struct bwi_slot *sl;
+
+	if (s->tap && rd) {
+		s->tap_bytes += bytes;
+		s->tap_calls++;
+		return;
+	}
+	sl = rd ? rslot(s) : wslot(s);
+	bw_own_add(&sl->bytes, bytes);
+	bw_own_add(&sl->calls, 1);
+}
+
+static void count_lost(struct bw_stream *s, uint64_t n)
+{
+	if (s->tap)
+		s->tap_lost += n;
+	else
+		bw_own_add(&rslot(s)->lost, n);
+}
+
+/* ---- reader side ---------------------------------------------------------- */
+
+/* Publishes the read position: writers may reuse the space below it. */
+static inline void rd_publish(struct bw_stream *s)
+{
+	struct bwi_hdr *h = H(s);
+
+	if (s->rpub == s->rpos || !s->reader)
+		return;
+	/* R2: pairs with A2 in bwi_min_reader: our loads of the bytes below
+	 * rpos happen before a writer reuses their space. */
+	bw_store_release(&rslot(s)->pos, s->rpos);
+	s->rpub = s->rpos;
+	bwi_barrier_light();
+	if (bw_load_relaxed(&h->wwait.sleepers) | bw_load_relaxed(&h->wwait.armed))
+		wake(&s->m, &h->wwait, BWI_WRITER);
+}
+
+/* This reader has been overtaken: skip to the oldest byte held, count the
+ * loss, and say so once. */
+static int rd_lost(struct bw_stream *s, uint64_t tail)
+{
+	uint64_t o = bwi_oldest_held(&s->m);
+
+	if (o > tail || o <= s->rpos)
+		return bwi_err(EBADMSG, "ring positions are inconsistent "
+					"(head %llu, tail %llu): corrupted ring",
+			       (unsigned long long)bw_load_relaxed(&H(s)->prod.head),
+			       (unsigned long long)tail);
+	uint64_t lost = o - s->rpos;
+
+	count_lost(s, lost);
+	s->rpos = o;
+	s->racq = 0;
+	s->tail_seen = tail;
+	rd_publish(s);
+	return bwi_err(ESTALE, "reader was overtaken and lost %llu bytes; "
+			       "resuming at position %llu",
+		       (unsigned long long)lost, (unsigned long long)o);
+}
+
+/* Readable bytes now, or -ESTALE / -EBADMSG. */
+static int64_t rd_refresh(struct bw_stream *s)
+{
+	/* A1: pairs with R1 in wr_publish: bytes below tail are written. */
+	uint64_t t = bw_load_acquire(&H(s)->prod.tail);
+
+	if (__builtin_expect(t < s->tail_seen, 0))
+		return bwi_err(EBADMSG, "write position moved back from %llu "
+					"to %llu: corrupted ring",
+			       (unsigned long long)s->tail_seen,
+			       (unsigned long long)t);
+	if (__builtin_expect(t - s->rpos > s->m.g.capacity, 0))
+		return rd_lost(s, t);
+	s->tail_seen = t;
+	return (int64_t)(t - s->rpos);
+}
+
+/* After copying (or before handing out) [rpos, rpos + n): for readers that
+ * may be behind what writers protect, checks the bytes were not overwritten
+ * meanwhile. */
+static inline int rd_validate(struct bw_stream *s, uint64_t n)
+{
+	uint64_t o;
+
+	if (__builtin_expect(s->rpos >= s->safe_from, 1))
+		return 0;
+	/* A3: the data loads above complete before head is read: the read
+	 * side of the seqlock whose write side is W1. */
+	bw_smp_rmb();
+	o = bwi_oldest_held(&s->m);
+	if (o <= s->rpos) {
+		if (s->rpos + n >= s->safe_from && !s->tap)
+			s->safe_from = 0;
+		return 0;
+	}
+	if (o > s->tail_seen)
+		s->tail_seen = o;
+	return rd_lost(s, s->tail_seen);
+}
+
+static int rd_ready(struct bw_stream *s)
+{
+	struct bwi_hdr *h = H(s);
+
+	if (bw_load_acquire(&h->prod.tail) != s->rpos)
+		return BW_POLLIN;
+	if (bw_load_relaxed(&h->ctl.broken))
+		return BW_POLLIN | BW_POLLERR;
+	if (bwi_slot_count(&s->m, BWI_WRITER) == 0) {
+		/* The last writer's final publish precedes its detach. */
+		if (bw_load_acquire(&h->prod.tail) != s->rpos)
+			return BW_POLLIN;
+		return BW_POLLIN | BW_POLLHUP;
+	}
+	return 0;
+}
+
+/* ---- writer side ---------------------------------------------------------- */
+
+static int wr_ready(struct bw_stream *s, uint64_t need)
+{
+	struct bwi_hdr *h = H(s);
+	uint64_t hd, t, min;
+	int nr;
+
+	if (bw_load_relaxed(&h->ctl.broken))
+		return BW_POLLOUT | BW_POLLERR;
+	s->peer_seen = bw_load_acquire(&h->ctl.peer_seq);
+	hd = bw_load_relaxed(&h->prod.head);
+	t = bw_load_acquire(&h->prod.tail);
+	nr = bwi_min_reader(&s->m, hd, t, &min);
+	if (nr < 0) {
+		s->limit = 0;
+		return BW_POLLOUT | BW_POLLERR;
+	}
+	if (nr == 0) {
+		if (!(s->flags & BW_NOWAIT))
+			return BW_POLLOUT | BW_POLLHUP;
+		min = t;
+	}
+	s->limit = min + s->m.g.capacity;
+	return hd + need <= s->limit ? BW_POLLOUT : 0;
+}
+
+int bwi_ready(struct bw_stream *s, int events, uint64_t need)
+{
+	int rev = 0;
+
+	if ((events & BW_POLLIN) && (s->reader || s->tap))
+		rev |= rd_ready(s);
+	if ((events & BW_POLLOUT) && s->writer)
+		rev |= wr_ready(s, need);
+	return rev;
+}
+
+static bool handle_sleeps(const struct bw_stream *s)
+{
+	return s->m.writable;
+}
+
+/* ---- waiting ---------------------------------------------------------------- */
+
+struct waiter {
+	struct bw_stream *s;
+	int events;
+	uint64_t need;
+	int revents;
+};
+
+static int ready_all(struct waiter *w, unsigned n)
+{
+	int cnt = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		w[i].revents = bwi_ready(w[i].s, w[i].events, w[i].need);
+		cnt += w[i].revents != 0;
+	}
+	return cnt;
+}
+
+static struct bwi_wait *wait_line(struct bw_stream *s, int ev)
+{
+	return (ev & BW_POLLIN) ? &H(s)->rwait : &H(s)->wwait;
+}
+
+static void count_wait(struct bw_stream *s, int ev)
+{
+	bw_fetch_add(&wait_line(s, ev)->waits, 1);
+	if (s->tap)
+		s->tap_waits++;
+	else
+		bw_own_add(&(((ev & BW_POLLIN) && s->reader) ? rslot(s)
+							      : wslot(s))
+				     ->waits,
+			   1);
+}
+
+/*
+ * Waits until one of w[0..n) is ready or timeout_ms passes (-1: forever).
+ * Returns the number ready (revents set), 0 on timeout, -EINTR.
+ *
+ * Sleeping is the heavy side of the asymmetric Dekker with the publishers:
+ * raise sleepers, read the futex word, heavy barrier, re-check; a publisher
+ * stores its position, light barrier, reads sleepers and bumps the word.
+ * Either the re-check sees the publish or the publisher sees the sleeper;
+ * a bump between our read of the word and the sleep fails the futex_wait.
+ */
+static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
+{
+	struct bwi_waitv v[2 * 64];
+	uint64_t start = bwi_now_ns(), deadline = UINT64_MAX, spin_end;
+	int cnt, live = bwi_liveness_ms();
+
+	if (timeout_ms >= 0)
+		deadline = start + (uint64_t)timeout_ms * 1000000u;
+	cnt = ready_all(w, n);
+	if (cnt || timeout_ms == 0)
+		return cnt;
+	spin_end = start + BWI_SPIN_NS;
+	while (bwi_now_ns() < spin_end) {
+		for (int k = 0; k < 64; k++)
+			bw_cpu_relax();
+		cnt = ready_all(w, n);
+		if (cnt)
+			return cnt;
+	}
+	for (;;) {
+		unsigned k = 0;
+		bool poll_only = false;
+		uint64_t now;
+		int slice = live, r;
+
+		for (unsigned i = 0; i < n && k < 128; i++) {
+			for (int ev = BW_POLLIN; ev <= BW_POLLOUT; ev <<= 2) {
+				struct bwi_wait *wl;
+
+				if (!(w[i].events & ev))
+					continue;
+				if (!handle_sleeps(w[i].s)) {
+					poll_only = true;
+					continue;
+				}
+				wl = wait_line(w[i].s, ev);
+				bw_fetch_add(&wl->sleepers, 1);
+				v[k].word = &wl->seq;
+				v[k].val = bw_load_acquire(&wl->seq);
+				k++;
+			}
+		}
+		bwi_barrier_heavy();
+		cnt = ready_all(w, n);
+		now = bwi_now_ns();
+		if (!cnt && now < deadline) {
+			if (deadline != UINT64_MAX &&
+			    (deadline - now) / 1000000u < (uint64_t)slice)
+				slice = (int)((deadline - now) / 1000000u) + 1;
+			if (poll_only && slice > BWI_TAP_POLL_MS)
+				slice = BWI_TAP_POLL_MS;
+			if (k == 1)
+				r = bwi_futex_wait(v[0].word, v[0].val, slice);
+			else if (k > 1)
+				r = bwi_futex_waitv(v, k, slice);
+			else
+				r = usleep((useconds_t)slice * 1000) ? -errno
+								     : -ETIMEDOUT;
+			if (r == -ENOSYS)
+				r = bwi_futex_wait(v[0].word, v[0].val, 1);
+		} else {
+			r = 0;
+		}
+		k = 0;
+		for (unsigned i = 0; i < n; i++)
+			for (int ev = BW_POLLIN; ev <= BW_POLLOUT; ev <<= 2)
+				if ((w[i].events & ev) && handle_sleeps(w[i].s)) {
+					bw_fetch_sub(&wait_line(w[i].s, ev)->sleepers, 1);
+					if (!cnt)
+						count_wait(w[i].s, ev);
+				}
+		if (cnt)
+			return cnt;
+		if (r == -EINTR)
+			return bwi_err(EINTR, "interrupted while waiting");
+		if (r == -ETIMEDOUT)
+			for (unsigned i = 0; i < n; i++)
+				bwi_reap(&w[i].s->m);
+		cnt = ready_all(w, n);
+		if (cnt || bwi_now_ns() >= deadline)
+			return cnt;
+	}
+}
+
+/* Waits for one stream; with BW_NONBLOCK arms its doorbell and returns 0. */
+static int wait_one(struct bw_stream *s, int events, uint64_t need)
+{
+	struct waiter w = {.s = s, .events = events, .need = need};
+	bool nb = s->flags & BW_NONBLOCK;
+	int r = wait_any(&w, 1, nb ? 0 : -1);
+
+	if (r == 0 && nb)
+		bwi_bell_arm(s);
+	return r < 0 ? r : w.revents;
+}
+
+/* Ensures at least one readable byte, and wants n. Returns the count
+ * readable, 0 at end of stream, or -errno. The cached tail is refreshed only
+ * when it holds less than n. */
+static int64_t rd_avail(struct bw_stream *s, uint64_t n)
+{
+	int64_t a = (int64_t)(s->tail_seen - s->rpos);
+
+	if (__builtin_expect((uint64_t)a >= n, 1))
+		return a;
+	if (a > 0)
+		return rd_refresh(s);
+	rd_publish(s);
+	for (;;) {
+		int rev;
+
+		a = rd_refresh(s);
+		if (a != 0)
+			return a;
+		rev = wait_one(s, BW_POLLIN, 1);
+		if (rev < 0)
+			return rev;
+		if (rev == 0)
+			return bwi_err(EAGAIN, "no data (non-blocking)");
+		if (rev & (BW_POLLHUP | BW_POLLERR)) {
+			a = rd_refresh(s);
+			if (a != 0)
+				return a;
+			if (rev & BW_POLLERR)
+				return bwi_err(EIO, "a writer died inside an "
+						    "ordered write: the ring is "
+						    "broken past position %llu",
+					       (unsigned long long)s->rpos);
+			return 0;
+		}
+	}
+}
+
+/* Makes room for n bytes at head (n <= capacity). */
+static int wr_room(struct bw_stream *s, uint64_t n)
+{
+	for (;;) {
+		int rev = wr_ready(s, n);
+
+		if (rev & BW_POLLERR) {
+			if (bw_load_relaxed(&H(s)->ctl.broken))
+				return bwi_err(EIO, "the ring is broken: a "
+						    "writer died inside an "
+						    "ordered write");
+			return -EBADMSG;
+		}
+		if (rev & BW_POLLHUP)
+			return bwi_err(EPIPE, "no reader is attached");
+		if (rev & BW_POLLOUT)
+			return 0;
+		rev = wait_one(s, BW_POLLOUT, n);
+		if (rev < 0)
+			return rev;
+		if (rev == 0)
+			return bwi_err(EAGAIN, "ring full (non-blocking)");
+	}
+}
+
+static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
+{
+	struct bwi_hdr *h = H(s);
+	uint64_t hd = bw_load_relaxed(&h->prod.head);
+	int r;
+
+	for (;;) {
+		if (__builtin_expect(hd + n > s->limit ||
+					     bw_load_relaxed(&h->ctl.peer_seq) !=
+						     s->peer_seen,
+				     0)) {
+			r = wr_room(s, n);
+			if (r < 0)
+				return r;
+			hd = bw_load_relaxed(&h->prod.head);
+			if (hd + n > s->limit)
+				continue;
+		}
+		if (bw_cas(&h->prod.head, &hd, hd + n))
+			break;
+	}
+	/* Who holds the reservation at tail, for a successor that waits. */
+	bw_store_relaxed(&wslot(s)->pos, hd | BWI_OPEN_BIT);
+	wmb_after_reserve();
+	*hp = hd;
+	return 0;
+}
+
+/* The writer holding the reservation that starts at t is alive. */
+static bool holder_alive(struct bw_stream *s, uint64_t t)
+{
+	for (uint32_t i = 0; i < s->m.g.max_writers; i++) {
+		struct bwi_slot *sl = bwi_wslot(&s->m, i);
+		uint64_t w = bw_load_acquire(&sl->state);
+
+		if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
+		    bw_load_relaxed(&sl->pos) == (t | BWI_OPEN_BIT))
+			return true;
+	}
+	return false;
+}
+
+/* Waits until the reservations before ours are published. */
+static int wr_wait_turn(struct bw_stream *s, uint64_t hd)
+{
+	struct bwi_hdr *h = H(s);
+	unsigned orphaned = 0;
+
+	for (;;) {
+		uint64_t t = bw_load_acquire(&h->prod.tail);
+		uint32_t seq;
+		int r;
+
+		if (t == hd)
+			return 0;
+		if (t > hd || bw_load_relaxed(&h->ctl.broken))
+			break;
+		bw_fetch_add(&h->rwait.sleepers, 1);
+		seq = bw_load_acquire(&h->rwait.seq);
+		bwi_barrier_heavy();
+		r = bw_load_acquire(&h->prod.tail) == t
+			    ? bwi_futex_wait(&h->rwait.seq, seq,
+					     bwi_liveness_ms())
+			    : 0;
+		bw_fetch_sub(&h->rwait.sleepers, 1);
+		if (r != -ETIMEDOUT)
+			continue;
+		bwi_reap(&s->m);
+		orphaned = holder_alive(s, t) ? 0 : orphaned + 1;
+		if (orphaned >= 2) {
+			bw_store_release(&h->ctl.broken, 1);
+			bwi_bump_peers(&s->m);
+			break;
+		}
+	}
+	s->err = bwi_err(EIO, "a writer before this one died inside its "
+			      "write: the ring is broken at position %llu",
+			 (unsigned long long)bw_load_relaxed(&h->prod.tail));
+	return s->err;
+}
+
+static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
+{
+	struct bwi_hdr *h = H(s);
+
+	if (__builtin_expect(bw_load_acquire(&h->prod.tail) != hd, 0)) {
+		int r = wr_wait_turn(s, hd);
+
+		if (r < 0)
+			return r;
+	}
+	/* R1: pairs with A1 in rd_refresh: the bytes below hd + n are written
+	 * before a reader can see tail pass them. */
+	bw_store_release(&h->prod.tail, hd + n);
+	bw_store_relaxed(&wslot(s)->pos, hd + n);
+	s->wpos = hd + n;
+	count_call(s, false, n);
+	bwi_barrier_light();
+	if (bw_load_relaxed(&h->rwait.sleepers) | bw_load_relaxed(&h->rwait.armed))
+		wake(&s->m, &h->rwait, BWI_READER);
+	return 0;
+}
+
+/* ---- entry checks ----------------------------------------------------------- */
+
+static int flush_poke(struct bw_stream *s)
+{
+	uint64_t st = s->poke_start, n = s->poke_len;
+
+	s->poke_len = 0;
+	return n ? wr_publish(s, st, n) : 0;
+}
+
+static int enter_slow(struct bw_stream *s)
+{
+	if (!s)
+		return bwi_err(EINVAL, "stream handle is NULL");
+	if (s->epoch != bwi_epoch)
+		return bwi_err(ECHILD, "stream inherited through fork(): use "
+				       "bw_fork() to share streams with a child");
+	if (s->err)
+		return s->err;
+	return flush_poke(s);
+}
+
+/* Every call starts here: poked data from the previous call is published. */
+static inline int enter(struct bw_stream *s)
+{
+	if (__builtin_expect(!s || s->epoch != bwi_epoch || s->err ||
+				     s->poke_len,
+			     0))
+		return enter_slow(s);
+	return 0;
+}
+
+static int need_reader(struct bw_stream *s)
+{
+	int r = enter(s);
+
+	if (r < 0)
+		return r;
+	if (!s->reader && !s->tap)
+		return bwi_err(EBADF, "stream is not open for reading");
+	return 0;
+}
+
+static int need_writer(struct bw_stream *s)
+{
+	int r = enter(s);
+
+	if (r < 0)
+		return r;
+	if (!s->writer)
+		return bwi_err(EBADF, "stream is not open for writing");
+	if (s->acq)
+		return bwi_err(EBUSY, "a poke_acquire is outstanding: "
+				      "complete it first");
+	return 0;
+}
+
+/* ---- reading calls --------------------------------------------------------- */
+
+BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
+{
+	int64_t a;
+	int r;
+
+	r = need_reader(s);
+	if (r < 0)
+		return r;
+	if (n == 0)
+		return 0;
+	if (!buf)
+		return bwi_err(EFAULT, "read buffer is NULL");
+	for (;;) {
+		a = rd_avail(s, n);
+		if (a <= 0)
+			return a;
+		if ((uint64_t)a > n)
+			a = (int64_t)n;
+		memcpy(buf, s->m.data + (s->rpos & s->m.mask), (size_t)a);
+		r = rd_validate(s, (uint64_t)a);
+		if (r < 0)
+			return r;
+		break;
+	}
+	s->rpos += (uint64_t)a;
+	s->racq = 0;
+	rd_publish(s);
+	count_call(s, true, (uint64_t)a);
+	return a;
+}
+
+static ssize_t peek_common(struct bw_stream *s, const void **ptr, size_t n,
+			   bool move)
+{
+	int64_t a;
+	int r;
+
+	r = need_reader(s);
+	if (r < 0)
+		return r;
+	if (!ptr)
+		return bwi_err(EFAULT, "peek pointer is NULL");
+	if (move)
+		rd_publish(s); /* the span of the previous peek is released */
+	if (n == 0) {
+		*ptr = s->m.data + (s->rpos & s->m.mask);
+		return 0;
+	}
+	a = rd_avail(s, n);
+	if (a <= 0)
+		return a;
+	if ((uint64_t)a > n)
+		a = (int64_t)n;
+	r = rd_validate(s, (uint64_t)a);
+	if (r < 0)
+		return r;
+	*ptr = s->m.data + (s->rpos & s->m.mask);
+	if (move) {
+		s->rpos += (uint64_t)a;
+		s->racq = 0;
+		count_call(s, true, (uint64_t)a);
+	} else {
+		s->racq = (uint64_t)a;
+	}
+	return a;
+}
+
+BW_API ssize_t bw_stream_peek(struct bw_stream *s, const void **ptr, size_t n)
+{
+	return peek_common(s, ptr, n, true);
+}
+
+BW_API ssize_t bw_stream_peek_acquire(struct bw_stream *s, const void **ptr,
+				      size_t n)
+{
+	return peek_common(s, ptr, n, false);
+}
+
+BW_API int bw_stream_peek_complete(struct bw_stream *s, size_t n)
+{
+	int r = need_reader(s);
+
+	if (r < 0)
+		return r;
+	if (n > s->racq)
+		return bwi_err(EINVAL, "peek_complete of %zu bytes, but only "
+				       "%llu were acquired",
+			       n, (unsigned long long)s->racq);
+	s->rpos += n;
+	s->racq -= n;
+	rd_publish(s);
+	if (n)
+		count_call(s, true, n);
+	return 0;
+}
+
+/* ---- writing calls --------------------------------------------------------- */
+
+BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
+{
+	uint64_t cap, done = 0, hd;
+	int r;
+
+	r = need_writer(s);
+	if (r < 0)
+		return r;
+	if (n && !buf)
+		return bwi_err(EFAULT, "write buffer is NULL");
+	if (n > SSIZE_MAX)
+		n = SSIZE_MAX;
+	cap = s->m.g.capacity;
+	while (done < n) {
+		uint64_t c = n - done < cap ? n - done : cap;
+
+		r = wr_reserve(s, c, &hd);
+		if (r == 0) {
+			memcpy(s->m.data + (hd & s->m.mask),
+			       (const uint8_t *)buf + done, (size_t)c);
+			r = wr_publish(s, hd, c);
+		}
+		if (r < 0)
+			return done ? (ssize_t)done : r;
+		done += c;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t poke_common(struct bw_stream *s, void **ptr, size_t n, bool acq)
+{
+	uint64_t hd;
+	int r;
+
+	r = need_writer(s);
+	if (r < 0)
+		return r;
+	if (!ptr)
+		return bwi_err(EFAULT, "poke pointer is NULL");
+	if (n > s->m.g.capacity)
+		return bwi_err(EMSGSIZE, "poke of %zu bytes exceeds the ring "
+					 "capacity %llu",
+			       n, (unsigned long long)s->m.g.capacity);
+	if (n == 0) {
+		*ptr = s->m.data + (bw_load_relaxed(&H(s)->prod.head) & s->m.mask);
+		return 0;
+	}
+	r = wr_reserve(s, n, &hd);
+	if (r < 0)
+		return r;
+	*ptr = s->m.data + (hd & s->m.mask);
+	if (acq) {
+		s->acq = true;
+		s->acq_start = hd;
+		s->acq_len = n;
+	} else {
+		s->poke_start = hd;
+		s->poke_len = n;
+	}
+	return (ssize_t)n;
+}
+
+BW_API ssize_t bw_stream_poke(struct bw_stream *s, void **ptr, size_t n)
+{
+	return poke_common(s, ptr, n, false);
+}
+
+BW_API ssize_t bw_stream_poke_acquire(struct bw_stream *s, void **ptr,
+				      size_t n)
+{
+	return poke_common(s, ptr, n, true);
+}
+
+BW_API int bw_stream_poke_complete(struct bw_stream *s, size_t n)
+{
+	uint64_t end;
+	int r = enter(s);
+
+	if (r < 0)
+		return r;
+	if (!s->writer || !s->acq)
+		return bwi_err(EINVAL, "no poke_acquire is outstanding");
+	if (n > s->acq_len)
+		return bwi_err(EINVAL, "poke_complete of %zu bytes, but %llu "
+				       "were acquired",
+			       n, (unsigned long long)s->acq_len);
+	end = s->acq_start + s->acq_len;
+	if (n < s->acq_len) {
+		bwi_head_rollback(&s->m, end, s->acq_start + n);
+		if (bw_load_relaxed(&H(s)->prod.head) >= end)
+			return bwi_err(EBUSY, "another writer reserved after "
+					      "this poke: complete all %llu "
+					      "bytes",
+				       (unsigned long long)s->acq_len);
+	}
+	s->acq = false;
+	return n ? wr_publish(s, s->acq_start, n) : 0;
+}
+
+BW_API int bw_stream_flush(struct bw_stream *s)
+{
+	int r = enter(s);
+
+	if (r == 0 && s->reader)
+		rd_publish(s);
+	return r;
+}
+
+/* ---- other calls ----------------------------------------------------------- */
+
+BW_API int64_t bw_stream_check(struct bw_stream *s, int64_t stamp, int flags)
+{
+	uint64_t cur;
+	int r = enter(s);
+
+	if (r < 0)
+		return r;
+	if (flags == BW_CHECK_WRITE) {
+		if (!s->writer)
+			return bwi_err(EBADF, "write stamp on a stream not open "
+					      "for writing");
+		cur = s->wpos;
+	} else if (flags == BW_CHECK_READ) {
+		if (!s->reader && !s->tap)
+			return bwi_err(EBADF, "read stamp on a stream not open "
+					      "for reading");
+		cur = s->rpos;
+	} else {
+		return bwi_err(EINVAL, "check flags must be BW_CHECK_READ or "
+				       "BW_CHECK_WRITE");
+	}
+	if (stamp < 0)
+		return (int64_t)cur;
+	if ((uint64_t)stamp > cur)
+		return bwi_err(EINVAL, "stamp %lld is ahead of the position %llu",
+			       (long long)stamp, (unsigned long long)cur);
+	/* A3 again: whatever was read through the span happened first. */
+	bw_smp_rmb();
+	if ((uint64_t)stamp < bwi_oldest_held(&s->m))
+		return bwi_err(ESTALE, "data since stamp %lld was overwritten",
+			       (long long)stamp);
+	return (int64_t)cur;
+}
+
+/* Moves the slot's position back: the reader registers again (F1) and
+ * validates reads until it passes the tail it saw then. */
+static void rd_reposition(struct bw_stream *s, uint64_t pos)
+{
+	uint64_t t;
+
+	if (s->reader) {
+		bw_store_release(&rslot(s)->pos, pos);
+		s->rpub = pos;
+		/* F1: see reader_attach. */
+		bw_smp_mb();
+	}
+	t = bw_load_acquire(&H(s)->prod.tail);
+	if (!s->tap && pos < t && t > s->safe_from)
+		s->safe_from = t;
+	s->rpos = pos;
+	s->tail_seen = t;
+	s->racq = 0;
+}
+
+BW_API int64_t bw_stream_lseek(struct bw_stream *s, int64_t off, int whence)
+{
+	uint64_t t, base, pos, o;
+	int r = enter(s);
+
+	if (r < 0)
+		return r;
+	t = bw_load_acquire(&H(s)->prod.tail);
+	if (!s->reader && !s->tap) {
+		if (off == 0 && whence == SEEK_CUR)
+			return (int64_t)t;
+		return bwi_err(ESPIPE, "a writer cannot seek");
+	}
+	switch (whence) {
+	case SEEK_SET:
+		base = 0;
+		break;
+	case SEEK_CUR:
+		base = s->rpos;
+		break;
+	case SEEK_END:
+		base = t;
+		break;
+	default:
+		return bwi_err(EINVAL, "whence must be SEEK_SET, SEEK_CUR or "
+				       "SEEK_END");
+	}
+	if ((off < 0 && (uint64_t)(-(off + 1)) + 1 > base) ||
+	    (off > 0 && (uint64_t)off > t - base))
+		return bwi_err(EINVAL, "seek outside the stream [0, %llu]",
+			       (unsigned long long)t);
+	pos = base + (uint64_t)off;
+	o = bwi_oldest_held(&s->m);
+	if (pos < o)
+		return bwi_err(ESTALE, "position %llu was overwritten; the "
+				       "oldest held is %llu",
+			       (unsigned long long)pos, (unsigned long long)o);
+	if (pos < s->rpos) {
+		rd_reposition(s, pos);
+	} else if (pos > s->rpos) {
+		s->rpos = pos;
+		s->racq = 0;
+		if (s->tail_seen < pos)
+			s->tail_seen = pos;
+		rd_publish(s);
+	}
+	return (int64_t)pos;
+}
+
+BW_API int bw_stream_block(struct bw_stream *s, int events, int timeout_ms)
+{
+	struct bw_pollitem it = {.s = s, .events = (short)events};
+	int r = bw_stream_select(&it, 1, timeout_ms);
+
+	return r <= 0 ? r : it.revents;
+}
+
+BW_API int bw_stream_select(struct bw_pollitem *items, unsigned n,
+			    int timeout_ms)
+{
+	struct waiter w[64];
+	int r;
+
+	if (!items || n == 0 || n > 64)
+		return bwi_err(EINVAL, "select takes 1 to 64 streams");
+	for (unsigned i = 0; i < n; i++) {
+		struct bw_stream *s = items[i].s;
+
+		r = enter(s);
+		if (r < 0)
+			return r;
+		if (s->reader)
+			rd_publish(s);
+		w[i].s = s;
+		w[i].events = items[i].events & (BW_POLLIN | BW_POLLOUT);
+		w[i].need = s->m.g.capacity < 4096 ? s->m.g.capacity : 4096;
+		items[i].revents = 0;
+	}
+	r = wait_any(w, n, timeout_ms);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < n; i++)
+		items[i].revents = (short)w[i].revents;
+	return r;
+}
+
+BW_API int bw_stream_set_nonblock(struct bw_stream *s, int on)
+{
+	int r = enter(s);
+
+	if (r < 0)
+		return r;
+	if (on)
+		s->flags |= BW_NONBLOCK;
+	else
+		s->flags &= ~BW_NONBLOCK;
+	return 0;
+}
+
+BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
+{
+	struct bwi_slot *sl = NULL;
+	int r = enter(s);
+
+	if (r < 0)
+		return r;
+	if (!st)
+		return bwi_err(EFAULT, "stat buffer is NULL");
+	memset(st, 0, sizeof(*st));
+	st->capacity = s->m.g.capacity;
+	st->read_pos = s->rpos;
+	st->write_pos = bw_load_acquire(&H(s)->prod.tail);
+	st->readers = bwi_slot_count(&s->m, BWI_READER);
+	st->writers = bwi_slot_count(&s->m, BWI_WRITER);
+	if (s->tap) {
+		st->bytes = s->tap_bytes;
+		st->calls = s->tap_calls;
+		st->waits = s->tap_waits;
+		st->lost = s->tap_lost;
+		return 0;
+	}
+	sl = s->reader ? rslot(s) : wslot(s);
+	st->bytes = bw_load_relaxed(&sl->bytes);
+	st->calls = bw_load_relaxed(&sl->calls);
+	st->waits = bw_load_relaxed(&sl->waits);
+	st->lost = bw_load_relaxed(&sl->lost);
+	return 0;
+}
+
+/* ---- attaching -------------------------------------------------------------- */
+
+static int reader_attach(struct bw_stream *s, bool from_start)
+{
+	uint64_t t0 = bw_load_acquire(&H(s)->prod.tail), t, pos;
+	int r;
+
+	if (!s->m.writable) {
+		/* A tap: no slot, so it never holds writers back, and it
+		 * validates every read. */
+		s->tap = true;
+		s->safe_from = UINT64_MAX;
+		pos = from_start ? bwi_oldest_held(&s->m) : t0;
+		s->rpos = s->rpub = s->tail_seen = pos;
+		return 0;
+	}
+	r = bwi_slot_claim(&s->m, BWI_READER, t0, &s->rslot, &s->rgen);
+	if (r < 0)
+		return r;
+	s->reader = true;
+	/* F1: pairs with F2 in bwi_min_reader. Either the writer's scan sees
+	 * our slot, or our load of tail below sees every tail it published
+	 * before scanning; its cached limit then never lets it overwrite bytes
+	 * at or above the tail we start from. */
+	bw_smp_mb();
+	t = bw_load_acquire(&H(s)->prod.tail);
+	s->rpos = s->rpub = s->tail_seen = t;
+	bw_store_release(&rslot(s)->pos, t);
+	if (from_start) {
+		pos = bwi_oldest_held(&s->m);
+		if (pos < t)
+			rd_reposition(s, pos);
+	}
+	return 0;
+}
+
+static int writer_attach(struct bw_stream *s)
+{
+	struct bwi_hdr *h = H(s);
+	uint64_t hd, t;
+	int r = 0;
+
+	if (!s->m.writable)
+		return bwi_err(EACCES, "ring '%s' is read-only for this process",
+			       s->m.name);
+	bwi_reap(&s->m);
+	bwi_writer_lock(&s->m);
+	hd = bw_load_relaxed(&h->prod.head);
+	t = bw_load_relaxed(&h->prod.tail);
+	if (hd < t || hd - t > s->m.g.capacity) {
+		r = bwi_err(EBADMSG, "ring positions are inconsistent (head "
+				     "%llu, tail %llu): corrupted ring",
+			    (unsigned long long)hd, (unsigned long long)t);
+		goto out;
+	}
+	if (bwi_slot_count(&s->m, BWI_WRITER) == 0) {
+		/* No writer is attached, so none is mid-write: drop what a
+		 * dead one reserved and never published. */
+		if (hd != t)
+			bwi_head_rollback(&s->m, hd, t);
+		bw_store_relaxed(&h->ctl.broken, 0);
+	}
+	r = bwi_slot_claim(&s->m, BWI_WRITER, t, &s->wslot, &s->wgen);
+out:
+	bwi_writer_unlock(&s->m);
+	if (r < 0)
+		return r;
+	s->writer = true;
+	s->wpos = t;
+	s->limit = 0;
+	s->peer_seen = bw_load_relaxed(&h->ctl.peer_seq) - 1;
+	return 0;
+}
+
+static void detach(struct bw_stream *s)
+{
+	if (s->epoch != bwi_epoch || !s->m.hdr)
+		return; /* the parent's attachment, not ours */
+	if (s->writer) {
+		flush_poke(s);
+		if (s->acq)
+			bwi_head_rollback(&s->m, s->acq_start + s->acq_len,
+					  s->acq_start);
+		if (s->acq &&
+		    bw_load_relaxed(&H(s)->prod.head) >= s->acq_start + s->acq_len &&
+		    bw_load_relaxed(&H(s)->prod.tail) <= s->acq_start) {
+			/* Others reserved after our unfinished poke: their
+			 * data can never be published in order. */
+			bw_store_release(&H(s)->ctl.broken, 1);
+		}
+		bwi_writer_lock(&s->m);
+		bwi_slot_release(&s->m, BWI_WRITER, s->wslot, s->wgen);
+		bwi_writer_unlock(&s->m);
+		s->writer = false;
+	}
+	if (s->reader) {
+		bwi_slot_release(&s->m, BWI_READER, s->rslot, s->rgen);
+		s->reader = false;
+	}
+}
+
+/* Waits, like a FIFO open, until the other side has attached. */
+static int wait_peer(struct bw_stream *s, enum bwi_role other)
+{
+	struct bwi_hdr *h = H(s);
+
+	for (;;) {
+		uint32_t seq = bw_load_acquire(&h->ctl.peer_seq);
+		int r;
+
+		if (bwi_slot_count(&s->m, other) > 0)
+			return 0;
+		if (s->flags & BW_NONBLOCK)
+			return other == BWI_READER
+				       ? bwi_err(ENXIO, "no reader is attached "
+							"(non-blocking open)")
+				       : 0;
+		r = bwi_futex_wait(&h->ctl.peer_seq, seq, bwi_liveness_ms());
+		if (r == -EINTR)
+			return bwi_err(EINTR, "interrupted while waiting for "
+					      "the other side");
+		if (r == -ETIMEDOUT)
+			bwi_reap(&s->m);
+	}
+}
+
+/* Attaches s to the ring m (which s now owns) with the open flags. */
+int bwi_attach(struct bw_stream *s, const struct bwi_map *m, int flags)
+{
+	int r = 0;
+
+	s->m = *m;
+	s->flags = flags;
+	if (flags & BW_WRITE)
+		r = writer_attach(s);
+	if (r == 0 && (flags & BW_READ))
+		r = reader_attach(s, flags & BW_FROM_START);
+	if (r == 0 && !(flags & (BW_NOWAIT | BWI_NO_PEER_WAIT)) &&
+	    (flags & (BW_READ | BW_WRITE)) != (BW_READ | BW_WRITE))
+		r = wait_peer(s, (flags & BW_WRITE) ? BWI_READER : BWI_WRITER);
+	if (r < 0) {
+		detach(s);
+		return r;
+	}
+	handles_add(s);
+	return 0;
+}
+
+void bwi_stream_free(struct bw_stream *s)
+{
+	bwi_bell_close(s);
+	bwi_ring_unmap(&s->m);
+	free(s);
+}
+
+BW_API int bw_stream_open(const char *name, int flags, struct bw_stream **out)
+{
+	struct bw_stream *s;
+	struct bwi_map m;
+	int r;
+
+	if (!out)
+		return bwi_err(EINVAL, "bw_stream_open needs an out pointer");
+	*out = NULL;
+	if (flags & ~BWI_OPEN_FLAGS)
+		return bwi_err(EINVAL, "unknown open flags 0x%x",
+			       flags & ~BWI_OPEN_FLAGS);
+	if (!(flags & (BW_READ | BW_WRITE)))
+		return bwi_err(EINVAL, "open needs BW_READ, BW_WRITE or both");
+	r = bwi_stream_new(&s);
+	if (r < 0)
+		return r;
+	r = bwi_ring_map(name, (flags & BW_WRITE) ? BWI_ACC_RW : BWI_ACC_ANY, &m);
+	if (r < 0) {
+		free(s);
+		return r;
+	}
+	r = bwi_attach(s, &m, flags);
+	if (r < 0) {
+		bwi_stream_free(s);
+		return r;
+	}
+	*out = s;
+	return 0;
+}
+
+BW_API int bw_stream_close(struct bw_stream *s)
+{
+	if (!s)
+		return bwi_err(EINVAL, "stream handle is NULL");
+	handles_del(s);
+	detach(s);
+	bwi_stream_free(s);
+	return 0;
+}
+
+/* After bw_fork(), in the child: an attachment of its own for s, at the
+ * position its parent had. The parent's slot protects every byte from its
+ * published position on while the child's slot goes live. */
+int bwi_reattach(struct bw_stream *s)
+{
+	int r = 0;
+
+	s->epoch = bwi_epoch;
+	bwi_bell_child(s);
+	if (s->writer) {
+		s->poke_len = 0; /* the parent's reservations stay the parent's */
+		s->acq = false;
+		bwi_writer_lock(&s->m);
+		r = bwi_slot_claim(&s->m, BWI_WRITER, s->wpos, &s->wslot,
+				   &s->wgen);
+		bwi_writer_unlock(&s->m);
+		s->limit = 0;
+		if (r < 0)
+			s->writer = false;
+	}
+	if (r == 0 && s->reader) {
+		r = bwi_slot_claim(&s->m, BWI_READER, s->rpos, &s->rslot,
+				   &s->rgen);
+		s->rpub = s->rpos;
+		s->racq = 0;
+		if (r < 0)
+			s->reader = false;
+	}
+	if (r < 0)
+		s->err = r;
+	return r;
+}

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* Test helpers: an isolated ring directory, patterned data, CUnit running. */
+#ifndef BWT_HELPERS_H
+#define BWT_HELPERS_H
+
+#include <CUnit/CUnit.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <beltway/beltway.h>
+
+#define BWT_SKIP 77
+
+/* Points BELTWAY_DIR at a fresh directory removed at exit. Returns its path. */
+const char *bwt_ring_dir(void);
+/* The byte at stream position pos of stream `seed`. */
+static inline uint8_t bwt_byte(uint64_t pos, uint32_t seed)
+{
+	uint64_t x = (pos >> 3) * 0x9e3779b97f4a7c15ull ^ seed;
+
+	x ^= x >> 29;
+	return (uint8_t)(x >> (8 * (pos & 7)));
+}
+void bwt_fill(void *p, size_t n, uint64_t pos, uint32_t seed);
+/* Returns the offset of the first wrong byte, or -1 when all are right. */
+ssize_t bwt_verify(const void *p, size_t n, uint64_t pos, uint32_t seed);
+uint64_t bwt_fold(uint64_t h, const void *p, size_t n);
+#define BWT_FOLD_INIT 14695981039346656037ull
+
+/* Waits for pid; returns its exit status, or 128 + signal. */
+int bwt_wait(pid_t pid);
+/* Runs the suites registered by reg(); returns the exit status for main. */
+int bwt_main(const char *name, void (*reg)(void));
+/* Adds a test to the current suite. */
+void bwt_add(const char *name, void (*fn)(void));
+void bwt_suite(const char *name);
+
+#endif

@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: MIT */
+/* The beltway command. Uses only the public API. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define IO_CHUNK (64u << 10)
+
+struct verb {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *usage;
+	const char *help;
+};
+
+static const struct verb *find_verb(const char *name);
+
+static int usage_of(const char *name)
+{
+	const struct verb *v = find_verb(name);
+
+	if (!v)
+		return cli_fail("no verb '%s' (try 'beltway --help')", name);
+	printf("usage: beltway %s %s\n\n%s", v->name, v->usage, v->help);
+	return 0;
+}
+
+static bool want_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return true;
+	return false;
+}
+
+static int bad_option(const char *arg)
+{
+	return cli_fail("unknown option '%s' (see 'beltway %s --help')", arg,
+			cli_verb);
+}
+
+/* ---- create ---------------------------------------------------------------- */
+
+static int cmd_create(int argc, char **argv)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	const char *name = NULL, *v;
+	unsigned long ul;
+	uint64_t size;
+	int r;
+
+	o.mode = 0600;
+	for (int i = 1; i < argc; i++) {
+		if (cli_opt(argc, argv, &i, "--size", &v)) {
+			if (!v || cli_parse_size(v, &size) < 0 || size == 0 ||
+			    (size & (size - 1)) || size < 4096)
+				return cli_fail("--size '%s': give a power of two "
+						"of at least 4096 (e.g. 4M)",
+						v ? v : "");
+			o.size = size;
+		} else if (cli_opt(argc, argv, &i, "--mode", &v)) {
+			char *end;
+
+			errno = 0;
+			ul = v ? strtoul(v, &end, 8) : 0;
+			if (!v || !*v || *end || errno || ul > 0777 || ul == 0)
+				return cli_fail("--mode '%s': give octal "
+						"permission bits, e.g. 0640",
+						v ? v : "");
+			o.mode = (uint32_t)ul;
+		} else if (cli_opt(argc, argv, &i, "--readers", &v)) {
+			if (!v || cli_parse_uint(v, 1024, &ul) < 0 || ul == 0)
+				return cli_fail("--readers: 1 to 1024");
+			o.max_readers = (uint32_t)ul;
+		} else if (cli_opt(argc, argv, &i, "--writers", &v)) {
+			if (!v || cli_parse_uint(v, 256, &ul) < 0 || ul == 0)
+				return cli_fail("--writers: 1 to 256");
+			o.max_writers = (uint32_t)ul;
+		} else if (!strcmp(argv[i], "--hugepage")) {
+			o.flags |= BW_RING_HUGEPAGE;
+		} else if (argv[i][0] == '-') {
+			return bad_option(argv[i]);
+		} else if (!name) {
+			name = argv[i];
+		} else {
+			return cli_fail("one ring name only ('%s' is extra)",
+					argv[i]);
+		}
+	}
+	if (!name)
+		return cli_fail("which ring? usage: beltway create NAME");
+	r = bw_mkfifo(name, &o);
+	if (r < 0)
+		return cli_fail_bw(r, name);
+	return 0;
+}
+
+/* ---- write ------------------------------------------------------------------ */
+
+static int stream_flags(int argc, char **argv, int base, const char **name,
+			bool reader)
+{
+	int flags = base;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--nowait"))
+			flags |= BW_NOWAIT;
+		else if (!strcmp(argv[i], "--nonblock"))
+			flags |= BW_NONBLOCK;
+		else if (reader && !strcmp(argv[i], "--from-start"))
+			flags |= BW_FROM_START;
+		else if (reader && !strcmp(argv[i], "--strict"))
+			flags |= 1 << 30;
+		else if (argv[i][0] == '-' && argv[i][1]) {
+			bad_option(argv[i]);
+			return -1;
+		} else if (!*name) {
+			*name = argv[i];
+		} else {
+			cli_fail("one ring name only ('%s' is extra)", argv[i]);
+			return -1;
+		}
+	}
+	if (!*name) {
+		cli_fail("which ring? usage: beltway %s NAME", cli_verb);
+		return -1;
+	}
+	return flags;
+}
+
+/* stdin straight into the ring: read(2) fills a reservation in place. */
+static int cmd_write(int argc, char **argv)
+{
+	const char *name = NULL;
+	struct bw_stream_stat st;
+	struct bw_stream *s;
+	int flags = stream_flags(argc, argv, BW_WRITE, &name, false);
+	size_t chunk;
+	int r, rc = 0;
+
+	if (flags < 0)
+		return 1;
+	r = bw_stream_open(name, flags & ~BW_NONBLOCK, &s);
+	if (r < 0)
+		return cli_fail_bw(r, name);
+	bw_stream_stat(s, &st);
+	chunk = st.capacity / 2 < IO_CHUNK ? st.capacity / 2 : IO_CHUNK;
+	for (;;) {
+		void *p;
+		ssize_t n = bw_stream_poke_acquire(s, &p, chunk), got;
+
+		if (n < 0) {
+			rc = cli_fail_bw((int)n, name);
+			break;
+		}
+		do
+			got = read(STDIN_FILENO, p, (size_t)n);
+		while (got < 0 && errno == EINTR);
+		if (got < 0) {
+			rc = cli_fail("reading stdin: %s", strerror(errno));
+			bw_stream_poke_complete(s, 0);
+			break;
+		}
+		r = bw_stream_poke_complete(s, (size_t)got);
+		if (r < 0) {
+			rc = cli_fail_bw(r, name);
+			break;
+		}
+		if (got == 0)
+			break;
+	}
+	bw_stream_close(s);
+	return rc;
+}
+
+/* ---- read ------------------------------------------------------------------- */
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* The ring straight to stdout: write(2) from a peeked span. */
+static int cmd_read(int argc, char **argv)
+{
+	const char *name = NULL;
+	struct bw_stream *s;
+	int flags = stream_flags(argc, argv, BW_READ, &name, true);
+	bool strict;
+	int r, rc = 0;
+
+	if (flags < 0)
+		return 1;
+	strict = flags & (1 << 30);
+	r = bw_stream_open(name, flags & ~(1 << 30) & ~BW_NONBLOCK, &s);
+	if (r < 0)
+		return cli_fail_bw(r, name);
+	for (;;) {
+		const void *p;
+		ssize_t n = bw_stream_peek(s, &p, IO_CHUNK);
+
+		if (n == -ESTALE) {
+			fprintf(stderr, "beltway read: %s\n", bw_strerror_last());
+			if (strict) {
+				rc = 2;
+				break;
+			}
+			continue;
+		}
+		if (n < 0) {
+			rc = cli_fail_bw((int)n, name);
+			break;
+		}
+		if (n == 0)
+			break;
+		r = write_all(STDOUT_FILENO, p, (size_t)n);
+		if (r < 0) {
+			rc = cli_fail("writing stdout: %s", strerror(-r));
+			break;
+		}
+	}
+	bw_stream_close(s);
+	return rc;
+}
+
+/* ---- ls, stat, rm ------------------------------------------------------------- */
+
+static int ls_one(const char *name, void *arg)
+{
+	struct bw_ring_info in;
+	int r = bw_ring_stat(name, &in, NULL, 0);
+
+	(void)arg;
+	if (r < 0) {
+		printf("%-24s (%s)\n", name, bw_strerror_last());
+		return 0;
+	}
+	printf("%-24s %10" PRIu64 " %04o %7u %7u %14" PRIu64 "\n", name,
+	       in.capacity, in.mode, in.readers, in.writers, in.write_pos);
+	return 0;
+}
+
+static int cmd_ls(int argc, char **argv)
+{
+	int r;
+
+	if (argc > 1)
+		return argv[1][0] == '-' ? bad_option(argv[1])
+					 : cli_fail("takes no arguments");
+	printf("%-24s %10s %4s %7s %7s %14s\n", "NAME", "SIZE", "MODE",
+	       "READERS", "WRITERS", "WRITTEN");
+	r = bw_ring_list(ls_one, NULL);
+	if (r < 0)
+		return cli_fail_bw(r, bw_ring_dir());
+	return 0;
+}
+
+static const char *role_name(int role)
+{
+	return role == BW_PEER_READER ? "reader" : "writer";
+}
+
+static int cmd_stat(int argc, char **argv)
+{
+	struct bw_ring_peer peers[1280];
+	struct bw_ring_info in;
+	int n;
+
+	if (argc != 2 || argv[1][0] == '-')
+		return argc > 1 && argv[1][0] == '-'
+			       ? bad_option(argv[1])
+			       : cli_fail("usage: beltway stat NAME");
+	n = bw_ring_stat(argv[1], &in, peers, 1280);
+	if (n < 0)
+		return cli_fail_bw(n, argv[1]);
+	printf("ring        %s (%s/%s)\n", argv[1], bw_ring_dir(), argv[1]);
+	printf("capacity    %" PRIu64 " bytes%s\n", in.capacity,
+	       (in.flags & BW_RING_HUGEPAGE) ? ", huge pages" : "");
+	printf("mode        %04o uid %u gid %u\n", in.mode, (unsigned)in.uid,
+	       (unsigned)in.gid);
+	printf("written     %" PRIu64 " bytes (reserved to %" PRIu64 ")\n",
+	       in.write_pos, in.reserved_pos);
+	printf("attached    %u readers of %u, %u writers of %u\n", in.readers,
+	       in.max_readers, in.writers, in.max_writers);
+	printf("waits       readers %" PRIu64 ", writers %" PRIu64 "\n",
+	       in.reader_waits, in.writer_waits);
+	printf("died        readers %" PRIu64 ", writers %" PRIu64 "%s\n",
+	       in.dead_readers, in.dead_writers,
+	       in.broken ? " (ring broken by a writer that died mid-write)" : "");
+	if (n > 0)
+		printf("\n%-6s %4s %8s %14s %10s %14s %10s %8s %10s\n", "ROLE",
+		       "SLOT", "PID", "POSITION", "BEHIND", "BYTES", "CALLS",
+		       "WAITS", "LOST");
+	for (int i = 0; i < n && i < 1280; i++) {
+		struct bw_ring_peer *p = &peers[i];
+
+		if (p->role == BW_PEER_READER)
+			printf("%-6s %4u %8d %14" PRIu64 " %10" PRIu64
+			       " %14" PRIu64 " %10" PRIu64 " %8" PRIu64
+			       " %10" PRIu64 "\n",
+			       role_name(p->role), p->slot, (int)p->pid, p->pos,
+			       in.write_pos >= p->pos ? in.write_pos - p->pos : 0,
+			       p->bytes, p->calls, p->waits, p->lost);
+		else
+			printf("%-6s %4u %8d %14s %10s %14" PRIu64 " %10" PRIu64
+			       " %8" PRIu64 " %10s\n",
+			       role_name(p->role), p->slot, (int)p->pid, "-", "-",
+			       p->bytes, p->calls, p->waits, "-");
+	}
+	return 0;
+}
+
+static int cmd_rm(int argc, char **argv)
+{
+	int rc = 0;
+
+	if (argc < 2)
+		return cli_fail("usage: beltway rm NAME...");
+	for (int i = 1; i < argc; i++) {
+		int r;
+
+		if (argv[i][0] == '-')
+			return bad_option(argv[i]);
+		r = bw_unlink(argv[i]);
+		if (r < 0)
+			rc = cli_fail_bw(r, argv[i]);
+	}
+	return rc;
+}
+
+/* ---- bench -------------------------------------------------------------------- */
+
+static int cmd_bench(int argc, char **argv)
+{
+	if (argc < 2)
+		return cli_fail("which benchmark? usage: beltway bench local "
+				"[options]");
+	if (!strcmp(argv[1], "local"))
+		return bench_local_main(argc - 1, argv + 1);
+	return cli_fail("no benchmark '%s' (available: local)", argv[1]);
+}
+
+/* ---- the table of verbs ---------------------------------------------------------- */
+
+static const struct verb verbs[] = {
+	{"create", cmd_create,
+	 "NAME [--size BYTES] [--mode OCTAL] [--readers N] [--writers N] "
+	 "[--hugepage]",
+	 "Creates the named ring NAME (letters, digits, '.', '_', '-').\n"
+	 "  --size BYTES   capacity, a power of two >= 4096; K, M, G suffixes "
+	 "(default 4M)\n"
+	 "  --mode OCTAL   permission bits (default 0600): read lets a process\n"
+	 "                 tap the ring, write lets it attach as reader or "
+	 "writer\n"
+	 "  --readers N    reader slots (default 64); --writers N (default 16)\n"
+	 "  --hugepage     back the ring with 2 MiB huge pages\n"},
+	{"write", cmd_write, "NAME [--nowait]",
+	 "Copies stdin into the ring. Like a FIFO, waits for a reader first;\n"
+	 "fails with EPIPE once every reader has gone.\n"
+	 "  --nowait       start at once and never fail for lack of readers\n"},
+	{"read", cmd_read, "NAME [--from-start] [--nowait] [--strict]",
+	 "Copies the ring to stdout from the point of attaching, until every\n"
+	 "writer has gone. Like a FIFO, waits for a writer first.\n"
+	 "  --from-start   begin with the oldest data still in the ring\n"
+	 "  --nowait       do not wait for a writer (EOF at once without one)\n"
+	 "  --strict       exit 2 when data was lost (a read-only tap that was\n"
+	 "                 overtaken); by default the loss is reported on "
+	 "stderr\n"},
+	{"ls", cmd_ls, "", "Lists the named rings.\n"},
+	{"stat", cmd_stat, "NAME",
+	 "Shows a ring's geometry, positions, and every attached reader and\n"
+	 "writer with its statistics.\n"},
+	{"rm", cmd_rm, "NAME...",
+	 "Removes named rings. Attached streams keep working until closed.\n"},
+	{"bench", cmd_bench, "local [--json] [--runs N] [--quick]",
+	 "Benchmarks. 'local' streams between two processes through Beltway\n"
+	 "read/write and poke/peek, a Unix pipe at its default and maximum\n"
+	 "size, and a bare shared-memory ring (the limit), in one run.\n"
+	 "  --json         one JSON object per line\n"
+	 "  --runs N       runs per figure, the median is reported (default 5)\n"
+	 "  --sizes LIST   call sizes, e.g. 64,4K (default 64,1K,4K,64K)\n"
+	 "  --ring BYTES   ring capacity (default 4M)\n"
+	 "  --quick        less data per run (for smoke tests)\n"},
+	{"demo", demo_main, "[--bytes N] [--readers N]",
+	 "A writer and N readers in separate processes stream N bytes through\n"
+	 "a Beltway multiway pipe; the same data goes through Unix pipes in "
+	 "the\n"
+	 "same run, and both throughputs are printed.\n"},
+};
+
+static const struct verb *find_verb(const char *name)
+{
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!strcmp(verbs[i].name, name))
+			return &verbs[i];
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: beltway VERB [options]\n\n"
+		   "Beltway streams data between processes through shared "
+		   "rings.\nRings live in %s ($BELTWAY_DIR).\n\nverbs:\n",
+		bw_ring_dir());
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		fprintf(f, "  %-7s %s\n", verbs[i].name, verbs[i].usage);
+	fprintf(f, "\n'beltway help VERB' or 'beltway VERB --help' describes a "
+		   "verb.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const struct verb *v;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("beltway %s\n", bw_version());
+		return 0;
+	}
+	if (!strcmp(argv[1], "help")) {
+		if (argc < 3) {
+			usage(stdout);
+			return 0;
+		}
+		return usage_of(argv[2]);
+	}
+	v = find_verb(argv[1]);
+	if (!v)
+		return cli_fail("no verb '%s' (try 'beltway --help')", argv[1]);
+	cli_verb = v->name;
+	if (want_help(argc - 1, argv + 1))
+		return usage_of(v->name);
+	return v->fn(argc - 1, argv + 1);
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the beltway command's verbs. Uses only the public API. */
+#ifndef BW_CLI_H
+#define BW_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <beltway/beltway.h>
+
+extern const char *cli_verb;
+
+/* Prints "beltway VERB: message" to stderr and returns 1 (the exit status). */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Same, appending bw_strerror_last() for a failed library call r. */
+int cli_fail_bw(int r, const char *what);
+/* Parses "4096", "64K", "4M", "1G". Returns 0 or -1. */
+int cli_parse_size(const char *s, uint64_t *out);
+int cli_parse_uint(const char *s, unsigned long max, unsigned long *out);
+/* True when argv[i] is "--name" and consumes its value into *val. */
+bool cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
+double cli_now(void);
+
+int bench_local_main(int argc, char **argv);
+int demo_main(int argc, char **argv);
+
+#endif
