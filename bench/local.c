@@ -435,8 +435,8 @@ static double run_once(const struct kase *k, struct run *r, bool pin)
 
 static uint64_t bytes_for(size_t call, bool quick)
 {
-	uint64_t b = call <= 64 ? 64u << 20 : call <= 1024 ? 256u << 20
-				: call <= 4096 ? 512u << 20 : 1024u << 20;
+	uint64_t b = call <= 64 ? 128u << 20 : call <= 1024 ? 512u << 20
+				: call <= 4096 ? 1024u << 20 : 2048u << 20;
 
 	return quick ? b / 16 : b;
 }
@@ -463,7 +463,7 @@ int bench_local_main(int argc, char **argv)
 	size_t sizes[16] = {64, 1024, 4096, 65536};
 	double gbps[NKASES][16], mops[NKASES][16];
 	int nsizes = 4, runs = 5, ncpu = bench_ncpus();
-	bool json = false, quick = false, pin = ncpu >= 2;
+	bool json = false, quick = false, verbose = false, pin = ncpu >= 2;
 	uint64_t ring = BW_RING_DEFAULT_SIZE;
 	const char *v;
 
@@ -474,6 +474,8 @@ int bench_local_main(int argc, char **argv)
 			json = true;
 		} else if (!strcmp(argv[i], "--quick")) {
 			quick = true;
+		} else if (!strcmp(argv[i], "--verbose")) {
+			verbose = true;
 		} else if (cli_opt(argc, argv, &i, "--runs", &v)) {
 			if (!v || cli_parse_uint(v, 1000, &ul) < 0 || ul == 0)
 				return cli_fail("--runs: 1 to 1000");
@@ -507,15 +509,23 @@ int bench_local_main(int argc, char **argv)
 		pin ? "writer pinned to CPU 0, reader to CPU 1"
 		    : "one CPU: writer and reader not pinned",
 		ncpu);
+	/* Runs are interleaved across cases, so a noisy spell of the machine
+	 * hits every case of a size alike and the ratios stay meaningful. */
 	for (int s = 0; s < nsizes; s++) {
-		for (size_t k = 0; k < NKASES; k++) {
-			double t[1000];
-			struct run r = {.call = sizes[s], .ring = ring};
+		static double t[NKASES][1000];
+		struct run r = {.call = sizes[s], .ring = ring};
 
-			r.total = bytes_for(sizes[s], quick) / sizes[s] * sizes[s];
-			for (int i = 0; i < runs; i++)
-				t[i] = run_once(&kases[k], &r, pin);
-			double sec = bench_median(t, runs);
+		r.total = bytes_for(sizes[s], quick) / sizes[s] * sizes[s];
+		for (int i = 0; i < runs; i++)
+			for (size_t k = 0; k < NKASES; k++) {
+				t[k][i] = run_once(&kases[k], &r, pin);
+				if (verbose)
+					fprintf(stderr, "# %s %zu run %d: %.3f GB/s\n",
+						kases[k].name, sizes[s], i,
+						(double)r.total / t[k][i] / 1e9);
+			}
+		for (size_t k = 0; k < NKASES; k++) {
+			double sec = bench_median(t[k], runs);
 
 			gbps[k][s] = (double)r.total / sec / 1e9;
 			mops[k][s] = (double)r.total / sizes[s] / sec / 1e6;

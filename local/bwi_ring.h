@@ -61,9 +61,12 @@ struct bwi_geom {
 	uint32_t pad;
 };
 
-/* Written by writers on every call. */
+/* Written by writers on every call, each word on its own line: readers poll
+ * tail, while head is touched only by writers (and validating readers), so a
+ * reservation does not steal the line a reader is polling. */
 struct bwi_prod {
 	bwi_a64 head; /* reserved by writers up to here */
+	uint8_t pad[BWI_LINE - 8];
 	bwi_a64 tail; /* published: readers may read below it */
 };
 
@@ -117,7 +120,7 @@ struct bwi_hdr {
 	struct bwi_geom g;
 	uint8_t pad0[256 - sizeof(struct bwi_geom)];
 	struct bwi_prod prod;
-	uint8_t pad1[BWI_LINE - sizeof(struct bwi_prod)];
+	uint8_t pad1[2 * BWI_LINE - sizeof(struct bwi_prod)];
 	struct bwi_ctl ctl;
 	uint8_t pad2[BWI_LINE - sizeof(struct bwi_ctl)];
 	struct bwi_wait rwait;
@@ -131,11 +134,12 @@ _Static_assert(sizeof(struct bwi_geom) == 88, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, capacity) == 16, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, ring_id) == 40, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, sum) == 80, "geometry layout");
-_Static_assert(offsetof(struct bwi_hdr, prod) == 256, "producer line");
-_Static_assert(offsetof(struct bwi_hdr, ctl) == 384, "control line");
-_Static_assert(offsetof(struct bwi_hdr, rwait) == 512, "reader wait line");
-_Static_assert(offsetof(struct bwi_hdr, wwait) == 640, "writer wait line");
-_Static_assert(offsetof(struct bwi_hdr, slots) == 768, "slot table");
+_Static_assert(offsetof(struct bwi_hdr, prod.head) == 256, "reservation line");
+_Static_assert(offsetof(struct bwi_hdr, prod.tail) == 384, "publication line");
+_Static_assert(offsetof(struct bwi_hdr, ctl) == 512, "control line");
+_Static_assert(offsetof(struct bwi_hdr, rwait) == 640, "reader wait line");
+_Static_assert(offsetof(struct bwi_hdr, wwait) == 768, "writer wait line");
+_Static_assert(offsetof(struct bwi_hdr, slots) == 896, "slot table");
 _Static_assert(sizeof(struct bwi_slot) == BWI_LINE, "slot size");
 _Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, lost) == 56, "slot layout");

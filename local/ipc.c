@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -75,17 +76,38 @@ BW_API int bw_mpipe(struct bw_stream **ends, unsigned n,
 	return make_ends(ends, n, opts);
 }
 
+/* The parent returns only once the child holds attachments of its own: until
+ * then the parent's attachments protect the positions the child starts at. */
 BW_API pid_t bw_fork(void)
 {
-	pid_t pid = fork();
+	int sync[2];
+	pid_t pid;
+	char c = 0;
 
-	if (pid < 0)
-		return bwi_err(errno, "fork");
+	if (pipe2(sync, O_CLOEXEC) < 0)
+		return bwi_err(errno, "pipe for fork");
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+
+		close(sync[0]);
+		close(sync[1]);
+		return bwi_err(e, "fork");
+	}
 	if (pid == 0) {
+		close(sync[0]);
 		bwi_handles_lock();
 		for (struct bw_stream *s = bwi_handles_first(); s; s = s->next)
 			bwi_reattach(s);
 		bwi_handles_unlock();
+		if (write(sync[1], &c, 1) < 0)
+			(void)0; /* the parent then sees EOF: the same signal */
+		close(sync[1]);
+		return 0;
 	}
+	close(sync[1]);
+	while (read(sync[0], &c, 1) < 0 && errno == EINTR)
+		;
+	close(sync[0]);
 	return pid;
 }

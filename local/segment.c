@@ -205,10 +205,12 @@ static int map_segment(int fd, struct bwi_map *m)
 	if (base > res)
 		munmap(res, (size_t)(base - res));
 	munmap(base + len, (size_t)(res + align - base));
+	/* MAP_POPULATE: fault the ring in now, not in the data path. */
 	if (mmap(base, hs, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED ||
-	    mmap(base + hs, cap, prot, MAP_SHARED | MAP_FIXED, fd,
-		 (off_t)hs) == MAP_FAILED ||
-	    mmap(base + hs + cap, cap, prot, MAP_SHARED | MAP_FIXED, fd,
+	    mmap(base + hs, cap, prot, MAP_SHARED | MAP_FIXED | MAP_POPULATE,
+		 fd, (off_t)hs) == MAP_FAILED ||
+	    mmap(base + hs + cap, cap, prot,
+		 MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd,
 		 (off_t)hs) == MAP_FAILED) {
 		int e = errno;
 
