@@ -1,2 +1,124 @@
-#!/bin/sh
-exit 77
+#!/usr/bin/env bash
+# The beltway command, end to end, as a user drives it.
+set -u
+B=${BELTWAY_BIN:-./beltway}
+[ -x "$B" ] || { echo "SKIP: no beltway binary at $B"; exit 77; }
+T=$(mktemp -d /tmp/bwcli.XXXXXX)
+export BELTWAY_DIR=$T/rings
+mkdir -p "$BELTWAY_DIR"
+fails=0
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+
+# expect_fail DESCRIPTION CMD...: exit status 1 and exactly one stderr line
+expect_fail() {
+	local d=$1
+	shift
+	"$@" >"$T/out" 2>"$T/err"
+	local rc=$? lines
+	lines=$(wc -l <"$T/err")
+	if [ $rc -ne 0 ] && [ "$lines" -eq 1 ] && grep -q '^beltway' "$T/err"; then
+		ok "$d: $(cat "$T/err")"
+	else
+		bad "$d (exit $rc, $lines stderr lines: $(head -3 "$T/err"))"
+	fi
+}
+
+# wait_for DESCRIPTION CMD...: polls CMD until it succeeds, 10 s at most
+wait_for() {
+	local d=$1 i
+	shift
+	for i in $(seq 1 200); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	bad "timed out waiting for: $d"
+	return 1
+}
+
+# ---- help -------------------------------------------------------------------
+"$B" --help | grep -q 'create' && ok "--help lists verbs" || bad "--help"
+"$B" help read | grep -q 'from-start' && ok "help read" || bad "help read"
+"$B" create --help | grep -q -- '--size' && ok "create --help" || bad "create --help"
+"$B" --version | grep -q '^beltway ' && ok "--version" || bad "--version"
+"$B" >/dev/null 2>&1 && bad "no verb should fail" || ok "no verb fails"
+
+# ---- bad arguments: one clear line, non-zero ------------------------------------
+expect_fail "unknown verb" "$B" frobnicate
+expect_fail "create without a name" "$B" create
+expect_fail "size zero" "$B" create r0 --size 0
+expect_fail "size not a power of two" "$B" create r1 --size 5000
+expect_fail "size garbage" "$B" create r1 --size 12Q
+expect_fail "size missing" "$B" create r1 --size
+expect_fail "mode not octal" "$B" create r2 --mode 999
+expect_fail "bad name" "$B" create 'a/b'
+expect_fail "hidden name" "$B" create .x
+expect_fail "unknown option" "$B" create r3 --bogus
+expect_fail "stat of nothing" "$B" stat nosuch
+expect_fail "rm of nothing" "$B" rm nosuch
+expect_fail "read of nothing" "$B" read nosuch
+expect_fail "bench of nothing" "$B" bench nosuch
+expect_fail "bench bad runs" "$B" bench local --runs 0
+
+# ---- create, ls, stat, rm ----------------------------------------------------------
+"$B" create ring1 --size 64K --mode 0640 && ok "create" || bad "create"
+expect_fail "create twice" "$B" create ring1
+"$B" ls | grep -q '^ring1 *65536 0640' && ok "ls shows size and mode" || bad "ls: $("$B" ls)"
+"$B" stat ring1 | grep -q 'capacity *65536' && ok "stat" || bad "stat"
+"$B" rm ring1 && ok "rm" || bad "rm"
+"$B" ls | grep -q ring1 && bad "rm left ring1" || ok "ring gone"
+
+# ---- streaming: a reader that comes first waits; two readers both get it all ------
+head -c 3000000 /dev/urandom >"$T/in"
+"$B" create s --size 64K
+"$B" read s >"$T/out1" &
+pids+=($!)
+r1=$!
+"$B" read s >"$T/out2" &
+pids+=($!)
+r2=$!
+wait_for "two readers attached" sh -c "\"$B\" stat s | grep -q 'attached *2 readers'"
+"$B" stat s | grep -q '^reader' && ok "stat lists readers" || bad "stat lists readers"
+"$B" write s <"$T/in" && ok "write" || bad "write"
+wait $r1 && wait $r2 && ok "readers exit at EOF" || bad "reader exit status"
+cmp -s "$T/in" "$T/out1" && cmp -s "$T/in" "$T/out2" && ok "both readers got every byte" \
+	|| bad "reader output differs"
+
+# ---- from the start: what is still in the ring --------------------------------------
+printf 'hello ring\n' >"$T/small"
+"$B" write s --nowait <"$T/small"
+"$B" read s --from-start --nowait >"$T/tail" &&
+	[ "$(tail -c 11 "$T/tail")" = "hello ring" ] && ok "read --from-start" \
+	|| bad "read --from-start: $(tail -c 20 "$T/tail" | od -c | head -2)"
+
+# ---- EPIPE: a writer whose readers are all gone ---------------------------------------
+"$B" create p --size 64K
+"$B" read p | head -c 1000 >/dev/null &
+pids+=($!)
+wait_for "reader attached" sh -c "\"$B\" stat p | grep -q 'attached *1 readers'"
+head -c 50000000 /dev/zero | "$B" write p 2>"$T/epipe"
+rc=$?
+if [ $rc -ne 0 ] && grep -q 'no reader' "$T/epipe"; then
+	ok "writer gets EPIPE: $(cat "$T/epipe")"
+else
+	bad "writer without readers: exit $rc, $(cat "$T/epipe")"
+fi
+
+# ---- bench: the JSON shape (not the speed) --------------------------------------------
+"$B" bench local --quick --runs 1 --sizes 64,4K --json >"$T/bench" 2>/dev/null
+n=$(grep -c -E '^\{"suite":"local","case":"(rw|peekpoke|pipe|pipe_max|limit)","size":(64|4096),"gbps":[0-9.]+,"mops":[0-9.]+\}$' "$T/bench")
+[ "$n" -eq 10 ] && [ "$(wc -l <"$T/bench")" -eq 10 ] && ok "bench --json shape" \
+	|| bad "bench --json: $n good lines of $(wc -l <"$T/bench")"
+
+if [ $fails -ne 0 ]; then
+	echo "$fails failures"
+	exit 1
+fi
+echo "all passed"

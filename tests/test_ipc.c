@@ -1,4 +1,358 @@
+/* SPDX-License-Identifier: MIT */
+/* Streams across processes: pipe, mpipe, fork, named rings opened by
+ * unrelated processes, and peers that die. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "helpers.h"
-static void t(void) { CU_ASSERT(1); }
-static void reg(void) { bwt_add("placeholder", t); }
-int main(void) { return bwt_main("test_ipc", reg); }
+
+#define RING (64u << 10)
+
+static struct bw_ring_opts ring_opts(uint64_t size)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+
+	o.size = size;
+	return o;
+}
+
+/* Writes total bytes of pattern `seed` in calls of `call` bytes. */
+static int write_pattern(struct bw_stream *w, uint64_t total, size_t call,
+			 uint32_t seed)
+{
+	uint8_t *buf = malloc(call);
+	int rc = 0;
+
+	for (uint64_t pos = 0; pos < total && rc == 0;) {
+		size_t n = total - pos < call ? (size_t)(total - pos) : call;
+
+		bwt_fill(buf, n, pos, seed);
+		if (bw_stream_write(w, buf, n) != (ssize_t)n)
+			rc = 1;
+		pos += n;
+	}
+	free(buf);
+	return rc;
+}
+
+/* Reads to EOF, checking each byte. Returns bytes read, or -1 on bad data. */
+static int64_t read_pattern(struct bw_stream *r, uint32_t seed, uint64_t start)
+{
+	uint8_t buf[7001];
+	uint64_t pos = start;
+
+	for (;;) {
+		ssize_t n = bw_stream_read(r, buf, sizeof(buf));
+
+		if (n == 0)
+			return (int64_t)(pos - start);
+		if (n < 0 || bwt_verify(buf, (size_t)n, pos, seed) != -1)
+			return -1;
+		pos += (uint64_t)n;
+	}
+}
+
+/* pipe + bw_fork: the classic parent writes, child reads. */
+static void test_pipe_fork(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *p[2];
+	pid_t pid;
+
+	CU_ASSERT_EQUAL_FATAL(bw_pipe(p, &o), 0);
+	pid = bw_fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		bw_stream_close(p[1]);
+		_exit(read_pattern(p[0], 11, 0) == 10 * RING + 77 ? 0 : 1);
+	}
+	bw_stream_close(p[0]);
+	CU_ASSERT_EQUAL(write_pattern(p[1], 10 * RING + 77, 3000, 11), 0);
+	bw_stream_close(p[1]);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+}
+
+/* The child's reader reads from where the parent was; the parent's reader
+ * also sees the rest: both see the whole remaining stream. */
+static void test_fork_positions(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *p[2];
+	uint8_t buf[100];
+	pid_t pid;
+
+	CU_ASSERT_EQUAL_FATAL(bw_pipe(p, &o), 0);
+	bwt_fill(buf, 100, 0, 12);
+	CU_ASSERT_EQUAL(bw_stream_write(p[1], buf, 100), 100);
+	CU_ASSERT_EQUAL(bw_stream_read(p[0], buf, 40), 40);
+	pid = bw_fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		bw_stream_close(p[1]);
+		_exit(read_pattern(p[0], 12, 40) == 60 ? 0 : 1);
+	}
+	bw_stream_close(p[1]);
+	CU_ASSERT_EQUAL(read_pattern(p[0], 12, 40), 60);
+	bw_stream_close(p[0]);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+}
+
+/* A child of plain fork() holds no attachment: it cannot use inherited
+ * streams, and closing them does not detach the parent. */
+static void test_plain_fork(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *p[2];
+	pid_t pid;
+	char c;
+
+	CU_ASSERT_EQUAL_FATAL(bw_pipe(p, &o), 0);
+	pid = fork();
+	if (pid == 0) {
+		int ok = bw_stream_write(p[1], "x", 1) == -ECHILD &&
+			 bw_stream_read(p[0], &c, 1) == -ECHILD;
+
+		bw_stream_close(p[0]);
+		bw_stream_close(p[1]);
+		_exit(ok ? 0 : 1);
+	}
+	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(p[1], "y", 1), 1);
+	CU_ASSERT_EQUAL(bw_stream_read(p[0], &c, 1), 1);
+	CU_ASSERT_EQUAL(c, 'y');
+	bw_stream_close(p[0]);
+	bw_stream_close(p[1]);
+}
+
+/* mpipe: one writer, three readers in three processes, each gets it all. */
+static void test_mpipe(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *e[4];
+	pid_t pid[3];
+
+	CU_ASSERT_EQUAL_FATAL(bw_mpipe(e, 4, &o), 0);
+	for (int i = 0; i < 3; i++) {
+		pid[i] = bw_fork();
+		CU_ASSERT_FATAL(pid[i] >= 0);
+		if (pid[i] == 0) {
+			for (int j = 0; j < 4; j++)
+				if (j != i + 1)
+					bw_stream_close(e[j]);
+			_exit(read_pattern(e[i + 1], 13, 0) == 20 * RING ? 0
+									 : 1);
+		}
+	}
+	for (int i = 1; i < 4; i++)
+		bw_stream_close(e[i]);
+	CU_ASSERT_EQUAL(write_pattern(e[0], 20 * RING, 1000, 13), 0);
+	bw_stream_close(e[0]);
+	for (int i = 0; i < 3; i++)
+		CU_ASSERT_EQUAL(bwt_wait(pid[i]), 0);
+	CU_ASSERT_EQUAL(bw_mpipe(e, 1, &o), -EINVAL);
+}
+
+/* Named ring, FIFO rules: a reader that comes first waits for a writer; the
+ * processes share nothing but the name. */
+static void test_named_fifo(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	pid_t rd, wr;
+
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("fifo", &o), 0);
+	rd = fork();
+	if (rd == 0) {
+		struct bw_stream *r;
+
+		if (bw_stream_open("fifo", BW_READ, &r) < 0)
+			_exit(2);
+		_exit(read_pattern(r, 14, 0) == 5 * RING ? 0 : 1);
+	}
+	wr = fork();
+	if (wr == 0) {
+		struct bw_stream *w;
+		int rc;
+
+		if (bw_stream_open("fifo", BW_WRITE, &w) < 0)
+			_exit(2);
+		rc = write_pattern(w, 5 * RING, 4096, 14);
+		bw_stream_close(w);
+		_exit(rc);
+	}
+	CU_ASSERT_EQUAL(bwt_wait(wr), 0);
+	CU_ASSERT_EQUAL(bwt_wait(rd), 0);
+	bw_unlink("fifo");
+}
+
+/* A writer killed in the middle of a write: readers get every byte that was
+ * published, intact, then end of stream; never the torn span. */
+static void test_writer_killed_midwrite(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *r;
+	int sync[2];
+	pid_t pid;
+	char c;
+
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("kill-w", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-w", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct bw_stream *w;
+		uint8_t buf[1000];
+		void *p;
+
+		if (bw_stream_open("kill-w", BW_WRITE, &w) < 0)
+			_exit(2);
+		bwt_fill(buf, 1000, 0, 15);
+		bw_stream_write(w, buf, 1000);
+		/* half of a reservation filled, then killed */
+		bw_stream_poke_acquire(w, &p, 1000);
+		memset(p, 0xee, 500);
+		if (write(sync[1], "k", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
+	CU_ASSERT_EQUAL(read_pattern(r, 15, 0), 1000);
+	bw_stream_close(r);
+
+	/* the next writer drops the dead one's reservation and goes on */
+	struct bw_stream *w2, *r2;
+	struct bw_ring_info in;
+	uint8_t buf[10];
+
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-w", BW_READ | BW_NOWAIT, &r2), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-w", BW_WRITE, &w2), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w2, "0123456789", 10), 10);
+	CU_ASSERT_EQUAL(bw_stream_read(r2, buf, 10), 10);
+	CU_ASSERT_EQUAL(memcmp(buf, "0123456789", 10), 0);
+	CU_ASSERT(bw_ring_stat("kill-w", &in, NULL, 0) >= 0);
+	CU_ASSERT_EQUAL(in.dead_writers, 1);
+	CU_ASSERT_EQUAL(in.write_pos, 1010);
+	bw_stream_close(w2);
+	bw_stream_close(r2);
+	bw_unlink("kill-w");
+}
+
+/* Writers killed at arbitrary points inside write(): whatever the reader gets
+ * is exactly the pattern, up to a clean end. */
+static void test_writer_killed_random(void)
+{
+	for (int round = 0; round < 6; round++) {
+		struct bw_ring_opts o = ring_opts(RING);
+		struct bw_stream *p[2];
+		int64_t got;
+		pid_t pid;
+
+		CU_ASSERT_EQUAL_FATAL(bw_pipe(p, &o), 0);
+		pid = bw_fork();
+		CU_ASSERT_FATAL(pid >= 0);
+		if (pid == 0) {
+			bw_stream_close(p[0]);
+			write_pattern(p[1], UINT64_C(1) << 40, 50000, 16);
+			_exit(0);
+		}
+		bw_stream_close(p[1]);
+		usleep(1000u * (unsigned)(round * 3 + 1));
+		kill(pid, SIGKILL);
+		got = read_pattern(p[0], 16, 0);
+		CU_ASSERT(got >= 0);
+		CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
+		bw_stream_close(p[0]);
+	}
+}
+
+/* A reader that dies does not hold a lossless writer forever: it is found
+ * dead, detached and counted, and the writer gets EPIPE when none is left. */
+static void test_reader_killed(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *w;
+	struct bw_ring_info in;
+	uint8_t buf[4096];
+	ssize_t n;
+	pid_t pid;
+	int sync[2];
+	char c;
+
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("kill-r", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct bw_stream *r;
+
+		if (bw_stream_open("kill-r", BW_READ | BW_NOWAIT, &r) < 0)
+			_exit(2);
+		if (write(sync[1], "r", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-r", BW_WRITE, &w), 0);
+	kill(pid, SIGKILL);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
+	memset(buf, 1, sizeof(buf));
+	do
+		n = bw_stream_write(w, buf, sizeof(buf));
+	while (n == (ssize_t)sizeof(buf));
+	CU_ASSERT_EQUAL(n, -EPIPE);
+	CU_ASSERT(bw_ring_stat("kill-r", &in, NULL, 0) >= 0);
+	CU_ASSERT_EQUAL(in.dead_readers, 1);
+	CU_ASSERT_EQUAL(in.readers, 0);
+	bw_stream_close(w);
+	bw_unlink("kill-r");
+}
+
+/* A writer's last close wakes a reader blocked in another process. */
+static void test_blocked_reader_eof(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *p[2];
+	int sync[2];
+	pid_t pid;
+	char c;
+
+	CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_pipe(p, &o), 0);
+	pid = bw_fork();
+	if (pid == 0) {
+		bw_stream_close(p[1]);
+		if (write(sync[1], "r", 1) != 1)
+			_exit(3);
+		_exit(bw_stream_read(p[0], &c, 1) == 0 ? 0 : 1);
+	}
+	bw_stream_close(p[0]);
+	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
+	bw_stream_close(p[1]);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+}
+
+static void reg(void)
+{
+	bwt_add("pipe across bw_fork", test_pipe_fork);
+	bwt_add("bw_fork keeps positions", test_fork_positions);
+	bwt_add("plain fork cannot use streams", test_plain_fork);
+	bwt_add("mpipe with three reader processes", test_mpipe);
+	bwt_add("named ring between unrelated processes", test_named_fifo);
+	bwt_add("writer killed mid-write", test_writer_killed_midwrite);
+	bwt_add("writers killed at random points", test_writer_killed_random);
+	bwt_add("reader killed", test_reader_killed);
+	bwt_add("blocked reader sees EOF", test_blocked_reader_eof);
+}
+
+int main(void)
+{
+	return bwt_main("ipc", reg);
+}

@@ -1,4 +1,320 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Permissions: the ring's Unix mode bits decide who may attach, checked when
+ * a ring is opened; a process with read but not write permission maps the
+ * ring read-only and reads as a tap. Root bypasses mode bits as it does for
+ * files, so as root each check runs in a child that became 'nobody'.
+ * Also: huge-page rings, where huge pages can be reserved.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "helpers.h"
-static void t(void) { CU_ASSERT(1); }
-static void reg(void) { bwt_add("placeholder", t); }
-int main(void) { return bwt_main("test_perm", reg); }
+
+#define NOBODY 65534
+#define RING 8192u
+
+static bool can_drop;
+
+static void make(const char *name, unsigned mode)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+
+	o.size = RING;
+	o.mode = mode;
+	bw_unlink(name);
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo(name, &o), 0);
+}
+
+/* Runs fn as nobody in a child; returns its exit status (0: all held). */
+static int as_nobody(int (*fn)(void *), void *arg)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
+		    setuid(NOBODY) < 0)
+			_exit(90);
+		alarm(20);
+		_exit(fn(arg));
+	}
+	return bwt_wait(pid);
+}
+
+static int no_access(void *name)
+{
+	struct bw_stream *s;
+	struct bw_ring_info in;
+
+	if (bw_stream_open(name, BW_READ | BW_NOWAIT, &s) != -EACCES)
+		return 1;
+	if (bw_stream_open(name, BW_WRITE | BW_NOWAIT, &s) != -EACCES)
+		return 2;
+	if (bw_ring_stat(name, &in, NULL, 0) != -EACCES)
+		return 3;
+	return 0;
+}
+
+static int full_access(void *name)
+{
+	struct bw_stream *r, *w;
+	char c;
+
+	if (bw_stream_open(name, BW_READ | BW_NOWAIT, &r) != 0)
+		return 1;
+	if (bw_stream_open(name, BW_WRITE, &w) != 0)
+		return 2;
+	if (bw_stream_write(w, "q", 1) != 1 || bw_stream_read(r, &c, 1) != 1 ||
+	    c != 'q')
+		return 3;
+	bw_stream_close(w);
+	bw_stream_close(r);
+	return 0;
+}
+
+static void test_owner_only(void)
+{
+	if (!can_drop)
+		return;
+	make("p600", 0600);
+	CU_ASSERT_EQUAL(as_nobody(no_access, "p600"), 0);
+	make("p666", 0666);
+	CU_ASSERT_EQUAL(as_nobody(full_access, "p666"), 0);
+	bw_unlink("p600");
+	bw_unlink("p666");
+}
+
+/* Group bits apply to the ring's group even when 'other' would allow. */
+static void test_group(void)
+{
+	char path[512];
+
+	if (!can_drop)
+		return;
+	snprintf(path, sizeof(path), "%s/grp", bw_ring_dir());
+	make("grp", 0660);
+	CU_ASSERT_EQUAL(chown(path, 0, NOBODY), 0);
+	CU_ASSERT_EQUAL(as_nobody(full_access, "grp"), 0);
+	CU_ASSERT_EQUAL(chmod(path, 0606), 0);
+	CU_ASSERT_EQUAL(as_nobody(no_access, "grp"), 0);
+	bw_unlink("grp");
+}
+
+/* Read-only: a tap. It reads what is written, cannot write, does not hold
+ * the writer back, learns of loss with -ESTALE, and its mapping is
+ * read-only (a store through a peeked pointer faults). */
+struct tap_arg {
+	int go[2], done[2];
+};
+
+static int tap_child(void *argp)
+{
+	struct tap_arg *a = argp;
+	struct bw_stream *t, *w;
+	struct bw_stream_stat st;
+	uint8_t buf[RING];
+	const void *p;
+	char c;
+	pid_t pid;
+
+	if (bw_stream_open("tap", BW_WRITE | BW_NOWAIT, &w) != -EACCES)
+		return 1;
+	if (bw_stream_open("tap", BW_READ | BW_NOWAIT | BW_FROM_START, &t) != 0)
+		return 2;
+	if (bw_stream_read(t, buf, 100) != 100 || bwt_verify(buf, 100, 0, 21) != -1)
+		return 3;
+	/* the writer laps us while we wait */
+	if (write(a->done[1], "1", 1) != 1 || read(a->go[0], &c, 1) != 1)
+		return 4;
+	if (bw_stream_read(t, buf, 100) != -ESTALE)
+		return 5;
+	if (bw_stream_stat(t, &st) != 0 || st.lost == 0)
+		return 6;
+	ssize_t n = bw_stream_read(t, buf, sizeof(buf));
+	if (n <= 0 || bwt_verify(buf, (size_t)n, st.read_pos, 21) != -1)
+		return 7;
+	if (bw_stream_lseek(t, -1, SEEK_END) < 0 || bw_stream_peek(t, &p, 1) != 1)
+		return 8;
+	pid = bw_fork();
+	if (pid == 0) {
+		*(volatile char *)p = 1; /* must fault */
+		_exit(0);
+	}
+	if (bwt_wait(pid) != 128 + SIGSEGV)
+		return 9;
+	bw_stream_close(t);
+	return 0;
+}
+
+static void test_tap(void)
+{
+	struct tap_arg a;
+	struct bw_stream *w;
+	uint8_t buf[RING];
+	pid_t pid;
+	char c;
+
+	if (!can_drop)
+		return;
+	make("tap", 0644);
+	CU_ASSERT_EQUAL_FATAL(pipe(a.go), 0);
+	CU_ASSERT_EQUAL_FATAL(pipe(a.done), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("tap", BW_WRITE | BW_NOWAIT, &w), 0);
+	bwt_fill(buf, 100, 0, 21);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 100), 100);
+	pid = fork();
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
+		    setuid(NOBODY) < 0)
+			_exit(90);
+		alarm(20);
+		_exit(tap_child(&a));
+	}
+	CU_ASSERT_EQUAL(read(a.done[0], &c, 1), 1);
+	/* no registered reader: a NOWAIT writer laps the tap freely */
+	for (uint64_t pos = 100; pos < 100 + 3 * RING; pos += 1000) {
+		bwt_fill(buf, 1000, pos, 21);
+		CU_ASSERT_EQUAL(bw_stream_write(w, buf, 1000), 1000);
+	}
+	CU_ASSERT_EQUAL(write(a.go[1], "g", 1), 1);
+	int st = bwt_wait(pid);
+	if (st)
+		printf("\n    tap child failed at step %d ", st);
+	CU_ASSERT_EQUAL(st, 0);
+	bw_stream_close(w);
+	bw_unlink("tap");
+}
+
+/* Without root, the owner's own bits still apply to it. */
+static void test_owner_bits_unprivileged(void)
+{
+	struct bw_stream *s;
+
+	if (geteuid() == 0)
+		return;
+	make("ro", 0400);
+	CU_ASSERT_EQUAL(bw_stream_open("ro", BW_WRITE | BW_NOWAIT, &s), -EACCES);
+	CU_ASSERT_EQUAL(bw_stream_open("ro", BW_READ | BW_NOWAIT, &s), 0);
+	bw_stream_close(s);
+	bw_unlink("ro");
+}
+
+/* ---- huge pages ---------------------------------------------------------- */
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static bool write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fprintf(f, "%ld\n", v) > 0;
+	return fclose(f) == 0 && ok;
+}
+
+#define NR_HUGE "/proc/sys/vm/nr_hugepages"
+#define FREE_HUGE "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+
+static long huge_saved = -1;
+
+/* Returns true when at least 4 free 2 MiB pages exist, reserving them for
+ * the test (as root) when none were. */
+static bool huge_ready(void)
+{
+	long freep = read_long(FREE_HUGE), nr = read_long(NR_HUGE);
+
+	if (freep >= 4)
+		return true;
+	if (nr < 0 || geteuid() != 0)
+		return false;
+	if (!write_long(NR_HUGE, nr + 4 - (freep > 0 ? freep : 0)))
+		return false;
+	huge_saved = nr;
+	return read_long(FREE_HUGE) >= 4;
+}
+
+static void huge_restore(void)
+{
+	if (huge_saved >= 0)
+		write_long(NR_HUGE, huge_saved);
+	huge_saved = -1;
+}
+
+static int huge_skipped;
+
+static void test_hugepage(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_stream *p[2];
+	uint8_t *buf;
+	const void *q;
+
+	o.flags = BW_RING_HUGEPAGE;
+	o.size = 4096;
+	CU_ASSERT_EQUAL(bw_pipe(p, &o), -EINVAL); /* smaller than a page */
+	if (!huge_ready()) {
+		printf("\n    SKIP: no 2 MiB huge pages can be reserved here ");
+		huge_skipped = 1;
+		return;
+	}
+	o.size = 2u << 20;
+	CU_ASSERT_EQUAL_FATAL(bw_pipe(p, &o), 0);
+	buf = malloc(3u << 20);
+	bwt_fill(buf, 3u << 20, 0, 22);
+	/* three laps of 1.5 MiB: crosses the wrap, peeked as one span */
+	for (uint64_t i = 0, pos = 0; i < 4; i++, pos += 3u << 19) {
+		bwt_fill(buf, 3u << 19, pos, 22);
+		CU_ASSERT_EQUAL(bw_stream_write(p[1], buf, 3u << 19), 3 << 19);
+		CU_ASSERT_EQUAL(bw_stream_peek(p[0], &q, 3u << 19), 3 << 19);
+		CU_ASSERT_EQUAL(bwt_verify(q, 3u << 19, pos, 22), -1);
+		bw_stream_flush(p[0]);
+	}
+	bw_stream_close(p[0]);
+	bw_stream_close(p[1]);
+	free(buf);
+	huge_restore();
+}
+
+static void reg(void)
+{
+	can_drop = geteuid() == 0;
+	if (!can_drop)
+		printf("not root: the checks that run as 'nobody' are skipped\n");
+	bwt_add("mode 0600 keeps others out, 0666 lets them in", test_owner_only);
+	bwt_add("group bits", test_group);
+	bwt_add("read-only access is a tap", test_tap);
+	bwt_add("owner bits without privilege", test_owner_bits_unprivileged);
+	bwt_add("huge-page ring", test_hugepage);
+}
+
+int main(void)
+{
+	int rc = bwt_main("permissions", reg);
+
+	huge_restore();
+	/* Nothing was checked as nobody and no huge pages: a visible skip. */
+	if (rc == 0 && !can_drop && huge_skipped)
+		return BWT_SKIP;
+	return rc;
+}
