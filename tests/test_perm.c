@@ -110,7 +110,7 @@ static void test_group(void)
 
 /* Read-only: a tap. It reads what is written, cannot write, does not hold
  * the writer back, learns of loss with -ESTALE, and its mapping is
- * read-only (a store through a peeked pointer faults). */
+ * read-only (the kernel will not store through a peeked pointer). */
 struct tap_arg {
 	int go[2], done[2];
 };
@@ -123,7 +123,6 @@ static int tap_child(void *argp)
 	uint8_t buf[RING];
 	const void *p;
 	char c;
-	pid_t pid;
 
 	if (bw_stream_open("tap", BW_WRITE | BW_NOWAIT, &w) != -EACCES)
 		return 1;
@@ -143,13 +142,12 @@ static int tap_child(void *argp)
 		return 7;
 	if (bw_stream_lseek(t, -1, SEEK_END) < 0 || bw_stream_peek(t, &p, 1) != 1)
 		return 8;
-	pid = bw_fork();
-	if (pid == 0) {
-		*(volatile char *)p = 1; /* must fault */
-		_exit(0);
-	}
-	if (bwt_wait(pid) != 128 + SIGSEGV)
+	/* The mapping is read-only: the kernel refuses to store into it. */
+	int pp[2];
+	if (pipe(pp) < 0 || write(pp[1], "x", 1) != 1)
 		return 9;
+	if (read(pp[0], (void *)p, 1) != -1 || errno != EFAULT)
+		return 10;
 	bw_stream_close(t);
 	return 0;
 }
