@@ -2,14 +2,14 @@
 # Beltway from a clone to a running system (see README.md):
 #   ./quickstart.sh demo   install what is missing, build, run the demo
 #   ./quickstart.sh test   install what is missing, run the whole test suite
-#                          (normal build, then ASan+UBSan build); exits
-#                          non-zero on any failure
+#                          in a normal build, an ASan+UBSan build and a TSan
+#                          build (clang); exits non-zero on any failure
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PKGS="build-essential autoconf automake libtool pkg-config libfabric-dev
 libfabric-bin libnuma-dev numactl libhwloc-dev hwloc libcunit1-dev
-libibverbs-dev librdmacm-dev"
+libibverbs-dev librdmacm-dev clang"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 deps() {
@@ -65,7 +65,10 @@ test)
 	check build
 	build build-asan --enable-asan --enable-ubsan
 	check build-asan
-	echo "quickstart: all tests passed (normal and ASan+UBSan builds)"
+	# gcc's TSan ignores atomic_thread_fence; clang's models it
+	build build-tsan CC=clang --enable-tsan
+	check build-tsan
+	echo "quickstart: all tests passed (normal, ASan+UBSan and TSan builds)"
 	;;
 deps)
 	deps

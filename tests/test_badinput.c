@@ -66,8 +66,8 @@ static void test_bad_names(void)
 {
 	const char *bad[] = {"", ".hidden", "a/b", "../x", "sp ace", "tab\t",
 			     "uni\xc3\xa9",
-			     "0123456789012345678901234567890123456789012345678"
-			     "901234567890123"};
+			     ("0123456789012345678901234567890123456789012345678"
+			      "901234567890123")};
 	struct bw_stream *s = (void *)1;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
