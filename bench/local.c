@@ -441,6 +441,26 @@ static uint64_t bytes_for(size_t call, bool quick)
 	return quick ? b / 16 : b;
 }
 
+static int parse_cases(const char *s, bool *use)
+{
+	char buf[256], *tok, *save = NULL;
+
+	for (size_t k = 0; k < NKASES; k++)
+		use[k] = false;
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		size_t k;
+
+		for (k = 0; k < NKASES && strcmp(kases[k].name, tok); k++)
+			;
+		if (k == NKASES)
+			return -1;
+		use[k] = true;
+	}
+	return 0;
+}
+
 static int parse_sizes(const char *s, size_t *sizes, int max)
 {
 	char buf[256], *tok, *save = NULL;
@@ -464,13 +484,20 @@ int bench_local_main(int argc, char **argv)
 	double gbps[NKASES][16], mops[NKASES][16];
 	int nsizes = 4, runs = 5, ncpu = bench_ncpus();
 	bool json = false, quick = false, verbose = false, pin = ncpu >= 2;
+	bool use[NKASES];
 	uint64_t ring = BW_RING_DEFAULT_SIZE;
 	const char *v;
 
+	for (size_t k = 0; k < NKASES; k++)
+		use[k] = true;
 	for (int i = 1; i < argc; i++) {
 		unsigned long ul;
 
-		if (!strcmp(argv[i], "--json")) {
+		if (cli_opt(argc, argv, &i, "--cases", &v)) {
+			if (!v || parse_cases(v, use) < 0)
+				return cli_fail("--cases: a list of rw, peekpoke, "
+						"pipe, pipe_max, limit");
+		} else if (!strcmp(argv[i], "--json")) {
 			json = true;
 		} else if (!strcmp(argv[i], "--quick")) {
 			quick = true;
@@ -518,6 +545,8 @@ int bench_local_main(int argc, char **argv)
 		r.total = bytes_for(sizes[s], quick) / sizes[s] * sizes[s];
 		for (int i = 0; i < runs; i++)
 			for (size_t k = 0; k < NKASES; k++) {
+				if (!use[k])
+					continue;
 				t[k][i] = run_once(&kases[k], &r, pin);
 				if (verbose)
 					fprintf(stderr, "# %s %zu run %d: %.3f GB/s\n",
@@ -525,7 +554,11 @@ int bench_local_main(int argc, char **argv)
 						(double)r.total / t[k][i] / 1e9);
 			}
 		for (size_t k = 0; k < NKASES; k++) {
-			double sec = bench_median(t[k], runs);
+			double sec;
+
+			if (!use[k])
+				continue;
+			sec = bench_median(t[k], runs);
 
 			gbps[k][s] = (double)r.total / sec / 1e9;
 			mops[k][s] = (double)r.total / sizes[s] / sec / 1e6;
@@ -543,10 +576,19 @@ int bench_local_main(int argc, char **argv)
 	printf("\n%-9s %8s %9s %10s %8s %8s\n", "case", "size", "GB/s",
 	       "Mcalls/s", "x pipe", "x limit");
 	for (int s = 0; s < nsizes; s++) {
-		for (size_t k = 0; k < NKASES; k++)
-			printf("%-9s %8zu %9.3f %10.3f %8.2f %8.2f\n",
-			       kases[k].name, sizes[s], gbps[k][s], mops[k][s],
-			       gbps[k][s] / gbps[2][s], gbps[k][s] / gbps[4][s]);
+		for (size_t k = 0; k < NKASES; k++) {
+			if (!use[k])
+				continue;
+			printf("%-9s %8zu %9.3f %10.3f", kases[k].name, sizes[s],
+			       gbps[k][s], mops[k][s]);
+			if (use[2])
+				printf(" %8.2f", gbps[k][s] / gbps[2][s]);
+			else
+				printf(" %8s", "-");
+			if (use[4])
+				printf(" %8.2f", gbps[k][s] / gbps[4][s]);
+			printf("\n");
+		}
 		printf("\n");
 	}
 	return 0;

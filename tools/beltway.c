@@ -399,6 +399,8 @@ static const struct verb verbs[] = {
 	 "  --json         one JSON object per line\n"
 	 "  --runs N       runs per figure, the median is reported (default 5)\n"
 	 "  --sizes LIST   call sizes, e.g. 64,4K (default 64,1K,4K,64K)\n"
+	 "  --cases LIST   some of rw,peekpoke,pipe,pipe_max,limit (default "
+	 "all)\n"
 	 "  --ring BYTES   ring capacity (default 4M)\n"
 	 "  --quick        less data per run (for smoke tests)\n"},
 	{"demo", demo_main, "[--bytes N] [--readers N]",
