@@ -69,18 +69,35 @@ double bench_median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* Four independent lanes of 32 bytes, so the loads stream like memcpy's;
+ * built for AVX2 too, chosen at run time, as glibc's memcpy is. */
+#if defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 uint64_t bench_touch(const void *p, size_t n)
 {
-	const uint64_t *w = p;
+	typedef uint64_t v4 __attribute__((vector_size(32), aligned(1)));
 	const uint8_t *b = p;
+	v4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
 	uint64_t acc = 0;
-	size_t i;
+	size_t i = 0;
 
-	for (i = 0; i + 8 <= n; i += 8)
-		acc ^= w[i / 8];
+	for (; i + 128 <= n; i += 128) {
+		a0 ^= *(const v4 *)(b + i);
+		a1 ^= *(const v4 *)(b + i + 32);
+		a2 ^= *(const v4 *)(b + i + 64);
+		a3 ^= *(const v4 *)(b + i + 96);
+	}
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, b + i, 8);
+		acc ^= w;
+	}
 	for (; i < n; i++)
 		acc += b[i];
-	return acc;
+	a0 ^= a1 ^ a2 ^ a3;
+	return acc ^ a0[0] ^ a0[1] ^ a0[2] ^ a0[3];
 }
 
 /* ---- one case: a writer and a reader process ------------------------------ */

@@ -70,7 +70,7 @@ static void ring_slot(struct bwi_map *m, struct bwi_wait *w,
 	if (bw_load_relaxed(&sl->bell) != BWI_BELL_ARMED ||
 	    !bw_cas(&sl->bell, &b, BWI_BELL_RUNG))
 		return;
-	bw_fetch_sub(&w->armed, 1);
+	bw_fetch_sub(&w->waiting, BWI_ARMED);
 	fd = sender_fd();
 	if (fd < 0)
 		return;
@@ -141,7 +141,7 @@ void bwi_bell_arm(struct bw_stream *s)
 	sl = bell_slot(s);
 	if (bw_load_relaxed(&sl->bell) != BWI_BELL_ARMED) {
 		bw_store_relaxed(&sl->bell, BWI_BELL_ARMED);
-		bw_fetch_add(&bell_wait(s)->armed, 1);
+		bw_fetch_add(&bell_wait(s)->waiting, BWI_ARMED);
 	}
 	/* Heavy side of the Dekker with publishers (see wait_any). */
 	bwi_barrier_heavy();
@@ -158,7 +158,7 @@ void bwi_bell_close(struct bw_stream *s)
 		return;
 	if (!s->bell_timer && s->epoch == bwi_epoch && s->m.hdr &&
 	    bw_cas(&bell_slot(s)->bell, &b, BWI_BELL_OFF))
-		bw_fetch_sub(&bell_wait(s)->armed, 1);
+		bw_fetch_sub(&bell_wait(s)->waiting, BWI_ARMED);
 	close(s->bell_fd);
 	s->bell_fd = -1;
 }

@@ -87,12 +87,16 @@ struct bwi_ctl {
  * space. The waiting side writes sleepers/armed; the other side reads them
  * after every publish and bumps seq (the futex word) when they are set. */
 struct bwi_wait {
-	bwi_a32 sleepers; /* handles inside futex_wait on seq */
-	bwi_a32 armed;	  /* handles with an armed doorbell */
+	bwi_a64 waiting; /* BWI_SLEEPER per handle in futex_wait on seq, plus
+			  * BWI_ARMED per armed doorbell: one load tells a
+			  * publisher whether anyone needs waking */
 	bwi_a32 seq;
 	bwi_a32 pad;
-	bwi_a64 waits;	  /* sleeps, for statistics */
+	bwi_a64 waits;	 /* sleeps, for statistics */
 };
+
+#define BWI_SLEEPER UINT64_C(1)
+#define BWI_ARMED (UINT64_C(1) << 32)
 
 enum { BWI_SLOT_FREE = 0, BWI_SLOT_CLAIMING = 1, BWI_SLOT_ACTIVE = 2 };
 enum { BWI_BELL_OFF = 0, BWI_BELL_ARMED = 1, BWI_BELL_RUNG = 2 };

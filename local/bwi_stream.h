@@ -5,6 +5,10 @@
 
 #include "bwi_ring.h"
 
+struct bwi_stats {
+	uint64_t bytes, calls, waits, lost;
+};
+
 struct bw_stream {
 	struct bwi_map m;
 	int flags;	/* BW_* open flags */
@@ -21,6 +25,8 @@ struct bw_stream {
 	uint64_t tail_seen; /* cached tail: bytes below it are readable */
 	uint64_t safe_from; /* reads below this are validated against head */
 	uint64_t racq;	    /* bytes handed out by peek_acquire */
+	uint64_t rlook;	    /* when the reader last looked at tail */
+	bool rtrickle;	    /* its last look gained little: pace looks */
 
 	/* writer side */
 	uint32_t wslot, wgen;
@@ -32,10 +38,11 @@ struct bw_stream {
 	uint64_t acq_len;
 	bool acq;
 	uint64_t wpos;	     /* end of this handle's last write */
-	uint64_t dead_seen;  /* ctl.dead_writers when a wait began */
+	uint64_t wlook;	     /* when the writer last looked at readers */
+	bool wtrickle;	     /* its last look gained little: pace looks */
 
-	/* statistics of taps (registered handles keep them in their slot) */
-	uint64_t tap_bytes, tap_calls, tap_waits, tap_lost;
+	struct bwi_slot *rsl, *wsl; /* our slots, or NULL */
+	struct bwi_stats rst, wst;  /* reading and writing statistics */
 
 	int bell_fd;	     /* doorbell for bw_stream_fd(), or -1 */
 	bool bell_timer;     /* taps: the doorbell is a periodic timer */

@@ -28,9 +28,12 @@
 #include "bwi_stream.h"
 
 #define BWI_OPEN_FLAGS                                                     \
-	(BW_READ | BW_WRITE | BW_NONBLOCK | BW_FROM_START | BW_NOWAIT)
+	(BW_READ | BW_WRITE | BW_NONBLOCK | BW_FROM_START | BW_NOWAIT |       \
+	 BW_LOW_LATENCY)
 #define BWI_OPEN_BIT (UINT64_C(1) << 63) /* writer slot pos: reservation open */
 #define BWI_SPIN_NS 50000	   /* spin this long before sleeping */
+#define BWI_PACE_NS 1000	   /* a caught-up side looks at most this often */
+#define BWI_BATCH 16384		   /* gaining less per look: caught up */
 #define BWI_TAP_POLL_MS 5	   /* taps cannot announce sleep: they poll */
 
 uint32_t bwi_epoch = 1;
@@ -162,43 +165,54 @@ static inline void wmb_after_reserve(void)
 
 static void wake(struct bwi_map *m, struct bwi_wait *w, enum bwi_role role)
 {
+	uint64_t v;
+
 	bw_fetch_add(&w->seq, 1);
-	if (bw_load_relaxed(&w->sleepers))
+	v = bw_load_relaxed(&w->waiting);
+	if (v & (BWI_ARMED - 1))
 		bwi_futex_wake(&w->seq);
-	if (bw_load_relaxed(&w->armed))
+	if (v >= BWI_ARMED)
 		bwi_bell_ring_all(m, w, role);
 }
 
-static inline struct bwi_slot *rslot(const struct bw_stream *s)
+/*
+ * Pacing. A side that keeps catching up with the other (its last look at the
+ * other side's position gained less than BWI_BATCH bytes), and a side that
+ * waits, looks at most every BWI_PACE_NS: each look pulls a cache line that
+ * the other side writes on every call, so looking less often lets that side
+ * run on in its own cache, and the data then comes in batches. This adds at
+ * most BWI_PACE_NS before a reader sees new data; BW_LOW_LATENCY turns it off.
+ */
+static void pace(uint64_t *last)
 {
-	return bwi_rslot(&s->m, s->rslot);
-}
+	uint64_t now = bwi_now_ns();
 
-static inline struct bwi_slot *wslot(const struct bw_stream *s)
-{
-	return bwi_wslot(&s->m, s->wslot);
-}
-
-static void count_call(struct bw_stream *s, bool rd, uint64_t bytes)
-{
-	struct bwi_slot *sl;
-
-	if (s->tap && rd) {
-		s->tap_bytes += bytes;
-		s->tap_calls++;
-		return;
+	while (now - *last < BWI_PACE_NS) {
+		for (int k = 0; k < 8; k++)
+			bw_cpu_relax();
+		now = bwi_now_ns();
 	}
-	sl = rd ? rslot(s) : wslot(s);
-	bw_own_add(&sl->bytes, bytes);
-	bw_own_add(&sl->calls, 1);
+	*last = now;
+}
+
+/* Statistics live in the handle; a slot, when there is one, mirrors them for
+ * other processes (beltway stat) with plain stores to its own line. */
+static inline void count_call(struct bwi_stats *st, struct bwi_slot *sl,
+			      uint64_t bytes)
+{
+	st->bytes += bytes;
+	st->calls++;
+	if (sl) {
+		bw_store_relaxed(&sl->bytes, st->bytes);
+		bw_store_relaxed(&sl->calls, st->calls);
+	}
 }
 
 static void count_lost(struct bw_stream *s, uint64_t n)
 {
-	if (s->tap)
-		s->tap_lost += n;
-	else
-		bw_own_add(&rslot(s)->lost, n);
+	s->rst.lost += n;
+	if (s->rsl)
+		bw_store_relaxed(&s->rsl->lost, s->rst.lost);
 }
 
 /* ---- reader side ---------------------------------------------------------- */
@@ -212,10 +226,10 @@ static inline void rd_publish(struct bw_stream *s)
 		return;
 	/* R2: pairs with A2 in bwi_min_reader: our loads of the bytes below
 	 * rpos happen before a writer reuses their space. */
-	bw_store_release(&rslot(s)->pos, s->rpos);
+	bw_store_release(&s->rsl->pos, s->rpos);
 	s->rpub = s->rpos;
 	bwi_barrier_light();
-	if (bw_load_relaxed(&h->wwait.sleepers) | bw_load_relaxed(&h->wwait.armed))
+	if (bw_load_relaxed(&h->wwait.waiting))
 		wake(&s->m, &h->wwait, BWI_WRITER);
 }
 
@@ -369,14 +383,14 @@ static struct bwi_wait *wait_line(struct bw_stream *s, int ev)
 
 static void count_wait(struct bw_stream *s, int ev)
 {
+	bool rd = ev & BW_POLLIN;
+	struct bwi_stats *st = rd ? &s->rst : &s->wst;
+	struct bwi_slot *sl = rd ? s->rsl : s->wsl;
+
 	bw_fetch_add(&wait_line(s, ev)->waits, 1);
-	if (s->tap)
-		s->tap_waits++;
-	else
-		bw_own_add(&(((ev & BW_POLLIN) && s->reader) ? rslot(s)
-							      : wslot(s))
-				     ->waits,
-			   1);
+	st->waits++;
+	if (sl)
+		bw_store_relaxed(&sl->waits, st->waits);
 }
 
 /*
@@ -401,9 +415,11 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 	if (cnt || timeout_ms == 0)
 		return cnt;
 	spin_end = start + BWI_SPIN_NS;
-	while (bwi_now_ns() < spin_end) {
-		for (int k = 0; k < 64; k++)
-			bw_cpu_relax();
+	for (uint64_t look = start; look < spin_end;) {
+		if (!(w[0].s->flags & BW_LOW_LATENCY) || n > 1)
+			pace(&look);
+		else
+			look = bwi_now_ns();
 		cnt = ready_all(w, n);
 		if (cnt)
 			return cnt;
@@ -425,7 +441,7 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 					continue;
 				}
 				wl = wait_line(w[i].s, ev);
-				bw_fetch_add(&wl->sleepers, 1);
+				bw_fetch_add(&wl->waiting, BWI_SLEEPER);
 				v[k].word = &wl->seq;
 				v[k].val = bw_load_acquire(&wl->seq);
 				k++;
@@ -456,7 +472,8 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 		for (unsigned i = 0; i < n; i++)
 			for (int ev = BW_POLLIN; ev <= BW_POLLOUT; ev <<= 2)
 				if ((w[i].events & ev) && handle_sleeps(w[i].s)) {
-					bw_fetch_sub(&wait_line(w[i].s, ev)->sleepers, 1);
+					bw_fetch_sub(&wait_line(w[i].s, ev)->waiting,
+						     BWI_SLEEPER);
 					if (!cnt)
 						count_wait(w[i].s, ev);
 				}
@@ -497,12 +514,16 @@ static int64_t rd_avail(struct bw_stream *s, uint64_t n)
 	if (a > 0)
 		return rd_refresh(s);
 	rd_publish(s);
+	if (s->rtrickle)
+		pace(&s->rlook);
 	for (;;) {
 		int rev;
 
 		a = rd_refresh(s);
-		if (a != 0)
+		if (a != 0) {
+			s->rtrickle = a < BWI_BATCH && !(s->flags & BW_LOW_LATENCY);
 			return a;
+		}
 		rev = wait_one(s, BW_POLLIN, 1);
 		if (rev < 0)
 			return rev;
@@ -558,9 +579,15 @@ static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 					     bw_load_relaxed(&h->ctl.peer_seq) !=
 						     s->peer_seen,
 				     0)) {
+			uint64_t old = s->limit;
+
+			if (hd + n > old && s->wtrickle)
+				pace(&s->wlook);
 			r = wr_room(s, n);
 			if (r < 0)
 				return r;
+			s->wtrickle = s->limit - old < BWI_BATCH &&
+				      !(s->flags & BW_LOW_LATENCY);
 			hd = bw_load_relaxed(&h->prod.head);
 			if (hd + n > s->limit)
 				continue;
@@ -569,7 +596,7 @@ static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 			break;
 	}
 	/* Who holds the reservation at tail, for a successor that waits. */
-	bw_store_relaxed(&wslot(s)->pos, hd | BWI_OPEN_BIT);
+	bw_store_relaxed(&s->wsl->pos, hd | BWI_OPEN_BIT);
 	wmb_after_reserve();
 	*hp = hd;
 	return 0;
@@ -604,14 +631,14 @@ static int wr_wait_turn(struct bw_stream *s, uint64_t hd)
 			return 0;
 		if (t > hd || bw_load_relaxed(&h->ctl.broken))
 			break;
-		bw_fetch_add(&h->rwait.sleepers, 1);
+		bw_fetch_add(&h->rwait.waiting, BWI_SLEEPER);
 		seq = bw_load_acquire(&h->rwait.seq);
 		bwi_barrier_heavy();
 		r = bw_load_acquire(&h->prod.tail) == t
 			    ? bwi_futex_wait(&h->rwait.seq, seq,
 					     bwi_liveness_ms())
 			    : 0;
-		bw_fetch_sub(&h->rwait.sleepers, 1);
+		bw_fetch_sub(&h->rwait.waiting, BWI_SLEEPER);
 		if (r != -ETIMEDOUT)
 			continue;
 		bwi_reap(&s->m);
@@ -641,11 +668,11 @@ static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 	/* R1: pairs with A1 in rd_refresh: the bytes below hd + n are written
 	 * before a reader can see tail pass them. */
 	bw_store_release(&h->prod.tail, hd + n);
-	bw_store_relaxed(&wslot(s)->pos, hd + n);
+	bw_store_relaxed(&s->wsl->pos, hd + n);
 	s->wpos = hd + n;
-	count_call(s, false, n);
+	count_call(&s->wst, s->wsl, n);
 	bwi_barrier_light();
-	if (bw_load_relaxed(&h->rwait.sleepers) | bw_load_relaxed(&h->rwait.armed))
+	if (bw_load_relaxed(&h->rwait.waiting))
 		wake(&s->m, &h->rwait, BWI_READER);
 	return 0;
 }
@@ -736,7 +763,7 @@ BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 	s->rpos += (uint64_t)a;
 	s->racq = 0;
 	rd_publish(s);
-	count_call(s, true, (uint64_t)a);
+	count_call(&s->rst, s->rsl, (uint64_t)a);
 	return a;
 }
 
@@ -769,7 +796,7 @@ static ssize_t peek_common(struct bw_stream *s, const void **ptr, size_t n,
 	if (move) {
 		s->rpos += (uint64_t)a;
 		s->racq = 0;
-		count_call(s, true, (uint64_t)a);
+		count_call(&s->rst, s->rsl, (uint64_t)a);
 	} else {
 		s->racq = (uint64_t)a;
 	}
@@ -801,7 +828,7 @@ BW_API int bw_stream_peek_complete(struct bw_stream *s, size_t n)
 	s->racq -= n;
 	rd_publish(s);
 	if (n)
-		count_call(s, true, n);
+		count_call(&s->rst, s->rsl, n);
 	return 0;
 }
 
@@ -958,7 +985,7 @@ static void rd_reposition(struct bw_stream *s, uint64_t pos)
 	uint64_t t;
 
 	if (s->reader) {
-		bw_store_release(&rslot(s)->pos, pos);
+		bw_store_release(&s->rsl->pos, pos);
 		s->rpub = pos;
 		/* F1: see reader_attach. */
 		bw_smp_mb();
@@ -1072,7 +1099,7 @@ BW_API int bw_stream_set_nonblock(struct bw_stream *s, int on)
 
 BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 {
-	struct bwi_slot *sl = NULL;
+	const struct bwi_stats *p;
 	int r = enter(s);
 
 	if (r < 0)
@@ -1085,18 +1112,11 @@ BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	st->write_pos = bw_load_acquire(&H(s)->prod.tail);
 	st->readers = bwi_slot_count(&s->m, BWI_READER);
 	st->writers = bwi_slot_count(&s->m, BWI_WRITER);
-	if (s->tap) {
-		st->bytes = s->tap_bytes;
-		st->calls = s->tap_calls;
-		st->waits = s->tap_waits;
-		st->lost = s->tap_lost;
-		return 0;
-	}
-	sl = s->reader ? rslot(s) : wslot(s);
-	st->bytes = bw_load_relaxed(&sl->bytes);
-	st->calls = bw_load_relaxed(&sl->calls);
-	st->waits = bw_load_relaxed(&sl->waits);
-	st->lost = bw_load_relaxed(&sl->lost);
+	p = (s->reader || s->tap) ? &s->rst : &s->wst;
+	st->bytes = p->bytes;
+	st->calls = p->calls;
+	st->waits = p->waits;
+	st->lost = p->lost;
 	return 0;
 }
 
@@ -1120,6 +1140,7 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 	if (r < 0)
 		return r;
 	s->reader = true;
+	s->rsl = bwi_rslot(&s->m, s->rslot);
 	/* F1: pairs with F2 in bwi_min_reader. Either the writer's scan sees
 	 * our slot, or our load of tail below sees every tail it published
 	 * before scanning; its cached limit then never lets it overwrite bytes
@@ -1127,7 +1148,7 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 	bw_smp_mb();
 	t = bw_load_acquire(&H(s)->prod.tail);
 	s->rpos = s->rpub = s->tail_seen = t;
-	bw_store_release(&rslot(s)->pos, t);
+	bw_store_release(&s->rsl->pos, t);
 	if (from_start) {
 		pos = bwi_oldest_held(&s->m);
 		if (pos < t)
@@ -1168,6 +1189,7 @@ out:
 	if (r < 0)
 		return r;
 	s->writer = true;
+	s->wsl = bwi_wslot(&s->m, s->wslot);
 	s->wpos = t;
 	s->limit = 0;
 	s->peer_seen = bw_load_relaxed(&h->ctl.peer_seq) - 1;
@@ -1194,10 +1216,12 @@ static void detach(struct bw_stream *s)
 		bwi_slot_release(&s->m, BWI_WRITER, s->wslot, s->wgen);
 		bwi_writer_unlock(&s->m);
 		s->writer = false;
+		s->wsl = NULL;
 	}
 	if (s->reader) {
 		bwi_slot_release(&s->m, BWI_READER, s->rslot, s->rgen);
 		s->reader = false;
+		s->rsl = NULL;
 	}
 }
 
@@ -1313,6 +1337,8 @@ int bwi_reattach(struct bw_stream *s)
 				   &s->wgen);
 		bwi_writer_unlock(&s->m);
 		s->limit = 0;
+		s->wsl = r < 0 ? NULL : bwi_wslot(&s->m, s->wslot);
+		s->wst = (struct bwi_stats){0};
 		if (r < 0)
 			s->writer = false;
 	}
@@ -1321,6 +1347,8 @@ int bwi_reattach(struct bw_stream *s)
 				   &s->rgen);
 		s->rpub = s->rpos;
 		s->racq = 0;
+		s->rsl = r < 0 ? NULL : bwi_rslot(&s->m, s->rslot);
+		s->rst = (struct bwi_stats){0};
 		if (r < 0)
 			s->reader = false;
 	}

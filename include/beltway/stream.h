@@ -39,6 +39,10 @@ enum {
 	BW_NOWAIT = 1 << 4,	/* open does not wait for the other side, and a
 				 * writer never gets -EPIPE: with no reader
 				 * attached it overwrites the oldest data */
+	BW_LOW_LATENCY = 1 << 5, /* look at the other side at once, every time:
+				  * by default a handle that keeps catching up
+				  * looks at most every microsecond, which
+				  * batches small records (see README) */
 };
 
 /* Flags of struct bw_ring_opts. */
