@@ -195,24 +195,29 @@ static void pace(uint64_t *last)
 	*last = now;
 }
 
-/* Statistics live in the handle; a slot, when there is one, mirrors them for
- * other processes (beltway stat) with plain stores to its own line. */
-static inline void count_call(struct bwi_stats *st, struct bwi_slot *sl,
-			      uint64_t bytes)
+/* Statistics live in the handle. A slot mirrors them for other processes
+ * (beltway stat) whenever its owner looks at the other side's position, so
+ * the mirror lags by at most one batch and the fast path stores nothing. */
+static inline void count_call(struct bwi_stats *st, uint64_t bytes)
 {
 	st->bytes += bytes;
 	st->calls++;
-	if (sl) {
-		bw_store_relaxed(&sl->bytes, st->bytes);
-		bw_store_relaxed(&sl->calls, st->calls);
-	}
+}
+
+static void mirror(const struct bwi_stats *st, struct bwi_slot *sl)
+{
+	if (!sl)
+		return;
+	bw_store_relaxed(&sl->bytes, st->bytes);
+	bw_store_relaxed(&sl->calls, st->calls);
+	bw_store_relaxed(&sl->waits, st->waits);
+	bw_store_relaxed(&sl->lost, st->lost);
 }
 
 static void count_lost(struct bw_stream *s, uint64_t n)
 {
 	s->rst.lost += n;
-	if (s->rsl)
-		bw_store_relaxed(&s->rsl->lost, s->rst.lost);
+	mirror(&s->rst, s->rsl);
 }
 
 /* ---- reader side ---------------------------------------------------------- */
@@ -270,6 +275,7 @@ static int64_t rd_refresh(struct bw_stream *s)
 	if (__builtin_expect(t - s->rpos > s->m.g.capacity, 0))
 		return rd_lost(s, t);
 	s->tail_seen = t;
+	mirror(&s->rst, s->rsl);
 	return (int64_t)(t - s->rpos);
 }
 
@@ -323,6 +329,7 @@ static int wr_ready(struct bw_stream *s, uint64_t need)
 
 	if (bw_load_relaxed(&h->ctl.broken))
 		return BW_POLLOUT | BW_POLLERR;
+	mirror(&s->wst, s->wsl);
 	s->peer_seen = bw_load_acquire(&h->ctl.peer_seq);
 	hd = bw_load_relaxed(&h->prod.head);
 	t = bw_load_acquire(&h->prod.tail);
@@ -389,8 +396,7 @@ static void count_wait(struct bw_stream *s, int ev)
 
 	bw_fetch_add(&wait_line(s, ev)->waits, 1);
 	st->waits++;
-	if (sl)
-		bw_store_relaxed(&sl->waits, st->waits);
+	mirror(st, sl);
 }
 
 /*
@@ -670,7 +676,7 @@ static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 	bw_store_release(&h->prod.tail, hd + n);
 	bw_store_relaxed(&s->wsl->pos, hd + n);
 	s->wpos = hd + n;
-	count_call(&s->wst, s->wsl, n);
+	count_call(&s->wst, n);
 	bwi_barrier_light();
 	if (bw_load_relaxed(&h->rwait.waiting))
 		wake(&s->m, &h->rwait, BWI_READER);
@@ -763,7 +769,7 @@ BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 	s->rpos += (uint64_t)a;
 	s->racq = 0;
 	rd_publish(s);
-	count_call(&s->rst, s->rsl, (uint64_t)a);
+	count_call(&s->rst, (uint64_t)a);
 	return a;
 }
 
@@ -796,7 +802,7 @@ static ssize_t peek_common(struct bw_stream *s, const void **ptr, size_t n,
 	if (move) {
 		s->rpos += (uint64_t)a;
 		s->racq = 0;
-		count_call(&s->rst, s->rsl, (uint64_t)a);
+		count_call(&s->rst, (uint64_t)a);
 	} else {
 		s->racq = (uint64_t)a;
 	}
@@ -828,7 +834,7 @@ BW_API int bw_stream_peek_complete(struct bw_stream *s, size_t n)
 	s->racq -= n;
 	rd_publish(s);
 	if (n)
-		count_call(&s->rst, s->rsl, n);
+		count_call(&s->rst, n);
 	return 0;
 }
 
@@ -1112,6 +1118,8 @@ BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	st->write_pos = bw_load_acquire(&H(s)->prod.tail);
 	st->readers = bwi_slot_count(&s->m, BWI_READER);
 	st->writers = bwi_slot_count(&s->m, BWI_WRITER);
+	mirror(&s->rst, s->rsl);
+	mirror(&s->wst, s->wsl);
 	p = (s->reader || s->tap) ? &s->rst : &s->wst;
 	st->bytes = p->bytes;
 	st->calls = p->calls;
@@ -1200,6 +1208,8 @@ static void detach(struct bw_stream *s)
 {
 	if (s->epoch != bwi_epoch || !s->m.hdr)
 		return; /* the parent's attachment, not ours */
+	mirror(&s->rst, s->rsl);
+	mirror(&s->wst, s->wsl);
 	if (s->writer) {
 		flush_poke(s);
 		if (s->acq)
