@@ -99,13 +99,13 @@ static enum bwi_role bell_role(const struct bw_stream *s)
 
 static struct bwi_slot *bell_slot(const struct bw_stream *s)
 {
-	return s->reader ? bwi_rslot(&s->m, s->rslot)
-			 : bwi_wslot(&s->m, s->wslot);
+	return s->reader ? bwi_rslot(s->m, s->rslot)
+			 : bwi_wslot(s->m, s->wslot);
 }
 
 static struct bwi_wait *bell_wait(const struct bw_stream *s)
 {
-	return s->reader ? &s->m.hdr->rwait : &s->m.hdr->wwait;
+	return s->reader ? &s->m->hdr->rwait : &s->m->hdr->wwait;
 }
 
 static int bell_events(const struct bw_stream *s)
@@ -126,7 +126,7 @@ static void drain(int fd)
 void bwi_bell_arm(struct bw_stream *s)
 {
 	struct bwi_slot *sl;
-	uint64_t need = s->m.g.capacity < 4096 ? s->m.g.capacity : 4096;
+	uint64_t need = s->m->g.capacity < 4096 ? s->m->g.capacity : 4096;
 
 	if (s->bell_fd < 0)
 		return;
@@ -146,7 +146,7 @@ void bwi_bell_arm(struct bw_stream *s)
 	/* Heavy side of the Dekker with publishers (see wait_any). */
 	bwi_barrier_heavy();
 	if (bwi_ready(s, bell_events(s), need))
-		ring_slot(&s->m, bell_wait(s), bell_role(s),
+		ring_slot(s->m, bell_wait(s), bell_role(s),
 			  s->reader ? s->rslot : s->wslot);
 }
 
@@ -156,7 +156,7 @@ void bwi_bell_close(struct bw_stream *s)
 
 	if (s->bell_fd < 0)
 		return;
-	if (!s->bell_timer && s->epoch == bwi_epoch && s->m.hdr &&
+	if (!s->bell_timer && s->epoch == bwi_epoch && s->m->hdr &&
 	    bw_cas(&bell_slot(s)->bell, &b, BWI_BELL_OFF))
 		bw_fetch_sub(&bell_wait(s)->waiting, BWI_ARMED);
 	close(s->bell_fd);
@@ -203,7 +203,7 @@ BW_API int bw_stream_fd(struct bw_stream *s)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return bwi_err(errno, "creating a doorbell socket");
-	len = bell_addr(&a, &s->m, bell_role(s), s->reader ? s->rslot : s->wslot,
+	len = bell_addr(&a, s->m, bell_role(s), s->reader ? s->rslot : s->wslot,
 			s->reader ? s->rgen : s->wgen);
 	if (bind(fd, (struct sockaddr *)&a, len) < 0) {
 		r = bwi_err(errno, "binding the doorbell");

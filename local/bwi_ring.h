@@ -149,7 +149,9 @@ _Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, lost) == 56, "slot layout");
 _Static_assert(sizeof(struct bwi_ctl) <= BWI_LINE, "control line");
 
-/* A validated mapping of one segment, private to a process. */
+/* A validated mapping of one segment. A process maps each ring once: its
+ * handles share the mapping (counted by refs), so threads touching one ring
+ * touch the same addresses, which is also what lets TSan see them. */
 struct bwi_map {
 	struct bwi_geom g; /* validated private copy: never re-read */
 	struct bwi_hdr *hdr;
@@ -158,8 +160,12 @@ struct bwi_map {
 	size_t map_len;
 	bool writable;
 	bool anon;
-	int fd;		   /* anonymous rings keep it, for re-mapping */
+	int fd;		   /* anonymous rings keep it */
 	char name[BWI_NAME_MAX + 1];
+	unsigned refs;	   /* under the map cache lock */
+	dev_t dev;	   /* named rings: the file, the cache key */
+	ino_t ino;
+	struct bwi_map *next;
 };
 
 /* ---- segment.c ---- */
@@ -172,9 +178,13 @@ enum bwi_access {
 	BWI_ACC_ANY, /* read and write if permitted, else read-only */
 	BWI_ACC_RO,  /* read-only */
 };
-int bwi_ring_map(const char *name, enum bwi_access acc, struct bwi_map *m);
-int bwi_ring_map_fd(int fd, bool writable, struct bwi_map *m);
-int bwi_ring_remap(const struct bwi_map *from, struct bwi_map *to);
+int bwi_map_open(const char *name, enum bwi_access acc, struct bwi_map **out);
+int bwi_map_anon(const struct bw_ring_opts *opts, struct bwi_map **out);
+void bwi_map_get(struct bwi_map *m);
+void bwi_map_put(struct bwi_map *m);
+void bwi_maps_lock(void);
+void bwi_maps_unlock(void);
+void bwi_maps_child(void);
 void bwi_ring_unmap(struct bwi_map *m);
 uint32_t bwi_geom_sum(const struct bwi_geom *g);
 

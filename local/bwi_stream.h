@@ -10,7 +10,7 @@ struct bwi_stats {
 };
 
 struct bw_stream {
-	struct bwi_map m;
+	struct bwi_map *m; /* shared with the process's other handles */
 	int flags;	/* BW_* open flags */
 	bool reader;	/* registered reader: holds a slot, gates writers */
 	bool tap;	/* read-only mapping: reads without a slot */
@@ -67,7 +67,7 @@ void bwi_handles_lock(void);
 void bwi_handles_unlock(void);
 struct bw_stream *bwi_handles_first(void);
 int bwi_reattach(struct bw_stream *s);
-int bwi_attach(struct bw_stream *s, const struct bwi_map *m, int flags);
+int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags);
 int bwi_stream_new(struct bw_stream **out);
 void bwi_stream_free(struct bw_stream *s);
 

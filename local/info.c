@@ -27,7 +27,7 @@ static void peer_fill(struct bw_ring_peer *p, int role, uint32_t idx,
 BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 			struct bw_ring_peer *peers, unsigned max_peers)
 {
-	struct bwi_map m;
+	struct bwi_map *m;
 	struct bwi_hdr *h;
 	struct stat st;
 	unsigned n = 0;
@@ -36,10 +36,10 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 
 	if (!info)
 		return bwi_err(EINVAL, "bw_ring_stat needs an info buffer");
-	r = bwi_ring_map(name, BWI_ACC_RO, &m);
+	r = bwi_map_open(name, BWI_ACC_RO, &m);
 	if (r < 0)
 		return r;
-	h = m.hdr;
+	h = m->hdr;
 	memset(info, 0, sizeof(*info));
 	snprintf(path, sizeof(path), "%s/%s", bw_ring_dir(), name);
 	if (stat(path, &st) == 0) {
@@ -47,12 +47,12 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 		info->uid = st.st_uid;
 		info->gid = st.st_gid;
 	}
-	info->capacity = m.g.capacity;
-	info->flags = m.g.flags;
-	info->page_size = m.g.page_size;
-	info->created_ns = m.g.created_ns;
-	info->max_readers = m.g.max_readers;
-	info->max_writers = m.g.max_writers;
+	info->capacity = m->g.capacity;
+	info->flags = m->g.flags;
+	info->page_size = m->g.page_size;
+	info->created_ns = m->g.created_ns;
+	info->max_readers = m->g.max_readers;
+	info->max_writers = m->g.max_writers;
 	info->write_pos = bw_load_acquire(&h->prod.tail);
 	info->reserved_pos = bw_load_relaxed(&h->prod.head);
 	info->broken = bw_load_relaxed(&h->ctl.broken) != 0;
@@ -60,9 +60,9 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 	info->dead_writers = bw_load_relaxed(&h->ctl.dead_writers);
 	info->reader_waits = bw_load_relaxed(&h->rwait.waits);
 	info->writer_waits = bw_load_relaxed(&h->wwait.waits);
-	for (uint32_t i = 0; i < m.g.max_readers + m.g.max_writers; i++) {
+	for (uint32_t i = 0; i < m->g.max_readers + m->g.max_writers; i++) {
 		const struct bwi_slot *sl = &h->slots[i];
-		bool rd = i < m.g.max_readers;
+		bool rd = i < m->g.max_readers;
 
 		if (BWI_SLOT_STATE(bw_load_acquire(&sl->state)) != BWI_SLOT_ACTIVE)
 			continue;
@@ -72,8 +72,8 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 			info->writers++;
 		if (peers && n < max_peers)
 			peer_fill(&peers[n++], rd ? BW_PEER_READER : BW_PEER_WRITER,
-				  rd ? i : i - m.g.max_readers, sl);
+				  rd ? i : i - m->g.max_readers, sl);
 	}
-	bwi_ring_unmap(&m);
+	bwi_map_put(m);
 	return (int)(info->readers + info->writers);
 }

@@ -14,37 +14,34 @@
 static int make_ends(struct bw_stream **ends, unsigned n,
 		     const struct bw_ring_opts *opts)
 {
-	struct bwi_map base, m;
+	struct bwi_map *m;
 	unsigned made = 0;
 	int r;
 
-	r = bwi_ring_create(NULL, opts, &base);
+	r = bwi_map_anon(opts, &m);
 	if (r < 0)
 		return r;
 	/* Readers attach first, so the writer never sees a ring without one. */
 	for (unsigned i = n; i-- > 0;) {
-		r = bwi_ring_remap(&base, &m);
+		r = bwi_stream_new(&ends[i]);
 		if (r < 0)
 			goto err;
-		r = bwi_stream_new(&ends[i]);
-		if (r < 0) {
-			bwi_ring_unmap(&m);
-			goto err;
-		}
-		r = bwi_attach(ends[i], &m,
+		bwi_map_get(m);
+		r = bwi_attach(ends[i], m,
 			       (i == 0 ? BW_WRITE : BW_READ) | BWI_NO_PEER_WAIT);
 		if (r < 0) {
+			bwi_map_put(m);
 			bwi_stream_free(ends[i]);
 			goto err;
 		}
 		made++;
 	}
-	bwi_ring_unmap(&base);
+	bwi_map_put(m);
 	return 0;
 err:
 	for (unsigned i = n - made; i < n; i++)
 		bw_stream_close(ends[i]);
-	bwi_ring_unmap(&base);
+	bwi_map_put(m);
 	return r;
 }
 

@@ -187,16 +187,20 @@ uint64_t bwi_random64(void)
 
 /* How long a waiter sleeps before it checks that its peers are alive: the
  * bound on detecting a peer killed without closing. BELTWAY_LIVENESS_MS. */
+static int liveness;
+static pthread_once_t liveness_once = PTHREAD_ONCE_INIT;
+
+static void liveness_setup(void)
+{
+	const char *e = getenv("BELTWAY_LIVENESS_MS");
+
+	liveness = e ? atoi(e) : 0;
+	if (liveness <= 0 || liveness > 60000)
+		liveness = 200;
+}
+
 int bwi_liveness_ms(void)
 {
-	static int ms;
-	const char *e;
-
-	if (ms == 0) {
-		e = getenv("BELTWAY_LIVENESS_MS");
-		ms = e ? atoi(e) : 0;
-		if (ms <= 0 || ms > 60000)
-			ms = 200;
-	}
-	return ms;
+	pthread_once(&liveness_once, liveness_setup);
+	return liveness;
 }

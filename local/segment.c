@@ -248,47 +248,60 @@ static int map_fd(int fd, struct bwi_map *m, const char *what)
 	return map_segment(fd, m);
 }
 
-int bwi_ring_map_fd(int fd, bool writable, struct bwi_map *m)
-{
-	int r;
+/* ---- the per-process map cache ----------------------------------------- */
 
-	memset(m, 0, sizeof(*m));
-	m->writable = writable;
-	m->anon = true;
-	m->fd = -1;
-	r = map_fd(fd, m, "anonymous ring");
-	if (r < 0)
-		return r;
-	m->fd = fd;
-	return 0;
+static pthread_mutex_t maps_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct bwi_map *maps; /* named rings mapped by this process */
+
+void bwi_maps_lock(void)
+{
+	pthread_mutex_lock(&maps_mu);
 }
 
-/* A second, independent mapping of the same anonymous ring. */
-int bwi_ring_remap(const struct bwi_map *from, struct bwi_map *to)
+void bwi_maps_unlock(void)
 {
-	int fd = fcntl(from->fd, F_DUPFD_CLOEXEC, 0);
-	int r;
-
-	if (fd < 0)
-		return bwi_err(errno, "dup of ring descriptor");
-	r = bwi_ring_map_fd(fd, from->writable, to);
-	if (r < 0)
-		close(fd);
-	return r;
+	pthread_mutex_unlock(&maps_mu);
 }
 
-int bwi_ring_map(const char *name, enum bwi_access acc, struct bwi_map *m)
+/* In a fork() child, after bwi_maps_lock() in the parent's prepare. */
+void bwi_maps_child(void)
 {
-	char what[BWI_NAME_MAX + 16];
-	int dfd, fd, r;
+	pthread_mutex_init(&maps_mu, NULL);
+}
 
-	r = bwi_name_check(name);
-	if (r < 0)
-		return r;
-	memset(m, 0, sizeof(*m));
-	m->fd = -1;
-	snprintf(m->name, sizeof(m->name), "%s", name);
-	snprintf(what, sizeof(what), "ring '%s'", name);
+void bwi_map_get(struct bwi_map *m)
+{
+	bwi_maps_lock();
+	m->refs++;
+	bwi_maps_unlock();
+}
+
+void bwi_map_put(struct bwi_map *m)
+{
+	struct bwi_map **pp;
+
+	if (!m)
+		return;
+	bwi_maps_lock();
+	if (--m->refs > 0) {
+		bwi_maps_unlock();
+		return;
+	}
+	for (pp = &maps; *pp; pp = &(*pp)->next)
+		if (*pp == m) {
+			*pp = m->next;
+			break;
+		}
+	bwi_maps_unlock();
+	bwi_ring_unmap(m);
+	free(m);
+}
+
+/* Opens the named ring as acc allows; the fd, whether it is writable. */
+static int open_named(const char *name, enum bwi_access acc, bool *writable)
+{
+	int dfd, fd;
+
 	dfd = dir_open(false);
 	if (dfd < 0)
 		return dfd == -ENOENT ? bwi_err(ENOENT, "no ring '%s'", name) : dfd;
@@ -297,22 +310,77 @@ int bwi_ring_map(const char *name, enum bwi_access acc, struct bwi_map *m)
 	errno = EACCES;
 	if (acc != BWI_ACC_RO)
 		fd = openat(dfd, name, O_RDWR | O_CLOEXEC | O_NONBLOCK);
-	m->writable = fd >= 0;
+	*writable = fd >= 0;
 	if (fd < 0 && errno == EACCES && acc != BWI_ACC_RW)
 		fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	close(dfd);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return bwi_err(ENOENT, "no ring '%s' in %s", name,
-				       bw_ring_dir());
-		if (errno == EACCES)
-			return bwi_err(EACCES, "ring '%s': permission denied for %s",
-				       name, acc == BWI_ACC_RW ? "writing" : "reading");
-		return bwi_err(errno, "opening ring '%s'", name);
+	if (fd >= 0)
+		return fd;
+	if (errno == ENOENT)
+		return bwi_err(ENOENT, "no ring '%s' in %s", name, bw_ring_dir());
+	if (errno == EACCES)
+		return bwi_err(EACCES, "ring '%s': permission denied for %s",
+			       name, acc == BWI_ACC_RW ? "writing" : "reading");
+	return bwi_err(errno, "opening ring '%s'", name);
+}
+
+/* Maps the named ring, or shares this process's mapping of it. A read-only
+ * request may share a writable mapping; a writable one never shares a
+ * read-only mapping. */
+int bwi_map_open(const char *name, enum bwi_access acc, struct bwi_map **out)
+{
+	char what[BWI_NAME_MAX + 16];
+	struct bwi_map *m;
+	struct stat st;
+	bool writable;
+	int fd, r;
+
+	r = bwi_name_check(name);
+	if (r < 0)
+		return r;
+	fd = open_named(name, acc, &writable);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0) {
+		r = bwi_err(errno, "ring '%s': fstat", name);
+		close(fd);
+		return r;
 	}
+	bwi_maps_lock();
+	for (m = maps; m; m = m->next)
+		if (m->dev == st.st_dev && m->ino == st.st_ino &&
+		    (m->writable == writable || acc == BWI_ACC_RO)) {
+			m->refs++;
+			bwi_maps_unlock();
+			close(fd);
+			*out = m;
+			return 0;
+		}
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		bwi_maps_unlock();
+		close(fd);
+		return bwi_err(ENOMEM, "allocating a ring mapping");
+	}
+	m->fd = -1;
+	m->writable = writable;
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	snprintf(what, sizeof(what), "ring '%s'", name);
 	r = map_fd(fd, m, what);
 	close(fd);
-	return r;
+	if (r < 0) {
+		bwi_maps_unlock();
+		free(m);
+		return r;
+	}
+	m->dev = st.st_dev;
+	m->ino = st.st_ino;
+	m->refs = 1;
+	m->next = maps;
+	maps = m;
+	bwi_maps_unlock();
+	*out = m;
+	return 0;
 }
 
 void bwi_ring_unmap(struct bwi_map *m)
@@ -529,6 +597,24 @@ int bwi_ring_create(const char *name, const struct bw_ring_opts *opts,
 	if (r < 0 && m->hdr)
 		bwi_ring_unmap(m);
 	return r;
+}
+
+/* A new anonymous ring, mapped, with one reference. */
+int bwi_map_anon(const struct bw_ring_opts *opts, struct bwi_map **out)
+{
+	struct bwi_map *m = calloc(1, sizeof(*m));
+	int r;
+
+	if (!m)
+		return bwi_err(ENOMEM, "allocating a ring mapping");
+	r = bwi_ring_create(NULL, opts, m);
+	if (r < 0) {
+		free(m);
+		return r;
+	}
+	m->refs = 1;
+	*out = m;
+	return 0;
 }
 
 BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)

@@ -186,7 +186,10 @@ int bwi_min_reader(const struct bwi_map *m, uint64_t head, uint64_t tail,
 		/* A2: pairs with the reader's release store of pos (R2): its
 		 * loads of the data below pos are done before we overwrite. */
 		p = bw_load_acquire(&s->pos);
-		if (p > tail)
+		/* Another writer may have published past the tail we were
+		 * given since; only a position past a tail read after it is
+		 * impossible. */
+		if (p > tail && p > bw_load_acquire(&m->hdr->prod.tail))
 			return bwi_err(EBADMSG, "reader slot %u is at %llu, past "
 						"the write position %llu "
 						"(corrupted ring)",

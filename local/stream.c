@@ -47,10 +47,12 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&handles_mu);
+	bwi_maps_lock();
 }
 
 static void atfork_parent(void)
 {
+	bwi_maps_unlock();
 	pthread_mutex_unlock(&handles_mu);
 }
 
@@ -59,6 +61,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	bwi_epoch++;
+	bwi_maps_child();
 	pthread_mutex_init(&handles_mu, NULL);
 }
 
@@ -91,7 +94,6 @@ int bwi_stream_new(struct bw_stream **out)
 	pthread_once(&atfork_once, atfork_setup);
 	bwi_barrier_init();
 	s->bell_fd = -1;
-	s->m.fd = -1;
 	s->epoch = bwi_epoch;
 	*out = s;
 	return 0;
@@ -123,7 +125,7 @@ static void handles_del(struct bw_stream *s)
 
 static inline struct bwi_hdr *H(const struct bw_stream *s)
 {
-	return s->m.hdr;
+	return s->m->hdr;
 }
 
 /* The oldest position whose byte is still intact in the ring. */
@@ -235,14 +237,14 @@ static inline void rd_publish(struct bw_stream *s)
 	s->rpub = s->rpos;
 	bwi_barrier_light();
 	if (bw_load_relaxed(&h->wwait.waiting))
-		wake(&s->m, &h->wwait, BWI_WRITER);
+		wake(s->m, &h->wwait, BWI_WRITER);
 }
 
 /* This reader has been overtaken: skip to the oldest byte held, count the
  * loss, and say so once. */
 static int rd_lost(struct bw_stream *s, uint64_t tail)
 {
-	uint64_t o = bwi_oldest_held(&s->m);
+	uint64_t o = bwi_oldest_held(s->m);
 
 	if (o > tail || o <= s->rpos)
 		return bwi_err(EBADMSG, "ring positions are inconsistent "
@@ -272,7 +274,7 @@ static int64_t rd_refresh(struct bw_stream *s)
 					"to %llu: corrupted ring",
 			       (unsigned long long)s->tail_seen,
 			       (unsigned long long)t);
-	if (__builtin_expect(t - s->rpos > s->m.g.capacity, 0))
+	if (__builtin_expect(t - s->rpos > s->m->g.capacity, 0))
 		return rd_lost(s, t);
 	s->tail_seen = t;
 	mirror(&s->rst, s->rsl);
@@ -291,7 +293,7 @@ static inline int rd_validate(struct bw_stream *s, uint64_t n)
 	/* A3: the data loads above complete before head is read: the read
 	 * side of the seqlock whose write side is W1. */
 	bw_smp_rmb();
-	o = bwi_oldest_held(&s->m);
+	o = bwi_oldest_held(s->m);
 	if (o <= s->rpos) {
 		if (s->rpos + n >= s->safe_from && !s->tap)
 			s->safe_from = 0;
@@ -310,7 +312,7 @@ static int rd_ready(struct bw_stream *s)
 		return BW_POLLIN;
 	if (bw_load_relaxed(&h->ctl.broken))
 		return BW_POLLIN | BW_POLLERR;
-	if (bwi_slot_count(&s->m, BWI_WRITER) == 0) {
+	if (bwi_slot_count(s->m, BWI_WRITER) == 0) {
 		/* The last writer's final publish precedes its detach. */
 		if (bw_load_acquire(&h->prod.tail) != s->rpos)
 			return BW_POLLIN;
@@ -333,7 +335,7 @@ static int wr_ready(struct bw_stream *s, uint64_t need)
 	s->peer_seen = bw_load_acquire(&h->ctl.peer_seq);
 	hd = bw_load_relaxed(&h->prod.head);
 	t = bw_load_acquire(&h->prod.tail);
-	nr = bwi_min_reader(&s->m, hd, t, &min);
+	nr = bwi_min_reader(s->m, hd, t, &min);
 	if (nr < 0) {
 		s->limit = 0;
 		return BW_POLLOUT | BW_POLLERR;
@@ -343,7 +345,7 @@ static int wr_ready(struct bw_stream *s, uint64_t need)
 			return BW_POLLOUT | BW_POLLHUP;
 		min = t;
 	}
-	s->limit = min + s->m.g.capacity;
+	s->limit = min + s->m->g.capacity;
 	return hd + need <= s->limit ? BW_POLLOUT : 0;
 }
 
@@ -360,7 +362,7 @@ int bwi_ready(struct bw_stream *s, int events, uint64_t need)
 
 static bool handle_sleeps(const struct bw_stream *s)
 {
-	return s->m.writable;
+	return s->m->writable;
 }
 
 /* ---- waiting ---------------------------------------------------------------- */
@@ -489,7 +491,7 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 			return bwi_err(EINTR, "interrupted while waiting");
 		if (r == -ETIMEDOUT)
 			for (unsigned i = 0; i < n; i++)
-				bwi_reap(&w[i].s->m);
+				bwi_reap(w[i].s->m);
 		cnt = ready_all(w, n);
 		if (cnt || bwi_now_ns() >= deadline)
 			return cnt;
@@ -611,8 +613,8 @@ static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 /* The writer holding the reservation that starts at t is alive. */
 static bool holder_alive(struct bw_stream *s, uint64_t t)
 {
-	for (uint32_t i = 0; i < s->m.g.max_writers; i++) {
-		struct bwi_slot *sl = bwi_wslot(&s->m, i);
+	for (uint32_t i = 0; i < s->m->g.max_writers; i++) {
+		struct bwi_slot *sl = bwi_wslot(s->m, i);
 		uint64_t w = bw_load_acquire(&sl->state);
 
 		if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
@@ -647,11 +649,11 @@ static int wr_wait_turn(struct bw_stream *s, uint64_t hd)
 		bw_fetch_sub(&h->rwait.waiting, BWI_SLEEPER);
 		if (r != -ETIMEDOUT)
 			continue;
-		bwi_reap(&s->m);
+		bwi_reap(s->m);
 		orphaned = holder_alive(s, t) ? 0 : orphaned + 1;
 		if (orphaned >= 2) {
 			bw_store_release(&h->ctl.broken, 1);
-			bwi_bump_peers(&s->m);
+			bwi_bump_peers(s->m);
 			break;
 		}
 	}
@@ -679,7 +681,7 @@ static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 	count_call(&s->wst, n);
 	bwi_barrier_light();
 	if (bw_load_relaxed(&h->rwait.waiting))
-		wake(&s->m, &h->rwait, BWI_READER);
+		wake(s->m, &h->rwait, BWI_READER);
 	return 0;
 }
 
@@ -760,7 +762,7 @@ BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 			return a;
 		if ((uint64_t)a > n)
 			a = (int64_t)n;
-		memcpy(buf, s->m.data + (s->rpos & s->m.mask), (size_t)a);
+		memcpy(buf, s->m->data + (s->rpos & s->m->mask), (size_t)a);
 		r = rd_validate(s, (uint64_t)a);
 		if (r < 0)
 			return r;
@@ -787,7 +789,7 @@ static ssize_t peek_common(struct bw_stream *s, const void **ptr, size_t n,
 	if (move)
 		rd_publish(s); /* the span of the previous peek is released */
 	if (n == 0) {
-		*ptr = s->m.data + (s->rpos & s->m.mask);
+		*ptr = s->m->data + (s->rpos & s->m->mask);
 		return 0;
 	}
 	a = rd_avail(s, n);
@@ -798,7 +800,7 @@ static ssize_t peek_common(struct bw_stream *s, const void **ptr, size_t n,
 	r = rd_validate(s, (uint64_t)a);
 	if (r < 0)
 		return r;
-	*ptr = s->m.data + (s->rpos & s->m.mask);
+	*ptr = s->m->data + (s->rpos & s->m->mask);
 	if (move) {
 		s->rpos += (uint64_t)a;
 		s->racq = 0;
@@ -852,13 +854,13 @@ BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 		return bwi_err(EFAULT, "write buffer is NULL");
 	if (n > SSIZE_MAX)
 		n = SSIZE_MAX;
-	cap = s->m.g.capacity;
+	cap = s->m->g.capacity;
 	while (done < n) {
 		uint64_t c = n - done < cap ? n - done : cap;
 
 		r = wr_reserve(s, c, &hd);
 		if (r == 0) {
-			memcpy(s->m.data + (hd & s->m.mask),
+			memcpy(s->m->data + (hd & s->m->mask),
 			       (const uint8_t *)buf + done, (size_t)c);
 			r = wr_publish(s, hd, c);
 		}
@@ -879,18 +881,18 @@ static ssize_t poke_common(struct bw_stream *s, void **ptr, size_t n, bool acq)
 		return r;
 	if (!ptr)
 		return bwi_err(EFAULT, "poke pointer is NULL");
-	if (n > s->m.g.capacity)
+	if (n > s->m->g.capacity)
 		return bwi_err(EMSGSIZE, "poke of %zu bytes exceeds the ring "
 					 "capacity %llu",
-			       n, (unsigned long long)s->m.g.capacity);
+			       n, (unsigned long long)s->m->g.capacity);
 	if (n == 0) {
-		*ptr = s->m.data + (bw_load_relaxed(&H(s)->prod.head) & s->m.mask);
+		*ptr = s->m->data + (bw_load_relaxed(&H(s)->prod.head) & s->m->mask);
 		return 0;
 	}
 	r = wr_reserve(s, n, &hd);
 	if (r < 0)
 		return r;
-	*ptr = s->m.data + (hd & s->m.mask);
+	*ptr = s->m->data + (hd & s->m->mask);
 	if (acq) {
 		s->acq = true;
 		s->acq_start = hd;
@@ -928,7 +930,7 @@ BW_API int bw_stream_poke_complete(struct bw_stream *s, size_t n)
 			       n, (unsigned long long)s->acq_len);
 	end = s->acq_start + s->acq_len;
 	if (n < s->acq_len) {
-		bwi_head_rollback(&s->m, end, s->acq_start + n);
+		bwi_head_rollback(s->m, end, s->acq_start + n);
 		if (bw_load_relaxed(&H(s)->prod.head) >= end)
 			return bwi_err(EBUSY, "another writer reserved after "
 					      "this poke: complete all %llu "
@@ -978,7 +980,7 @@ BW_API int64_t bw_stream_check(struct bw_stream *s, int64_t stamp, int flags)
 			       (long long)stamp, (unsigned long long)cur);
 	/* A3 again: whatever was read through the span happened first. */
 	bw_smp_rmb();
-	if ((uint64_t)stamp < bwi_oldest_held(&s->m))
+	if ((uint64_t)stamp < bwi_oldest_held(s->m))
 		return bwi_err(ESTALE, "data since stamp %lld was overwritten",
 			       (long long)stamp);
 	return (int64_t)cur;
@@ -1036,7 +1038,7 @@ BW_API int64_t bw_stream_lseek(struct bw_stream *s, int64_t off, int whence)
 		return bwi_err(EINVAL, "seek outside the stream [0, %llu]",
 			       (unsigned long long)t);
 	pos = base + (uint64_t)off;
-	o = bwi_oldest_held(&s->m);
+	o = bwi_oldest_held(s->m);
 	if (pos < o)
 		return bwi_err(ESTALE, "position %llu was overwritten; the "
 				       "oldest held is %llu",
@@ -1079,7 +1081,7 @@ BW_API int bw_stream_select(struct bw_pollitem *items, unsigned n,
 			rd_publish(s);
 		w[i].s = s;
 		w[i].events = items[i].events & (BW_POLLIN | BW_POLLOUT);
-		w[i].need = s->m.g.capacity < 4096 ? s->m.g.capacity : 4096;
+		w[i].need = s->m->g.capacity < 4096 ? s->m->g.capacity : 4096;
 		items[i].revents = 0;
 	}
 	r = wait_any(w, n, timeout_ms);
@@ -1113,11 +1115,11 @@ BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	if (!st)
 		return bwi_err(EFAULT, "stat buffer is NULL");
 	memset(st, 0, sizeof(*st));
-	st->capacity = s->m.g.capacity;
+	st->capacity = s->m->g.capacity;
 	st->read_pos = s->rpos;
 	st->write_pos = bw_load_acquire(&H(s)->prod.tail);
-	st->readers = bwi_slot_count(&s->m, BWI_READER);
-	st->writers = bwi_slot_count(&s->m, BWI_WRITER);
+	st->readers = bwi_slot_count(s->m, BWI_READER);
+	st->writers = bwi_slot_count(s->m, BWI_WRITER);
 	mirror(&s->rst, s->rsl);
 	mirror(&s->wst, s->wsl);
 	p = (s->reader || s->tap) ? &s->rst : &s->wst;
@@ -1135,20 +1137,20 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 	uint64_t t0 = bw_load_acquire(&H(s)->prod.tail), t, pos;
 	int r;
 
-	if (!s->m.writable) {
+	if (!s->m->writable) {
 		/* A tap: no slot, so it never holds writers back, and it
 		 * validates every read. */
 		s->tap = true;
 		s->safe_from = UINT64_MAX;
-		pos = from_start ? bwi_oldest_held(&s->m) : t0;
+		pos = from_start ? bwi_oldest_held(s->m) : t0;
 		s->rpos = s->rpub = s->tail_seen = pos;
 		return 0;
 	}
-	r = bwi_slot_claim(&s->m, BWI_READER, t0, &s->rslot, &s->rgen);
+	r = bwi_slot_claim(s->m, BWI_READER, t0, &s->rslot, &s->rgen);
 	if (r < 0)
 		return r;
 	s->reader = true;
-	s->rsl = bwi_rslot(&s->m, s->rslot);
+	s->rsl = bwi_rslot(s->m, s->rslot);
 	/* F1: pairs with F2 in bwi_min_reader. Either the writer's scan sees
 	 * our slot, or our load of tail below sees every tail it published
 	 * before scanning; its cached limit then never lets it overwrite bytes
@@ -1158,7 +1160,7 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 	s->rpos = s->rpub = s->tail_seen = t;
 	bw_store_release(&s->rsl->pos, t);
 	if (from_start) {
-		pos = bwi_oldest_held(&s->m);
+		pos = bwi_oldest_held(s->m);
 		if (pos < t)
 			rd_reposition(s, pos);
 	}
@@ -1171,33 +1173,33 @@ static int writer_attach(struct bw_stream *s)
 	uint64_t hd, t;
 	int r = 0;
 
-	if (!s->m.writable)
+	if (!s->m->writable)
 		return bwi_err(EACCES, "ring '%s' is read-only for this process",
-			       s->m.name);
-	bwi_reap(&s->m);
-	bwi_writer_lock(&s->m);
+			       s->m->name);
+	bwi_reap(s->m);
+	bwi_writer_lock(s->m);
 	hd = bw_load_relaxed(&h->prod.head);
 	t = bw_load_relaxed(&h->prod.tail);
-	if (hd < t || hd - t > s->m.g.capacity) {
+	if (hd < t || hd - t > s->m->g.capacity) {
 		r = bwi_err(EBADMSG, "ring positions are inconsistent (head "
 				     "%llu, tail %llu): corrupted ring",
 			    (unsigned long long)hd, (unsigned long long)t);
 		goto out;
 	}
-	if (bwi_slot_count(&s->m, BWI_WRITER) == 0) {
+	if (bwi_slot_count(s->m, BWI_WRITER) == 0) {
 		/* No writer is attached, so none is mid-write: drop what a
 		 * dead one reserved and never published. */
 		if (hd != t)
-			bwi_head_rollback(&s->m, hd, t);
+			bwi_head_rollback(s->m, hd, t);
 		bw_store_relaxed(&h->ctl.broken, 0);
 	}
-	r = bwi_slot_claim(&s->m, BWI_WRITER, t, &s->wslot, &s->wgen);
+	r = bwi_slot_claim(s->m, BWI_WRITER, t, &s->wslot, &s->wgen);
 out:
-	bwi_writer_unlock(&s->m);
+	bwi_writer_unlock(s->m);
 	if (r < 0)
 		return r;
 	s->writer = true;
-	s->wsl = bwi_wslot(&s->m, s->wslot);
+	s->wsl = bwi_wslot(s->m, s->wslot);
 	s->wpos = t;
 	s->limit = 0;
 	s->peer_seen = bw_load_relaxed(&h->ctl.peer_seq) - 1;
@@ -1206,14 +1208,14 @@ out:
 
 static void detach(struct bw_stream *s)
 {
-	if (s->epoch != bwi_epoch || !s->m.hdr)
+	if (s->epoch != bwi_epoch || !s->m->hdr)
 		return; /* the parent's attachment, not ours */
 	mirror(&s->rst, s->rsl);
 	mirror(&s->wst, s->wsl);
 	if (s->writer) {
 		flush_poke(s);
 		if (s->acq)
-			bwi_head_rollback(&s->m, s->acq_start + s->acq_len,
+			bwi_head_rollback(s->m, s->acq_start + s->acq_len,
 					  s->acq_start);
 		if (s->acq &&
 		    bw_load_relaxed(&H(s)->prod.head) >= s->acq_start + s->acq_len &&
@@ -1222,14 +1224,14 @@ static void detach(struct bw_stream *s)
 			 * data can never be published in order. */
 			bw_store_release(&H(s)->ctl.broken, 1);
 		}
-		bwi_writer_lock(&s->m);
-		bwi_slot_release(&s->m, BWI_WRITER, s->wslot, s->wgen);
-		bwi_writer_unlock(&s->m);
+		bwi_writer_lock(s->m);
+		bwi_slot_release(s->m, BWI_WRITER, s->wslot, s->wgen);
+		bwi_writer_unlock(s->m);
 		s->writer = false;
 		s->wsl = NULL;
 	}
 	if (s->reader) {
-		bwi_slot_release(&s->m, BWI_READER, s->rslot, s->rgen);
+		bwi_slot_release(s->m, BWI_READER, s->rslot, s->rgen);
 		s->reader = false;
 		s->rsl = NULL;
 	}
@@ -1244,7 +1246,7 @@ static int wait_peer(struct bw_stream *s, enum bwi_role other)
 		uint32_t seq = bw_load_acquire(&h->ctl.peer_seq);
 		int r;
 
-		if (bwi_slot_count(&s->m, other) > 0)
+		if (bwi_slot_count(s->m, other) > 0)
 			return 0;
 		if (s->flags & BW_NONBLOCK)
 			return other == BWI_READER
@@ -1256,16 +1258,17 @@ static int wait_peer(struct bw_stream *s, enum bwi_role other)
 			return bwi_err(EINTR, "interrupted while waiting for "
 					      "the other side");
 		if (r == -ETIMEDOUT)
-			bwi_reap(&s->m);
+			bwi_reap(s->m);
 	}
 }
 
-/* Attaches s to the ring m (which s now owns) with the open flags. */
-int bwi_attach(struct bw_stream *s, const struct bwi_map *m, int flags)
+/* Attaches s to the ring m (s takes over the caller's reference) with the
+ * open flags. On failure the reference is still the caller's. */
+int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 {
 	int r = 0;
 
-	s->m = *m;
+	s->m = m;
 	s->flags = flags;
 	if (flags & BW_WRITE)
 		r = writer_attach(s);
@@ -1276,6 +1279,7 @@ int bwi_attach(struct bw_stream *s, const struct bwi_map *m, int flags)
 		r = wait_peer(s, (flags & BW_WRITE) ? BWI_READER : BWI_WRITER);
 	if (r < 0) {
 		detach(s);
+		s->m = NULL;
 		return r;
 	}
 	handles_add(s);
@@ -1285,14 +1289,14 @@ int bwi_attach(struct bw_stream *s, const struct bwi_map *m, int flags)
 void bwi_stream_free(struct bw_stream *s)
 {
 	bwi_bell_close(s);
-	bwi_ring_unmap(&s->m);
+	bwi_map_put(s->m);
 	free(s);
 }
 
 BW_API int bw_stream_open(const char *name, int flags, struct bw_stream **out)
 {
 	struct bw_stream *s;
-	struct bwi_map m;
+	struct bwi_map *m;
 	int r;
 
 	if (!out)
@@ -1306,13 +1310,14 @@ BW_API int bw_stream_open(const char *name, int flags, struct bw_stream **out)
 	r = bwi_stream_new(&s);
 	if (r < 0)
 		return r;
-	r = bwi_ring_map(name, (flags & BW_WRITE) ? BWI_ACC_RW : BWI_ACC_ANY, &m);
+	r = bwi_map_open(name, (flags & BW_WRITE) ? BWI_ACC_RW : BWI_ACC_ANY, &m);
 	if (r < 0) {
 		free(s);
 		return r;
 	}
-	r = bwi_attach(s, &m, flags);
+	r = bwi_attach(s, m, flags);
 	if (r < 0) {
+		bwi_map_put(m);
 		bwi_stream_free(s);
 		return r;
 	}
@@ -1342,22 +1347,22 @@ int bwi_reattach(struct bw_stream *s)
 	if (s->writer) {
 		s->poke_len = 0; /* the parent's reservations stay the parent's */
 		s->acq = false;
-		bwi_writer_lock(&s->m);
-		r = bwi_slot_claim(&s->m, BWI_WRITER, s->wpos, &s->wslot,
+		bwi_writer_lock(s->m);
+		r = bwi_slot_claim(s->m, BWI_WRITER, s->wpos, &s->wslot,
 				   &s->wgen);
-		bwi_writer_unlock(&s->m);
+		bwi_writer_unlock(s->m);
 		s->limit = 0;
-		s->wsl = r < 0 ? NULL : bwi_wslot(&s->m, s->wslot);
+		s->wsl = r < 0 ? NULL : bwi_wslot(s->m, s->wslot);
 		s->wst = (struct bwi_stats){0};
 		if (r < 0)
 			s->writer = false;
 	}
 	if (r == 0 && s->reader) {
-		r = bwi_slot_claim(&s->m, BWI_READER, s->rpos, &s->rslot,
+		r = bwi_slot_claim(s->m, BWI_READER, s->rpos, &s->rslot,
 				   &s->rgen);
 		s->rpub = s->rpos;
 		s->racq = 0;
-		s->rsl = r < 0 ? NULL : bwi_rslot(&s->m, s->rslot);
+		s->rsl = r < 0 ? NULL : bwi_rslot(s->m, s->rslot);
 		s->rst = (struct bwi_stats){0};
 		if (r < 0)
 			s->reader = false;
