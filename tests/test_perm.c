@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -261,6 +262,61 @@ static void huge_restore(void)
 
 static int huge_skipped;
 
+static bool have_hugetlbfs(void)
+{
+	char line[512];
+	FILE *f = fopen("/proc/mounts", "r");
+	bool found = false;
+
+	while (f && fgets(line, sizeof(line), f))
+		found |= strstr(line, " hugetlbfs ") != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* A named huge-page ring lives on hugetlbfs, named by a link in the ring
+ * directory. Without a hugetlbfs mount, the test mounts one for itself. */
+static void test_named_huge(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	char mnt[] = "/tmp/bwhuge.XXXXXX";
+	struct bw_stream *r, *w;
+	struct bw_ring_info in;
+	bool mounted = false;
+	char buf[16];
+
+	o.flags = BW_RING_HUGEPAGE;
+	o.size = 2u << 20;
+	if (!have_hugetlbfs()) {
+		if (!mkdtemp(mnt) ||
+		    mount("none", mnt, "hugetlbfs", 0, "pagesize=2M") < 0) {
+			printf("\n    SKIP named huge-page ring: no hugetlbfs "
+			       "mount and none can be made ");
+			rmdir(mnt);
+			return;
+		}
+		mounted = true;
+	}
+	CU_ASSERT_EQUAL(bw_mkfifo("huge", &o), 0);
+	CU_ASSERT_EQUAL(bw_ring_stat("huge", &in, NULL, 0), 0);
+	CU_ASSERT(in.flags & BW_RING_HUGEPAGE);
+	CU_ASSERT_EQUAL(in.page_size, 2u << 20);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("huge", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("huge", BW_WRITE, &w), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w, "huge pages", 10), 10);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 10);
+	CU_ASSERT_EQUAL(memcmp(buf, "huge pages", 10), 0);
+	bw_stream_close(w);
+	bw_stream_close(r);
+	CU_ASSERT_EQUAL(bw_unlink("huge"), 0);
+	CU_ASSERT_EQUAL(bw_ring_stat("huge", &in, NULL, 0), -ENOENT);
+	if (mounted) {
+		CU_ASSERT_EQUAL(umount(mnt), 0);
+		rmdir(mnt);
+	}
+}
+
 static void test_hugepage(void)
 {
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
@@ -291,6 +347,7 @@ static void test_hugepage(void)
 	bw_stream_close(p[0]);
 	bw_stream_close(p[1]);
 	free(buf);
+	test_named_huge();
 	huge_restore();
 }
 
