@@ -64,6 +64,43 @@ static void wait_go(int fd)
 		_exit(3);
 }
 
+/* Starts the waiting children, collects the readers' results, reaps all.
+ * Sets *sec to the time from the start to the last reader's last byte. */
+static int finish(int go[2], int res[2], const pid_t *pids, int nr,
+		  uint64_t total, uint64_t *bad, double *sec)
+{
+	double t0 = cli_now(), last = 0;
+	int r = 0;
+
+	if (release(go[1], nr + 1) < 0)
+		r = -EIO;
+	for (int i = 0; i < nr && r == 0; i++) {
+		struct result rr;
+
+		if (read(res[0], &rr, sizeof(rr)) != sizeof(rr)) {
+			r = -EIO;
+		} else if (rr.bytes != total) {
+			fprintf(stderr, "beltway demo: a reader got %llu of %llu "
+					"bytes\n",
+				(unsigned long long)rr.bytes,
+				(unsigned long long)total);
+			r = -EIO;
+		} else {
+			bad[i] = rr.bad;
+			if (rr.end > last)
+				last = rr.end;
+		}
+	}
+	for (int i = 0; i <= nr; i++)
+		waitpid(pids[i], NULL, 0);
+	close(go[0]);
+	close(go[1]);
+	close(res[0]);
+	close(res[1]);
+	*sec = last - t0;
+	return r;
+}
+
 /* Returns seconds to the last reader's last byte; counts bad chunks. */
 static int run_beltway(uint64_t total, int nr, const uint8_t *src, double *sec,
 		       uint64_t *bad)
@@ -71,7 +108,6 @@ static int run_beltway(uint64_t total, int nr, const uint8_t *src, double *sec,
 	struct bw_stream *ends[MAX_READERS + 1];
 	int go[2], res[2], r;
 	pid_t pids[MAX_READERS + 1];
-	double t0, last = 0;
 
 	if (pipe(go) < 0 || pipe(res) < 0)
 		return -errno;
@@ -123,33 +159,7 @@ static int run_beltway(uint64_t total, int nr, const uint8_t *src, double *sec,
 	}
 	for (int i = 0; i <= nr; i++)
 		bw_stream_close(ends[i]);
-	t0 = cli_now();
-	if (release(go[1], nr + 1) < 0)
-		return -EIO;
-	for (int i = 0; i < nr; i++) {
-		struct result rr;
-
-		if (read(res[0], &rr, sizeof(rr)) != sizeof(rr))
-			return -EIO;
-		if (rr.bytes != total) {
-			fprintf(stderr, "beltway demo: a reader got %llu of %llu "
-					"bytes\n",
-				(unsigned long long)rr.bytes,
-				(unsigned long long)total);
-			return -EIO;
-		}
-		bad[i] = rr.bad;
-		if (rr.end > last)
-			last = rr.end;
-	}
-	for (int i = 0; i <= nr; i++)
-		waitpid(pids[i], NULL, 0);
-	close(go[0]);
-	close(go[1]);
-	close(res[0]);
-	close(res[1]);
-	*sec = last - t0;
-	return 0;
+	return finish(go, res, pids, nr, total, bad, sec);
 }
 
 static int run_pipes(uint64_t total, int nr, const uint8_t *src, double *sec,
@@ -157,7 +167,6 @@ static int run_pipes(uint64_t total, int nr, const uint8_t *src, double *sec,
 {
 	int p[MAX_READERS][2], go[2], res[2];
 	pid_t pids[MAX_READERS + 1];
-	double t0, last = 0;
 
 	if (pipe(go) < 0 || pipe(res) < 0)
 		return -errno;
@@ -213,33 +222,7 @@ static int run_pipes(uint64_t total, int nr, const uint8_t *src, double *sec,
 		close(p[i][0]);
 		close(p[i][1]);
 	}
-	t0 = cli_now();
-	if (release(go[1], nr + 1) < 0)
-		return -EIO;
-	for (int i = 0; i < nr; i++) {
-		struct result rr;
-
-		if (read(res[0], &rr, sizeof(rr)) != sizeof(rr))
-			return -EIO;
-		if (rr.bytes != total) {
-			fprintf(stderr, "beltway demo: a reader got %llu of %llu "
-					"bytes\n",
-				(unsigned long long)rr.bytes,
-				(unsigned long long)total);
-			return -EIO;
-		}
-		bad[i] = rr.bad;
-		if (rr.end > last)
-			last = rr.end;
-	}
-	for (int i = 0; i <= nr; i++)
-		waitpid(pids[i], NULL, 0);
-	close(go[0]);
-	close(go[1]);
-	close(res[0]);
-	close(res[1]);
-	*sec = last - t0;
-	return 0;
+	return finish(go, res, pids, nr, total, bad, sec);
 }
 
 int demo_main(int argc, char **argv)
