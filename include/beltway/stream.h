@@ -17,7 +17,8 @@
  *
  * A handle is used by one thread at a time; open one handle per thread.
  * All calls return >= 0 on success and -errno on failure, with a message in
- * bw_strerror_last().
+ * bw_strerror_last(). A call that waits returns -EINTR when a signal handler
+ * runs, as read(2) does without SA_RESTART.
  */
 #ifndef BELTWAY_STREAM_H
 #define BELTWAY_STREAM_H
