@@ -10,6 +10,10 @@ struct bwi_stats {
 };
 
 struct bw_stream {
+	/* copies of the mapping's hot fields: one load each on the fast path */
+	struct bwi_hdr *hdr;
+	uint8_t *data;
+	uint64_t mask;
 	struct bwi_map *m; /* shared with the process's other handles */
 	int flags;	/* BW_* open flags */
 	bool reader;	/* registered reader: holds a slot, gates writers */

@@ -126,7 +126,7 @@ static void handles_del(struct bw_stream *s)
 
 static inline struct bwi_hdr *H(const struct bw_stream *s)
 {
-	return s->m->hdr;
+	return s->hdr;
 }
 
 /* The oldest position whose byte is still intact in the ring. */
@@ -765,7 +765,7 @@ BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 			return a;
 		if ((uint64_t)a > n)
 			a = (int64_t)n;
-		memcpy(buf, s->m->data + (s->rpos & s->m->mask), (size_t)a);
+		memcpy(buf, s->data + (s->rpos & s->mask), (size_t)a);
 		r = rd_validate(s, (uint64_t)a);
 		if (r < 0)
 			return r;
@@ -792,7 +792,7 @@ static ssize_t peek_common(struct bw_stream *s, const void **ptr, size_t n,
 	if (move)
 		rd_publish(s); /* the span of the previous peek is released */
 	if (n == 0) {
-		*ptr = s->m->data + (s->rpos & s->m->mask);
+		*ptr = s->data + (s->rpos & s->mask);
 		return 0;
 	}
 	a = rd_avail(s, n);
@@ -803,7 +803,7 @@ static ssize_t peek_common(struct bw_stream *s, const void **ptr, size_t n,
 	r = rd_validate(s, (uint64_t)a);
 	if (r < 0)
 		return r;
-	*ptr = s->m->data + (s->rpos & s->m->mask);
+	*ptr = s->data + (s->rpos & s->mask);
 	if (move) {
 		s->rpos += (uint64_t)a;
 		s->racq = 0;
@@ -863,7 +863,7 @@ BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 
 		r = wr_reserve(s, c, &hd);
 		if (r == 0) {
-			memcpy(s->m->data + (hd & s->m->mask),
+			memcpy(s->data + (hd & s->mask),
 			       (const uint8_t *)buf + done, (size_t)c);
 			r = wr_publish(s, hd, c);
 		}
@@ -889,13 +889,13 @@ static ssize_t poke_common(struct bw_stream *s, void **ptr, size_t n, bool acq)
 					 "capacity %llu",
 			       n, (unsigned long long)s->m->g.capacity);
 	if (n == 0) {
-		*ptr = s->m->data + (bw_load_relaxed(&H(s)->prod.head) & s->m->mask);
+		*ptr = s->data + (bw_load_relaxed(&H(s)->prod.head) & s->mask);
 		return 0;
 	}
 	r = wr_reserve(s, n, &hd);
 	if (r < 0)
 		return r;
-	*ptr = s->m->data + (hd & s->m->mask);
+	*ptr = s->data + (hd & s->mask);
 	if (acq) {
 		s->acq = true;
 		s->acq_start = hd;
@@ -1272,6 +1272,9 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 	int r = 0;
 
 	s->m = m;
+	s->hdr = m->hdr;
+	s->data = m->data;
+	s->mask = m->mask;
 	s->flags = flags;
 	if (flags & BW_WRITE)
 		r = writer_attach(s);
