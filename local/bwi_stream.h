@@ -15,6 +15,9 @@ struct bw_stream {
 	uint8_t *data;
 	uint64_t mask;
 	struct bwi_map *m; /* shared with the process's other handles */
+	bool slow;	/* every call takes enter_slow(): error, poked data
+			 * to publish, or inherited through fork() */
+	bool asym;	/* bwi_barrier_asym, read once */
 	int flags;	/* BW_* open flags */
 	bool reader;	/* registered reader: holds a slot, gates writers */
 	bool tap;	/* read-only mapping: reads without a slot */

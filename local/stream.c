@@ -62,6 +62,8 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	bwi_epoch++;
+	for (struct bw_stream *s = handles; s; s = s->next)
+		s->slow = true;
 	bwi_maps_child();
 	pthread_mutex_init(&handles_mu, NULL);
 }
@@ -94,6 +96,7 @@ int bwi_stream_new(struct bw_stream **out)
 		return bwi_err(ENOMEM, "allocating a stream handle");
 	pthread_once(&atfork_once, atfork_setup);
 	bwi_barrier_init();
+	s->asym = bwi_barrier_asym;
 	s->bell_fd = -1;
 	s->epoch = bwi_epoch;
 	*out = s;
@@ -164,6 +167,33 @@ static inline void wmb_after_reserve(void)
 #else
 	bw_smp_mb();
 #endif
+}
+
+/* bwi_barrier_light() with the mode this handle read once. */
+static inline void light(const struct bw_stream *s)
+{
+	if (__builtin_expect(s->asym, 1))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		bw_smp_mb();
+}
+
+/* memcpy, with small copies done inline as two overlapping moves: a 64-byte
+ * call is then no call at all. */
+static inline void copy(void *dst, const void *src, size_t n)
+{
+	uint8_t *d = dst;
+	const uint8_t *c = src;
+
+	if (n < 16 || n > 64) {
+		memcpy(d, c, n);
+	} else if (n >= 32) {
+		__builtin_memcpy(d, c, 32);
+		__builtin_memcpy(d + n - 32, c + n - 32, 32);
+	} else {
+		__builtin_memcpy(d, c, 16);
+		__builtin_memcpy(d + n - 16, c + n - 16, 16);
+	}
 }
 
 static void wake(struct bwi_map *m, struct bwi_wait *w, enum bwi_role role)
@@ -238,7 +268,7 @@ static inline void rd_publish(struct bw_stream *s)
 	 * rpos happen before a writer reuses their space. */
 	bw_store_release(&s->rsl->pos, s->rpos);
 	s->rpub = s->rpos;
-	bwi_barrier_light();
+	light(s);
 	if (bw_load_relaxed(&h->wwait.waiting))
 		wake(s->m, &h->wwait, BWI_WRITER);
 }
@@ -660,6 +690,7 @@ static int wr_wait_turn(struct bw_stream *s, uint64_t hd)
 			break;
 		}
 	}
+	s->slow = true;
 	s->err = bwi_err(EIO, "a writer before this one died inside its "
 			      "write: the ring is broken at position %llu",
 			 (unsigned long long)bw_load_relaxed(&h->prod.tail));
@@ -682,7 +713,7 @@ static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 	bw_store_relaxed(&s->wsl->pos, hd + n);
 	s->wpos = hd + n;
 	count_call(&s->wst, n);
-	bwi_barrier_light();
+	light(s);
 	if (bw_load_relaxed(&h->rwait.waiting))
 		wake(s->m, &h->rwait, BWI_READER);
 	return 0;
@@ -695,6 +726,7 @@ static int flush_poke(struct bw_stream *s)
 	uint64_t st = s->poke_start, n = s->poke_len;
 
 	s->poke_len = 0;
+	s->slow = s->err != 0;
 	return n ? wr_publish(s, st, n) : 0;
 }
 
@@ -710,12 +742,11 @@ static int enter_slow(struct bw_stream *s)
 	return flush_poke(s);
 }
 
-/* Every call starts here: poked data from the previous call is published. */
+/* Every call starts here: poked data from the previous call is published,
+ * and a handle with an error or inherited through fork() stops. */
 static inline int enter(struct bw_stream *s)
 {
-	if (__builtin_expect(!s || s->epoch != bwi_epoch || s->err ||
-				     s->poke_len,
-			     0))
+	if (__builtin_expect(!s || s->slow, 0))
 		return enter_slow(s);
 	return 0;
 }
@@ -765,7 +796,7 @@ BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 			return a;
 		if ((uint64_t)a > n)
 			a = (int64_t)n;
-		memcpy(buf, s->data + (s->rpos & s->mask), (size_t)a);
+		copy(buf, s->data + (s->rpos & s->mask), (size_t)a);
 		r = rd_validate(s, (uint64_t)a);
 		if (r < 0)
 			return r;
@@ -863,8 +894,8 @@ BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 
 		r = wr_reserve(s, c, &hd);
 		if (r == 0) {
-			memcpy(s->data + (hd & s->mask),
-			       (const uint8_t *)buf + done, (size_t)c);
+			copy(s->data + (hd & s->mask),
+			     (const uint8_t *)buf + done, (size_t)c);
 			r = wr_publish(s, hd, c);
 		}
 		if (r < 0)
@@ -903,6 +934,7 @@ static ssize_t poke_common(struct bw_stream *s, void **ptr, size_t n, bool acq)
 	} else {
 		s->poke_start = hd;
 		s->poke_len = n;
+		s->slow = true;
 	}
 	return (ssize_t)n;
 }
@@ -1349,6 +1381,7 @@ int bwi_reattach(struct bw_stream *s)
 	int r = 0;
 
 	s->epoch = bwi_epoch;
+	s->slow = s->err != 0;
 	bwi_bell_child(s);
 	if (s->writer) {
 		s->poke_len = 0; /* the parent's reservations stay the parent's */
@@ -1373,7 +1406,9 @@ int bwi_reattach(struct bw_stream *s)
 		if (r < 0)
 			s->reader = false;
 	}
-	if (r < 0)
+	if (r < 0) {
 		s->err = r;
+		s->slow = true;
+	}
 	return r;
 }
