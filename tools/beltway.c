@@ -392,7 +392,9 @@ static const struct verb verbs[] = {
 	 "writer with its statistics.\n"},
 	{"rm", cmd_rm, "NAME...",
 	 "Removes named rings. Attached streams keep working until closed.\n"},
-	{"bench", cmd_bench, "local [--json] [--runs N] [--quick]",
+	{"bench", cmd_bench,
+	 "local [--json] [--runs N] [--sizes LIST] [--cases LIST] [--ring BYTES] "
+	 "[--quick] [--verbose]",
 	 "Benchmarks. 'local' streams between two processes through Beltway\n"
 	 "read/write and poke/peek, a Unix pipe at its default and maximum\n"
 	 "size, and a bare shared-memory ring (the limit), in one run.\n"
@@ -402,7 +404,8 @@ static const struct verb verbs[] = {
 	 "  --cases LIST   some of rw,peekpoke,pipe,pipe_max,limit (default "
 	 "all)\n"
 	 "  --ring BYTES   ring capacity (default 4M)\n"
-	 "  --quick        less data per run (for smoke tests)\n"},
+	 "  --quick        less data per run (for smoke tests)\n"
+	 "  --verbose      every run's figure on stderr\n"},
 	{"demo", demo_main, "[--bytes N] [--readers N]",
 	 "A writer and N readers in separate processes stream N bytes through\n"
 	 "a Beltway multiway pipe; the same data goes through Unix pipes in "
