@@ -657,11 +657,15 @@ static bool holder_alive(struct bw_stream *s, uint64_t t)
 	return false;
 }
 
-/* Waits until the reservations before ours are published. */
+/* Waits until the reservations before ours are published: usually a copy's
+ * worth of time, so it spins first. The ring breaks only when a writer has
+ * died during the wait and no live writer holds the reservation at tail. */
 static int wr_wait_turn(struct bw_stream *s, uint64_t hd)
 {
 	struct bwi_hdr *h = H(s);
-	unsigned orphaned = 0;
+	uint64_t dead0 = bw_load_relaxed(&h->ctl.dead_writers);
+	uint64_t spin_end = bwi_now_ns() + BWI_SPIN_NS;
+	unsigned orphaned = 0, spins = 0;
 
 	for (;;) {
 		uint64_t t = bw_load_acquire(&h->prod.tail);
@@ -672,6 +676,14 @@ static int wr_wait_turn(struct bw_stream *s, uint64_t hd)
 			return 0;
 		if (t > hd || bw_load_relaxed(&h->ctl.broken))
 			break;
+		if (++spins < 256) {
+			bw_cpu_relax();
+			continue;
+		}
+		if (bwi_now_ns() < spin_end) {
+			sched_yield();
+			continue;
+		}
 		bw_fetch_add(&h->rwait.waiting, BWI_SLEEPER);
 		seq = bw_load_acquire(&h->rwait.seq);
 		bwi_barrier_heavy();
@@ -683,7 +695,11 @@ static int wr_wait_turn(struct bw_stream *s, uint64_t hd)
 		if (r != -ETIMEDOUT)
 			continue;
 		bwi_reap(s->m);
-		orphaned = holder_alive(s, t) ? 0 : orphaned + 1;
+		if (bw_load_relaxed(&h->ctl.dead_writers) != dead0 &&
+		    !holder_alive(s, t))
+			orphaned++;
+		else
+			orphaned = 0;
 		if (orphaned >= 2) {
 			bw_store_release(&h->ctl.broken, 1);
 			bwi_bump_peers(s->m);

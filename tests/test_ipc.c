@@ -273,6 +273,53 @@ static void test_writer_killed_random(void)
 	}
 }
 
+/* With two writers, one killed inside its reservation: the other cannot
+ * publish past the hole, so the ring breaks (-EIO for the writer, and for
+ * readers once they have read what came before), and stays consistent. */
+static void test_writer_killed_before_another(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *r, *w;
+	struct bw_ring_info in;
+	uint8_t buf[100];
+	int sync[2];
+	pid_t pid;
+	char c;
+
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("kill-2w", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-2w", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-2w", BW_WRITE, &w), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w, "before", 6), 6);
+	CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct bw_stream *w2;
+		void *p;
+
+		if (bw_stream_open("kill-2w", BW_WRITE, &w2) < 0 ||
+		    bw_stream_poke_acquire(w2, &p, 50) != 50)
+			_exit(2);
+		if (write(sync[1], "k", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
+	/* our reservation comes after the dead one's: never publishable */
+	CU_ASSERT_EQUAL(bw_stream_write(w, "after", 5), -EIO);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 6);
+	CU_ASSERT_EQUAL(memcmp(buf, "before", 6), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), -EIO);
+	CU_ASSERT(bw_ring_stat("kill-2w", &in, NULL, 0) >= 0);
+	CU_ASSERT(in.broken);
+	CU_ASSERT_EQUAL(in.dead_writers, 1);
+	bw_stream_close(w);
+	bw_stream_close(r);
+	bw_unlink("kill-2w");
+}
+
 /* A reader that dies does not hold a lossless writer forever: it is found
  * dead, detached and counted, and the writer gets EPIPE when none is left. */
 static void test_reader_killed(void)
@@ -348,11 +395,14 @@ static void reg(void)
 	bwt_add("named ring between unrelated processes", test_named_fifo);
 	bwt_add("writer killed mid-write", test_writer_killed_midwrite);
 	bwt_add("writers killed at random points", test_writer_killed_random);
+	bwt_add("writer killed before another writer", test_writer_killed_before_another);
 	bwt_add("reader killed", test_reader_killed);
 	bwt_add("blocked reader sees EOF", test_blocked_reader_eof);
 }
 
 int main(void)
 {
+	/* peers killed here are found within a few tens of milliseconds */
+	setenv("BELTWAY_LIVENESS_MS", "50", 1);
 	return bwt_main("ipc", reg);
 }
