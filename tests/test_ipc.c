@@ -190,40 +190,55 @@ static void test_named_fifo(void)
 	bw_unlink("fifo");
 }
 
-/* A writer killed in the middle of a write: readers get every byte that was
- * published, intact, then end of stream; never the torn span. */
-static void test_writer_killed_midwrite(void)
+/* A child attaches as a writer to NAME, writes `prefix` bytes of pattern
+ * `seed`, takes a reservation of `resv` bytes and fills half of it; then it
+ * is killed. Returns its wait status (128 + SIGKILL expected). */
+static int kill_inside_reservation(const char *name, size_t prefix,
+				   size_t resv, uint32_t seed)
 {
-	struct bw_ring_opts o = ring_opts(RING);
-	struct bw_stream *r;
 	int sync[2];
 	pid_t pid;
 	char c;
 
-	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("kill-w", &o), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-w", BW_READ | BW_NOWAIT, &r), 0);
-	CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
+	if (pipe(sync) < 0)
+		return -1;
 	pid = fork();
 	if (pid == 0) {
 		struct bw_stream *w;
 		uint8_t buf[1000];
 		void *p;
 
-		if (bw_stream_open("kill-w", BW_WRITE, &w) < 0)
+		if (bw_stream_open(name, BW_WRITE, &w) < 0 || prefix > sizeof(buf))
 			_exit(2);
-		bwt_fill(buf, 1000, 0, 15);
-		bw_stream_write(w, buf, 1000);
-		/* half of a reservation filled, then killed */
-		bw_stream_poke_acquire(w, &p, 1000);
-		memset(p, 0xee, 500);
+		bwt_fill(buf, prefix, 0, seed);
+		if (bw_stream_write(w, buf, prefix) != (ssize_t)prefix ||
+		    bw_stream_poke_acquire(w, &p, resv) != (ssize_t)resv)
+			_exit(2);
+		memset(p, 0xee, resv / 2);
 		if (write(sync[1], "k", 1) != 1)
 			_exit(3);
 		pause();
 		_exit(0);
 	}
-	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
+	if (read(sync[0], &c, 1) != 1)
+		c = 0;
 	kill(pid, SIGKILL);
-	CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
+	close(sync[0]);
+	close(sync[1]);
+	return bwt_wait(pid);
+}
+
+/* A writer killed in the middle of a write: readers get every byte that was
+ * published, intact, then end of stream; never the torn span. */
+static void test_writer_killed_midwrite(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *r;
+
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("kill-w", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-w", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL(kill_inside_reservation("kill-w", 1000, 1000, 15),
+			128 + SIGKILL);
 	CU_ASSERT_EQUAL(read_pattern(r, 15, 0), 1000);
 	bw_stream_close(r);
 
@@ -282,31 +297,13 @@ static void test_writer_killed_before_another(void)
 	struct bw_stream *r, *w;
 	struct bw_ring_info in;
 	uint8_t buf[100];
-	int sync[2];
-	pid_t pid;
-	char c;
 
 	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("kill-2w", &o), 0);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-2w", BW_READ | BW_NOWAIT, &r), 0);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-2w", BW_WRITE, &w), 0);
 	CU_ASSERT_EQUAL(bw_stream_write(w, "before", 6), 6);
-	CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
-	pid = fork();
-	if (pid == 0) {
-		struct bw_stream *w2;
-		void *p;
-
-		if (bw_stream_open("kill-2w", BW_WRITE, &w2) < 0 ||
-		    bw_stream_poke_acquire(w2, &p, 50) != 50)
-			_exit(2);
-		if (write(sync[1], "k", 1) != 1)
-			_exit(3);
-		pause();
-		_exit(0);
-	}
-	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
-	kill(pid, SIGKILL);
-	CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
+	CU_ASSERT_EQUAL(kill_inside_reservation("kill-2w", 0, 50, 17),
+			128 + SIGKILL);
 	/* our reservation comes after the dead one's: never publishable */
 	CU_ASSERT_EQUAL(bw_stream_write(w, "after", 5), -EIO);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 6);
