@@ -72,12 +72,13 @@ struct bwi_prod {
 
 /* Written on attach, detach and reclaim only. */
 struct bwi_ctl {
-	bwi_a32 lock;	  /* pid holding the writer-attach lock, or 0 */
+	bwi_a64 lock;	  /* writer-attach lock: the holder's pid in the high
+			   * 32 bits, the low 32 of its start time below; 0:
+			   * free */
 	bwi_a32 peer_seq; /* futex: bumped on every attach and detach */
 	bwi_a32 broken;	  /* a writer died inside an ordered write */
 	bwi_a32 rslots_hi; /* reader slots ever claimed: scan bound */
 	bwi_a32 wslots_hi; /* writer slots ever claimed: scan bound */
-	bwi_a32 pad;
 	bwi_a64 scar;	  /* bytes below this position may be damaged */
 	bwi_a64 dead_readers;
 	bwi_a64 dead_writers;
@@ -101,9 +102,13 @@ struct bwi_wait {
 enum { BWI_SLOT_FREE = 0, BWI_SLOT_CLAIMING = 1, BWI_SLOT_ACTIVE = 2 };
 enum { BWI_BELL_OFF = 0, BWI_BELL_ARMED = 1, BWI_BELL_RUNG = 2 };
 
-#define BWI_SLOT_STATE(w) ((uint32_t)((w) & 0xffffffffu))
+/* The state word: generation in the high 32 bits, state in the low 2, and,
+ * while CLAIMING, the claimer's pid in bits 2-31, so that a claimer that
+ * died half-way can be found dead and its slot reclaimed. */
+#define BWI_SLOT_STATE(w) ((uint32_t)((w) & 3u))
 #define BWI_SLOT_GEN(w) ((uint32_t)((w) >> 32))
 #define BWI_SLOT_WORD(gen, st) (((uint64_t)(gen) << 32) | (st))
+#define BWI_SLOT_CLAIMER(w) ((pid_t)(((w) & 0xffffffffu) >> 2))
 
 /* A reader's or writer's attachment. Only its owner writes it, except the
  * state word, which a reclaimer may CAS from ACTIVE to FREE. */
@@ -148,6 +153,7 @@ _Static_assert(sizeof(struct bwi_slot) == BWI_LINE, "slot size");
 _Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, lost) == 56, "slot layout");
 _Static_assert(sizeof(struct bwi_ctl) <= BWI_LINE, "control line");
+_Static_assert(offsetof(struct bwi_ctl, scar) == 24, "control line layout");
 
 /* A validated mapping of one segment. A process maps each ring once: its
  * handles share the mapping (counted by refs), so threads touching one ring

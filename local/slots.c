@@ -66,8 +66,15 @@ int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 		uint32_t g = BWI_SLOT_GEN(w) + 1;
 
 		if (BWI_SLOT_STATE(w) != BWI_SLOT_FREE ||
-		    !bw_cas(&s->state, &w, BWI_SLOT_WORD(g, BWI_SLOT_CLAIMING)))
+		    !bw_cas(&s->state, &w,
+			    BWI_SLOT_WORD(g, ((uint32_t)bwi_self_pid() << 2) |
+						     BWI_SLOT_CLAIMING)))
 			continue;
+		/* Raise the scan bound first, so a reaper sees the slot even
+		 * if we die before it is filled in. */
+		cur = bw_load_relaxed(hi);
+		while (cur < i + 1 && !bw_cas(hi, &cur, i + 1))
+			;
 		bw_store_relaxed(&s->pos, pos);
 		bw_store_relaxed(&s->pid, (uint32_t)bwi_self_pid());
 		bw_store_relaxed(&s->starttime, bwi_self_starttime());
@@ -80,9 +87,6 @@ int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 		 * pos and pid. Also ordered before the caller's fence in the
 		 * reader registration protocol (stream.c, reader_attach). */
 		atomic_store(&s->state, BWI_SLOT_WORD(g, BWI_SLOT_ACTIVE));
-		cur = bw_load_relaxed(hi);
-		while (cur < i + 1 && !bw_cas(hi, &cur, i + 1))
-			;
 		*idx = i;
 		*gen = g;
 		bwi_bump_peers(m);
@@ -132,11 +136,17 @@ static unsigned reap_role(struct bwi_map *m, enum bwi_role role)
 		uint64_t w = bw_load_acquire(&s->state);
 		pid_t pid;
 
-		if (BWI_SLOT_STATE(w) != BWI_SLOT_ACTIVE)
+		if (BWI_SLOT_STATE(w) == BWI_SLOT_CLAIMING) {
+			/* died between claiming and filling in the slot */
+			if (bwi_starttime(BWI_SLOT_CLAIMER(w)) != 0)
+				continue;
+		} else if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE) {
+			pid = (pid_t)bw_load_relaxed(&s->pid);
+			if (bwi_pid_alive(pid, bw_load_relaxed(&s->starttime)))
+				continue;
+		} else {
 			continue;
-		pid = (pid_t)bw_load_relaxed(&s->pid);
-		if (bwi_pid_alive(pid, bw_load_relaxed(&s->starttime)))
-			continue;
+		}
 		if (!bw_cas(&s->state, &w,
 			    BWI_SLOT_WORD(BWI_SLOT_GEN(w), BWI_SLOT_FREE)))
 			continue;
@@ -209,21 +219,35 @@ int bwi_min_reader(const struct bwi_map *m, uint64_t head, uint64_t tail,
 }
 
 /* The writer-attach lock: held for a few instructions while a writer joins
- * or leaves. Its word is the holder's pid; a waiter that finds the holder
- * dead takes the lock over. */
+ * or leaves. Its word names the holder by pid and start time; a waiter that
+ * finds the holder dead (its pid gone, or reused by another process) takes
+ * the lock over. */
+static uint64_t lock_word(void)
+{
+	return ((uint64_t)(uint32_t)bwi_self_pid() << 32) |
+	       (uint32_t)bwi_self_starttime();
+}
+
+static bool holder_dead(uint64_t w)
+{
+	uint64_t st = bwi_starttime((pid_t)(w >> 32));
+
+	return st == 0 || (uint32_t)st != (uint32_t)w;
+}
+
 void bwi_writer_lock(struct bwi_map *m)
 {
-	bwi_a32 *l = &m->hdr->ctl.lock;
-	uint32_t self = (uint32_t)bwi_self_pid();
+	bwi_a64 *l = &m->hdr->ctl.lock;
+	uint64_t self = lock_word();
 	unsigned spins = 0;
 
 	for (;;) {
-		uint32_t cur = 0;
+		uint64_t cur = 0;
 
 		if (bw_cas(l, &cur, self))
 			return;
-		if (++spins % 1024 == 0 && cur != 0 && cur != self &&
-		    bwi_starttime((pid_t)cur) == 0 && bw_cas(l, &cur, self))
+		if (++spins % 1024 == 0 && cur != self && holder_dead(cur) &&
+		    bw_cas(l, &cur, self))
 			return;
 		sched_yield();
 	}

@@ -283,6 +283,48 @@ static void test_corrupt_positions(void)
 	bw_unlink("pos");
 }
 
+/* A pid that belonged to a process that has exited. */
+static pid_t dead_pid(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(0);
+	bwt_wait(pid);
+	return pid;
+}
+
+/* State left by processes killed at the worst moments: a slot claimed but
+ * never filled in, and the writer-attach lock never released. Both are
+ * taken back from the dead. */
+static void test_dead_claimer_and_lock_holder(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_stream *r, *w;
+	struct bwi_hdr *h;
+	size_t len;
+	pid_t dead = dead_pid();
+
+	o.size = RING;
+	o.max_readers = 1;
+	bw_unlink("dead");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("dead", &o), 0);
+	h = raw_map("dead", &len);
+	atomic_store(&h->slots[0].state,
+		     BWI_SLOT_WORD(7, ((uint32_t)dead << 2) | BWI_SLOT_CLAIMING));
+	atomic_store(&h->ctl.rslots_hi, 1);
+	atomic_store(&h->ctl.lock, (uint64_t)(uint32_t)dead << 32 | 12345u);
+	/* the writer takes the lock over and reaps the half-claimed slot */
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dead", BW_WRITE | BW_NOWAIT, &w), 0);
+	CU_ASSERT_EQUAL(atomic_load(&h->ctl.lock), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dead", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w, "x", 1), 1);
+	bw_stream_close(r);
+	bw_stream_close(w);
+	munmap(h, len);
+	bw_unlink("dead");
+}
+
 /* Names that are not rings: a FIFO must not hang the open, a directory or a
  * plain file is refused. */
 static void test_not_a_ring(void)
@@ -377,6 +419,7 @@ static void reg(void)
 	bwt_add("corrupted header", test_corrupt_header);
 	bwt_add("corrupted positions", test_corrupt_positions);
 	bwt_add("names that are not rings", test_not_a_ring);
+	bwt_add("dead claimer and dead lock holder", test_dead_claimer_and_lock_holder);
 	bwt_add("random scribbles never crash", test_scribble_fuzz);
 }
 
