@@ -794,7 +794,8 @@ static int need_writer(struct bw_stream *s)
 
 /* ---- reading calls --------------------------------------------------------- */
 
-static ssize_t read_slow(struct bw_stream *s, void *buf, size_t n)
+__attribute__((noinline)) static ssize_t read_slow(struct bw_stream *s, void *buf,
+						  size_t n)
 {
 	int64_t a;
 	int r;
@@ -910,7 +911,8 @@ BW_API int bw_stream_peek_complete(struct bw_stream *s, size_t n)
 
 /* ---- writing calls --------------------------------------------------------- */
 
-static ssize_t write_slow(struct bw_stream *s, const void *buf, size_t n)
+__attribute__((noinline)) static ssize_t
+write_slow(struct bw_stream *s, const void *buf, size_t n)
 {
 	uint64_t cap, done = 0, hd;
 	int r;
