@@ -390,7 +390,7 @@ static double run_once(const struct kase *k, struct run *r, bool pin)
 		die(k->name, rc);
 	wp = bw_fork();
 	if (wp == 0) {
-		uint8_t *src = malloc(r->call);
+		uint8_t *src = aligned_alloc(4096, (r->call + 4095) / 4096 * 4096);
 
 		if (pin)
 			bench_pin(0);
@@ -404,7 +404,7 @@ static double run_once(const struct kase *k, struct run *r, bool pin)
 	}
 	rp = bw_fork();
 	if (rp == 0) {
-		uint8_t *dst = malloc(r->call);
+		uint8_t *dst = aligned_alloc(4096, (r->call + 4095) / 4096 * 4096);
 		volatile uint64_t sink;
 		double end;
 
@@ -458,6 +458,17 @@ static uint64_t bytes_for(size_t call, bool quick)
 	return quick ? b / 16 : b;
 }
 
+/* Throughput of a case relative to another: the median over runs of the
+ * ratio within each run (times t, so other / case). */
+static double paired(const double *t_case, const double *t_other, int runs)
+{
+	double r[1000];
+
+	for (int i = 0; i < runs; i++)
+		r[i] = t_other[i] / t_case[i];
+	return bench_median(r, runs);
+}
+
 static int parse_cases(const char *s, bool *use)
 {
 	char buf[256], *tok, *save = NULL;
@@ -499,6 +510,7 @@ int bench_local_main(int argc, char **argv)
 {
 	size_t sizes[16] = {64, 1024, 4096, 65536};
 	double gbps[NKASES][16], mops[NKASES][16];
+	double xpipe[NKASES][16], xlimit[NKASES][16];
 	int nsizes = 4, runs = 5, ncpu = bench_ncpus();
 	bool json = false, quick = false, verbose = false, pin = ncpu >= 2;
 	bool use[NKASES];
@@ -548,7 +560,9 @@ int bench_local_main(int argc, char **argv)
 	fprintf(json ? stderr : stdout,
 		"# beltway bench local: %d runs per figure, median reported; "
 		"ring %llu bytes\n# %s\n# this machine is noisy (shared, %d "
-		"CPUs): compare figures of one run, not across runs\n",
+		"CPUs): compare figures of one run, not across runs;\n"
+		"# x pipe and x limit are medians of the ratios within each "
+		"run\n",
 		runs, (unsigned long long)ring,
 		pin ? "writer pinned to CPU 0, reader to CPU 1"
 		    : "one CPU: writer and reader not pinned",
@@ -570,6 +584,14 @@ int bench_local_main(int argc, char **argv)
 						kases[k].name, sizes[s], i,
 						(double)r.total / t[k][i] / 1e9);
 			}
+		/* Ratios pair the cases of one run (before the medians sort
+		 * the times): a spell that slows a whole run cancels out. */
+		for (size_t k = 0; k < NKASES; k++) {
+			if (!use[k])
+				continue;
+			xpipe[k][s] = use[2] ? paired(t[k], t[2], runs) : 0;
+			xlimit[k][s] = use[4] ? paired(t[k], t[4], runs) : 0;
+		}
 		for (size_t k = 0; k < NKASES; k++) {
 			double sec;
 
@@ -599,11 +621,11 @@ int bench_local_main(int argc, char **argv)
 			printf("%-9s %8zu %9.3f %10.3f", kases[k].name, sizes[s],
 			       gbps[k][s], mops[k][s]);
 			if (use[2])
-				printf(" %8.2f", gbps[k][s] / gbps[2][s]);
+				printf(" %8.2f", xpipe[k][s]);
 			else
 				printf(" %8s", "-");
 			if (use[4])
-				printf(" %8.2f", gbps[k][s] / gbps[4][s]);
+				printf(" %8.2f", xlimit[k][s]);
 			printf("\n");
 		}
 		printf("\n");
