@@ -79,6 +79,9 @@ struct bwi_ctl {
 	bwi_a32 broken;	  /* a writer died inside an ordered write */
 	bwi_a32 rslots_hi; /* reader slots ever claimed: scan bound */
 	bwi_a32 wslots_hi; /* writer slots ever claimed: scan bound */
+	bwi_a32 multi;	  /* 0 while one writer is alone: it moves head
+			   * with a plain store instead of a CAS */
+	bwi_a32 pad;
 	bwi_a64 scar;	  /* bytes below this position may be damaged */
 	bwi_a64 dead_readers;
 	bwi_a64 dead_writers;
@@ -153,7 +156,7 @@ _Static_assert(sizeof(struct bwi_slot) == BWI_LINE, "slot size");
 _Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, lost) == 56, "slot layout");
 _Static_assert(sizeof(struct bwi_ctl) <= BWI_LINE, "control line");
-_Static_assert(offsetof(struct bwi_ctl, scar) == 24, "control line layout");
+_Static_assert(offsetof(struct bwi_ctl, scar) == 32, "control line layout");
 
 /* A validated mapping of one segment. A process maps each ring once: its
  * handles share the mapping (counted by refs), so threads touching one ring

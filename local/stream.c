@@ -356,6 +356,18 @@ static int rd_ready(struct bw_stream *s)
 
 /* ---- writer side ---------------------------------------------------------- */
 
+/* The other writers have gone: this one may move head without CAS again.
+ * The writer lock keeps a new writer out while we decide. */
+static void writers_maybe_alone(struct bw_stream *s)
+{
+	if (!s->asym || bwi_slot_count(s->m, BWI_WRITER) != 1)
+		return;
+	bwi_writer_lock(s->m);
+	if (bwi_slot_count(s->m, BWI_WRITER) == 1)
+		bw_store_relaxed(&H(s)->ctl.multi, 0);
+	bwi_writer_unlock(s->m);
+}
+
 static int wr_ready(struct bw_stream *s, uint64_t need)
 {
 	struct bwi_hdr *h = H(s);
@@ -366,6 +378,8 @@ static int wr_ready(struct bw_stream *s, uint64_t need)
 		return BW_POLLOUT | BW_POLLERR;
 	mirror(&s->wst, s->wsl);
 	s->peer_seen = bw_load_acquire(&h->ctl.peer_seq);
+	if (bw_load_relaxed(&h->ctl.multi))
+		writers_maybe_alone(s);
 	hd = bw_load_relaxed(&h->prod.head);
 	t = bw_load_acquire(&h->prod.tail);
 	nr = bwi_min_reader(s->m, hd, t, &min);
@@ -609,6 +623,64 @@ static int wr_room(struct bw_stream *s, uint64_t n)
 	}
 }
 
+/*
+ * Moves head from hd to hd + n, or fails when another writer moved it first.
+ * The slot marker hd | OPEN says who holds the reservation at hd, for a
+ * writer that waits behind it (holder_alive).
+ *
+ * A writer alone on the ring (ctl.multi == 0) moves head with a plain store:
+ * the CAS was 10-15% of a 64-byte write. The marker store and the load of
+ * multi are the light side of an asymmetric Dekker with a joining writer
+ * (writers_go_multi): either the joiner sees our marker naming the current
+ * head and waits until head has moved on, or we see multi and take the CAS.
+ */
+static inline bool head_move(struct bw_stream *s, uint64_t *hd, uint64_t n)
+{
+	struct bwi_hdr *h = H(s);
+
+	bw_store_relaxed(&s->wsl->pos, *hd | BWI_OPEN_BIT);
+	if (__builtin_expect(s->asym, 1)) {
+		light(s);
+		if (__builtin_expect(!bw_load_relaxed(&h->ctl.multi), 1)) {
+			bw_store_relaxed(&h->prod.head, *hd + n);
+			return true;
+		}
+	}
+	if (bw_cas(&h->prod.head, hd, *hd + n))
+		return true;
+	return false;
+}
+
+/* A writer joins a ring that has one already (writer lock held): every
+ * writer reserves by CAS from now on. The heavy side of the Dekker in
+ * head_move: raise multi, heavy barrier, then wait out a writer whose
+ * marker names the current head, i.e. one inside its plain-store window. */
+static void writers_go_multi(struct bw_stream *s)
+{
+	struct bwi_hdr *h = H(s);
+
+	if (bw_load_relaxed(&h->ctl.multi))
+		return;
+	atomic_store(&h->ctl.multi, 1);
+	bwi_barrier_heavy();
+	for (uint32_t i = 0; i < s->m->g.max_writers; i++) {
+		struct bwi_slot *sl = bwi_wslot(s->m, i);
+
+		for (unsigned k = 0;; k++) {
+			uint64_t w = bw_load_acquire(&sl->state);
+			uint64_t p = bw_load_acquire(&sl->pos);
+
+			if (BWI_SLOT_STATE(w) != BWI_SLOT_ACTIVE ||
+			    p != (bw_load_acquire(&h->prod.head) | BWI_OPEN_BIT))
+				break;
+			/* a few instructions, unless its process died there */
+			sched_yield();
+			if (k % 1024 == 1023)
+				bwi_reap(s->m);
+		}
+	}
+}
+
 static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 {
 	struct bwi_hdr *h = H(s);
@@ -633,11 +705,9 @@ static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 			if (hd + n > s->limit)
 				continue;
 		}
-		if (bw_cas(&h->prod.head, &hd, hd + n))
+		if (head_move(s, &hd, n))
 			break;
 	}
-	/* Who holds the reservation at tail, for a successor that waits. */
-	bw_store_relaxed(&s->wsl->pos, hd | BWI_OPEN_BIT);
 	wmb_after_reserve();
 	*hp = hd;
 	return 0;
@@ -955,9 +1025,8 @@ BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 		if (__builtin_expect(hd + n <= s->limit &&
 					     bw_load_relaxed(&h->ctl.peer_seq) ==
 						     s->peer_seen &&
-					     bw_cas(&h->prod.head, &hd, hd + n),
+					     head_move(s, &hd, n),
 				     1)) {
-			bw_store_relaxed(&s->wsl->pos, hd | BWI_OPEN_BIT);
 			wmb_after_reserve();
 			copy(s->data + (hd & s->mask), buf, n);
 			r = wr_publish(s, hd, n);
@@ -1033,6 +1102,9 @@ BW_API int bw_stream_poke_complete(struct bw_stream *s, size_t n)
 					      "this poke: complete all %llu "
 					      "bytes",
 				       (unsigned long long)s->acq_len);
+		/* head may now equal our marker again: clear it, or a
+		 * joining writer would wait for us (writers_go_multi) */
+		bw_store_relaxed(&s->wsl->pos, 0);
 	}
 	s->acq = false;
 	return n ? wr_publish(s, s->acq_start, n) : 0;
@@ -1275,20 +1347,27 @@ static int writer_attach(struct bw_stream *s)
 			       s->m->name);
 	bwi_reap(s->m);
 	bwi_writer_lock(s->m);
-	hd = bw_load_relaxed(&h->prod.head);
-	t = bw_load_relaxed(&h->prod.tail);
-	if (hd < t || hd - t > s->m->g.capacity) {
-		r = bwi_err(EBADMSG, "ring positions are inconsistent (head "
-				     "%llu, tail %llu): corrupted ring",
-			    (unsigned long long)hd, (unsigned long long)t);
-		goto out;
-	}
 	if (bwi_slot_count(s->m, BWI_WRITER) == 0) {
-		/* No writer is attached, so none is mid-write: drop what a
-		 * dead one reserved and never published. */
+		/* No writer is attached, so none is mid-write and the
+		 * positions hold still: check them, and drop what a dead
+		 * writer reserved and never published. */
+		t = bw_load_acquire(&h->prod.tail);
+		hd = bw_load_relaxed(&h->prod.head);
+		if (hd < t || hd - t > s->m->g.capacity) {
+			r = bwi_err(EBADMSG, "ring positions are inconsistent "
+					     "(head %llu, tail %llu): corrupted "
+					     "ring",
+				    (unsigned long long)hd,
+				    (unsigned long long)t);
+			goto out;
+		}
 		if (hd != t)
 			bwi_head_rollback(s->m, hd, t);
 		bw_store_relaxed(&h->ctl.broken, 0);
+		bw_store_relaxed(&h->ctl.multi, 0);
+	} else {
+		writers_go_multi(s);
+		t = bw_load_acquire(&h->prod.tail);
 	}
 	r = bwi_slot_claim(s->m, BWI_WRITER, t, &s->wslot, &s->wgen);
 out:
@@ -1449,6 +1528,7 @@ int bwi_reattach(struct bw_stream *s)
 		s->poke_len = 0; /* the parent's reservations stay the parent's */
 		s->acq = false;
 		bwi_writer_lock(s->m);
+		writers_go_multi(s);
 		r = bwi_slot_claim(s->m, BWI_WRITER, s->wpos, &s->wslot,
 				   &s->wgen);
 		bwi_writer_unlock(s->m);

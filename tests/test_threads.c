@@ -44,6 +44,7 @@ struct targ {
 	int bad;
 	const char *why;
 	char msg[256];
+	bool keep; /* the writer thread leaves its handle open */
 };
 
 static void *writer(void *p)
@@ -72,7 +73,10 @@ static void *writer(void *p)
 			break;
 		}
 	}
-	bw_stream_close(a->s);
+	/* while a churner may still come and go, stay attached: with no
+	 * writer at all the readers would rightly see the end */
+	if (!a->keep)
+		bw_stream_close(a->s);
 	return NULL;
 }
 
@@ -115,7 +119,43 @@ static void *reader(void *p)
 	return NULL;
 }
 
-static void run(uint64_t ring)
+/* Writer 1 joins and leaves again and again while writer 0 streams: each
+ * join switches the lone writer from plain stores to CAS (and each leave
+ * back), and no record may be torn, lost or reordered by the switch. */
+#define CHURN_ROUNDS 400
+#define CHURN_RECS (PER_WRITER / CHURN_ROUNDS)
+
+static void *churner(void *p)
+{
+	struct targ *a = p;
+	struct rec r;
+	uint64_t seq = 0;
+
+	for (int round = 0; round < CHURN_ROUNDS && !a->bad; round++) {
+		struct bw_stream *w;
+
+		if (bw_stream_open("threads", BW_WRITE, &w) != 0) {
+			a->bad = 1;
+			a->why = "open";
+			snprintf(a->msg, sizeof(a->msg), "%s", bw_strerror_last());
+			break;
+		}
+		for (int i = 0; i < CHURN_RECS; i++, seq++) {
+			fill_rec(&r, a->id, seq);
+			if (bw_stream_write(w, &r, REC) != REC) {
+				a->bad = 1;
+				a->why = "write";
+				snprintf(a->msg, sizeof(a->msg), "%s",
+					 bw_strerror_last());
+				break;
+			}
+		}
+		bw_stream_close(w);
+	}
+	return NULL;
+}
+
+static void run(uint64_t ring, bool churn)
 {
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
 	struct targ w[WRITERS], r[READERS];
@@ -132,19 +172,24 @@ static void run(uint64_t ring)
 	}
 	for (int i = 0; i < WRITERS; i++) {
 		w[i] = (struct targ){.id = (uint32_t)i};
-		CU_ASSERT_EQUAL_FATAL(bw_stream_open("threads", BW_WRITE, &w[i].s),
-				      0);
+		if (!churn || i == 0)
+			CU_ASSERT_EQUAL_FATAL(bw_stream_open("threads", BW_WRITE,
+							     &w[i].s),
+					      0);
+		w[i].keep = churn;
 	}
 	for (int i = 0; i < READERS; i++)
 		pthread_create(&tr[i], NULL, reader, &r[i]);
 	for (int i = 0; i < WRITERS; i++)
-		pthread_create(&tw[i], NULL, writer, &w[i]);
+		pthread_create(&tw[i], NULL, churn && i ? churner : writer, &w[i]);
 	for (int i = 0; i < WRITERS; i++) {
 		pthread_join(tw[i], NULL);
 		if (w[i].bad)
 			printf("\n    writer %d: %s: %s ", i, w[i].why, w[i].msg);
 		CU_ASSERT_EQUAL(w[i].bad, 0);
 	}
+	if (churn)
+		bw_stream_close(w[0].s);
 	for (int i = 0; i < READERS; i++) {
 		pthread_join(tr[i], NULL);
 		if (r[i].bad)
@@ -156,18 +201,24 @@ static void run(uint64_t ring)
 
 static void test_small_ring(void)
 {
-	run(4096); /* sixteen records: constant waiting on both sides */
+	run(4096, false); /* sixteen records: constant waiting on both sides */
 }
 
 static void test_default_ring(void)
 {
-	run(0);
+	run(0, false);
+}
+
+static void test_join_leave(void)
+{
+	run(0, true);
 }
 
 static void reg(void)
 {
 	bwt_add("2 writers, 3 readers, 4 KiB ring", test_small_ring);
 	bwt_add("2 writers, 3 readers, default ring", test_default_ring);
+	bwt_add("a writer joins and leaves while another streams", test_join_leave);
 }
 
 int main(void)
