@@ -5,6 +5,11 @@
 
 #include "bwi_ring.h"
 
+enum {
+	BWI_SLOW_POKE = 1, /* poked data to publish at the next call */
+	BWI_SLOW_STOP = 2, /* an error, or inherited through fork() */
+};
+
 struct bwi_stats {
 	uint64_t bytes, calls, waits, lost;
 };
@@ -15,8 +20,7 @@ struct bw_stream {
 	uint8_t *data;
 	uint64_t mask;
 	struct bwi_map *m; /* shared with the process's other handles */
-	bool slow;	/* every call takes enter_slow(): error, poked data
-			 * to publish, or inherited through fork() */
+	uint8_t slow;	/* BWI_SLOW_*: every call takes enter_slow() */
 	bool asym;	/* bwi_barrier_asym, read once */
 	int flags;	/* BW_* open flags */
 	bool reader;	/* registered reader: holds a slot, gates writers */

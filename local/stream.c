@@ -63,7 +63,7 @@ static void atfork_child(void)
 {
 	bwi_epoch++;
 	for (struct bw_stream *s = handles; s; s = s->next)
-		s->slow = true;
+		s->slow |= BWI_SLOW_STOP;
 	bwi_maps_child();
 	pthread_mutex_init(&handles_mu, NULL);
 }
@@ -776,7 +776,7 @@ static int wr_wait_turn(struct bw_stream *s, uint64_t hd)
 			break;
 		}
 	}
-	s->slow = true;
+	s->slow |= BWI_SLOW_STOP;
 	s->err = bwi_err(EIO, "a writer before this one died inside its "
 			      "write: the ring is broken at position %llu",
 			 (unsigned long long)bw_load_relaxed(&h->prod.tail));
@@ -812,7 +812,7 @@ static int flush_poke(struct bw_stream *s)
 	uint64_t st = s->poke_start, n = s->poke_len;
 
 	s->poke_len = 0;
-	s->slow = s->err != 0;
+	s->slow &= (uint8_t)~BWI_SLOW_POKE;
 	return n ? wr_publish(s, st, n) : 0;
 }
 
@@ -914,8 +914,8 @@ BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 	return read_slow(s, buf, n);
 }
 
-static ssize_t peek_common(struct bw_stream *s, const void **ptr, size_t n,
-			   bool move)
+__attribute__((noinline)) static ssize_t
+peek_common(struct bw_stream *s, const void **ptr, size_t n, bool move)
 {
 	int64_t a;
 	int r;
@@ -950,8 +950,21 @@ static ssize_t peek_common(struct bw_stream *s, const void **ptr, size_t n,
 	return a;
 }
 
+/* The common peek inline: n bytes already known to be there, nothing to
+ * validate. The previous peek's span is given back first. */
 BW_API ssize_t bw_stream_peek(struct bw_stream *s, const void **ptr, size_t n)
 {
+	if (__builtin_expect(s && !s->slow && s->reader && ptr && n &&
+				     s->tail_seen - s->rpos >= n &&
+				     s->rpos >= s->safe_from,
+			     1)) {
+		rd_publish(s);
+		*ptr = s->data + (s->rpos & s->mask);
+		s->rpos += n;
+		s->racq = 0;
+		count_call(&s->rst, n);
+		return (ssize_t)n;
+	}
 	return peek_common(s, ptr, n, true);
 }
 
@@ -1065,13 +1078,42 @@ static ssize_t poke_common(struct bw_stream *s, void **ptr, size_t n, bool acq)
 	} else {
 		s->poke_start = hd;
 		s->poke_len = n;
-		s->slow = true;
+		s->slow |= BWI_SLOW_POKE;
 	}
 	return (ssize_t)n;
 }
 
+/* The common poke inline: publish the previous span, reserve the next within
+ * the room known to be free. Everything else takes poke_common(). */
 BW_API ssize_t bw_stream_poke(struct bw_stream *s, void **ptr, size_t n)
 {
+	if (__builtin_expect(s && !(s->slow & BWI_SLOW_STOP) && s->writer &&
+				     !s->acq && ptr && n,
+			     1)) {
+		struct bwi_hdr *h = H(s);
+		uint64_t hd;
+		int r;
+
+		if (s->slow & BWI_SLOW_POKE) {
+			r = flush_poke(s);
+			if (r < 0)
+				return r;
+		}
+		hd = bw_load_relaxed(&h->prod.head);
+		/* limit <= head + capacity, so this also bounds n */
+		if (__builtin_expect(hd + n <= s->limit &&
+					     bw_load_relaxed(&h->ctl.peer_seq) ==
+						     s->peer_seen &&
+					     head_move(s, &hd, n),
+				     1)) {
+			wmb_after_reserve();
+			*ptr = s->data + (hd & s->mask);
+			s->poke_start = hd;
+			s->poke_len = n;
+			s->slow |= BWI_SLOW_POKE;
+			return (ssize_t)n;
+		}
+	}
 	return poke_common(s, ptr, n, false);
 }
 
@@ -1522,7 +1564,7 @@ int bwi_reattach(struct bw_stream *s)
 	int r = 0;
 
 	s->epoch = bwi_epoch;
-	s->slow = s->err != 0;
+	s->slow = s->err ? BWI_SLOW_STOP : 0;
 	bwi_bell_child(s);
 	if (s->writer) {
 		s->poke_len = 0; /* the parent's reservations stay the parent's */
@@ -1550,7 +1592,7 @@ int bwi_reattach(struct bw_stream *s)
 	}
 	if (r < 0) {
 		s->err = r;
-		s->slow = true;
+		s->slow |= BWI_SLOW_STOP;
 	}
 	return r;
 }
