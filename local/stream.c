@@ -864,6 +864,14 @@ static int need_writer(struct bw_stream *s)
 
 /* ---- reading calls --------------------------------------------------------- */
 
+/* The fast path of read and peek applies: a registered reader with n > 0
+ * bytes already known to be there, and nothing to validate. */
+static inline bool rd_fast(const struct bw_stream *s, size_t n)
+{
+	return s && !s->slow && s->reader && n && s->tail_seen - s->rpos >= n &&
+	       s->rpos >= s->safe_from;
+}
+
 __attribute__((noinline)) static ssize_t read_slow(struct bw_stream *s, void *buf,
 						  size_t n)
 {
@@ -900,10 +908,7 @@ __attribute__((noinline)) static ssize_t read_slow(struct bw_stream *s, void *bu
  * be there, nothing to validate. Everything else takes read_slow(). */
 BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 {
-	if (__builtin_expect(s && !s->slow && s->reader && buf && n &&
-				     s->tail_seen - s->rpos >= n &&
-				     s->rpos >= s->safe_from,
-			     1)) {
+	if (__builtin_expect(buf && rd_fast(s, n), 1)) {
 		copy(buf, s->data + (s->rpos & s->mask), n);
 		s->rpos += n;
 		s->racq = 0;
@@ -954,10 +959,7 @@ peek_common(struct bw_stream *s, const void **ptr, size_t n, bool move)
  * validate. The previous peek's span is given back first. */
 BW_API ssize_t bw_stream_peek(struct bw_stream *s, const void **ptr, size_t n)
 {
-	if (__builtin_expect(s && !s->slow && s->reader && ptr && n &&
-				     s->tail_seen - s->rpos >= n &&
-				     s->rpos >= s->safe_from,
-			     1)) {
+	if (__builtin_expect(ptr && rd_fast(s, n), 1)) {
 		rd_publish(s);
 		*ptr = s->data + (s->rpos & s->mask);
 		s->rpos += n;
@@ -994,6 +996,25 @@ BW_API int bw_stream_peek_complete(struct bw_stream *s, size_t n)
 
 /* ---- writing calls --------------------------------------------------------- */
 
+/* The fast path of write and poke: a writer with no reservation
+ * outstanding reserves n > 0 bytes at *hd within the room already known to
+ * be free. Fails (to the slow path) when anything needs a look. */
+static inline bool wr_fast(struct bw_stream *s, size_t n, uint64_t *hd)
+{
+	struct bwi_hdr *h = H(s);
+
+	if (!s->writer || s->acq || !n)
+		return false;
+	*hd = bw_load_relaxed(&h->prod.head);
+	/* limit <= head + capacity, so this also bounds n */
+	if (*hd + n > s->limit ||
+	    bw_load_relaxed(&h->ctl.peer_seq) != s->peer_seen ||
+	    !head_move(s, hd, n))
+		return false;
+	wmb_after_reserve();
+	return true;
+}
+
 __attribute__((noinline)) static ssize_t
 write_slow(struct bw_stream *s, const void *buf, size_t n)
 {
@@ -1028,23 +1049,14 @@ write_slow(struct bw_stream *s, const void *buf, size_t n)
  * free, no other writer in the way. Everything else takes write_slow(). */
 BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 {
-	if (__builtin_expect(s && !s->slow && s->writer && !s->acq && buf && n,
-			     1)) {
-		struct bwi_hdr *h = H(s);
-		uint64_t hd = bw_load_relaxed(&h->prod.head);
+	uint64_t hd;
+
+	if (__builtin_expect(s && !s->slow && buf && wr_fast(s, n, &hd), 1)) {
 		int r;
 
-		/* limit <= head + capacity, so this also bounds n */
-		if (__builtin_expect(hd + n <= s->limit &&
-					     bw_load_relaxed(&h->ctl.peer_seq) ==
-						     s->peer_seen &&
-					     head_move(s, &hd, n),
-				     1)) {
-			wmb_after_reserve();
-			copy(s->data + (hd & s->mask), buf, n);
-			r = wr_publish(s, hd, n);
-			return r < 0 ? r : (ssize_t)n;
-		}
+		copy(s->data + (hd & s->mask), buf, n);
+		r = wr_publish(s, hd, n);
+		return r < 0 ? r : (ssize_t)n;
 	}
 	return write_slow(s, buf, n);
 }
@@ -1087,26 +1099,16 @@ static ssize_t poke_common(struct bw_stream *s, void **ptr, size_t n, bool acq)
  * the room known to be free. Everything else takes poke_common(). */
 BW_API ssize_t bw_stream_poke(struct bw_stream *s, void **ptr, size_t n)
 {
-	if (__builtin_expect(s && !(s->slow & BWI_SLOW_STOP) && s->writer &&
-				     !s->acq && ptr && n,
-			     1)) {
-		struct bwi_hdr *h = H(s);
-		uint64_t hd;
-		int r;
+	uint64_t hd;
 
+	if (__builtin_expect(s && !(s->slow & BWI_SLOW_STOP) && ptr, 1)) {
 		if (s->slow & BWI_SLOW_POKE) {
-			r = flush_poke(s);
+			int r = flush_poke(s);
+
 			if (r < 0)
 				return r;
 		}
-		hd = bw_load_relaxed(&h->prod.head);
-		/* limit <= head + capacity, so this also bounds n */
-		if (__builtin_expect(hd + n <= s->limit &&
-					     bw_load_relaxed(&h->ctl.peer_seq) ==
-						     s->peer_seen &&
-					     head_move(s, &hd, n),
-				     1)) {
-			wmb_after_reserve();
+		if (__builtin_expect(wr_fast(s, n, &hd), 1)) {
 			*ptr = s->data + (hd & s->mask);
 			s->poke_start = hd;
 			s->poke_len = n;
