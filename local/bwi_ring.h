@@ -245,20 +245,14 @@ pid_t bwi_self_pid(void);
 uint64_t bwi_self_starttime(void);
 
 /*
- * The light side of the asymmetric Dekker between a side that publishes and
- * a side that goes to sleep: publish (store), bwi_barrier_light(), load the
- * sleeper flags; sleep: raise the flag, bwi_barrier_heavy(), load the
- * position. With membarrier(GLOBAL_EXPEDITED) registered, the heavy side
+ * The asymmetric Dekker between a side that publishes and a side that goes
+ * to sleep: publish (store), light barrier, load the sleeper flags; sleep:
+ * raise the flag, bwi_barrier_heavy(), load the position. With
+ * membarrier(GLOBAL_EXPEDITED) registered (bwi_barrier_asym), the heavy side
  * forces a full barrier on every CPU running a registered process, so the
  * light side needs only a compiler barrier; otherwise both are full fences.
+ * The light side lives in stream.c (light()).
  */
-static inline void bwi_barrier_light(void)
-{
-	if (__builtin_expect(bwi_barrier_asym, 1))
-		atomic_signal_fence(memory_order_seq_cst);
-	else
-		bw_smp_mb();
-}
 
 /* ---- err.c ---- */
 int bwi_err(int err, const char *fmt, ...)

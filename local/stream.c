@@ -169,7 +169,8 @@ static inline void wmb_after_reserve(void)
 #endif
 }
 
-/* bwi_barrier_light() with the mode this handle read once. */
+/* The light side of the asymmetric Dekker (bwi_ring.h), in the mode this
+ * handle read once. */
 static inline void light(const struct bw_stream *s)
 {
 	if (__builtin_expect(s->asym, 1))
