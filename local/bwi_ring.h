@@ -172,8 +172,11 @@ struct bwi_map {
 	int fd;		   /* anonymous rings keep it */
 	char name[BWI_NAME_MAX + 1];
 	unsigned refs;	   /* under the map cache lock */
-	dev_t dev;	   /* named rings: the file, the cache key */
+	dev_t dev;	   /* the file (or memfd): the cache key */
 	ino_t ino;
+	bool pinned;	   /* indices use it: mapped until the process ends */
+	uint16_t reg_id;   /* host-wide id, once registered (0: none yet) */
+	uint16_t reg_gen;
 	struct bwi_map *next;
 };
 
@@ -188,6 +191,11 @@ enum bwi_access {
 	BWI_ACC_RO,  /* read-only */
 };
 int bwi_map_open(const char *name, enum bwi_access acc, struct bwi_map **out);
+int bwi_map_open_fd(int fd, bool writable, const char *name,
+		    struct bwi_map **out);
+struct bwi_map *bwi_map_pin_at(const void *p);
+struct bwi_map *bwi_map_find_ring(uint64_t ring_id);
+void bwi_map_pin(struct bwi_map *m);
 int bwi_map_anon(const struct bw_ring_opts *opts, struct bwi_map **out);
 void bwi_map_get(struct bwi_map *m);
 void bwi_map_put(struct bwi_map *m);

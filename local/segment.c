@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bwi_ring.h"
+#include "bwi_index.h"
 
 #ifndef MFD_HUGE_2MB
 #define MFD_HUGE_2MB (21u << 26)
@@ -251,7 +251,7 @@ static int map_fd(int fd, struct bwi_map *m, const char *what)
 /* ---- the per-process map cache ----------------------------------------- */
 
 static pthread_mutex_t maps_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct bwi_map *maps; /* named rings mapped by this process */
+static struct bwi_map *maps; /* rings mapped by this process */
 
 void bwi_maps_lock(void)
 {
@@ -324,32 +324,27 @@ static int open_named(const char *name, enum bwi_access acc, bool *writable)
 	return bwi_err(errno, "opening ring '%s'", name);
 }
 
-/* Maps the named ring, or shares this process's mapping of it. A read-only
- * request may share a writable mapping; a writable one never shares a
- * read-only mapping. */
-int bwi_map_open(const char *name, enum bwi_access acc, struct bwi_map **out)
+/* Maps the ring open as fd (this function closes it), or shares this
+ * process's mapping of the same file. A read-only request may share a
+ * writable mapping; a writable one never shares a read-only mapping. name
+ * is the ring's name, or NULL for an anonymous ring. */
+static int map_shared(int fd, bool writable, bool ro_ok, const char *name,
+		      struct bwi_map **out)
 {
 	char what[BWI_NAME_MAX + 16];
 	struct bwi_map *m;
 	struct stat st;
-	bool writable;
-	int fd, r;
+	int r;
 
-	r = bwi_name_check(name);
-	if (r < 0)
-		return r;
-	fd = open_named(name, acc, &writable);
-	if (fd < 0)
-		return fd;
 	if (fstat(fd, &st) < 0) {
-		r = bwi_err(errno, "ring '%s': fstat", name);
+		r = bwi_err(errno, "ring '%s': fstat", name ? name : "(anonymous)");
 		close(fd);
 		return r;
 	}
 	bwi_maps_lock();
 	for (m = maps; m; m = m->next)
 		if (m->dev == st.st_dev && m->ino == st.st_ino &&
-		    (m->writable == writable || acc == BWI_ACC_RO)) {
+		    (m->writable == writable || ro_ok)) {
 			m->refs++;
 			bwi_maps_unlock();
 			close(fd);
@@ -364,15 +359,21 @@ int bwi_map_open(const char *name, enum bwi_access acc, struct bwi_map **out)
 	}
 	m->fd = -1;
 	m->writable = writable;
-	snprintf(m->name, sizeof(m->name), "%s", name);
-	snprintf(what, sizeof(what), "ring '%s'", name);
+	m->anon = !name;
+	snprintf(m->name, sizeof(m->name), "%s", name ? name : "");
+	snprintf(what, sizeof(what), "ring '%s'", name ? name : "(anonymous)");
 	r = map_fd(fd, m, what);
-	close(fd);
 	if (r < 0) {
 		bwi_maps_unlock();
+		close(fd);
 		free(m);
 		return r;
 	}
+	if (name)
+		close(fd);
+	else
+		m->fd = fd; /* anonymous rings keep theirs: it is how others
+			     * reach them (/proc/PID/fd/FD) */
 	m->dev = st.st_dev;
 	m->ino = st.st_ino;
 	m->refs = 1;
@@ -381,6 +382,72 @@ int bwi_map_open(const char *name, enum bwi_access acc, struct bwi_map **out)
 	bwi_maps_unlock();
 	*out = m;
 	return 0;
+}
+
+int bwi_map_open(const char *name, enum bwi_access acc, struct bwi_map **out)
+{
+	bool writable;
+	int fd, r;
+
+	r = bwi_name_check(name);
+	if (r < 0)
+		return r;
+	fd = open_named(name, acc, &writable);
+	if (fd < 0)
+		return fd;
+	return map_shared(fd, writable, acc == BWI_ACC_RO, name, out);
+}
+
+/* An anonymous ring reached through a descriptor (takes fd). */
+int bwi_map_open_fd(int fd, bool writable, const char *name,
+		    struct bwi_map **out)
+{
+	return map_shared(fd, writable, !writable, name, out);
+}
+
+/* The mapping whose data holds p, pinned (never unmapped: indices may name
+ * it), or NULL. */
+struct bwi_map *bwi_map_pin_at(const void *p)
+{
+	const uint8_t *c = p;
+	struct bwi_map *m;
+
+	bwi_maps_lock();
+	for (m = maps; m; m = m->next)
+		if (c >= m->data && c < m->data + 2 * m->g.capacity)
+			break;
+	if (m && !m->pinned) {
+		m->pinned = true;
+		m->refs++;
+	}
+	bwi_maps_unlock();
+	return m;
+}
+
+/* This process's mapping of the ring with ring_id, with a reference, or
+ * NULL. */
+struct bwi_map *bwi_map_find_ring(uint64_t ring_id)
+{
+	struct bwi_map *m;
+
+	bwi_maps_lock();
+	for (m = maps; m; m = m->next)
+		if (m->g.ring_id == ring_id) {
+			m->refs++;
+			break;
+		}
+	bwi_maps_unlock();
+	return m;
+}
+
+void bwi_map_pin(struct bwi_map *m)
+{
+	bwi_maps_lock();
+	if (!m->pinned) {
+		m->pinned = true;
+		m->refs++;
+	}
+	bwi_maps_unlock();
 }
 
 void bwi_ring_unmap(struct bwi_map *m)
@@ -599,10 +666,11 @@ int bwi_ring_create(const char *name, const struct bw_ring_opts *opts,
 	return r;
 }
 
-/* A new anonymous ring, mapped, with one reference. */
+/* A new anonymous ring, mapped, with one reference, in the map cache. */
 int bwi_map_anon(const struct bw_ring_opts *opts, struct bwi_map **out)
 {
 	struct bwi_map *m = calloc(1, sizeof(*m));
+	struct stat st;
 	int r;
 
 	if (!m)
@@ -612,7 +680,15 @@ int bwi_map_anon(const struct bw_ring_opts *opts, struct bwi_map **out)
 		free(m);
 		return r;
 	}
+	if (fstat(m->fd, &st) == 0) {
+		m->dev = st.st_dev;
+		m->ino = st.st_ino;
+	}
 	m->refs = 1;
+	bwi_maps_lock();
+	m->next = maps;
+	maps = m;
+	bwi_maps_unlock();
 	*out = m;
 	return 0;
 }
@@ -631,6 +707,20 @@ BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)
 	return 0;
 }
 
+/* The ring's indices go stale with it: retire its registry entry. */
+static void retire_named(int dfd, const char *name)
+{
+	struct bwi_geom g;
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	if (pread(fd, &g, sizeof(g), 0) == (ssize_t)sizeof(g) &&
+	    g.magic == BWI_RING_MAGIC && g.sum == bwi_geom_sum(&g))
+		bwi_reg_retire(g.ring_id);
+	close(fd);
+}
+
 BW_API int bw_unlink(const char *name)
 {
 	char target[PATH_MAX];
@@ -643,6 +733,7 @@ BW_API int bw_unlink(const char *name)
 	dfd = dir_open(false);
 	if (dfd < 0)
 		return dfd;
+	retire_named(dfd, name);
 	n = readlinkat(dfd, name, target, sizeof(target) - 1);
 	r = unlinkat(dfd, name, 0) < 0 ? -errno : 0;
 	close(dfd);

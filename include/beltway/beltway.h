@@ -5,5 +5,6 @@
 
 #include <beltway/common.h>
 #include <beltway/stream.h>
+#include <beltway/index.h>
 
 #endif
