@@ -54,7 +54,7 @@ struct bwi_geom {
 	uint32_t flags;	    /* BW_RING_* */
 	uint64_t ring_id;   /* random: names doorbells, tells rings apart */
 	uint64_t created_ns;
-	uint32_t layout;    /* 0: byte stream */
+	uint32_t layout;    /* BWI_LAYOUT_* */
 	uint32_t policy;    /* 0: lossless */
 	uint32_t reserved[4];
 	uint32_t sum;	    /* checksum of the bytes before it */
@@ -103,6 +103,7 @@ struct bwi_wait {
 #define BWI_ARMED (UINT64_C(1) << 32)
 
 enum { BWI_SLOT_FREE = 0, BWI_SLOT_CLAIMING = 1, BWI_SLOT_ACTIVE = 2 };
+enum { BWI_LAYOUT_BYTES = 0, BWI_LAYOUT_INDEX = 1 /* 16-byte index records */ };
 enum { BWI_BELL_OFF = 0, BWI_BELL_ARMED = 1, BWI_BELL_RUNG = 2 };
 
 /* The state word: generation in the high 32 bits, state in the low 2, and,
@@ -197,6 +198,8 @@ struct bwi_map *bwi_map_pin_at(const void *p);
 struct bwi_map *bwi_map_find_ring(uint64_t ring_id);
 void bwi_map_pin(struct bwi_map *m);
 int bwi_map_anon(const struct bw_ring_opts *opts, struct bwi_map **out);
+void bwi_wt_opts(const struct bw_ring_opts *ib, uint64_t cap,
+		 struct bw_ring_opts *o);
 void bwi_map_get(struct bwi_map *m);
 void bwi_map_put(struct bwi_map *m);
 void bwi_maps_lock(void);

@@ -4,14 +4,17 @@
 #define BWI_STREAM_H
 
 #include "bwi_ring.h"
+#include <beltway/index.h>
 
 enum {
 	BWI_SLOW_POKE = 1, /* poked data to publish at the next call */
 	BWI_SLOW_STOP = 2, /* an error, or inherited through fork() */
+	BWI_SLOW_IBUF = 4, /* an IBuf: calls go to ibuf.c */
 };
 
 struct bwi_stats {
 	uint64_t bytes, calls, waits, lost;
+	uint64_t spliced, copied; /* IBuf writers: bytes by index, by copy */
 };
 
 struct bw_stream {
@@ -55,6 +58,23 @@ struct bw_stream {
 	struct bwi_slot *rsl, *wsl; /* our slots, or NULL */
 	struct bwi_stats rst, wst;  /* reading and writing statistics */
 
+	/* IBufs (ibuf.c): the ring holds 16-byte indices */
+	struct bwi_map *wt;	 /* the default DBuf written through */
+	struct bw_stream *wtw;	 /* writer on it, made on first need */
+	struct bw_stream *wtr;	 /* reader on it: keeps write-through
+				  * blocks until this IBuf reader is done */
+	struct bw_index icur;	 /* the index being read */
+	uint64_t icur_off;	 /* its bytes consumed so far */
+	uint64_t iacq;		 /* bytes of it peek_acquire handed out */
+	bool icur_valid;
+	bool idone;		 /* a block peeked to its end: give it back at
+				  * the next call */
+	struct bw_index idone_idx;
+	bool ipoke;		 /* poked into wtw: index to store */
+	bool ipoke_acq;		 /* ... by poke_acquire */
+	uint64_t ipoke_len;
+	struct bwi_stats ist, iwst; /* data read and written (not records) */
+
 	int bell_fd;	     /* doorbell for bw_stream_fd(), or -1 */
 	bool bell_timer;     /* taps: the doorbell is a periodic timer */
 
@@ -71,6 +91,29 @@ void bwi_bell_ring_all(struct bwi_map *m, struct bwi_wait *w,
 void bwi_bell_arm(struct bw_stream *s);
 void bwi_bell_close(struct bw_stream *s);
 void bwi_bell_child(struct bw_stream *s);
+
+/* The DBuf implementation of the calls (stream.c), which IBufs use on their
+ * own index ring, and the IBuf implementation (ibuf.c). */
+ssize_t bwi_d_read(struct bw_stream *s, void *buf, size_t n);
+ssize_t bwi_d_peek(struct bw_stream *s, const void **ptr, size_t n, bool move);
+int bwi_d_peek_complete(struct bw_stream *s, size_t n);
+ssize_t bwi_d_write(struct bw_stream *s, const void *buf, size_t n);
+ssize_t bwi_d_poke(struct bw_stream *s, void **ptr, size_t n, bool acq);
+int bwi_d_poke_complete(struct bw_stream *s, size_t n);
+int bwi_d_flush(struct bw_stream *s);
+int64_t bwi_d_check(struct bw_stream *s, int64_t stamp, int flags);
+int64_t bwi_d_lseek(struct bw_stream *s, int64_t off, int whence);
+ssize_t bwi_i_read(struct bw_stream *s, void *buf, size_t n);
+ssize_t bwi_i_peek(struct bw_stream *s, const void **ptr, size_t n, bool move);
+int bwi_i_peek_complete(struct bw_stream *s, size_t n);
+ssize_t bwi_i_write(struct bw_stream *s, const void *buf, size_t n);
+ssize_t bwi_i_poke(struct bw_stream *s, void **ptr, size_t n, bool acq);
+int bwi_i_poke_complete(struct bw_stream *s, size_t n);
+int bwi_i_flush(struct bw_stream *s);
+int64_t bwi_i_check(struct bw_stream *s, int64_t stamp, int flags);
+int64_t bwi_i_lseek(struct bw_stream *s, int64_t off, int whence);
+int bwi_i_attach(struct bw_stream *s);
+void bwi_i_detach(struct bw_stream *s);
 
 /* Readiness (stream.c) */
 int bwi_ready(struct bw_stream *s, int events, uint64_t need);

@@ -14,34 +14,52 @@
 static int make_ends(struct bw_stream **ends, unsigned n,
 		     const struct bw_ring_opts *opts)
 {
-	struct bwi_map *m;
+	struct bwi_map *m, *wt = NULL;
 	unsigned made = 0;
 	int r;
 
 	r = bwi_map_anon(opts, &m);
 	if (r < 0)
 		return r;
+	if (m->g.flags & BW_RING_INDEX) {
+		/* an IBuf: its default DBuf is anonymous too */
+		struct bw_ring_opts wo;
+
+		bwi_wt_opts(opts, m->g.capacity, &wo);
+		r = bwi_map_anon(&wo, &wt);
+		if (r < 0) {
+			bwi_map_put(m);
+			return r;
+		}
+	}
 	/* Readers attach first, so the writer never sees a ring without one. */
 	for (unsigned i = n; i-- > 0;) {
 		r = bwi_stream_new(&ends[i]);
 		if (r < 0)
 			goto err;
+		if (wt) {
+			bwi_map_get(wt);
+			ends[i]->wt = wt;
+		}
 		bwi_map_get(m);
 		r = bwi_attach(ends[i], m,
 			       (i == 0 ? BW_WRITE : BW_READ) | BWI_NO_PEER_WAIT);
 		if (r < 0) {
 			bwi_map_put(m);
+			bwi_map_put(ends[i]->wt);
 			bwi_stream_free(ends[i]);
 			goto err;
 		}
 		made++;
 	}
 	bwi_map_put(m);
+	bwi_map_put(wt);
 	return 0;
 err:
 	for (unsigned i = n - made; i < n; i++)
 		bw_stream_close(ends[i]);
 	bwi_map_put(m);
+	bwi_map_put(wt);
 	return r;
 }
 

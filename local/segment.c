@@ -62,6 +62,8 @@ static int dir_open(bool create)
 	return fd;
 }
 
+static int unlink_one(const char *name);
+
 int bwi_name_check(const char *name)
 {
 	size_t n;
@@ -122,12 +124,14 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 			       o->struct_size);
 	if (!o)
 		o = &d;
-	if (o->flags & ~(uint32_t)BW_RING_HUGEPAGE)
+	if (o->flags & ~(uint32_t)(BW_RING_HUGEPAGE | BW_RING_INDEX))
 		return bwi_err(EINVAL, "unknown ring flags 0x%x", o->flags);
 	memset(g, 0, sizeof(*g));
 	g->magic = BWI_RING_MAGIC;
 	g->version = BWI_RING_VERSION;
 	g->flags = o->flags;
+	g->layout = (o->flags & BW_RING_INDEX) ? BWI_LAYOUT_INDEX
+					       : BWI_LAYOUT_BYTES;
 	g->page_size = (o->flags & BW_RING_HUGEPAGE) ? BWI_HUGE_PAGE : 4096u;
 	g->capacity = o->size ? o->size : BW_RING_DEFAULT_SIZE;
 	if (!is_pow2(g->capacity) || g->capacity < BWI_MIN_CAPACITY ||
@@ -178,7 +182,8 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 	    g->hdr_size != hdr_bytes(g->max_readers, g->max_writers,
 				     g->page_size))
 		return bwi_err(EBADMSG, "%s: bad slot table", what);
-	if (g->layout != 0 || g->policy != 0)
+	if (g->layout > BWI_LAYOUT_INDEX || g->policy != 0 ||
+	    (g->layout == BWI_LAYOUT_INDEX) != !!(g->flags & BW_RING_INDEX))
 		return bwi_err(EBADMSG, "%s: unknown layout or policy", what);
 	if (file_size != g->hdr_size + g->capacity)
 		return bwi_err(EBADMSG, "%s is %llu bytes; its header says %llu "
@@ -693,47 +698,78 @@ int bwi_map_anon(const struct bw_ring_opts *opts, struct bwi_map **out)
 	return 0;
 }
 
+/* The options of an IBuf's default DBuf: a byte ring at least as large as
+ * the default, with the IBuf's permissions. */
+void bwi_wt_opts(const struct bw_ring_opts *ib, uint64_t cap,
+		 struct bw_ring_opts *o)
+{
+	*o = (struct bw_ring_opts)BW_RING_OPTS_INIT;
+	o->mode = ib ? ib->mode : 0;
+	o->size = cap > BW_RING_DEFAULT_SIZE ? cap : BW_RING_DEFAULT_SIZE;
+}
+
 BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)
 {
+	struct bw_ring_opts wo;
+	char wt[BWI_NAME_MAX + 8];
 	struct bwi_map m;
 	int r;
 
 	if (!name)
 		return bwi_err(EINVAL, "bw_mkfifo needs a name");
+	if (opts && (opts->flags & BW_RING_INDEX) &&
+	    strlen(name) > BWI_NAME_MAX - 3)
+		return bwi_err(EINVAL, "IBuf name '%.64s' is longer than %d "
+				       "(its DBuf is named NAME.wt)",
+			       name, BWI_NAME_MAX - 3);
 	r = bwi_ring_create(name, opts, &m);
 	if (r < 0)
 		return r;
 	bwi_ring_unmap(&m);
+	if (!(m.g.flags & BW_RING_INDEX))
+		return 0;
+	/* An IBuf's default DBuf, for what is written through. */
+	snprintf(wt, sizeof(wt), "%s.wt", name);
+	bwi_wt_opts(opts, m.g.capacity, &wo);
+	r = bwi_ring_create(wt, &wo, &m);
+	if (r < 0) {
+		int e = r;
+
+		unlink_one(name);
+		return bwi_err(-e, "creating IBuf '%s': its DBuf '%s'", name, wt);
+	}
+	bwi_ring_unmap(&m);
 	return 0;
 }
 
-/* The ring's indices go stale with it: retire its registry entry. */
-static void retire_named(int dfd, const char *name)
+/* The ring's indices go stale with it: retire its registry entry. Returns
+ * its layout, or -1 when it is not a readable ring. */
+static int retire_named(int dfd, const char *name)
 {
 	struct bwi_geom g;
-	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK), lay = -1;
 
 	if (fd < 0)
-		return;
+		return -1;
 	if (pread(fd, &g, sizeof(g), 0) == (ssize_t)sizeof(g) &&
-	    g.magic == BWI_RING_MAGIC && g.sum == bwi_geom_sum(&g))
+	    g.magic == BWI_RING_MAGIC && g.sum == bwi_geom_sum(&g)) {
 		bwi_reg_retire(g.ring_id);
+		lay = (int)g.layout;
+	}
 	close(fd);
+	return lay;
 }
 
-BW_API int bw_unlink(const char *name)
+static int unlink_one(const char *name)
 {
 	char target[PATH_MAX];
 	ssize_t n;
-	int dfd, r;
+	int dfd, r, lay;
 
-	r = bwi_name_check(name);
-	if (r < 0)
-		return r;
 	dfd = dir_open(false);
 	if (dfd < 0)
 		return dfd;
-	retire_named(dfd, name);
+	lay = retire_named(dfd, name);
 	n = readlinkat(dfd, name, target, sizeof(target) - 1);
 	r = unlinkat(dfd, name, 0) < 0 ? -errno : 0;
 	close(dfd);
@@ -741,10 +777,27 @@ BW_API int bw_unlink(const char *name)
 		target[n] = '\0';
 		unlink(target);
 	}
+	return r < 0 ? r : lay;
+}
+
+BW_API int bw_unlink(const char *name)
+{
+	char wt[BWI_NAME_MAX + 8];
+	int r;
+
+	r = bwi_name_check(name);
+	if (r < 0)
+		return r;
+	r = unlink_one(name);
 	if (r == -ENOENT)
 		return bwi_err(ENOENT, "no ring '%s'", name);
 	if (r < 0)
 		return bwi_err(-r, "removing ring '%s'", name);
+	if (r == BWI_LAYOUT_INDEX) {
+		/* an IBuf takes its default DBuf with it */
+		snprintf(wt, sizeof(wt), "%s.wt", name);
+		unlink_one(wt);
+	}
 	return 0;
 }
 

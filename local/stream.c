@@ -36,6 +36,7 @@
 #define BWI_PACE_NS 1000	   /* a caught-up side looks at most this often */
 #define BWI_BATCH 16384		   /* gaining less per look: caught up */
 #define BWI_TAP_POLL_MS 5	   /* taps cannot announce sleep: they poll */
+#define IS_IBUF(s) ((s) && ((s)->slow & BWI_SLOW_IBUF))
 
 uint32_t bwi_epoch = 1;
 
@@ -401,7 +402,10 @@ int bwi_ready(struct bw_stream *s, int events, uint64_t need)
 {
 	int rev = 0;
 
-	if ((events & BW_POLLIN) && (s->reader || s->tap))
+	if ((events & BW_POLLIN) && IS_IBUF(s) && s->icur_valid &&
+	    s->icur_off < bw_index_len(&s->icur))
+		rev |= BW_POLLIN;
+	else if ((events & BW_POLLIN) && (s->reader || s->tap))
 		rev |= rd_ready(s);
 	if ((events & BW_POLLOUT) && s->writer)
 		rev |= wr_ready(s, need);
@@ -873,8 +877,8 @@ static inline bool rd_fast(const struct bw_stream *s, size_t n)
 	       s->rpos >= s->safe_from;
 }
 
-__attribute__((noinline)) static ssize_t read_slow(struct bw_stream *s, void *buf,
-						  size_t n)
+__attribute__((noinline)) ssize_t bwi_d_read(struct bw_stream *s, void *buf,
+					     size_t n)
 {
 	int64_t a;
 	int r;
@@ -906,7 +910,8 @@ __attribute__((noinline)) static ssize_t read_slow(struct bw_stream *s, void *bu
 }
 
 /* The common read inline: a registered reader with n bytes already known to
- * be there, nothing to validate. Everything else takes read_slow(). */
+ * be there, nothing to validate. Everything else takes bwi_d_read(), or
+ * bwi_i_read() for an IBuf. */
 BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 {
 	if (__builtin_expect(buf && rd_fast(s, n), 1)) {
@@ -917,11 +922,12 @@ BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 		count_call(&s->rst, n);
 		return (ssize_t)n;
 	}
-	return read_slow(s, buf, n);
+	return IS_IBUF(s) ? bwi_i_read(s, buf, n) : bwi_d_read(s, buf, n);
 }
 
-__attribute__((noinline)) static ssize_t
-peek_common(struct bw_stream *s, const void **ptr, size_t n, bool move)
+__attribute__((noinline)) ssize_t bwi_d_peek(struct bw_stream *s,
+					    const void **ptr, size_t n,
+					    bool move)
 {
 	int64_t a;
 	int r;
@@ -968,16 +974,23 @@ BW_API ssize_t bw_stream_peek(struct bw_stream *s, const void **ptr, size_t n)
 		count_call(&s->rst, n);
 		return (ssize_t)n;
 	}
-	return peek_common(s, ptr, n, true);
+	return IS_IBUF(s) ? bwi_i_peek(s, ptr, n, true)
+			  : bwi_d_peek(s, ptr, n, true);
 }
 
 BW_API ssize_t bw_stream_peek_acquire(struct bw_stream *s, const void **ptr,
 				      size_t n)
 {
-	return peek_common(s, ptr, n, false);
+	return IS_IBUF(s) ? bwi_i_peek(s, ptr, n, false)
+			  : bwi_d_peek(s, ptr, n, false);
 }
 
 BW_API int bw_stream_peek_complete(struct bw_stream *s, size_t n)
+{
+	return IS_IBUF(s) ? bwi_i_peek_complete(s, n) : bwi_d_peek_complete(s, n);
+}
+
+int bwi_d_peek_complete(struct bw_stream *s, size_t n)
 {
 	int r = need_reader(s);
 
@@ -1016,8 +1029,8 @@ static inline bool wr_fast(struct bw_stream *s, size_t n, uint64_t *hd)
 	return true;
 }
 
-__attribute__((noinline)) static ssize_t
-write_slow(struct bw_stream *s, const void *buf, size_t n)
+__attribute__((noinline)) ssize_t bwi_d_write(struct bw_stream *s,
+					     const void *buf, size_t n)
 {
 	uint64_t cap, done = 0, hd;
 	int r;
@@ -1047,7 +1060,8 @@ write_slow(struct bw_stream *s, const void *buf, size_t n)
 }
 
 /* The common write inline: one piece within the room already known to be
- * free, no other writer in the way. Everything else takes write_slow(). */
+ * free, no other writer in the way. Everything else takes bwi_d_write(),
+ * or bwi_i_write() for an IBuf. */
 BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 {
 	uint64_t hd;
@@ -1059,10 +1073,10 @@ BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 		r = wr_publish(s, hd, n);
 		return r < 0 ? r : (ssize_t)n;
 	}
-	return write_slow(s, buf, n);
+	return IS_IBUF(s) ? bwi_i_write(s, buf, n) : bwi_d_write(s, buf, n);
 }
 
-static ssize_t poke_common(struct bw_stream *s, void **ptr, size_t n, bool acq)
+ssize_t bwi_d_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 {
 	uint64_t hd;
 	int r;
@@ -1097,12 +1111,15 @@ static ssize_t poke_common(struct bw_stream *s, void **ptr, size_t n, bool acq)
 }
 
 /* The common poke inline: publish the previous span, reserve the next within
- * the room known to be free. Everything else takes poke_common(). */
+ * the room known to be free. Everything else takes bwi_d_poke(), or
+ * bwi_i_poke() for an IBuf. */
 BW_API ssize_t bw_stream_poke(struct bw_stream *s, void **ptr, size_t n)
 {
 	uint64_t hd;
 
-	if (__builtin_expect(s && !(s->slow & BWI_SLOW_STOP) && ptr, 1)) {
+	if (__builtin_expect(s && !(s->slow & (BWI_SLOW_STOP | BWI_SLOW_IBUF)) &&
+				     ptr,
+			     1)) {
 		if (s->slow & BWI_SLOW_POKE) {
 			int r = flush_poke(s);
 
@@ -1117,16 +1134,23 @@ BW_API ssize_t bw_stream_poke(struct bw_stream *s, void **ptr, size_t n)
 			return (ssize_t)n;
 		}
 	}
-	return poke_common(s, ptr, n, false);
+	return IS_IBUF(s) ? bwi_i_poke(s, ptr, n, false)
+			  : bwi_d_poke(s, ptr, n, false);
 }
 
 BW_API ssize_t bw_stream_poke_acquire(struct bw_stream *s, void **ptr,
 				      size_t n)
 {
-	return poke_common(s, ptr, n, true);
+	return IS_IBUF(s) ? bwi_i_poke(s, ptr, n, true)
+			  : bwi_d_poke(s, ptr, n, true);
 }
 
 BW_API int bw_stream_poke_complete(struct bw_stream *s, size_t n)
+{
+	return IS_IBUF(s) ? bwi_i_poke_complete(s, n) : bwi_d_poke_complete(s, n);
+}
+
+int bwi_d_poke_complete(struct bw_stream *s, size_t n)
 {
 	uint64_t end;
 	int r = enter(s);
@@ -1157,6 +1181,11 @@ BW_API int bw_stream_poke_complete(struct bw_stream *s, size_t n)
 
 BW_API int bw_stream_flush(struct bw_stream *s)
 {
+	return IS_IBUF(s) ? bwi_i_flush(s) : bwi_d_flush(s);
+}
+
+int bwi_d_flush(struct bw_stream *s)
+{
 	int r = enter(s);
 
 	if (r == 0 && s->reader)
@@ -1167,6 +1196,12 @@ BW_API int bw_stream_flush(struct bw_stream *s)
 /* ---- other calls ----------------------------------------------------------- */
 
 BW_API int64_t bw_stream_check(struct bw_stream *s, int64_t stamp, int flags)
+{
+	return IS_IBUF(s) ? bwi_i_check(s, stamp, flags)
+			  : bwi_d_check(s, stamp, flags);
+}
+
+int64_t bwi_d_check(struct bw_stream *s, int64_t stamp, int flags)
 {
 	uint64_t cur;
 	int r = enter(s);
@@ -1221,6 +1256,12 @@ static void rd_reposition(struct bw_stream *s, uint64_t pos)
 }
 
 BW_API int64_t bw_stream_lseek(struct bw_stream *s, int64_t off, int whence)
+{
+	return IS_IBUF(s) ? bwi_i_lseek(s, off, whence)
+			  : bwi_d_lseek(s, off, whence);
+}
+
+int64_t bwi_d_lseek(struct bw_stream *s, int64_t off, int whence)
 {
 	uint64_t t, base, pos, o;
 	int r = enter(s);
@@ -1337,10 +1378,14 @@ BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	mirror(&s->rst, s->rsl);
 	mirror(&s->wst, s->wsl);
 	p = (s->reader || s->tap) ? &s->rst : &s->wst;
+	st->waits = p->waits;
+	if (IS_IBUF(s))
+		p = (s->reader || s->tap) ? &s->ist : &s->iwst;
 	st->bytes = p->bytes;
 	st->calls = p->calls;
-	st->waits = p->waits;
 	st->lost = p->lost;
+	st->spliced = s->iwst.spliced;
+	st->copied = s->iwst.copied;
 	return 0;
 }
 
@@ -1498,10 +1543,14 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 		r = writer_attach(s);
 	if (r == 0 && (flags & BW_READ))
 		r = reader_attach(s, flags & BW_FROM_START);
+	if (r == 0 && m->g.layout == BWI_LAYOUT_INDEX)
+		r = bwi_i_attach(s);
 	if (r == 0 && !(flags & (BW_NOWAIT | BWI_NO_PEER_WAIT)) &&
 	    (flags & (BW_READ | BW_WRITE)) != (BW_READ | BW_WRITE))
 		r = wait_peer(s, (flags & BW_WRITE) ? BWI_READER : BWI_WRITER);
 	if (r < 0) {
+		if (IS_IBUF(s))
+			bwi_i_detach(s);
 		detach(s);
 		s->m = NULL;
 		return r;
@@ -1553,6 +1602,8 @@ BW_API int bw_stream_close(struct bw_stream *s)
 {
 	if (!s)
 		return bwi_err(EINVAL, "stream handle is NULL");
+	if (IS_IBUF(s) && s->epoch == bwi_epoch)
+		bwi_i_detach(s);
 	handles_del(s);
 	detach(s);
 	bwi_stream_free(s);
@@ -1567,7 +1618,8 @@ int bwi_reattach(struct bw_stream *s)
 	int r = 0;
 
 	s->epoch = bwi_epoch;
-	s->slow = s->err ? BWI_SLOW_STOP : 0;
+	s->slow = (uint8_t)((s->slow & BWI_SLOW_IBUF) |
+			    (s->err ? BWI_SLOW_STOP : 0));
 	bwi_bell_child(s);
 	if (s->writer) {
 		s->poke_len = 0; /* the parent's reservations stay the parent's */

@@ -49,6 +49,8 @@ enum {
 /* Flags of struct bw_ring_opts. */
 enum {
 	BW_RING_HUGEPAGE = 1 << 0, /* back the ring with 2 MiB huge pages */
+	BW_RING_INDEX = 1 << 1,	   /* an IBuf: a ring of rich indices (see
+				    * beltway/index.h and README) */
 };
 
 /* Options of a new ring. Zero fields take their defaults. */
@@ -226,6 +228,8 @@ struct bw_stream_stat {
 	uint64_t lost;	    /* bytes this reader lost to overwriting */
 	uint32_t readers;
 	uint32_t writers;
+	uint64_t spliced;   /* IBuf writers: bytes stored as indices only */
+	uint64_t copied;    /* IBuf writers: bytes written through */
 };
 
 /* Fills st for this handle. Returns 0. */

@@ -1,0 +1,514 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * IBufs: rings of rich indices behind the same stream API as DBufs (thesis
+ * section 4.3).
+ *
+ * An IBuf's own ring holds 16-byte records, each a struct bw_index; every
+ * record is written and read whole through the DBuf implementation
+ * (bwi_d_*), so positions, waiting, EOF, EPIPE, taps and fork work as for
+ * any ring. On top:
+ *
+ * - write: a source span that lies in a ring this process maps is spliced:
+ *   only its index is stored. Anything else is written through into the
+ *   IBuf's default DBuf (<name>.wt, or an anonymous one for pipes), and the
+ *   index of the copy is stored.
+ * - read and peek: the next record is acquired (it stays in the IBuf until
+ *   its block is consumed), resolved, and read through into the DBuf it
+ *   names. A block overwritten before or while it is read is reported once
+ *   as -ESTALE and skipped, never served.
+ * - Each IBuf reader is also a registered reader of the default DBuf, moved
+ *   past each written-through block as it consumes it: so the IBuf's writers
+ *   never overwrite a written-through block an IBuf reader has still to read
+ *   (lossless, as for DBufs). Spliced blocks live in other rings, whose own
+ *   readers govern them.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bwi_index.h"
+#include "bwi_stream.h"
+
+#define REC ((size_t)sizeof(struct bw_index))
+
+/* A handle on the default DBuf, owned by the IBuf handle s. */
+static int sub_open(struct bw_stream *s, int flags, struct bw_stream **out)
+{
+	struct bw_stream *h;
+	int r = bwi_stream_new(&h);
+
+	if (r < 0)
+		return r;
+	bwi_map_get(s->wt);
+	r = bwi_attach(h, s->wt, flags | BW_NOWAIT | BWI_NO_PEER_WAIT);
+	if (r < 0) {
+		bwi_map_put(s->wt);
+		bwi_stream_free(h);
+		return r;
+	}
+	*out = h;
+	return 0;
+}
+
+int bwi_i_attach(struct bw_stream *s)
+{
+	char name[BWI_NAME_MAX + 8];
+
+	s->slow |= BWI_SLOW_IBUF;
+	if (!s->wt) {
+		snprintf(name, sizeof(name), "%s.wt", s->m->name);
+		int r = bwi_map_open(name, BWI_ACC_ANY, &s->wt);
+
+		if (r < 0)
+			return bwi_err(-r, "IBuf '%s': its default DBuf '%s': %s",
+				       s->m->name, name, bw_strerror_last());
+	}
+	/* Written-through blocks wait for this reader: it attaches to the
+	 * default DBuf now, so nothing written from here on is lost to it. */
+	if (s->reader || s->tap)
+		return sub_open(s, BW_READ, &s->wtr);
+	return 0;
+}
+
+void bwi_i_detach(struct bw_stream *s)
+{
+	if (s->ipoke && !s->ipoke_acq)
+		bwi_i_flush(s);
+	if (s->wtw)
+		bw_stream_close(s->wtw);
+	if (s->wtr)
+		bw_stream_close(s->wtr);
+	s->wtw = s->wtr = NULL;
+	bwi_map_put(s->wt);
+	s->wt = NULL;
+}
+
+/* The handle on the default DBuf for writing through, made on first need,
+ * in the IBuf's blocking mode. */
+static int wt_writer(struct bw_stream *s, struct bw_stream **w)
+{
+	int r;
+
+	if (!s->wtw) {
+		r = sub_open(s, BW_WRITE, &s->wtw);
+		if (r < 0)
+			return r;
+	}
+	s->wtw->flags = (s->wtw->flags & ~BW_NONBLOCK) | (s->flags & BW_NONBLOCK);
+	*w = s->wtw;
+	return 0;
+}
+
+/* Stores one index record in the IBuf's ring. */
+static int put_index(struct bw_stream *s, const struct bw_index *idx)
+{
+	ssize_t r = bwi_d_write(s, idx, REC);
+
+	return r == (ssize_t)REC ? 0 : (r < 0 ? (int)r : -EIO);
+}
+
+/* Publishes a poke into the default DBuf and stores its index. */
+static int publish_poke(struct bw_stream *s, uint64_t n)
+{
+	struct bw_index idx;
+	int64_t end;
+	int r;
+
+	s->ipoke = false;
+	r = bw_stream_poke_complete(s->wtw, n);
+	if (r < 0 || n == 0)
+		return r;
+	end = bw_stream_check(s->wtw, -1, BW_CHECK_WRITE);
+	if (end < 0)
+		return (int)end;
+	r = bwi_index_make(s->wt, (uint64_t)end - n, n, 0, &idx);
+	if (r == 0)
+		r = put_index(s, &idx);
+	if (r == 0)
+		s->iwst.copied += n;
+	return r;
+}
+
+/* Every IBuf call starts here: the previous call's poke is published. */
+static int ibuf_enter(struct bw_stream *s)
+{
+	if (s->ipoke && !s->ipoke_acq)
+		return publish_poke(s, s->ipoke_len);
+	return 0;
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+/* The full position of a resolved index in map m. */
+static uint64_t full_pos(const struct bwi_map *m, const struct bw_index *idx)
+{
+	uint64_t t = bw_load_acquire(&m->hdr->prod.tail);
+	uint64_t p = (t & ~BW_INDEX_POS_MASK) | bw_index_pos48(idx);
+
+	return p > t ? p - (UINT64_C(1) << BW_INDEX_POS_BITS) : p;
+}
+
+/* A written-through block is done: this reader lets the default DBuf
+ * reuse its space. */
+static void block_done(struct bw_stream *s, const struct bw_index *idx)
+{
+	struct bwi_map *wt = s->wt;
+
+	if (s->wtr && wt->reg_id && bw_index_dbuf(idx) == wt->reg_id &&
+	    bw_index_gen(idx) == wt->reg_gen) {
+		uint64_t end = full_pos(wt, idx) + bw_index_len(idx);
+
+		if ((int64_t)end > bw_stream_lseek(s->wtr, 0, SEEK_CUR))
+			bw_stream_lseek(s->wtr, (int64_t)end, SEEK_SET);
+	}
+}
+
+/* The current block is done: its record leaves the IBuf ring, and so does
+ * the block (unless a peek handed it out: then at the next call). */
+static int consume(struct bw_stream *s, bool now)
+{
+	s->icur_valid = false;
+	if (now)
+		block_done(s, &s->icur);
+	else
+		s->idone = true;
+	return bwi_d_peek_complete(s, REC);
+}
+
+/* The block a previous peek finished is given back. */
+static void release_peeked(struct bw_stream *s)
+{
+	if (s->idone) {
+		s->idone = false;
+		block_done(s, &s->idone_idx);
+	}
+}
+
+/* Makes icur the next index, waiting as read does. Returns 1, 0 at the end
+ * of the stream, or -errno. */
+static int next_index(struct bw_stream *s)
+{
+	const void *p;
+	ssize_t n;
+
+	release_peeked(s);
+	if (s->icur_valid)
+		return 1;
+	n = bwi_d_peek(s, &p, REC, false);
+	if (n <= 0)
+		return (int)n;
+	if ((size_t)n < REC)
+		return bwi_err(EBADMSG, "IBuf holds a partial index record: "
+					"corrupted ring");
+	memcpy(&s->icur, p, REC);
+	s->icur_off = 0;
+	s->icur_valid = true;
+	return 1;
+}
+
+/* The current block could not be read (err < 0): count it lost, drop it,
+ * and say so once. */
+static int drop_current(struct bw_stream *s, int err)
+{
+	uint64_t left = bw_index_len(&s->icur) - s->icur_off;
+	int r;
+
+	s->ist.lost += left;
+	r = consume(s, true);
+	return r < 0 ? r : err;
+}
+
+/* Resolves the current block. Returns its length, or -errno. */
+static ssize_t current(struct bw_stream *s, const void **p)
+{
+	ssize_t len = bw_index_resolve(&s->icur, p);
+
+	if (len == -EAGAIN)
+		return len;
+	if (len < 0)
+		return drop_current(s, (int)len);
+	if ((uint64_t)len <= s->icur_off)
+		return drop_current(s, bwi_err(EBADMSG, "index record changed "
+							"under the reader"));
+	return len;
+}
+
+ssize_t bwi_i_read(struct bw_stream *s, void *buf, size_t n)
+{
+	const void *p;
+	ssize_t len;
+	size_t k;
+	int r;
+
+	r = ibuf_enter(s);
+	if (r < 0)
+		return r;
+	if (n == 0)
+		return 0;
+	if (!buf)
+		return bwi_err(EFAULT, "read buffer is NULL");
+	r = next_index(s);
+	if (r <= 0)
+		return r;
+	len = current(s, &p);
+	if (len < 0)
+		return len;
+	k = (size_t)len - (size_t)s->icur_off;
+	if (k > n)
+		k = n;
+	memcpy(buf, (const uint8_t *)p + s->icur_off, k);
+	/* Overwritten while we copied: the copy is not served. */
+	r = bw_index_check(&s->icur);
+	if (r < 0)
+		return drop_current(s, r);
+	s->icur_off += k;
+	s->ist.bytes += k;
+	s->ist.calls++;
+	if (s->icur_off == (uint64_t)len) {
+		r = consume(s, true);
+		if (r < 0)
+			return r;
+	}
+	return (ssize_t)k;
+}
+
+ssize_t bwi_i_peek(struct bw_stream *s, const void **ptr, size_t n, bool move)
+{
+	const void *p;
+	ssize_t len;
+	size_t k;
+	int r;
+
+	r = ibuf_enter(s);
+	if (r < 0)
+		return r;
+	if (!ptr)
+		return bwi_err(EFAULT, "peek pointer is NULL");
+	r = next_index(s);
+	if (r <= 0)
+		return r;
+	len = current(s, &p);
+	if (len < 0)
+		return len;
+	k = (size_t)len - (size_t)s->icur_off;
+	if (k > n)
+		k = n;
+	*ptr = (const uint8_t *)p + s->icur_off;
+	s->iacq = k;
+	if (move) {
+		s->icur_off += k;
+		s->iacq = 0;
+		s->ist.bytes += k;
+		s->ist.calls++;
+		/* the record goes now; the block stays ours until the next
+		 * call, as a DBuf's peek span does */
+		if (s->icur_off == (uint64_t)len) {
+			s->idone_idx = s->icur;
+			r = consume(s, false);
+			if (r < 0)
+				return r;
+		}
+	}
+	return (ssize_t)k;
+}
+
+int bwi_i_peek_complete(struct bw_stream *s, size_t n)
+{
+	int r = ibuf_enter(s);
+
+	if (r < 0)
+		return r;
+	if (!s->icur_valid || n > s->iacq)
+		return bwi_err(EINVAL, "peek_complete of %zu bytes, but only "
+				       "%llu were acquired",
+			       n, (unsigned long long)(s->icur_valid ? s->iacq : 0));
+	s->icur_off += n;
+	s->iacq -= n;
+	s->ist.bytes += n;
+	if (n)
+		s->ist.calls++;
+	if (s->icur_off == bw_index_len(&s->icur))
+		return consume(s, true);
+	return 0;
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+/* Splices n bytes at p if they lie in a ring mapped here (other than this
+ * IBuf). Returns the bytes spliced, 0 when they must be copied, or -errno. */
+static ssize_t splice(struct bw_stream *s, const uint8_t *p, size_t n)
+{
+	struct bwi_map *m = bwi_map_of(p);
+	struct bw_index idx;
+	int r;
+
+	if (!m || m == s->m || m->g.layout != 0)
+		return 0;
+	if (n > m->g.capacity)
+		n = (size_t)m->g.capacity;
+	if (bw_index_of(p, n, 0, &idx) < 0) {
+		bwi_err_clear();
+		return 0;
+	}
+	r = put_index(s, &idx);
+	if (r < 0)
+		return r;
+	s->iwst.spliced += n;
+	return (ssize_t)n;
+}
+
+/* Copies n bytes into the default DBuf and stores their index. */
+static ssize_t write_through(struct bw_stream *s, const uint8_t *p, size_t n)
+{
+	struct bw_stream *w;
+	void *q;
+	ssize_t k;
+	int r;
+
+	r = wt_writer(s, &w);
+	if (r < 0)
+		return r;
+	if (n > s->wt->g.capacity / 4)
+		n = (size_t)(s->wt->g.capacity / 4);
+	k = bw_stream_poke_acquire(w, &q, n);
+	if (k < 0)
+		return k;
+	memcpy(q, p, n);
+	s->ipoke = true;
+	s->ipoke_acq = true;
+	r = publish_poke(s, n);
+	return r < 0 ? r : (ssize_t)n;
+}
+
+ssize_t bwi_i_write(struct bw_stream *s, const void *buf, size_t n)
+{
+	const uint8_t *b = buf;
+	size_t done = 0;
+	ssize_t k;
+	int r;
+
+	r = ibuf_enter(s);
+	if (r < 0)
+		return r;
+	if (!s->writer)
+		return bwi_err(EBADF, "stream is not open for writing");
+	if (n && !buf)
+		return bwi_err(EFAULT, "write buffer is NULL");
+	while (done < n) {
+		k = splice(s, b + done, n - done);
+		if (k == 0)
+			k = write_through(s, b + done, n - done);
+		if (k < 0)
+			return done ? (ssize_t)done : k;
+		done += (size_t)k;
+	}
+	if (n) {
+		s->iwst.bytes += n;
+		s->iwst.calls++;
+	}
+	return (ssize_t)done;
+}
+
+ssize_t bwi_i_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
+{
+	struct bw_stream *w;
+	ssize_t k;
+	int r;
+
+	r = ibuf_enter(s);
+	if (r < 0)
+		return r;
+	if (!s->writer)
+		return bwi_err(EBADF, "stream is not open for writing");
+	if (s->ipoke)
+		return bwi_err(EBUSY, "a poke_acquire is outstanding: complete "
+				      "it first");
+	r = wt_writer(s, &w);
+	if (r < 0)
+		return r;
+	k = bw_stream_poke_acquire(w, ptr, n);
+	if (k <= 0)
+		return k;
+	s->ipoke = true;
+	s->ipoke_acq = acq;
+	s->ipoke_len = (uint64_t)k;
+	s->iwst.bytes += (uint64_t)k;
+	s->iwst.calls++;
+	return k;
+}
+
+int bwi_i_poke_complete(struct bw_stream *s, size_t n)
+{
+	if (!s->ipoke || !s->ipoke_acq)
+		return bwi_err(EINVAL, "no poke_acquire is outstanding");
+	if (n > s->ipoke_len)
+		return bwi_err(EINVAL, "poke_complete of %zu bytes, but %llu "
+				       "were acquired",
+			       n, (unsigned long long)s->ipoke_len);
+	s->iwst.bytes -= s->ipoke_len - n;
+	return publish_poke(s, n);
+}
+
+int bwi_i_flush(struct bw_stream *s)
+{
+	int r = ibuf_enter(s);
+
+	release_peeked(s);
+	return r < 0 ? r : bwi_d_flush(s);
+}
+
+/* ---- other calls ------------------------------------------------------------ */
+
+/* Stamps are positions in the IBuf's own ring (16 bytes an index). A stamp
+ * validates when the index records since it are intact and so are the
+ * blocks they name. */
+int64_t bwi_i_check(struct bw_stream *s, int64_t stamp, int flags)
+{
+	int64_t cur;
+	int r = ibuf_enter(s);
+
+	if (r < 0)
+		return r;
+	cur = bwi_d_check(s, -1, flags);
+	if (cur < 0 || stamp < 0)
+		return cur;
+	if (stamp > cur || (stamp % (int64_t)REC))
+		return bwi_err(EINVAL, "stamp %lld is not an index position "
+				       "at or before %lld",
+			       (long long)stamp, (long long)cur);
+	for (int64_t p = stamp; p < cur; p += (int64_t)REC) {
+		struct bw_index idx;
+
+		memcpy(&idx, s->data + ((uint64_t)p & s->mask), REC);
+		r = bw_index_check(&idx);
+		if (r < 0)
+			return r;
+	}
+	if (flags == BW_CHECK_READ && s->icur_valid) {
+		r = bw_index_check(&s->icur);
+		if (r < 0)
+			return r;
+	}
+	/* The records copied above were intact while we read them. */
+	return bwi_d_check(s, stamp, flags);
+}
+
+int64_t bwi_i_lseek(struct bw_stream *s, int64_t off, int whence)
+{
+	int r = ibuf_enter(s);
+
+	if (r < 0)
+		return r;
+	if (off % (int64_t)REC)
+		return bwi_err(EINVAL, "IBuf positions move in whole indices "
+				       "(%zu bytes)",
+			       REC);
+	if (!(off == 0 && whence == SEEK_CUR)) {
+		release_peeked(s);
+		s->icur_valid = false;
+	}
+	return bwi_d_lseek(s, off, whence);
+}
