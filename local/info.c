@@ -3,13 +3,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "bwi_ring.h"
+#include "bwi_index.h"
 
 static void peer_fill(struct bw_ring_peer *p, int role, uint32_t idx,
 		      const struct bwi_slot *sl)
@@ -76,4 +77,68 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 	}
 	bwi_map_put(m);
 	return (int)(info->readers + info->writers);
+}
+
+static int by_count(const void *a, const void *b)
+{
+	const struct bw_index_target *x = a, *y = b;
+
+	return x->indices < y->indices ? 1 : x->indices > y->indices ? -1 : 0;
+}
+
+BW_API int bw_ring_index_targets(const char *name,
+				 struct bw_index_target *out, unsigned max)
+{
+	struct bw_index_target t[256];
+	struct bwi_map *m;
+	uint64_t tail, from;
+	unsigned nt = 0;
+	int r;
+
+	r = bwi_map_open(name, BWI_ACC_RO, &m);
+	if (r < 0)
+		return r;
+	if (m->g.layout != BWI_LAYOUT_INDEX) {
+		bwi_map_put(m);
+		return bwi_err(EINVAL, "ring '%s' is not an IBuf", name);
+	}
+	tail = bw_load_acquire(&m->hdr->prod.tail) & ~UINT64_C(15);
+	from = tail > m->g.capacity ? tail - m->g.capacity : 0;
+	for (uint64_t p = from; p < tail; p += sizeof(struct bw_index)) {
+		struct bw_index idx;
+		unsigned i;
+
+		memcpy(&idx, m->data + (p & m->mask), sizeof(idx));
+		for (i = 0; i < nt; i++)
+			if (t[i].dbuf == bw_index_dbuf(&idx) &&
+			    t[i].gen == bw_index_gen(&idx))
+				break;
+		if (i == nt) {
+			if (nt == sizeof(t) / sizeof(t[0]))
+				continue;
+			memset(&t[nt], 0, sizeof(t[nt]));
+			t[nt].dbuf = bw_index_dbuf(&idx);
+			t[nt].gen = bw_index_gen(&idx);
+			nt++;
+		}
+		t[i].indices++;
+		t[i].bytes += bw_index_len(&idx);
+	}
+	bwi_map_put(m);
+	for (unsigned i = 0; i < nt; i++) {
+		struct bwi_reg_entry e;
+
+		if (bwi_reg_lookup(t[i].dbuf, t[i].gen, &e) < 0)
+			continue;
+		t[i].live = 1;
+		if (e.kind == BWI_REG_NAMED)
+			snprintf(t[i].name, sizeof(t[i].name), "%s", e.name);
+		else
+			t[i].owner = e.pid;
+	}
+	bwi_err_clear();
+	qsort(t, nt, sizeof(t[0]), by_count);
+	if (out)
+		memcpy(out, t, sizeof(t[0]) * (nt < max ? nt : max));
+	return (int)nt;
 }

@@ -70,7 +70,7 @@ expect_fail "bench bad runs" "$B" bench local --runs 0
 # ---- create, ls, stat, rm ----------------------------------------------------------
 "$B" create ring1 --size 64K --mode 0640 && ok "create" || bad "create"
 expect_fail "create twice" "$B" create ring1
-"$B" ls | grep -q '^ring1 *65536 0640' && ok "ls shows size and mode" || bad "ls: $("$B" ls)"
+"$B" ls | grep -q '^ring1 *bytes *65536 0640' && ok "ls shows kind, size and mode" || bad "ls: $("$B" ls)"
 "$B" stat ring1 | grep -q 'capacity *65536' && ok "stat" || bad "stat"
 "$B" rm ring1 && ok "rm" || bad "rm"
 "$B" ls | grep -q ring1 && bad "rm left ring1" || ok "ring gone"
@@ -110,6 +110,22 @@ if [ $rc -ne 0 ] && grep -q 'no reader' "$T/epipe"; then
 else
 	bad "writer without readers: exit $rc, $(cat "$T/epipe")"
 fi
+
+# ---- IBufs: create --index, data through it, stat shows where indices point ----------
+"$B" create ix --index --size 64K && ok "create --index" || bad "create --index"
+"$B" ls | grep -q '^ix *index' && "$B" ls | grep -q '^ix.wt *bytes' && ok "ls shows the IBuf and its DBuf" \
+	|| bad "ls after create --index: $("$B" ls)"
+head -c 100000 /dev/urandom >"$T/iin"
+"$B" read ix >"$T/iout" &
+pids+=($!)
+r3=$!
+wait_for "IBuf reader attached" sh -c "\"$B\" stat ix | grep -q 'attached *1 readers'"
+"$B" write ix <"$T/iin" && wait $r3 && cmp -s "$T/iin" "$T/iout" && ok "data through an IBuf" \
+	|| bad "data through an IBuf"
+"$B" write ix --nowait <"$T/small"
+"$B" stat ix | grep -q 'an IBuf' && "$B" stat ix | grep -q 'ix.wt' && ok "stat shows the DBuf the IBuf points into" \
+	|| bad "stat ix: $("$B" stat ix)"
+"$B" rm ix && ! "$B" ls | grep -q 'ix.wt' && ok "rm takes the IBuf's DBuf" || bad "rm ix"
 
 # ---- bench: the JSON shape (not the speed) --------------------------------------------
 "$B" bench local --quick --runs 1 --sizes 64,4K --json >"$T/bench" 2>/dev/null

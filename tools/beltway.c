@@ -86,6 +86,8 @@ static int cmd_create(int argc, char **argv)
 			o.max_writers = (uint32_t)ul;
 		} else if (!strcmp(argv[i], "--hugepage")) {
 			o.flags |= BW_RING_HUGEPAGE;
+		} else if (!strcmp(argv[i], "--index")) {
+			o.flags |= BW_RING_INDEX;
 		} else if (argv[i][0] == '-') {
 			return bad_option(argv[i]);
 		} else if (!name) {
@@ -255,8 +257,9 @@ static int ls_one(const char *name, void *arg)
 		printf("%-24s (%s)\n", name, bw_strerror_last());
 		return 0;
 	}
-	printf("%-24s %10" PRIu64 " %04o %7u %7u %14" PRIu64 "\n", name,
-	       in.capacity, in.mode, in.readers, in.writers, in.write_pos);
+	printf("%-24s %-5s %10" PRIu64 " %04o %7u %7u %14" PRIu64 "\n", name,
+	       (in.flags & BW_RING_INDEX) ? "index" : "bytes", in.capacity,
+	       in.mode, in.readers, in.writers, in.write_pos);
 	return 0;
 }
 
@@ -267,8 +270,8 @@ static int cmd_ls(int argc, char **argv)
 	if (argc > 1)
 		return argv[1][0] == '-' ? bad_option(argv[1])
 					 : cli_fail("takes no arguments");
-	printf("%-24s %10s %4s %7s %7s %14s\n", "NAME", "SIZE", "MODE",
-	       "READERS", "WRITERS", "WRITTEN");
+	printf("%-24s %-5s %10s %4s %7s %7s %14s\n", "NAME", "KIND", "SIZE",
+	       "MODE", "READERS", "WRITERS", "WRITTEN");
 	r = bw_ring_list(ls_one, NULL);
 	if (r < 0)
 		return cli_fail_bw(r, bw_ring_dir());
@@ -278,6 +281,35 @@ static int cmd_ls(int argc, char **argv)
 static const char *role_name(int role)
 {
 	return role == BW_PEER_READER ? "reader" : "writer";
+}
+
+/* The rings an IBuf's held indices point into. */
+static void stat_targets(const char *name)
+{
+	struct bw_index_target t[32];
+	int n = bw_ring_index_targets(name, t, 32);
+
+	if (n < 0) {
+		printf("targets     (%s)\n", bw_strerror_last());
+		return;
+	}
+	printf("\npoints into %d ring%s:\n", n, n == 1 ? "" : "s");
+	if (n > 0)
+		printf("%6s %5s %-28s %10s %14s\n", "ID", "GEN", "RING",
+		       "INDICES", "BYTES");
+	for (int i = 0; i < n && i < 32; i++) {
+		char what[80];
+
+		if (!t[i].live)
+			snprintf(what, sizeof(what), "(gone)");
+		else if (t[i].name[0])
+			snprintf(what, sizeof(what), "%s", t[i].name);
+		else
+			snprintf(what, sizeof(what), "(anonymous, pid %d)",
+				 (int)t[i].owner);
+		printf("%6u %5u %-28s %10" PRIu64 " %14" PRIu64 "\n", t[i].dbuf,
+		       t[i].gen, what, t[i].indices, t[i].bytes);
+	}
 }
 
 static int cmd_stat(int argc, char **argv)
@@ -294,8 +326,9 @@ static int cmd_stat(int argc, char **argv)
 	if (n < 0)
 		return cli_fail_bw(n, argv[1]);
 	printf("ring        %s (%s/%s)\n", argv[1], bw_ring_dir(), argv[1]);
-	printf("capacity    %" PRIu64 " bytes%s\n", in.capacity,
-	       (in.flags & BW_RING_HUGEPAGE) ? ", huge pages" : "");
+	printf("capacity    %" PRIu64 " bytes%s%s\n", in.capacity,
+	       (in.flags & BW_RING_HUGEPAGE) ? ", huge pages" : "",
+	       (in.flags & BW_RING_INDEX) ? ", an IBuf (16-byte indices)" : "");
 	printf("mode        %04o uid %u gid %u\n", in.mode, (unsigned)in.uid,
 	       (unsigned)in.gid);
 	printf("written     %" PRIu64 " bytes (reserved to %" PRIu64 ")\n",
@@ -311,6 +344,8 @@ static int cmd_stat(int argc, char **argv)
 		printf("\n%-6s %4s %8s %14s %10s %14s %10s %8s %10s\n", "ROLE",
 		       "SLOT", "PID", "POSITION", "BEHIND", "BYTES", "CALLS",
 		       "WAITS", "LOST");
+	if (in.flags & BW_RING_INDEX)
+		stat_targets(argv[1]);
 	for (int i = 0; i < n && i < 1280; i++) {
 		struct bw_ring_peer *p = &peers[i];
 
@@ -365,7 +400,7 @@ static int cmd_bench(int argc, char **argv)
 static const struct verb verbs[] = {
 	{"create", cmd_create,
 	 "NAME [--size BYTES] [--mode OCTAL] [--readers N] [--writers N] "
-	 "[--hugepage]",
+	 "[--hugepage] [--index]",
 	 "Creates the named ring NAME (letters, digits, '.', '_', '-').\n"
 	 "  --size BYTES   capacity, a power of two >= 4096; K, M, G suffixes "
 	 "(default 4M)\n"
@@ -373,7 +408,10 @@ static const struct verb verbs[] = {
 	 "                 tap the ring, write lets it attach as reader or "
 	 "writer\n"
 	 "  --readers N    reader slots (default 64); --writers N (default 16)\n"
-	 "  --hugepage     back the ring with 2 MiB huge pages\n"},
+	 "  --hugepage     back the ring with 2 MiB huge pages\n"
+	 "  --index        make an IBuf: a ring of 16-byte indices into other\n"
+	 "                 rings; data written to it from elsewhere goes to its\n"
+	 "                 default DBuf NAME.wt (made with it)\n"},
 	{"write", cmd_write, "NAME [--nowait]",
 	 "Copies stdin into the ring. Like a FIFO, waits for a reader first;\n"
 	 "fails with EPIPE once every reader has gone.\n"

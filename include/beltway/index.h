@@ -99,6 +99,23 @@ BW_API ssize_t bw_index_resolve(const struct bw_index *idx, const void **ptr);
  * after using resolved bytes to validate the use. */
 BW_API int bw_index_check(const struct bw_index *idx);
 
+/* A ring the indices held in an IBuf point into. */
+struct bw_index_target {
+	uint16_t dbuf; /* host-wide id */
+	uint16_t gen;
+	int live;      /* the registry still names this ring */
+	char name[64]; /* its name; "" for an anonymous ring */
+	pid_t owner;   /* anonymous: the process holding it */
+	uint64_t indices, bytes; /* held indices into it, bytes they name */
+};
+
+/* Reads the indices the named IBuf holds and fills up to max targets, one
+ * per ring they point into, most used first. Returns the number of targets
+ * found (it may exceed max), -EINVAL when NAME is not an IBuf, or as
+ * bw_ring_stat() does. */
+BW_API int bw_ring_index_targets(const char *name,
+				 struct bw_index_target *out, unsigned max);
+
 #ifdef __cplusplus
 }
 #endif
