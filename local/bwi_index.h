@@ -69,4 +69,11 @@ struct bwi_map *bwi_map_of(const void *p);
 int bwi_index_make(struct bwi_map *m, uint64_t pos, uint64_t n, uint16_t meta,
 		   struct bw_index *out);
 
+/* Application splicing: reads of at least this many bytes are remembered. */
+#define BWI_SPLICE_MIN 256
+void bwi_note_read(const void *dst, size_t n, const struct bwi_map *m,
+		   uint64_t pos);
+void bwi_note_read_index(const void *dst, size_t n, const struct bw_index *src);
+size_t bwi_index_of_read(const void *buf, size_t n, struct bw_index *out);
+
 #endif

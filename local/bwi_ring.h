@@ -81,10 +81,13 @@ struct bwi_ctl {
 	bwi_a32 wslots_hi; /* writer slots ever claimed: scan bound */
 	bwi_a32 multi;	  /* 0 while one writer is alone: it moves head
 			   * with a plain store instead of a CAS */
-	bwi_a32 pad;
+	bwi_a32 wattach;  /* writers ever attached: a FIFO-style open that
+			   * waits for one sees it even if it left again */
 	bwi_a64 scar;	  /* bytes below this position may be damaged */
 	bwi_a64 dead_readers;
 	bwi_a64 dead_writers;
+	bwi_a32 rattach;  /* readers ever attached */
+	bwi_a32 pad;
 };
 
 /* One per direction: readers wait in rwait for data, writers in wwait for

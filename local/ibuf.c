@@ -264,6 +264,14 @@ ssize_t bwi_i_read(struct bw_stream *s, void *buf, size_t n)
 	r = bw_index_check(&s->icur);
 	if (r < 0)
 		return drop_current(s, r);
+	if (k >= BWI_SPLICE_MIN) {
+		struct bw_index sub = s->icur;
+
+		sub.w0 = (sub.w0 & ~BW_INDEX_POS_MASK) |
+			 ((sub.w0 + s->icur_off) & BW_INDEX_POS_MASK);
+		sub.w1 = (sub.w1 & ~UINT64_C(0xffffffff)) | k;
+		bwi_note_read_index(buf, k, &sub);
+	}
 	s->icur_off += k;
 	s->ist.bytes += k;
 	s->ist.calls++;
@@ -337,27 +345,35 @@ int bwi_i_peek_complete(struct bw_stream *s, size_t n)
 
 /* ---- writing ---------------------------------------------------------------- */
 
-/* Splices n bytes at p if they lie in a ring mapped here (other than this
- * IBuf). Returns the bytes spliced, 0 when they must be copied, or -errno. */
+/* Splices n bytes at p: write splicing when they lie in a ring mapped here
+ * (other than this IBuf), application splicing when a recent read of this
+ * thread put them there unchanged. Returns the bytes spliced, 0 when they
+ * must be copied, or -errno. */
 static ssize_t splice(struct bw_stream *s, const uint8_t *p, size_t n)
 {
-	struct bwi_map *m = bwi_map_of(p);
+	struct bwi_map *m;
 	struct bw_index idx;
+	size_t k = 0;
 	int r;
 
-	if (!m || m == s->m || m->g.layout != 0)
+	if (s->flags & BW_NOSPLICE)
 		return 0;
-	if (n > m->g.capacity)
-		n = (size_t)m->g.capacity;
-	if (bw_index_of(p, n, 0, &idx) < 0) {
-		bwi_err_clear();
-		return 0;
+	m = bwi_map_of(p);
+	if (m && m != s->m && m->g.layout == BWI_LAYOUT_BYTES) {
+		k = n > m->g.capacity ? (size_t)m->g.capacity : n;
+		if (bw_index_of(p, k, 0, &idx) < 0)
+			k = 0;
+	} else if (!m && n >= BWI_SPLICE_MIN) {
+		k = bwi_index_of_read(p, n, &idx);
 	}
+	bwi_err_clear();
+	if (k == 0)
+		return 0;
 	r = put_index(s, &idx);
 	if (r < 0)
 		return r;
-	s->iwst.spliced += n;
-	return (ssize_t)n;
+	s->iwst.spliced += k;
+	return (ssize_t)k;
 }
 
 /* Copies n bytes into the default DBuf and stores their index. */

@@ -28,6 +28,7 @@
 #include "bwi_index.h"
 
 #define BWI_RANGES 4
+#define BWI_RECENT 4
 #define PTR_MASK ((UINT64_C(1) << 48) - 1)
 
 static _Atomic(bwi_a64 *) tcache;
@@ -285,4 +286,91 @@ BW_API int bw_index_of(const void *p, size_t n, uint16_t meta,
 	if (pos < bwi_oldest_held(m))
 		return bwi_err(ESTALE, "the bytes at %p were overwritten", p);
 	return bwi_index_make(m, pos, n, meta, out);
+}
+
+/* ---- application splicing: reads remembered --------------------------------- */
+
+/* The last BWI_RECENT reads of this thread (of at least BWI_SPLICE_MIN
+ * bytes): where they put their bytes and where those came from, a ring
+ * position (DBuf reads) or an index (IBuf reads). A write of a buffer a
+ * read filled, still unmodified, can then store the source's index instead
+ * of the bytes: application splicing. Unmodified is checked, by comparing
+ * with the source, which costs reads but no copy. */
+struct recent {
+	uintptr_t lo[BWI_RECENT], hi[BWI_RECENT];
+	uint64_t ring_id[BWI_RECENT], pos[BWI_RECENT];
+	struct bw_index idx[BWI_RECENT];
+	bool is_idx[BWI_RECENT];
+	unsigned next;
+};
+
+static _Thread_local struct recent recent;
+
+static unsigned recent_slot(const void *dst, size_t n)
+{
+	unsigned i = recent.next++ % BWI_RECENT;
+
+	recent.lo[i] = (uintptr_t)dst;
+	recent.hi[i] = (uintptr_t)dst + n;
+	return i;
+}
+
+void bwi_note_read(const void *dst, size_t n, const struct bwi_map *m,
+		   uint64_t pos)
+{
+	unsigned i = recent_slot(dst, n);
+
+	recent.ring_id[i] = m->g.ring_id;
+	recent.pos[i] = pos;
+	recent.is_idx[i] = false;
+}
+
+void bwi_note_read_index(const void *dst, size_t n, const struct bw_index *src)
+{
+	unsigned i = recent_slot(dst, n);
+
+	recent.idx[i] = *src;
+	recent.is_idx[i] = true;
+}
+
+/* The index of the n bytes at buf, if a recent read of this thread put them
+ * there and they are unchanged. Returns the bytes covered (<= n), or 0. */
+size_t bwi_index_of_read(const void *buf, size_t n, struct bw_index *out)
+{
+	uintptr_t a = (uintptr_t)buf;
+
+	for (unsigned i = 0; i < BWI_RECENT; i++) {
+		struct bw_index sub;
+		const void *src;
+		uint64_t off;
+		size_t k;
+
+		if (a < recent.lo[i] || a >= recent.hi[i])
+			continue;
+		off = a - recent.lo[i];
+		k = recent.hi[i] - a < n ? (size_t)(recent.hi[i] - a) : n;
+		if (recent.is_idx[i]) {
+			sub = recent.idx[i];
+			sub.w0 = (sub.w0 & ~BW_INDEX_POS_MASK) |
+				 ((sub.w0 + off) & BW_INDEX_POS_MASK);
+			sub.w1 = (sub.w1 & ~UINT64_C(0xffffffff)) | k;
+		} else {
+			struct bwi_map *m = bwi_map_find_ring(recent.ring_id[i]);
+			int r;
+
+			if (!m)
+				continue;
+			r = bwi_index_make(m, recent.pos[i] + off, k, 0, &sub);
+			bwi_map_put(m);
+			if (r < 0)
+				continue;
+		}
+		if (bw_index_resolve(&sub, &src) != (ssize_t)k ||
+		    memcmp(src, buf, k) != 0 || bw_index_check(&sub) != 0)
+			continue;
+		*out = sub;
+		return k;
+	}
+	bwi_err_clear();
+	return 0;
 }

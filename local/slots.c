@@ -87,6 +87,9 @@ int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 		 * pos and pid. Also ordered before the caller's fence in the
 		 * reader registration protocol (stream.c, reader_attach). */
 		atomic_store(&s->state, BWI_SLOT_WORD(g, BWI_SLOT_ACTIVE));
+		bw_fetch_add(role == BWI_READER ? &m->hdr->ctl.rattach
+						: &m->hdr->ctl.wattach,
+			     1);
 		*idx = i;
 		*gen = g;
 		bwi_bump_peers(m);

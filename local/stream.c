@@ -26,11 +26,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bwi_index.h"
 #include "bwi_stream.h"
 
 #define BWI_OPEN_FLAGS                                                     \
 	(BW_READ | BW_WRITE | BW_NONBLOCK | BW_FROM_START | BW_NOWAIT |       \
-	 BW_LOW_LATENCY)
+	 BW_LOW_LATENCY | BW_NOSPLICE)
 #define BWI_OPEN_BIT (UINT64_C(1) << 63) /* writer slot pos: reservation open */
 #define BWI_SPIN_NS 50000	   /* spin this long before sleeping */
 #define BWI_PACE_NS 1000	   /* a caught-up side looks at most this often */
@@ -902,6 +903,8 @@ __attribute__((noinline)) ssize_t bwi_d_read(struct bw_stream *s, void *buf,
 			return r;
 		break;
 	}
+	if (a >= BWI_SPLICE_MIN)
+		bwi_note_read(buf, (size_t)a, s->m, s->rpos);
 	s->rpos += (uint64_t)a;
 	s->racq = 0;
 	rd_publish(s);
@@ -916,6 +919,8 @@ BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 {
 	if (__builtin_expect(buf && rd_fast(s, n), 1)) {
 		copy(buf, s->data + (s->rpos & s->mask), n);
+		if (n >= BWI_SPLICE_MIN)
+			bwi_note_read(buf, n, s->m, s->rpos);
 		s->rpos += n;
 		s->racq = 0;
 		rd_publish(s);
@@ -1503,16 +1508,19 @@ static void detach(struct bw_stream *s)
 	}
 }
 
-/* Waits, like a FIFO open, until the other side has attached. */
-static int wait_peer(struct bw_stream *s, enum bwi_role other)
+/* Waits, like a FIFO open, until the other side has attached (and maybe
+ * left again: a writer that wrote everything and closed before we looked
+ * still ends the wait, and we read its data, then the end). */
+static int wait_peer(struct bw_stream *s, enum bwi_role other, uint32_t seen)
 {
 	struct bwi_hdr *h = H(s);
+	bwi_a32 *att = other == BWI_READER ? &h->ctl.rattach : &h->ctl.wattach;
 
 	for (;;) {
 		uint32_t seq = bw_load_acquire(&h->ctl.peer_seq);
 		int r;
 
-		if (bwi_slot_count(s->m, other) > 0)
+		if (bwi_slot_count(s->m, other) > 0 || bw_load_acquire(att) != seen)
 			return 0;
 		if (s->flags & BW_NONBLOCK)
 			return other == BWI_READER
@@ -1532,6 +1540,9 @@ static int wait_peer(struct bw_stream *s, enum bwi_role other)
  * open flags. On failure the reference is still the caller's. */
 int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 {
+	/* Attaches of the other side counted from before ours. */
+	uint32_t seen = bw_load_acquire((flags & BW_WRITE) ? &m->hdr->ctl.rattach
+							   : &m->hdr->ctl.wattach);
 	int r = 0;
 
 	s->m = m;
@@ -1547,7 +1558,8 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 		r = bwi_i_attach(s);
 	if (r == 0 && !(flags & (BW_NOWAIT | BWI_NO_PEER_WAIT)) &&
 	    (flags & (BW_READ | BW_WRITE)) != (BW_READ | BW_WRITE))
-		r = wait_peer(s, (flags & BW_WRITE) ? BWI_READER : BWI_WRITER);
+		r = wait_peer(s, (flags & BW_WRITE) ? BWI_READER : BWI_WRITER,
+			      seen);
 	if (r < 0) {
 		if (IS_IBUF(s))
 			bwi_i_detach(s);

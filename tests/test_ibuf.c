@@ -106,6 +106,57 @@ static void test_write_through_and_splice(void)
 	bw_unlink("src");
 }
 
+/* Application splicing: a buffer filled by read and written unmodified is
+ * spliced (its source's index stored); once modified, or with BW_NOSPLICE,
+ * it is copied. */
+static void test_application_splicing(void)
+{
+	struct bw_stream *iw, *cw, *ir, *sr, *sw;
+	struct bw_stream_stat st;
+	uint8_t buf[2048], out[4096];
+	uint64_t before;
+
+	mk("ib6", BW_RING_INDEX, RING);
+	mk("src6", 0, RING);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ib6", BW_READ | BW_NOWAIT |
+							    BW_NONBLOCK,
+					     &ir),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ib6", BW_WRITE, &iw), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ib6", BW_WRITE | BW_NOSPLICE, &cw),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("src6", BW_READ | BW_NOWAIT, &sr), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("src6", BW_WRITE, &sw), 0);
+	bwt_fill(buf, 2048, 0, 49);
+	CU_ASSERT_EQUAL(bw_stream_write(sw, buf, 2048), 2048);
+	memset(buf, 0, sizeof(buf));
+	CU_ASSERT_EQUAL(bw_stream_read(sr, buf, 1024), 1024);
+	before = wpos("ib6.wt");
+	CU_ASSERT_EQUAL(bw_stream_write(iw, buf, 1024), 1024); /* spliced */
+	CU_ASSERT_EQUAL(wpos("ib6.wt"), before);
+	CU_ASSERT_EQUAL(bw_stream_read(sr, buf, 1024), 1024);
+	buf[7] ^= 0xff; /* modified: must be copied */
+	CU_ASSERT_EQUAL(bw_stream_write(iw, buf, 1024), 1024);
+	CU_ASSERT_EQUAL(wpos("ib6.wt"), before + 1024);
+	buf[7] ^= 0xff;
+	CU_ASSERT_EQUAL(bw_stream_write(cw, buf, 1024), 1024); /* NOSPLICE */
+	CU_ASSERT_EQUAL(wpos("ib6.wt"), before + 2048);
+	CU_ASSERT_EQUAL(bw_stream_stat(iw, &st), 0);
+	CU_ASSERT_EQUAL(st.spliced, 1024);
+	CU_ASSERT_EQUAL(st.copied, 1024);
+	CU_ASSERT_EQUAL(read_all(ir, out, sizeof(out)), 3072);
+	CU_ASSERT_EQUAL(bwt_verify(out, 1024, 0, 49), -1);
+	CU_ASSERT_NOT_EQUAL(bwt_verify(out + 1024, 1024, 1024, 49), -1);
+	CU_ASSERT_EQUAL(bwt_verify(out + 2048, 1024, 1024, 49), -1);
+	bw_stream_close(ir);
+	bw_stream_close(iw);
+	bw_stream_close(cw);
+	bw_stream_close(sr);
+	bw_stream_close(sw);
+	bw_unlink("ib6");
+	bw_unlink("src6");
+}
+
 /* Reading and peeking whole and partial blocks, acquire/complete, poke,
  * check and lseek. */
 static void test_stream_calls(void)
@@ -404,6 +455,7 @@ static void reg(void)
 {
 	bwt_add("write-through and splice", test_write_through_and_splice);
 	bwt_add("stream calls on an IBuf", test_stream_calls);
+	bwt_add("application splicing", test_application_splicing);
 	bwt_add("several IBufs on one DBuf, one IBuf on several",
 		test_sharing_shapes);
 	bwt_add("stale block", test_stale_block);

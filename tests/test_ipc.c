@@ -228,6 +228,47 @@ static int kill_inside_reservation(const char *name, size_t prefix,
 	return bwt_wait(pid);
 }
 
+/* FIFO open: a writer that attaches, writes and leaves before the waiting
+ * reader looks still ends the reader's wait; it reads the data, then EOF. */
+static void test_fifo_writer_came_and_went(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_ring_info in;
+	struct bw_stream *w;
+	pid_t pid;
+
+	for (int round = 0; round < 20; round++) {
+		bw_unlink("fleeting");
+		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("fleeting", &o), 0);
+		pid = fork();
+		if (pid == 0) {
+			struct bw_stream *r;
+			char buf[32];
+
+			alarm(10);
+			if (bw_stream_open("fleeting", BW_READ, &r) < 0)
+				_exit(2);
+			_exit(bw_stream_read(r, buf, sizeof(buf)) == 10 &&
+					      bw_stream_read(r, buf, sizeof(buf)) == 0
+				      ? 0
+				      : 1);
+		}
+		/* the reader is attached and waiting for a writer */
+		for (int i = 0; i < 10000; i++) {
+			if (bw_ring_stat("fleeting", &in, NULL, 0) >= 0 &&
+			    in.readers == 1)
+				break;
+			usleep(100);
+		}
+		CU_ASSERT_EQUAL(in.readers, 1);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("fleeting", BW_WRITE, &w), 0);
+		CU_ASSERT_EQUAL(bw_stream_write(w, "0123456789", 10), 10);
+		bw_stream_close(w);
+		CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+	}
+	bw_unlink("fleeting");
+}
+
 /* A writer killed in the middle of a write: readers get every byte that was
  * published, intact, then end of stream; never the torn span. */
 static void test_writer_killed_midwrite(void)
@@ -390,6 +431,7 @@ static void reg(void)
 	bwt_add("plain fork cannot use streams", test_plain_fork);
 	bwt_add("mpipe with three reader processes", test_mpipe);
 	bwt_add("named ring between unrelated processes", test_named_fifo);
+	bwt_add("FIFO open: a writer came and went", test_fifo_writer_came_and_went);
 	bwt_add("writer killed mid-write", test_writer_killed_midwrite);
 	bwt_add("writers killed at random points", test_writer_killed_random);
 	bwt_add("writer killed before another writer", test_writer_killed_before_another);

@@ -44,6 +44,9 @@ enum {
 				  * by default a handle that keeps catching up
 				  * looks at most every microsecond, which
 				  * batches small records (see README) */
+	BW_NOSPLICE = 1 << 6,	/* IBuf writers: always copy data in, never
+				 * store just an index to bytes in another
+				 * ring (whose writer may overwrite them) */
 };
 
 /* Flags of struct bw_ring_opts. */
