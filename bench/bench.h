@@ -16,5 +16,11 @@ double bench_median(double *v, int n);
 /* Reads every byte of p[0..n) and folds them into a value (so the compiler
  * cannot drop the reads). */
 uint64_t bench_touch(const void *p, size_t n);
+/* Throughput of a case relative to another: the median over runs of the
+ * ratio within each run (t: seconds per run). */
+double bench_paired(const double *t_case, const double *t_other, int runs);
+/* Parses "64,4K,64K" into sizes (each at most 64 MiB). Returns the count,
+ * or -1. */
+int bench_parse_sizes(const char *s, size_t *sizes, int max);
 
 #endif

@@ -24,82 +24,6 @@
 #include "../tools/cli.h"
 #include "bench.h"
 
-int bench_ncpus(void)
-{
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof(set), &set) < 0)
-		return 1;
-	return CPU_COUNT(&set);
-}
-
-int bench_pin(int cpu)
-{
-	cpu_set_t avail, one;
-	int n, k = 0;
-
-	if (sched_getaffinity(0, sizeof(avail), &avail) < 0)
-		return -1;
-	n = CPU_COUNT(&avail);
-	if (n < 2)
-		return -1;
-	cpu %= n;
-	for (int c = 0; c < CPU_SETSIZE; c++) {
-		if (!CPU_ISSET(c, &avail))
-			continue;
-		if (k++ == cpu) {
-			CPU_ZERO(&one);
-			CPU_SET(c, &one);
-			return sched_setaffinity(0, sizeof(one), &one) < 0 ? -1 : c;
-		}
-	}
-	return -1;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-double bench_median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* Four independent lanes of 32 bytes, so the loads stream like memcpy's;
- * built for AVX2 too, chosen at run time, as glibc's memcpy is. */
-#if defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-uint64_t bench_touch(const void *p, size_t n)
-{
-	typedef uint64_t v4 __attribute__((vector_size(32), aligned(1)));
-	const uint8_t *b = p;
-	v4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-	uint64_t acc = 0;
-	size_t i = 0;
-
-	for (; i + 128 <= n; i += 128) {
-		a0 ^= *(const v4 *)(b + i);
-		a1 ^= *(const v4 *)(b + i + 32);
-		a2 ^= *(const v4 *)(b + i + 64);
-		a3 ^= *(const v4 *)(b + i + 96);
-	}
-	for (; i + 8 <= n; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, b + i, 8);
-		acc ^= w;
-	}
-	for (; i < n; i++)
-		acc += b[i];
-	a0 ^= a1 ^ a2 ^ a3;
-	return acc ^ a0[0] ^ a0[1] ^ a0[2] ^ a0[3];
-}
-
 /* ---- one case: a writer and a reader process ------------------------------ */
 
 struct run {
@@ -458,17 +382,6 @@ static uint64_t bytes_for(size_t call, bool quick)
 	return quick ? b / 16 : b;
 }
 
-/* Throughput of a case relative to another: the median over runs of the
- * ratio within each run (times t, so other / case). */
-static double paired(const double *t_case, const double *t_other, int runs)
-{
-	double r[1000];
-
-	for (int i = 0; i < runs; i++)
-		r[i] = t_other[i] / t_case[i];
-	return bench_median(r, runs);
-}
-
 static int parse_cases(const char *s, bool *use)
 {
 	char buf[256], *tok, *save = NULL;
@@ -487,23 +400,6 @@ static int parse_cases(const char *s, bool *use)
 		use[k] = true;
 	}
 	return 0;
-}
-
-static int parse_sizes(const char *s, size_t *sizes, int max)
-{
-	char buf[256], *tok, *save = NULL;
-	int n = 0;
-
-	snprintf(buf, sizeof(buf), "%s", s);
-	for (tok = strtok_r(buf, ",", &save); tok && n < max;
-	     tok = strtok_r(NULL, ",", &save)) {
-		uint64_t v;
-
-		if (cli_parse_size(tok, &v) < 0 || v == 0 || v > (64u << 20))
-			return -1;
-		sizes[n++] = (size_t)v;
-	}
-	return n;
 }
 
 int bench_local_main(int argc, char **argv)
@@ -537,7 +433,7 @@ int bench_local_main(int argc, char **argv)
 				return cli_fail("--runs: 1 to 1000");
 			runs = (int)ul;
 		} else if (cli_opt(argc, argv, &i, "--sizes", &v)) {
-			nsizes = v ? parse_sizes(v, sizes, 16) : -1;
+			nsizes = v ? bench_parse_sizes(v, sizes, 16) : -1;
 			if (nsizes <= 0)
 				return cli_fail("--sizes: a list like 64,4K,64K "
 						"(each at most 64M)");
@@ -589,8 +485,8 @@ int bench_local_main(int argc, char **argv)
 		for (size_t k = 0; k < NKASES; k++) {
 			if (!use[k])
 				continue;
-			xpipe[k][s] = use[2] ? paired(t[k], t[2], runs) : 0;
-			xlimit[k][s] = use[4] ? paired(t[k], t[4], runs) : 0;
+			xpipe[k][s] = use[2] ? bench_paired(t[k], t[2], runs) : 0;
+			xlimit[k][s] = use[4] ? bench_paired(t[k], t[4], runs) : 0;
 		}
 		for (size_t k = 0; k < NKASES; k++) {
 			double sec;

@@ -66,8 +66,25 @@ bool bwi_reg_live(uint16_t id, uint16_t gen);
 
 /* index.c */
 struct bwi_map *bwi_map_of(const void *p);
-int bwi_index_make(struct bwi_map *m, uint64_t pos, uint64_t n, uint16_t meta,
-		   struct bw_index *out);
+int bwi_index_in(struct bwi_map *m, const void *p, size_t n, uint16_t meta,
+		 struct bw_index *out);
+
+/* The index of n bytes at position pos of m (registering m on first use). */
+static inline int bwi_index_make(struct bwi_map *m, uint64_t pos, uint64_t n,
+				 uint16_t meta, struct bw_index *out)
+{
+	uint16_t id = m->reg_id, gen = m->reg_gen;
+
+	if (__builtin_expect(!id, 0)) {
+		int r = bwi_reg_register(m, &id, &gen);
+
+		if (r < 0)
+			return r;
+	}
+	out->w0 = (pos & BW_INDEX_POS_MASK) | ((uint64_t)id << BW_INDEX_POS_BITS);
+	out->w1 = n | ((uint64_t)gen << 32) | ((uint64_t)meta << 48);
+	return 0;
+}
 
 /* Application splicing: reads of at least this many bytes are remembered. */
 #define BWI_SPLICE_MIN 256

@@ -199,6 +199,7 @@ int bwi_map_open_fd(int fd, bool writable, const char *name,
 		    struct bwi_map **out);
 struct bwi_map *bwi_map_pin_at(const void *p);
 struct bwi_map *bwi_map_find_ring(uint64_t ring_id);
+extern _Atomic uint64_t bwi_map_epoch;
 void bwi_map_pin(struct bwi_map *m);
 int bwi_map_anon(const struct bw_ring_opts *opts, struct bwi_map **out);
 void bwi_wt_opts(const struct bw_ring_opts *ib, uint64_t cap,
@@ -211,8 +212,19 @@ void bwi_maps_child(void);
 void bwi_ring_unmap(struct bwi_map *m);
 uint32_t bwi_geom_sum(const struct bwi_geom *g);
 
-uint64_t bwi_oldest_held(const struct bwi_map *m);
 void bwi_head_rollback(struct bwi_map *m, uint64_t from, uint64_t to);
+
+/* The oldest position whose byte is still intact in the ring. */
+static inline uint64_t bwi_oldest_held(const struct bwi_map *m)
+{
+	/* A4: pairs with the seq_cst scar raise before a head rollback
+	 * (bwi_head_rollback): a head we see rolled back comes with its scar. */
+	uint64_t h = bw_load_acquire(&m->hdr->prod.head);
+	uint64_t sc = bw_load_relaxed(&m->hdr->ctl.scar);
+	uint64_t o = h > m->g.capacity ? h - m->g.capacity : 0;
+
+	return o > sc ? o : sc;
+}
 
 static inline struct bwi_slot *bwi_rslot(const struct bwi_map *m, uint32_t i)
 {

@@ -103,6 +103,7 @@ int bwi_d_poke_complete(struct bw_stream *s, size_t n);
 int bwi_d_flush(struct bw_stream *s);
 int64_t bwi_d_check(struct bw_stream *s, int64_t stamp, int flags);
 int64_t bwi_d_lseek(struct bw_stream *s, int64_t off, int whence);
+int bwi_rec_write(struct bw_stream *s, const void *rec, size_t n);
 ssize_t bwi_i_read(struct bw_stream *s, void *buf, size_t n);
 ssize_t bwi_i_peek(struct bw_stream *s, const void **ptr, size_t n, bool move);
 int bwi_i_peek_complete(struct bw_stream *s, size_t n);

@@ -236,24 +236,10 @@ struct bwi_map *bwi_map_of(const void *p)
 	return m;
 }
 
-int bwi_index_make(struct bwi_map *m, uint64_t pos, uint64_t n, uint16_t meta,
-		   struct bw_index *out)
-{
-	uint16_t id, gen;
-	int r = bwi_reg_register(m, &id, &gen);
-
-	if (r < 0)
-		return r;
-	out->w0 = (pos & BW_INDEX_POS_MASK) | ((uint64_t)id << BW_INDEX_POS_BITS);
-	out->w1 = n | ((uint64_t)gen << 32) | ((uint64_t)meta << 48);
-	return 0;
-}
-
 BW_API int bw_index_of(const void *p, size_t n, uint16_t meta,
 		       struct bw_index *out)
 {
 	struct bwi_map *m;
-	uint64_t off, hd, pos;
 
 	if (!p || !out)
 		return bwi_err(EFAULT, "bw_index_of needs a pointer and an index");
@@ -262,6 +248,15 @@ BW_API int bw_index_of(const void *p, size_t n, uint16_t meta,
 		return bwi_err(EINVAL, "%p is not in a ring this process has "
 				       "open",
 			       p);
+	return bwi_index_in(m, p, n, meta, out);
+}
+
+/* bw_index_of() for p in the data of m. */
+int bwi_index_in(struct bwi_map *m, const void *p, size_t n, uint16_t meta,
+		 struct bw_index *out)
+{
+	uint64_t off, hd, pos;
+
 	if (n == 0)
 		return bwi_err(EINVAL, "an index names at least one byte");
 	if (n > m->g.capacity || n > UINT32_MAX)
@@ -283,7 +278,9 @@ BW_API int bw_index_of(const void *p, size_t n, uint16_t meta,
 	if (pos + n > hd)
 		return bwi_err(EINVAL, "the span runs past what the ring has "
 				       "reserved");
-	if (pos < bwi_oldest_held(m))
+	/* pos >= hd - capacity by construction: only the scar can be above
+	 * it (A4: head was read first, with acquire). */
+	if (pos < bw_load_relaxed(&m->hdr->ctl.scar))
 		return bwi_err(ESTALE, "the bytes at %p were overwritten", p);
 	return bwi_index_make(m, pos, n, meta, out);
 }
@@ -298,6 +295,8 @@ BW_API int bw_index_of(const void *p, size_t n, uint16_t meta,
  * with the source, which costs reads but no copy. */
 struct recent {
 	uintptr_t lo[BWI_RECENT], hi[BWI_RECENT];
+	const struct bwi_map *m[BWI_RECENT]; /* valid while the map epoch */
+	uint64_t epoch[BWI_RECENT];	     /* has not moved */
 	uint64_t ring_id[BWI_RECENT], pos[BWI_RECENT];
 	struct bw_index idx[BWI_RECENT];
 	bool is_idx[BWI_RECENT];
@@ -320,6 +319,9 @@ void bwi_note_read(const void *dst, size_t n, const struct bwi_map *m,
 {
 	unsigned i = recent_slot(dst, n);
 
+	recent.m[i] = m;
+	recent.epoch[i] = atomic_load_explicit(&bwi_map_epoch,
+					       memory_order_relaxed);
 	recent.ring_id[i] = m->g.ring_id;
 	recent.pos[i] = pos;
 	recent.is_idx[i] = false;
@@ -349,6 +351,24 @@ size_t bwi_index_of_read(const void *buf, size_t n, struct bw_index *out)
 			continue;
 		off = a - recent.lo[i];
 		k = recent.hi[i] - a < n ? (size_t)(recent.hi[i] - a) : n;
+		if (!recent.is_idx[i] &&
+		    atomic_load_explicit(&bwi_map_epoch, memory_order_acquire) ==
+			    recent.epoch[i]) {
+			/* The source ring is still mapped: compare in place,
+			 * between two checks that it still holds the bytes. */
+			struct bwi_map *m = (struct bwi_map *)recent.m[i];
+			uint64_t p = recent.pos[i] + off;
+
+			if (p < bwi_oldest_held(m) ||
+			    memcmp(m->data + (p & m->mask), buf, k) != 0)
+				continue;
+			/* A3 as in stream.c: the compare's loads first. */
+			bw_smp_rmb();
+			if (p < bwi_oldest_held(m) ||
+			    bwi_index_make(m, p, k, 0, out) < 0)
+				continue;
+			return k;
+		}
 		if (recent.is_idx[i]) {
 			sub = recent.idx[i];
 			sub.w0 = (sub.w0 & ~BW_INDEX_POS_MASK) |

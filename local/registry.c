@@ -199,7 +199,7 @@ static void entry_fill(uint32_t i, uint32_t gen, const struct bwi_map *m)
 
 int bwi_reg_register(struct bwi_map *m, uint16_t *id, uint16_t *gen)
 {
-	uint32_t self = (uint32_t)bwi_self_pid();
+	uint32_t self;
 	int r;
 
 	if (m->reg_id) {
@@ -225,6 +225,7 @@ int bwi_reg_register(struct bwi_map *m, uint16_t *id, uint16_t *gen)
 	if (!reg.writable)
 		return bwi_err(EACCES, "the id registry is read-only for this "
 				       "process");
+	self = (uint32_t)bwi_self_pid();
 	for (uint32_t i = 1; i < BWI_REG_SLOTS; i++) {
 		struct bwi_reg_entry c;
 		uint64_t w;

@@ -256,6 +256,7 @@ static int map_fd(int fd, struct bwi_map *m, const char *what)
 /* ---- the per-process map cache ----------------------------------------- */
 
 static pthread_mutex_t maps_mu = PTHREAD_MUTEX_INITIALIZER;
+_Atomic uint64_t bwi_map_epoch; /* bumped whenever a mapping is freed */
 static struct bwi_map *maps; /* rings mapped by this process */
 
 void bwi_maps_lock(void)
@@ -297,6 +298,8 @@ void bwi_map_put(struct bwi_map *m)
 			*pp = m->next;
 			break;
 		}
+	/* Mapping pointers kept without a reference are now suspect. */
+	atomic_fetch_add_explicit(&bwi_map_epoch, 1, memory_order_release);
 	bwi_maps_unlock();
 	bwi_ring_unmap(m);
 	free(m);

@@ -134,18 +134,6 @@ static inline struct bwi_hdr *H(const struct bw_stream *s)
 	return s->hdr;
 }
 
-/* The oldest position whose byte is still intact in the ring. */
-uint64_t bwi_oldest_held(const struct bwi_map *m)
-{
-	/* A4: pairs with the seq_cst scar raise before a head rollback
-	 * (bwi_head_rollback): a head we see rolled back comes with its scar. */
-	uint64_t h = bw_load_acquire(&m->hdr->prod.head);
-	uint64_t sc = bw_load_relaxed(&m->hdr->ctl.scar);
-	uint64_t o = h > m->g.capacity ? h - m->g.capacity : 0;
-
-	return o > sc ? o : sc;
-}
-
 /* Moves head back from `from` to `to` (an abandoned reservation). The bytes a
  * writer may have scribbled there belong to positions [to - cap, from - cap):
  * the scar marks them damaged first. */
@@ -1079,6 +1067,22 @@ BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 		return r < 0 ? r : (ssize_t)n;
 	}
 	return IS_IBUF(s) ? bwi_i_write(s, buf, n) : bwi_d_write(s, buf, n);
+}
+
+/* One record of n bytes (n <= capacity) written whole, for a layer above
+ * that has done the entry checks (IBufs). Returns 0 or -errno. */
+int bwi_rec_write(struct bw_stream *s, const void *rec, size_t n)
+{
+	uint64_t hd;
+	int r;
+
+	if (__builtin_expect(!wr_fast(s, n, &hd), 0)) {
+		r = wr_reserve(s, n, &hd);
+		if (r < 0)
+			return r;
+	}
+	copy(s->data + (hd & s->mask), rec, n);
+	return wr_publish(s, hd, n);
 }
 
 ssize_t bwi_d_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)

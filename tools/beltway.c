@@ -388,11 +388,13 @@ static int cmd_rm(int argc, char **argv)
 static int cmd_bench(int argc, char **argv)
 {
 	if (argc < 2)
-		return cli_fail("which benchmark? usage: beltway bench local "
-				"[options]");
+		return cli_fail("which benchmark? usage: beltway bench "
+				"local|splice [options]");
 	if (!strcmp(argv[1], "local"))
 		return bench_local_main(argc - 1, argv + 1);
-	return cli_fail("no benchmark '%s' (available: local)", argv[1]);
+	if (!strcmp(argv[1], "splice"))
+		return bench_splice_main(argc - 1, argv + 1);
+	return cli_fail("no benchmark '%s' (available: local, splice)", argv[1]);
 }
 
 /* ---- the table of verbs ---------------------------------------------------------- */
@@ -431,11 +433,14 @@ static const struct verb verbs[] = {
 	{"rm", cmd_rm, "NAME...",
 	 "Removes named rings. Attached streams keep working until closed.\n"},
 	{"bench", cmd_bench,
-	 "local [--json] [--runs N] [--sizes LIST] [--cases LIST] [--ring BYTES] "
-	 "[--quick] [--verbose]",
+	 "local|splice [--json] [--runs N] [--sizes LIST] [--cases LIST] "
+	 "[--ring BYTES] [--quick] [--verbose]",
 	 "Benchmarks. 'local' streams between two processes through Beltway\n"
 	 "read/write and poke/peek, a Unix pipe at its default and maximum\n"
 	 "size, and a bare shared-memory ring (the limit), in one run.\n"
+	 "'splice' moves data from a DBuf to an IBuf five ways (thesis Fig\n"
+	 "4.4): peek, peek + splicing write, read, read + splicing write,\n"
+	 "read + copying write (--cases and --ring are for 'local' only).\n"
 	 "  --json         one JSON object per line\n"
 	 "  --runs N       runs per figure, the median is reported (default 5)\n"
 	 "  --sizes LIST   call sizes, e.g. 64,4K (default 64,1K,4K,64K)\n"

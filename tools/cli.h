@@ -22,6 +22,7 @@ bool cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
 double cli_now(void);
 
 int bench_local_main(int argc, char **argv);
+int bench_splice_main(int argc, char **argv);
 int demo_main(int argc, char **argv);
 
 #endif
