@@ -87,6 +87,8 @@ struct bwi_ctl {
 	bwi_a64 dead_readers;
 	bwi_a64 dead_writers;
 	bwi_a32 rattach;  /* readers ever attached */
+	bwi_a32 wdetach;  /* writers ever detached (or found dead) */
+	bwi_a32 rdetach;  /* readers ever detached (or found dead) */
 	bwi_a32 pad;
 };
 

@@ -107,7 +107,10 @@ void bwi_slot_release(struct bwi_map *m, enum bwi_role role, uint32_t idx,
 	uint64_t w = BWI_SLOT_WORD(gen, BWI_SLOT_ACTIVE);
 
 	/* Fails only if a reaper took the slot: then it is already free. */
-	bw_cas(&s->state, &w, BWI_SLOT_WORD(gen, BWI_SLOT_FREE));
+	if (bw_cas(&s->state, &w, BWI_SLOT_WORD(gen, BWI_SLOT_FREE)))
+		bw_fetch_add(role == BWI_READER ? &m->hdr->ctl.rdetach
+						: &m->hdr->ctl.wdetach,
+			     1);
 	bwi_bump_peers(m);
 }
 
@@ -156,6 +159,9 @@ static unsigned reap_role(struct bwi_map *m, enum bwi_role role)
 		reaped++;
 		bw_fetch_add(role == BWI_READER ? &m->hdr->ctl.dead_readers
 						: &m->hdr->ctl.dead_writers,
+			     1);
+		bw_fetch_add(role == BWI_READER ? &m->hdr->ctl.rdetach
+						: &m->hdr->ctl.wdetach,
 			     1);
 	}
 	return reaped;

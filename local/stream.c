@@ -1512,19 +1512,39 @@ static void detach(struct bw_stream *s)
 	}
 }
 
-/* Waits, like a FIFO open, until the other side has attached (and maybe
- * left again: a writer that wrote everything and closed before we looked
- * still ends the wait, and we read its data, then the end). */
-static int wait_peer(struct bw_stream *s, enum bwi_role other, uint32_t seen)
+/* The other side's attach and detach counts, taken before we attach. */
+struct peer_seen {
+	uint32_t att, det;
+};
+
+static struct peer_seen peers_now(const struct bwi_map *m, enum bwi_role other)
+{
+	const struct bwi_ctl *c = &m->hdr->ctl;
+
+	return (struct peer_seen){
+		.att = bw_load_acquire(other == BWI_READER ? &c->rattach
+							   : &c->wattach),
+		.det = bw_load_acquire(other == BWI_READER ? &c->rdetach
+							   : &c->wdetach),
+	};
+}
+
+/* Waits, like a FIFO open, until the other side is or was there with us: one
+ * attached now, or one that attached or left since we started (a writer
+ * that wrote everything and closed before we looked still ends the wait;
+ * we read its data, then the end). */
+static int wait_peer(struct bw_stream *s, enum bwi_role other,
+		     struct peer_seen seen)
 {
 	struct bwi_hdr *h = H(s);
-	bwi_a32 *att = other == BWI_READER ? &h->ctl.rattach : &h->ctl.wattach;
 
 	for (;;) {
 		uint32_t seq = bw_load_acquire(&h->ctl.peer_seq);
+		struct peer_seen now = peers_now(s->m, other);
 		int r;
 
-		if (bwi_slot_count(s->m, other) > 0 || bw_load_acquire(att) != seen)
+		if (bwi_slot_count(s->m, other) > 0 || now.att != seen.att ||
+		    now.det != seen.det)
 			return 0;
 		if (s->flags & BW_NONBLOCK)
 			return other == BWI_READER
@@ -1544,9 +1564,9 @@ static int wait_peer(struct bw_stream *s, enum bwi_role other, uint32_t seen)
  * open flags. On failure the reference is still the caller's. */
 int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 {
-	/* Attaches of the other side counted from before ours. */
-	uint32_t seen = bw_load_acquire((flags & BW_WRITE) ? &m->hdr->ctl.rattach
-							   : &m->hdr->ctl.wattach);
+	/* The other side's comings and goings counted from before ours. */
+	struct peer_seen seen =
+		peers_now(m, (flags & BW_WRITE) ? BWI_READER : BWI_WRITER);
 	int r = 0;
 
 	s->m = m;
