@@ -1422,14 +1422,18 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 	/* F1: pairs with F2 in bwi_min_reader. Either the writer's scan sees
 	 * our slot, or our load of tail below sees every tail it published
 	 * before scanning; its cached limit then never lets it overwrite bytes
-	 * at or above the tail we start from. */
+	 * at or above that tail. We start at t0, where we registered: bytes a
+	 * writer wrote once it saw us are ours (a FIFO writer that waited for
+	 * us writes them). Those below t are validated as we read them, in
+	 * case a writer that had not seen us overwrote them. */
 	bw_smp_mb();
 	t = bw_load_acquire(&H(s)->prod.tail);
-	s->rpos = s->rpub = s->tail_seen = t;
-	bw_store_release(&s->rsl->pos, t);
+	s->rpos = s->rpub = s->tail_seen = t0;
+	if (t > t0)
+		s->safe_from = t;
 	if (from_start) {
 		pos = bwi_oldest_held(s->m);
-		if (pos < t)
+		if (pos < t0)
 			rd_reposition(s, pos);
 	}
 	return 0;

@@ -264,7 +264,11 @@ static void test_fifo_writer_came_and_went(void)
 		CU_ASSERT_EQUAL_FATAL(bw_stream_open("fleeting", BW_WRITE, &w), 0);
 		CU_ASSERT_EQUAL(bw_stream_write(w, "0123456789", 10), 10);
 		bw_stream_close(w);
-		CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+		int st = bwt_wait(pid);
+
+		if (st)
+			printf("\n    round %d: the reader exited %d ", round, st);
+		CU_ASSERT_EQUAL(st, 0);
 	}
 	bw_unlink("fleeting");
 }
