@@ -202,6 +202,7 @@ int bwi_map_open_fd(int fd, bool writable, const char *name,
 struct bwi_map *bwi_map_pin_at(const void *p);
 struct bwi_map *bwi_map_find_ring(uint64_t ring_id);
 extern _Atomic uint64_t bwi_map_epoch;
+extern _Atomic uint64_t bwi_map_adds;
 void bwi_map_pin(struct bwi_map *m);
 int bwi_map_anon(const struct bw_ring_opts *opts, struct bwi_map **out);
 void bwi_wt_opts(const struct bw_ring_opts *ib, uint64_t cap,

@@ -359,15 +359,15 @@ static ssize_t splice(struct bw_stream *s, const uint8_t *p, size_t n)
 	m = bwi_map_of(p);
 	if (m && m != s->m && m->g.layout == BWI_LAYOUT_BYTES) {
 		k = n > m->g.capacity ? (size_t)m->g.capacity : n;
-		if (bwi_index_in(m, p, k, 0, &idx) < 0)
-			k = 0;
+		if (bwi_index_in(m, p, k, 0, &idx) < 0) {
+			bwi_err_clear(); /* not an error: we copy instead */
+			return 0;
+		}
 	} else if (!m && n >= BWI_SPLICE_MIN) {
 		k = bwi_index_of_read(p, n, &idx);
 	}
-	if (k == 0) {
-		bwi_err_clear();
+	if (k == 0)
 		return 0;
-	}
 	r = put_index(s, &idx);
 	if (r < 0)
 		return r;
@@ -401,31 +401,15 @@ static ssize_t write_through(struct bw_stream *s, const uint8_t *p, size_t n)
 ssize_t bwi_i_write(struct bw_stream *s, const void *buf, size_t n)
 {
 	const uint8_t *b = buf;
-	struct bwi_map *m;
-	struct bw_index idx;
 	size_t done = 0;
 	ssize_t k;
 	int r;
 
-	/* The common case first: a whole span in a byte ring, spliced. */
-	if (__builtin_expect(!s->ipoke && s->writer && n &&
-				     !(s->flags & BW_NOSPLICE),
-			     1) &&
-	    (m = bwi_map_of(buf)) && m != s->m &&
-	    m->g.layout == BWI_LAYOUT_BYTES && n <= m->g.capacity &&
-	    bwi_index_in(m, buf, n, 0, &idx) == 0) {
-		r = put_index(s, &idx);
+	if (__builtin_expect(s->ipoke, 0)) {
+		r = ibuf_enter(s);
 		if (r < 0)
 			return r;
-		s->iwst.spliced += n;
-		s->iwst.bytes += n;
-		s->iwst.calls++;
-		return (ssize_t)n;
 	}
-	bwi_err_clear();
-	r = ibuf_enter(s);
-	if (r < 0)
-		return r;
 	if (!s->writer)
 		return bwi_err(EBADF, "stream is not open for writing");
 	if (n && !buf)

@@ -212,6 +212,8 @@ struct ranges {
 	uintptr_t hi[BWI_RANGES];
 	struct bwi_map *m[BWI_RANGES];
 	unsigned next;
+	uintptr_t miss_page; /* a page in no ring, as of ... */
+	uint64_t miss_adds;  /* ... this count of mappings added */
 };
 
 static _Thread_local struct ranges rc;
@@ -221,12 +223,21 @@ struct bwi_map *bwi_map_of(const void *p)
 {
 	uintptr_t a = (uintptr_t)p;
 	struct bwi_map *m;
+	uint64_t adds;
 
 	for (unsigned i = 0; i < BWI_RANGES; i++)
 		if (a - rc.lo[i] < rc.hi[i] - rc.lo[i])
 			return rc.m[i];
+	/* A private buffer written again and again: remembered as in no
+	 * ring until a new ring is mapped. */
+	adds = atomic_load_explicit(&bwi_map_adds, memory_order_acquire);
+	if ((a >> 12) == rc.miss_page && adds == rc.miss_adds)
+		return NULL;
 	m = bwi_map_pin_at(p);
-	if (m) {
+	if (!m) {
+		rc.miss_page = a >> 12;
+		rc.miss_adds = adds;
+	} else {
 		unsigned i = rc.next++ % BWI_RANGES;
 
 		rc.lo[i] = (uintptr_t)m->data;

@@ -257,6 +257,7 @@ static int map_fd(int fd, struct bwi_map *m, const char *what)
 
 static pthread_mutex_t maps_mu = PTHREAD_MUTEX_INITIALIZER;
 _Atomic uint64_t bwi_map_epoch; /* bumped whenever a mapping is freed */
+_Atomic uint64_t bwi_map_adds;	/* bumped whenever a mapping is added */
 static struct bwi_map *maps; /* rings mapped by this process */
 
 void bwi_maps_lock(void)
@@ -387,6 +388,7 @@ static int map_shared(int fd, bool writable, bool ro_ok, const char *name,
 	m->refs = 1;
 	m->next = maps;
 	maps = m;
+	atomic_fetch_add_explicit(&bwi_map_adds, 1, memory_order_release);
 	bwi_maps_unlock();
 	*out = m;
 	return 0;
@@ -696,6 +698,7 @@ int bwi_map_anon(const struct bw_ring_opts *opts, struct bwi_map **out)
 	bwi_maps_lock();
 	m->next = maps;
 	maps = m;
+	atomic_fetch_add_explicit(&bwi_map_adds, 1, memory_order_release);
 	bwi_maps_unlock();
 	*out = m;
 	return 0;
