@@ -3,6 +3,7 @@
 #ifndef BW_BENCH_H
 #define BW_BENCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -22,5 +23,17 @@ double bench_paired(const double *t_case, const double *t_other, int runs);
 /* Parses "64,4K,64K" into sizes (each at most 64 MiB). Returns the count,
  * or -1. */
 int bench_parse_sizes(const char *s, size_t *sizes, int max);
+
+/* The options every benchmark takes. */
+struct bench_opts {
+	bool json, quick, verbose;
+	int runs;
+	size_t sizes[16];
+	int nsizes;
+};
+
+/* Takes argv[*i] if it is one of the common options. Returns 1 when taken,
+ * 0 when not one of them, -1 after printing a bad value's error. */
+int bench_common_opt(int argc, char **argv, int *i, struct bench_opts *o);
 
 #endif

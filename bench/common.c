@@ -113,3 +113,33 @@ int bench_parse_sizes(const char *s, size_t *sizes, int max)
 	return n;
 }
 
+
+int bench_common_opt(int argc, char **argv, int *i, struct bench_opts *o)
+{
+	unsigned long ul;
+	const char *v;
+
+	if (!strcmp(argv[*i], "--json")) {
+		o->json = true;
+	} else if (!strcmp(argv[*i], "--quick")) {
+		o->quick = true;
+	} else if (!strcmp(argv[*i], "--verbose")) {
+		o->verbose = true;
+	} else if (cli_opt(argc, argv, i, "--runs", &v)) {
+		if (!v || cli_parse_uint(v, 1000, &ul) < 0 || ul == 0) {
+			cli_fail("--runs: 1 to 1000");
+			return -1;
+		}
+		o->runs = (int)ul;
+	} else if (cli_opt(argc, argv, i, "--sizes", &v)) {
+		o->nsizes = v ? bench_parse_sizes(v, o->sizes, 16) : -1;
+		if (o->nsizes <= 0) {
+			cli_fail("--sizes: a list like 64,4K,64K (each at most "
+				 "64M)");
+			return -1;
+		}
+	} else {
+		return 0;
+	}
+	return 1;
+}

@@ -404,11 +404,12 @@ static int parse_cases(const char *s, bool *use)
 
 int bench_local_main(int argc, char **argv)
 {
-	size_t sizes[16] = {64, 1024, 4096, 65536};
+	struct bench_opts o = {.runs = 5, .nsizes = 4,
+			       .sizes = {64, 1024, 4096, 65536}};
 	double gbps[NKASES][16], mops[NKASES][16];
 	double xpipe[NKASES][16], xlimit[NKASES][16];
-	int nsizes = 4, runs = 5, ncpu = bench_ncpus();
-	bool json = false, quick = false, verbose = false, pin = ncpu >= 2;
+	int ncpu = bench_ncpus();
+	bool pin = ncpu >= 2;
 	bool use[NKASES];
 	uint64_t ring = BW_RING_DEFAULT_SIZE;
 	const char *v;
@@ -416,27 +417,16 @@ int bench_local_main(int argc, char **argv)
 	for (size_t k = 0; k < NKASES; k++)
 		use[k] = true;
 	for (int i = 1; i < argc; i++) {
-		unsigned long ul;
+		int r = bench_common_opt(argc, argv, &i, &o);
 
+		if (r < 0)
+			return 1;
+		if (r > 0)
+			continue;
 		if (cli_opt(argc, argv, &i, "--cases", &v)) {
 			if (!v || parse_cases(v, use) < 0)
 				return cli_fail("--cases: a list of rw, peekpoke, "
 						"pipe, pipe_max, limit");
-		} else if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else if (!strcmp(argv[i], "--quick")) {
-			quick = true;
-		} else if (!strcmp(argv[i], "--verbose")) {
-			verbose = true;
-		} else if (cli_opt(argc, argv, &i, "--runs", &v)) {
-			if (!v || cli_parse_uint(v, 1000, &ul) < 0 || ul == 0)
-				return cli_fail("--runs: 1 to 1000");
-			runs = (int)ul;
-		} else if (cli_opt(argc, argv, &i, "--sizes", &v)) {
-			nsizes = v ? bench_parse_sizes(v, sizes, 16) : -1;
-			if (nsizes <= 0)
-				return cli_fail("--sizes: a list like 64,4K,64K "
-						"(each at most 64M)");
 		} else if (cli_opt(argc, argv, &i, "--ring", &v)) {
 			if (!v || cli_parse_size(v, &ring) < 0 || ring < 4096 ||
 			    (ring & (ring - 1)))
@@ -447,6 +437,10 @@ int bench_local_main(int argc, char **argv)
 					argv[i]);
 		}
 	}
+	const size_t *sizes = o.sizes;
+	int nsizes = o.nsizes, runs = o.runs;
+	bool json = o.json, quick = o.quick, verbose = o.verbose;
+
 	for (int s = 0; s < nsizes; s++)
 		if (sizes[s] > ring / 2)
 			return cli_fail("call size %zu is more than half the "

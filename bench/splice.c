@@ -129,38 +129,27 @@ static void rig_close(struct rig *g, const char *name)
 
 int bench_splice_main(int argc, char **argv)
 {
-	size_t sizes[16] = {64, 1024, 4096, 65536};
+	struct bench_opts o = {.runs = 5, .nsizes = 4,
+			       .sizes = {64, 1024, 4096, 65536}};
 	double gbps[NCASES][16], mops[NCASES][16], xrw[NCASES][16];
-	int nsizes = 4, runs = 5;
-	bool json = false, quick = false, verbose = false, pin;
 	char name[64];
-	const char *v;
 	struct rig g;
+	bool pin;
 
 	for (int i = 1; i < argc; i++) {
-		unsigned long ul;
+		int r = bench_common_opt(argc, argv, &i, &o);
 
-		if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else if (!strcmp(argv[i], "--quick")) {
-			quick = true;
-		} else if (!strcmp(argv[i], "--verbose")) {
-			verbose = true;
-		} else if (cli_opt(argc, argv, &i, "--runs", &v)) {
-			if (!v || cli_parse_uint(v, 1000, &ul) < 0 || ul == 0)
-				return cli_fail("--runs: 1 to 1000");
-			runs = (int)ul;
-		} else if (cli_opt(argc, argv, &i, "--sizes", &v)) {
-			nsizes = v ? bench_parse_sizes(v, sizes, 16) : -1;
-			if (nsizes <= 0)
-				return cli_fail("--sizes: a list like 64,4K,64K "
-						"(each at most 1M)");
-		} else {
+		if (r < 0)
+			return 1;
+		if (r == 0)
 			return cli_fail("unknown option '%s' (see 'beltway "
 					"bench --help')",
 					argv[i]);
-		}
 	}
+	const size_t *sizes = o.sizes;
+	int nsizes = o.nsizes, runs = o.runs;
+	bool json = o.json, quick = o.quick, verbose = o.verbose;
+
 	for (int s = 0; s < nsizes; s++)
 		if (sizes[s] > (1u << 20))
 			return cli_fail("call size %zu: at most 1M", sizes[s]);

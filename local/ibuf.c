@@ -234,11 +234,30 @@ static ssize_t current(struct bw_stream *s, const void **p)
 	return len;
 }
 
-ssize_t bwi_i_read(struct bw_stream *s, void *buf, size_t n)
+/* The next bytes of the current block, at most n, waiting for a block as
+ * read does: *at points at them. Returns their count, 0 at the end of the
+ * stream, or -errno. */
+static ssize_t next_span(struct bw_stream *s, size_t n, const uint8_t **at)
 {
 	const void *p;
 	ssize_t len;
 	size_t k;
+	int r = next_index(s);
+
+	if (r <= 0)
+		return r;
+	len = current(s, &p);
+	if (len < 0)
+		return len;
+	k = (size_t)len - (size_t)s->icur_off;
+	*at = (const uint8_t *)p + s->icur_off;
+	return (ssize_t)(k < n ? k : n);
+}
+
+ssize_t bwi_i_read(struct bw_stream *s, void *buf, size_t n)
+{
+	const uint8_t *at;
+	ssize_t k;
 	int r;
 
 	r = ibuf_enter(s);
@@ -248,16 +267,10 @@ ssize_t bwi_i_read(struct bw_stream *s, void *buf, size_t n)
 		return 0;
 	if (!buf)
 		return bwi_err(EFAULT, "read buffer is NULL");
-	r = next_index(s);
-	if (r <= 0)
-		return r;
-	len = current(s, &p);
-	if (len < 0)
-		return len;
-	k = (size_t)len - (size_t)s->icur_off;
-	if (k > n)
-		k = n;
-	memcpy(buf, (const uint8_t *)p + s->icur_off, k);
+	k = next_span(s, n, &at);
+	if (k <= 0)
+		return k;
+	memcpy(buf, at, (size_t)k);
 	/* Overwritten while we copied: the copy is not served. */
 	r = bw_index_check(&s->icur);
 	if (r < 0)
@@ -267,25 +280,24 @@ ssize_t bwi_i_read(struct bw_stream *s, void *buf, size_t n)
 
 		sub.w0 = (sub.w0 & ~BW_INDEX_POS_MASK) |
 			 ((sub.w0 + s->icur_off) & BW_INDEX_POS_MASK);
-		sub.w1 = (sub.w1 & ~UINT64_C(0xffffffff)) | k;
-		bwi_note_read_index(buf, k, &sub);
+		sub.w1 = (sub.w1 & ~UINT64_C(0xffffffff)) | (uint64_t)k;
+		bwi_note_read_index(buf, (size_t)k, &sub);
 	}
-	s->icur_off += k;
-	s->ist.bytes += k;
+	s->icur_off += (uint64_t)k;
+	s->ist.bytes += (uint64_t)k;
 	s->ist.calls++;
-	if (s->icur_off == (uint64_t)len) {
+	if (s->icur_off == bw_index_len(&s->icur)) {
 		r = consume(s, true);
 		if (r < 0)
 			return r;
 	}
-	return (ssize_t)k;
+	return k;
 }
 
 ssize_t bwi_i_peek(struct bw_stream *s, const void **ptr, size_t n, bool move)
 {
-	const void *p;
-	ssize_t len;
-	size_t k;
+	const uint8_t *at;
+	ssize_t k;
 	int r;
 
 	r = ibuf_enter(s);
@@ -293,32 +305,26 @@ ssize_t bwi_i_peek(struct bw_stream *s, const void **ptr, size_t n, bool move)
 		return r;
 	if (!ptr)
 		return bwi_err(EFAULT, "peek pointer is NULL");
-	r = next_index(s);
-	if (r <= 0)
-		return r;
-	len = current(s, &p);
-	if (len < 0)
-		return len;
-	k = (size_t)len - (size_t)s->icur_off;
-	if (k > n)
-		k = n;
-	*ptr = (const uint8_t *)p + s->icur_off;
-	s->iacq = k;
+	k = next_span(s, n, &at);
+	if (k <= 0)
+		return k;
+	*ptr = at;
+	s->iacq = (uint64_t)k;
 	if (move) {
-		s->icur_off += k;
+		s->icur_off += (uint64_t)k;
 		s->iacq = 0;
-		s->ist.bytes += k;
+		s->ist.bytes += (uint64_t)k;
 		s->ist.calls++;
 		/* the record goes now; the block stays ours until the next
 		 * call, as a DBuf's peek span does */
-		if (s->icur_off == (uint64_t)len) {
+		if (s->icur_off == bw_index_len(&s->icur)) {
 			s->idone_idx = s->icur;
 			r = consume(s, false);
 			if (r < 0)
 				return r;
 		}
 	}
-	return (ssize_t)k;
+	return k;
 }
 
 int bwi_i_peek_complete(struct bw_stream *s, size_t n)
