@@ -879,18 +879,15 @@ __attribute__((noinline)) ssize_t bwi_d_read(struct bw_stream *s, void *buf,
 		return 0;
 	if (!buf)
 		return bwi_err(EFAULT, "read buffer is NULL");
-	for (;;) {
-		a = rd_avail(s, n);
-		if (a <= 0)
-			return a;
-		if ((uint64_t)a > n)
-			a = (int64_t)n;
-		copy(buf, s->data + (s->rpos & s->mask), (size_t)a);
-		r = rd_validate(s, (uint64_t)a);
-		if (r < 0)
-			return r;
-		break;
-	}
+	a = rd_avail(s, n);
+	if (a <= 0)
+		return a;
+	if ((uint64_t)a > n)
+		a = (int64_t)n;
+	copy(buf, s->data + (s->rpos & s->mask), (size_t)a);
+	r = rd_validate(s, (uint64_t)a);
+	if (r < 0)
+		return r;
 	if (a >= BWI_SPLICE_MIN)
 		bwi_note_read(buf, (size_t)a, s->m, s->rpos);
 	s->rpos += (uint64_t)a;

@@ -31,7 +31,12 @@ uint64_t bwt_fold(uint64_t h, const void *p, size_t n);
 
 /* Waits for pid; returns its exit status, or 128 + signal. */
 int bwt_wait(pid_t pid);
-/* Runs the suites registered by reg(); returns the exit status for main. */
+/* Records that part of a test could not run here (a missing resource), and
+ * why. A binary with a skip and no failure exits 77: a visible skip, never a
+ * pass. */
+void bwt_skip(const char *why);
+/* Runs the suites registered by reg(); returns the exit status for main:
+ * 1 on any failure, else 77 if anything was skipped, else 0. */
 int bwt_main(const char *name, void (*reg)(void));
 /* Adds a test to the current suite. */
 void bwt_add(const char *name, void (*fn)(void));

@@ -162,7 +162,7 @@ static void test_fault_permission(void)
 	char path[512];
 
 	if (geteuid() != 0) {
-		printf("\n    SKIP: not root, cannot run the resolver as nobody ");
+		bwt_skip("not root: cannot run the resolver as nobody");
 		return;
 	}
 	make_ring("ix-perm", 0600, &r, &w);
