@@ -89,7 +89,9 @@ struct bwi_ctl {
 	bwi_a32 rattach;  /* readers ever attached */
 	bwi_a32 wdetach;  /* writers ever detached (or found dead) */
 	bwi_a32 rdetach;  /* readers ever detached (or found dead) */
-	bwi_a32 pad;
+	bwi_a32 remote;	  /* a fabric server holds the only writer slot
+			   * for a remote writer that moves head and tail
+			   * itself: other writers may not attach */
 };
 
 /* One per direction: readers wait in rwait for data, writers in wwait for
@@ -269,6 +271,7 @@ uint64_t bwi_starttime(pid_t pid);
 bool bwi_pid_alive(pid_t pid, uint64_t starttime);
 uint64_t bwi_now_ns(void);
 uint64_t bwi_random64(void);
+uint32_t bwi_fnv1a(const void *p, size_t n);
 int bwi_liveness_ms(void);
 pid_t bwi_self_pid(void);
 uint64_t bwi_self_starttime(void);

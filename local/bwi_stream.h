@@ -116,6 +116,13 @@ int64_t bwi_i_lseek(struct bw_stream *s, int64_t off, int whence);
 int bwi_i_attach(struct bw_stream *s);
 void bwi_i_detach(struct bw_stream *s);
 
+/* The fabric server's hooks (stream.c): w, a writer handle, becomes the
+ * only writer, on behalf of a remote one that moves the positions itself;
+ * and readers are woken after it did. */
+int bwi_remote_writer_claim(struct bw_stream *w);
+void bwi_remote_writer_release(struct bw_stream *w);
+void bwi_wake_readers(struct bwi_map *m);
+
 /* Readiness (stream.c) */
 int bwi_ready(struct bw_stream *s, int events, uint64_t need);
 void bwi_handles_lock(void);

@@ -185,6 +185,17 @@ uint64_t bwi_random64(void)
 	return v ? v : 1;
 }
 
+/* FNV-1a: the checksum of every shared or wire structure. */
+uint32_t bwi_fnv1a(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h;
+}
+
 /* How long a waiter sleeps before it checks that its peers are alive: the
  * bound on detecting a peer killed without closing. BELTWAY_LIVENESS_MS. */
 static int liveness;

@@ -33,12 +33,7 @@ static struct {
 
 static uint32_t hdr_sum(const struct bwi_reg_hdr *h)
 {
-	const uint8_t *p = (const uint8_t *)h;
-	uint32_t x = 2166136261u;
-
-	for (size_t i = 0; i < offsetof(struct bwi_reg_hdr, sum); i++)
-		x = (x ^ p[i]) * 16777619u;
-	return x;
+	return bwi_fnv1a(h, offsetof(struct bwi_reg_hdr, sum));
 }
 
 static size_t reg_bytes(void)

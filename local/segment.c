@@ -93,12 +93,7 @@ int bwi_name_check(const char *name)
 /* FNV-1a over the geometry up to its checksum. */
 uint32_t bwi_geom_sum(const struct bwi_geom *g)
 {
-	const uint8_t *p = (const uint8_t *)g;
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < offsetof(struct bwi_geom, sum); i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h;
+	return bwi_fnv1a(g, offsetof(struct bwi_geom, sum));
 }
 
 static size_t hdr_bytes(uint32_t readers, uint32_t writers, uint32_t page)

@@ -1439,7 +1439,7 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 static int writer_attach(struct bw_stream *s)
 {
 	struct bwi_hdr *h = H(s);
-	uint64_t hd, t;
+	uint64_t hd, t = 0;
 	int r = 0;
 
 	if (!s->m->writable)
@@ -1447,6 +1447,17 @@ static int writer_attach(struct bw_stream *s)
 			       s->m->name);
 	bwi_reap(s->m);
 	bwi_writer_lock(s->m);
+	if (bw_load_relaxed(&h->ctl.remote)) {
+		if (bwi_slot_count(s->m, BWI_WRITER) > 0) {
+			r = bwi_err(EBUSY, "ring '%s' is fed by a remote writer "
+					   "(beltway push): it takes no other "
+					   "writer until that ends",
+				    s->m->name);
+			goto out;
+		}
+		/* the server that held it is gone */
+		bw_store_relaxed(&h->ctl.remote, 0);
+	}
 	if (bwi_slot_count(s->m, BWI_WRITER) == 0) {
 		/* No writer is attached, so none is mid-write and the
 		 * positions hold still: check them, and drop what a dead
@@ -1480,6 +1491,44 @@ out:
 	s->limit = 0;
 	s->peer_seen = bw_load_relaxed(&h->ctl.peer_seq) - 1;
 	return 0;
+}
+
+int bwi_remote_writer_claim(struct bw_stream *w)
+{
+	struct bwi_hdr *h = H(w);
+	int r = 0;
+
+	bwi_reap(w->m);
+	bwi_writer_lock(w->m);
+	if (bwi_slot_count(w->m, BWI_WRITER) != 1 || w->acq || w->poke_len)
+		r = bwi_err(EBUSY, "ring '%s' has another writer: a remote "
+				   "writer must be its only one",
+			    w->m->name);
+	else
+		bw_store_relaxed(&h->ctl.remote, 1);
+	bwi_writer_unlock(w->m);
+	return r;
+}
+
+void bwi_remote_writer_release(struct bw_stream *w)
+{
+	bwi_writer_lock(w->m);
+	bw_store_relaxed(&H(w)->ctl.remote, 0);
+	/* The remote writer's positions are the ring's now. */
+	w->wpos = bw_load_acquire(&H(w)->prod.tail);
+	w->limit = 0;
+	bwi_writer_unlock(w->m);
+}
+
+void bwi_wake_readers(struct bwi_map *m)
+{
+	/* The remote writer's tail store is not ours, so there is no light
+	 * side here: a full fence orders our load of tail (by the caller)
+	 * before the load of the sleepers, against a reader that raises its
+	 * flag, barriers, and loads tail. */
+	bw_smp_mb();
+	if (bw_load_relaxed(&m->hdr->rwait.waiting))
+		wake(m, &m->hdr->rwait, BWI_READER);
 }
 
 static void detach(struct bw_stream *s)

@@ -449,6 +449,29 @@ static const struct verb verbs[] = {
 	 "  --ring BYTES   ring capacity (default 4M)\n"
 	 "  --quick        less data per run (for smoke tests)\n"
 	 "  --verbose      every run's figure on stderr\n"},
+	{"serve", cmd_serve,
+	 "--listen HOST:PORT [--provider P] [--timeout MS] [NAME...]",
+	 "Exports named rings (the NAMEs given, else any this user may open)\n"
+	 "to remote readers and writers: a client asks for a ring by name over\n"
+	 "TCP at HOST:PORT and then reads or writes it with one-sided RDMA\n"
+	 "operations. Runs until interrupted.\n"
+	 "  --provider P   libfabric provider: tcp (default, or "
+	 "$BELTWAY_PROVIDER),\n"
+	 "                 shm, sockets, verbs\n"
+	 "  --timeout MS   a silent peer is gone after MS (default 5000)\n"},
+	{"tail", cmd_tail,
+	 "HOST:PORT/NAME [--provider P] [--timeout MS] [--bytes N] [--strict]",
+	 "Copies a remote ring to stdout by one-sided reads (the writer never\n"
+	 "waits for it), from the write position on, until every writer has\n"
+	 "gone. Data overwritten before it was fetched is reported on stderr.\n"
+	 "  --bytes N      stop after N bytes\n"
+	 "  --strict       exit 2 when data was lost\n"},
+	{"push", cmd_push,
+	 "NAME HOST:PORT/NAME [--frp] [--provider P] [--timeout MS]",
+	 "Replicates the local ring NAME into a remote ring by one-sided\n"
+	 "writes, until every writer of NAME has gone. By default the remote\n"
+	 "ring's readers pace it (lossless credit); --frp never waits and\n"
+	 "overwrites what they have not read.\n"},
 	{"demo", demo_main, "[--bytes N] [--readers N]",
 	 "A writer and N readers in separate processes stream N bytes through\n"
 	 "a Beltway multiway pipe; the same data goes through Unix pipes in "

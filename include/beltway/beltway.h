@@ -6,5 +6,6 @@
 #include <beltway/common.h>
 #include <beltway/stream.h>
 #include <beltway/index.h>
+#include <beltway/fabric.h>
 
 #endif

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The descriptor of an exported ring, and the socket helpers of the
+ * rendezvous. A descriptor comes from another host: it is copied once,
+ * checksummed and bounds-checked before anything uses it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bwf.h"
+#include "bwi_ring.h"
+
+/* The position window is the ring header from prod.head to past ctl.scar. */
+_Static_assert(BWF_POS_OFF == offsetof(struct bwi_hdr, prod.head), "window");
+_Static_assert(BWF_POS_OFF + BWF_POS_TAIL == offsetof(struct bwi_hdr, prod.tail),
+	       "window");
+_Static_assert(BWF_POS_OFF + BWF_POS_SCAR == offsetof(struct bwi_hdr, ctl.scar),
+	       "window");
+_Static_assert(BWF_POS_OFF + BWF_POS_WATTACH ==
+		       offsetof(struct bwi_hdr, ctl.wattach),
+	       "window");
+_Static_assert(BWF_POS_OFF + BWF_POS_WDETACH ==
+		       offsetof(struct bwi_hdr, ctl.wdetach),
+	       "window");
+_Static_assert(BWF_POS_LEN == BWF_POS_WDETACH + 4, "window");
+
+void bwf_desc_seal(struct bwf_desc *d)
+{
+	d->magic = BWF_DESC_MAGIC;
+	d->version = BWF_DESC_VERSION;
+	d->pad = 0;
+	d->sum = bwi_fnv1a(d, offsetof(struct bwf_desc, sum));
+}
+
+int bwf_desc_check(const struct bwf_desc *d, uint32_t access)
+{
+	const char *why = NULL;
+
+	if (d->magic != BWF_DESC_MAGIC)
+		why = "bad magic";
+	else if (d->version != BWF_DESC_VERSION)
+		why = "unknown version";
+	else if (d->sum != bwi_fnv1a(d, offsetof(struct bwf_desc, sum)))
+		why = "bad checksum";
+	else if (d->access != access)
+		why = "access is not what was asked for";
+	else if (d->capacity < BWI_MIN_CAPACITY || d->capacity > BWI_MAX_CAPACITY ||
+		 (d->capacity & (d->capacity - 1)))
+		why = "capacity is not a power of two in range";
+	else if (d->layout != BWI_LAYOUT_BYTES && d->layout != BWI_LAYOUT_INDEX)
+		why = "unknown layout";
+	else if (d->addr_len == 0 || d->addr_len > BWF_ADDR_MAX)
+		why = "fabric address length out of range";
+	else if (d->pos_len != BWF_POS_LEN)
+		why = "position window of the wrong size";
+	else if (d->pos_raddr > UINT64_MAX - d->pos_len ||
+		 d->data_raddr > UINT64_MAX - 2 * d->capacity)
+		why = "region wraps the address space";
+	if (why)
+		return bwi_err(EPROTO, "the server's ring descriptor is not "
+				       "valid: %s", why);
+	return 0;
+}
+
+int bwf_parse_hostport(const char *s, char *host, size_t hostlen, char *port,
+		       size_t portlen, const char **rest)
+{
+	const char *h = s, *he, *p, *pe;
+
+	if (!s)
+		return bwi_err(EINVAL, "no address given");
+	if (*s == '[') { /* [v6]:port */
+		h = s + 1;
+		he = strchr(h, ']');
+		if (!he || he[1] != ':')
+			goto bad;
+		p = he + 2;
+	} else {
+		he = strchr(s, ':');
+		if (!he)
+			goto bad;
+		p = he + 1;
+	}
+	pe = p + strspn(p, "0123456789");
+	if (pe == p || pe - p > 5 || he == h || (size_t)(he - h) >= hostlen ||
+	    (size_t)(pe - p) >= portlen)
+		goto bad;
+	if (rest)
+		*rest = pe;
+	else if (*pe)
+		goto bad;
+	memcpy(host, h, (size_t)(he - h));
+	host[he - h] = '\0';
+	memcpy(port, p, (size_t)(pe - p));
+	port[pe - p] = '\0';
+	return 0;
+bad:
+	return bwi_err(EINVAL, "'%s' is not HOST:PORT%s", s,
+		       rest ? "/NAME" : "");
+}
+
+int bwf_full_io(int fd, void *buf, size_t n, bool wr, uint32_t timeout_ms)
+{
+	uint8_t *b = buf;
+	size_t done = 0;
+
+	while (done < n) {
+		struct pollfd p = {.fd = fd, .events = wr ? POLLOUT : POLLIN};
+		ssize_t k;
+		int r = poll(&p, 1, (int)timeout_ms);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return bwi_err(ETIMEDOUT, "the peer sent nothing for %u ms",
+				       timeout_ms);
+		k = wr ? send(fd, b + done, n - done, MSG_NOSIGNAL)
+		       : recv(fd, b + done, n - done, 0);
+		if (k < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (k < 0)
+			return bwi_err(errno, "rendezvous connection");
+		if (k == 0)
+			return bwi_err(ECONNRESET, "the peer closed the rendezvous "
+						   "connection");
+		done += (size_t)k;
+	}
+	return 0;
+}

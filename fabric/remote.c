@@ -1,0 +1,661 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Remote readers (pull) and writers (push) of a ring exported by a server.
+ *
+ * Pull, FRP without feedback. A read fetches the position window (head,
+ * tail, scar, the writer counts), then the data below tail, then the window
+ * again. The byte at position p is intact in the ring while p >= head -
+ * capacity (and p >= scar); head is raised before a writer touches a byte,
+ * so if p is still above the line after the data arrived, what arrived is
+ * what was written at p. Otherwise the read is discarded and its bytes are
+ * counted as lost. The second window read is also the next call's first:
+ * a streaming reader does two round trips per call.
+ *
+ * Push. A writer reserves by raising head with an atomic max (delivery
+ * complete: the reservation is visible before any byte lands), puts its
+ * data with fi_write (delivery complete), and once the data of a prefix of
+ * the stream is complete raises tail with an atomic max. Max is monotonic,
+ * so tail updates need no order among themselves, and no provider ordering
+ * (FI_ORDER_WAW, fences) is relied on: tcp does not give WAW between RMA
+ * and atomics. Several writes are in flight from a registered staging area.
+ * Reservations are taken capacity/8 ahead, so pull readers may count a
+ * byte up to that far ahead of a full ring behind as lost.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bwf.h"
+#include "bwi_ring.h"
+
+#define STAGE_SLOTS 16u
+#define STAGE_SLOT_MAX (512u << 10)
+
+/* Registered scratch memory: what one-sided operations read into, write
+ * from, and what the server writes credit into. */
+struct scratch {
+	uint8_t win[BWF_POS_LEN];
+	uint8_t pad[64 - BWF_POS_LEN % 64];
+	uint64_t head_val;
+	uint64_t pad1[7];
+	uint64_t tail_val;
+	uint64_t pad2[7];
+	_Atomic uint64_t credit; /* written by the server */
+	uint64_t pad3[7];
+};
+
+struct inflight {
+	struct bwf_op op;
+	uint64_t end; /* stream position after this write */
+};
+
+struct bw_remote {
+	struct bwf_ep ep;
+	int fd;	     /* the rendezvous connection: liveness */
+	int flags;
+	struct bwf_desc d;
+	fi_addr_t peer;
+	uint64_t cap, mask;
+	uint64_t pos;	    /* next byte to read, or to write */
+	struct scratch *sc;
+	struct bwf_mr sc_mr;
+	uint8_t *stage;	    /* FI_MR_LOCAL, or push: registered staging */
+	size_t stage_len;
+	size_t slot_len;
+	struct bwf_mr stage_mr;
+	/* pull */
+	uint64_t tail_seen, oldest;
+	bool window_fresh;  /* the window was read after the last data */
+	bool ended;	    /* every writer has left */
+	/* push */
+	uint64_t head_res;  /* head raised up to here */
+	uint64_t tail_sent; /* tail raised up to here (posted) */
+	uint64_t done_end;  /* writes below here have completed */
+	uint64_t want;	    /* bytes waiting for credit */
+	struct inflight fl[STAGE_SLOTS];
+	unsigned fl_head, fl_n; /* FIFO of writes in flight */
+	struct bwf_op head_op, tail_op;
+	bool tail_busy;
+	struct bw_remote_stat st;
+};
+
+/* ---- connecting ------------------------------------------------------------ */
+
+static int tcp_connect(const char *host, const char *port, uint32_t timeout_ms,
+		       int *out)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM},
+			*ai, *a;
+	int r, fd = -1, err = ECONNREFUSED;
+
+	r = getaddrinfo(host, port, &hints, &ai);
+	if (r)
+		return bwi_err(EINVAL, "cannot resolve '%s': %s", host,
+			       gai_strerror(r));
+	for (a = ai; a; a = a->ai_next) {
+		struct pollfd p;
+		socklen_t sl = sizeof(err);
+
+		fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+			break;
+		err = errno;
+		if (err == EINPROGRESS) {
+			p = (struct pollfd){.fd = fd, .events = POLLOUT};
+			r = poll(&p, 1, (int)timeout_ms);
+			if (r == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
+						 &sl) == 0 && err == 0)
+				break;
+			if (r == 0)
+				err = ETIMEDOUT;
+		}
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	if (fd < 0)
+		return bwi_err(err, "cannot reach the Beltway server at %s:%s",
+			       host, port);
+	*out = fd;
+	return 0;
+}
+
+static int parse_url(const char *url, char *host, size_t hl, char *port,
+		     size_t pl, char *name, size_t nl)
+{
+	const char *rest;
+	int r = bwf_parse_hostport(url, host, hl, port, pl, &rest);
+
+	if (r < 0)
+		return r;
+	if (*rest != '/' || strlen(rest + 1) >= nl)
+		return bwi_err(EINVAL, "'%s' is not HOST:PORT/NAME", url);
+	strcpy(name, rest + 1);
+	return bwi_name_check(name);
+}
+
+static uint64_t win64(const struct bw_remote *r, unsigned off)
+{
+	uint64_t v;
+
+	memcpy(&v, r->sc->win + off, 8);
+	return v;
+}
+
+static uint32_t win32(const struct bw_remote *r, unsigned off)
+{
+	uint32_t v;
+
+	memcpy(&v, r->sc->win + off, 4);
+	return v;
+}
+
+/* Reads the position window once and checks it. */
+static int window_read(struct bw_remote *r)
+{
+	struct bwf_op op;
+	uint64_t hd, t, sc, o;
+	int e;
+
+	e = bwf_read(&r->ep, r->peer, r->sc->win, BWF_POS_LEN, r->sc_mr.desc,
+		     r->d.pos_raddr, r->d.pos_key, &op);
+	if (e == 0)
+		e = bwf_wait(&r->ep, &op);
+	if (e < 0)
+		return bwi_err(-e, "reading the ring's positions from the server "
+				   "failed%s",
+			       e == -ETIMEDOUT ? "" : " (key revoked or wrong?)");
+	hd = win64(r, BWF_POS_HEAD);
+	t = win64(r, BWF_POS_TAIL);
+	sc = win64(r, BWF_POS_SCAR);
+	/* Head and tail come from one read that is not atomic across them:
+	 * take the larger as the reservation line. Tail never goes back. */
+	if (hd < t)
+		hd = t;
+	if (t < r->tail_seen || hd - t > r->cap)
+		return bwi_err(EPROTO, "the remote ring's positions are not "
+				       "consistent (head %llu, tail %llu, seen "
+				       "%llu): replaced or corrupted",
+			       (unsigned long long)hd, (unsigned long long)t,
+			       (unsigned long long)r->tail_seen);
+	o = hd > r->cap ? hd - r->cap : 0;
+	r->oldest = o > sc ? o : sc;
+	r->tail_seen = t;
+	r->ended = win32(r, BWF_POS_WATTACH) != 0 &&
+		   win32(r, BWF_POS_WATTACH) == win32(r, BWF_POS_WDETACH);
+	return 0;
+}
+
+static void close_fd_keepalive(int fd, uint32_t timeout_ms)
+{
+	int one = 1, idle = (int)(timeout_ms / 3000) + 1, cnt = 3;
+	unsigned ut = timeout_ms;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+}
+
+static int request(struct bw_remote *r, const char *name, const char *prov)
+{
+	struct bwf_req q;
+	struct bwf_rep p;
+	int e;
+
+	memset(&q, 0, sizeof(q));
+	q.magic = BWF_REQ_MAGIC;
+	q.version = BWF_PROTO_VERSION;
+	q.access = (r->flags & BW_WRITE) ? BWF_ACC_PUSH : BWF_ACC_PULL;
+	q.flags = (uint32_t)(r->flags & BW_REMOTE_LOSSLESS);
+	snprintf(q.name, sizeof(q.name), "%s", name);
+	snprintf(q.prov, sizeof(q.prov), "%s", prov);
+	q.addr_len = (uint32_t)r->ep.addr_len;
+	memcpy(q.addr, r->ep.addr, r->ep.addr_len);
+	q.credit_raddr = r->sc_mr.raddr + offsetof(struct scratch, credit);
+	q.credit_key = r->sc_mr.key;
+	if ((e = bwf_full_io(r->fd, &q, sizeof(q), true, r->ep.timeout_ms)) < 0 ||
+	    (e = bwf_full_io(r->fd, &p, sizeof(p), false, r->ep.timeout_ms)) < 0)
+		return e;
+	if (p.magic != BWF_REP_MAGIC || p.version != BWF_PROTO_VERSION)
+		return bwi_err(EPROTO, "the peer is not a Beltway server of this "
+				       "version");
+	if (p.status < 0) {
+		p.msg[sizeof(p.msg) - 1] = '\0';
+		return bwi_err(p.status >= -4095 ? -p.status : EPROTO,
+			       "server: %s", p.msg);
+	}
+	if ((e = bwf_desc_check(&p.desc, q.access)) < 0)
+		return e;
+	r->d = p.desc;
+	return 0;
+}
+
+int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts,
+		   struct bw_remote **out)
+{
+	char host[256], port[8], name[BWI_NAME_MAX + 1], local[64];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct bw_remote *r;
+	uint32_t tmo = bwf_timeout(opts);
+	int e, rw = flags & (BW_READ | BW_WRITE);
+
+	bwi_err_clear();
+	if (!out || (rw != BW_READ && rw != BW_WRITE) ||
+	    (flags & ~(BW_READ | BW_WRITE | BW_NONBLOCK | BW_REMOTE_LOSSLESS)) ||
+	    ((flags & BW_REMOTE_LOSSLESS) && !(flags & BW_WRITE)))
+		return bwi_err(EINVAL, "bw_remote_open: flags must be BW_READ or "
+				       "BW_WRITE (with BW_REMOTE_LOSSLESS), and "
+				       "BW_NONBLOCK");
+	if ((e = parse_url(url, host, sizeof(host), port, sizeof(port), name,
+			   sizeof(name))) < 0)
+		return e;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->fd = -1;
+	r->flags = flags;
+	if ((e = tcp_connect(host, port, tmo, &r->fd)) < 0)
+		goto fail;
+	close_fd_keepalive(r->fd, tmo);
+	/* Our fabric endpoint on the address the server sees us by, so
+	 * that its one-sided writes back (credit) take the same route. */
+	if (getsockname(r->fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    getnameinfo((struct sockaddr *)&ss, sl, local, sizeof(local), NULL, 0,
+			NI_NUMERICHOST) == 0)
+		e = bwf_ep_open(bwf_provider(opts), local, tmo, &r->ep);
+	else
+		e = -1;
+	if (e < 0)
+		e = bwf_ep_open(bwf_provider(opts), NULL, tmo, &r->ep);
+	if (e < 0)
+		goto fail;
+	r->sc = aligned_alloc(4096, 4096);
+	if (!r->sc) {
+		e = -ENOMEM;
+		goto fail;
+	}
+	memset(r->sc, 0, 4096);
+	if ((e = bwf_mr_reg(&r->ep, r->sc, 4096,
+			    FI_READ | FI_WRITE | FI_REMOTE_WRITE, &r->sc_mr)) < 0)
+		goto fail;
+	if ((e = request(r, name, r->ep.prov)) < 0)
+		goto fail;
+	if ((e = bwf_av_insert(&r->ep, r->d.addr, r->d.addr_len, &r->peer)) < 0)
+		goto fail;
+	r->cap = r->d.capacity;
+	r->mask = r->cap - 1;
+	snprintf(r->st.provider, sizeof(r->st.provider), "%s", r->ep.prov);
+	r->st.capacity = r->cap;
+	r->st.generation = r->d.generation;
+	if ((flags & BW_WRITE) || (r->ep.mr_mode & FI_MR_LOCAL)) {
+		/* Staging: registered memory for the provider to move from
+		 * or into. Reads go straight into the caller's buffer when
+		 * the provider allows it. */
+		r->slot_len = r->cap / 2 < STAGE_SLOT_MAX ? r->cap / 2 : STAGE_SLOT_MAX;
+		if (r->slot_len > r->ep.max_msg)
+			r->slot_len = r->ep.max_msg;
+		r->stage_len = (flags & BW_WRITE) ? r->slot_len * STAGE_SLOTS
+						  : r->slot_len;
+		r->stage = aligned_alloc(4096, (r->stage_len + 4095) & ~(size_t)4095);
+		if (!r->stage) {
+			e = -ENOMEM;
+			goto fail;
+		}
+		if ((e = bwf_mr_reg(&r->ep, r->stage, r->stage_len,
+				    FI_READ | FI_WRITE, &r->stage_mr)) < 0)
+			goto fail;
+	}
+	if ((e = window_read(r)) < 0)
+		goto fail;
+	r->pos = r->tail_seen;
+	r->head_res = r->tail_sent = r->pos;
+	if (flags & BW_WRITE) {
+		uint64_t hd = win64(r, BWF_POS_HEAD);
+
+		/* What the server's writer slot reserved, if anything. */
+		r->head_res = hd > r->pos ? hd : r->pos;
+		bw_store_relaxed(&r->sc->credit, r->d.credit);
+	}
+	r->st.position = r->pos;
+	*out = r;
+	return 0;
+fail:
+	bw_remote_close(r);
+	return e;
+}
+
+/* The session's liveness: -ECONNRESET once the server has gone. */
+static int session_alive(struct bw_remote *r)
+{
+	struct pollfd p = {.fd = r->fd, .events = POLLIN};
+	char c;
+
+	if (poll(&p, 1, 0) == 1 &&
+	    (recv(r->fd, &c, 1, MSG_DONTWAIT) <= 0 || (p.revents & POLLERR)) &&
+	    errno != EAGAIN)
+		return r->ep.err = bwi_err(ECONNRESET, "the server ended the "
+						       "session (it exited, was "
+						       "killed, or the link is "
+						       "down)");
+	return 0;
+}
+
+/* Waits a little before looking again: spins first, then backs off to 1 ms. */
+static void backoff(unsigned *k)
+{
+	struct timespec ts = {0, 0};
+
+	if (++*k < 16) {
+		sched_yield();
+		return;
+	}
+	ts.tv_nsec = *k < 26 ? 10000L << (*k - 16) : 1000000L;
+	if (ts.tv_nsec > 1000000L)
+		ts.tv_nsec = 1000000L;
+	nanosleep(&ts, NULL);
+}
+
+/* ---- pull ------------------------------------------------------------------ */
+
+static ssize_t lose(struct bw_remote *r, uint64_t to)
+{
+	r->st.lost += to - r->pos;
+	r->pos = to;
+	r->st.position = to;
+	return bwi_err(ESTALE, "the writer overwrote %llu bytes before this "
+			       "remote reader fetched them",
+		       (unsigned long long)r->st.lost);
+}
+
+ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
+{
+	struct bwf_op op;
+	unsigned idle = 0;
+	uint64_t k;
+	uint8_t *dst;
+	int e;
+
+	bwi_err_clear();
+	if (!(r->flags & BW_READ))
+		return bwi_err(EBADF, "not a remote reader");
+	if (r->ep.err)
+		return r->ep.err;
+	if (n == 0)
+		return 0;
+	for (;;) {
+		if (!r->window_fresh && (e = window_read(r)) < 0)
+			return e;
+		r->window_fresh = false;
+		if (r->pos < r->oldest)
+			return lose(r, r->oldest);
+		if (r->tail_seen > r->pos)
+			break;
+		if (r->ended)
+			return 0;
+		if (r->flags & BW_NONBLOCK)
+			return bwi_err(EAGAIN, "no data");
+		if ((e = session_alive(r)) < 0)
+			return e;
+		backoff(&idle);
+	}
+	k = r->tail_seen - r->pos;
+	if (k > n)
+		k = n;
+	if (k > r->ep.max_msg)
+		k = r->ep.max_msg;
+	dst = buf;
+	if (r->stage) {
+		if (k > r->stage_len)
+			k = r->stage_len;
+		dst = r->stage;
+	}
+	/* The data window is mapped twice: one read even across the wrap;
+	 * k <= tail - pos <= capacity keeps it inside the region. */
+	e = bwf_read(&r->ep, r->peer, dst, k, r->stage ? r->stage_mr.desc : NULL,
+		     r->d.data_raddr + (r->pos & r->mask), r->d.data_key, &op);
+	if (e == 0)
+		e = bwf_wait(&r->ep, &op);
+	if (e < 0)
+		return bwi_err(-e, "reading ring data from the server failed");
+	if ((e = window_read(r)) < 0)
+		return e;
+	r->window_fresh = true;
+	if (r->pos < r->oldest) /* overwritten while we fetched it */
+		return lose(r, r->oldest);
+	if (dst != buf)
+		memcpy(buf, dst, k);
+	r->pos += k;
+	r->st.position = r->pos;
+	r->st.bytes += k;
+	r->st.calls++;
+	return (ssize_t)k;
+}
+
+/* ---- push ------------------------------------------------------------------ */
+
+/* Retires completed writes in order and raises tail over the completed
+ * prefix: at most one tail update in flight, its value fixed until done. */
+static int push_progress(struct bw_remote *r)
+{
+	int e = bwf_progress(&r->ep);
+
+	if (e < 0)
+		return r->ep.err = e;
+	while (r->fl_n && r->fl[r->fl_head].op.done) {
+		struct inflight *f = &r->fl[r->fl_head];
+
+		if (f->op.err)
+			return r->ep.err = bwi_err(-f->op.err, "a remote write "
+							       "failed");
+		r->done_end = f->end;
+		r->fl_head = (r->fl_head + 1) % STAGE_SLOTS;
+		r->fl_n--;
+	}
+	if (r->tail_busy && r->tail_op.done) {
+		r->tail_busy = false;
+		if (r->tail_op.err)
+			return r->ep.err = bwi_err(-r->tail_op.err,
+						   "raising the remote write "
+						   "position failed");
+	}
+	if (!r->tail_busy && r->done_end > r->tail_sent) {
+		r->sc->tail_val = r->done_end;
+		e = bwf_atomic_max(&r->ep, r->peer, &r->sc->tail_val,
+				   r->sc_mr.desc, r->d.pos_raddr + BWF_POS_TAIL,
+				   r->d.pos_key, FI_DELIVERY_COMPLETE,
+				   &r->tail_op);
+		if (e < 0)
+			return e;
+		r->tail_busy = true;
+		r->tail_sent = r->done_end;
+	}
+	return 0;
+}
+
+/* Drives progress until done(r), within the timeout while operations are
+ * in flight (waiting for credit has no bound but the session's life). */
+static int push_wait(struct bw_remote *r, bool (*done)(const struct bw_remote *),
+		     bool counted)
+{
+	uint64_t deadline = bwi_now_ns() + (uint64_t)r->ep.timeout_ms * 1000000u;
+	unsigned idle = 0;
+	int e;
+
+	for (;;) {
+		if ((e = push_progress(r)) < 0)
+			return e;
+		if (done(r))
+			return 0;
+		if ((e = session_alive(r)) < 0)
+			return e;
+		if (!counted && r->fl_n + r->tail_busy &&
+		    bwi_now_ns() > deadline)
+			return r->ep.err = bwi_err(ETIMEDOUT,
+						   "remote writes did not "
+						   "complete within %u ms",
+						   r->ep.timeout_ms);
+		if (idle > 16 && r->ep.cq_fd >= 0)
+			bwf_idle(&r->ep, 1);
+		else
+			backoff(&idle);
+		idle++;
+	}
+}
+
+static uint64_t credit_limit(const struct bw_remote *r)
+{
+	/* Credit from the server's one-sided write: a position no reader is
+	 * behind. It only grows; a value below what we had is ignored. */
+	return bw_load_acquire(&r->sc->credit) + r->cap;
+}
+
+static bool slot_free(const struct bw_remote *r)
+{
+	return r->fl_n < STAGE_SLOTS;
+}
+
+static bool all_visible(const struct bw_remote *r)
+{
+	return r->fl_n == 0 && !r->tail_busy && r->tail_sent == r->pos;
+}
+
+static bool credit_ok(const struct bw_remote *r)
+{
+	return r->pos + r->want <= credit_limit(r);
+}
+
+/* Raises head so that [pos, pos + k) is reserved, visible at the ring
+ * before any byte of it lands. */
+static int reserve(struct bw_remote *r, uint64_t k)
+{
+	uint64_t h = r->pos + (k > r->cap / 8 ? k : r->cap / 8);
+	int e;
+
+	if (r->pos + k <= r->head_res)
+		return 0;
+	if ((r->flags & BW_REMOTE_LOSSLESS) && h > credit_limit(r))
+		h = credit_limit(r);
+	r->sc->head_val = h;
+	e = bwf_atomic_max(&r->ep, r->peer, &r->sc->head_val, r->sc_mr.desc,
+			   r->d.pos_raddr + BWF_POS_HEAD, r->d.pos_key,
+			   FI_DELIVERY_COMPLETE, &r->head_op);
+	if (e == 0)
+		e = bwf_wait(&r->ep, &r->head_op);
+	if (e < 0)
+		return bwi_err(-e, "reserving space in the remote ring failed");
+	r->head_res = h;
+	return 0;
+}
+
+ssize_t bw_remote_write(struct bw_remote *r, const void *buf, size_t n)
+{
+	const uint8_t *b = buf;
+	size_t done = 0;
+	int e;
+
+	bwi_err_clear();
+	if (!(r->flags & BW_WRITE))
+		return bwi_err(EBADF, "not a remote writer");
+	if (r->ep.err)
+		return r->ep.err;
+	while (done < n) {
+		uint64_t k = n - done;
+		unsigned slot;
+
+		if (k > r->slot_len)
+			k = r->slot_len;
+		if ((r->flags & BW_REMOTE_LOSSLESS) &&
+		    r->pos + k > credit_limit(r)) {
+			if (r->flags & BW_NONBLOCK) {
+				if ((e = push_progress(r)) < 0)
+					return e;
+				if (r->pos + k > credit_limit(r))
+					return done ? (ssize_t)done
+						    : bwi_err(EAGAIN, "no room");
+			}
+			r->st.waits++;
+			r->want = k;
+			if ((e = push_wait(r, credit_ok, true)) < 0)
+				return done ? (ssize_t)done : e;
+		}
+		if ((e = reserve(r, k)) < 0)
+			return done ? (ssize_t)done : e;
+		if ((e = push_wait(r, slot_free, false)) < 0)
+			return done ? (ssize_t)done : e;
+		slot = (r->fl_head + r->fl_n) % STAGE_SLOTS;
+		memcpy(r->stage + (size_t)slot * r->slot_len, b + done, k);
+		e = bwf_write(&r->ep, r->peer, r->stage + (size_t)slot * r->slot_len,
+			      k, r->stage_mr.desc,
+			      r->d.data_raddr + (r->pos & r->mask), r->d.data_key,
+			      FI_DELIVERY_COMPLETE, &r->fl[slot].op);
+		if (e < 0)
+			return done ? (ssize_t)done : e;
+		r->fl[slot].end = r->pos + k;
+		r->fl_n++;
+		r->pos += k;
+		done += k;
+		if ((e = push_progress(r)) < 0)
+			return e;
+	}
+	r->st.bytes += n;
+	r->st.calls++;
+	return (ssize_t)n;
+}
+
+int bw_remote_flush(struct bw_remote *r)
+{
+	bwi_err_clear();
+	if (!(r->flags & BW_WRITE))
+		return 0;
+	if (r->ep.err)
+		return r->ep.err;
+	return push_wait(r, all_visible, false);
+}
+
+int bw_remote_stat(const struct bw_remote *r, struct bw_remote_stat *st)
+{
+	*st = r->st;
+	st->position = r->pos;
+	st->remote_ops = r->ep.ops;
+	return 0;
+}
+
+int bw_remote_close(struct bw_remote *r)
+{
+	int e = 0;
+
+	if (!r)
+		return 0;
+	if (r->ep.ep && (r->flags & BW_WRITE) && !r->ep.err)
+		e = bw_remote_flush(r);
+	/* The buffers are freed only once the endpoint is closed: nothing
+	 * can complete into them after that. */
+	bwf_mr_close(&r->stage_mr);
+	bwf_mr_close(&r->sc_mr);
+	bwf_ep_close(&r->ep);
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->stage);
+	free(r->sc);
+	free(r);
+	return e;
+}

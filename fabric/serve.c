@@ -1,0 +1,555 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The server: exports named rings to remote readers and writers.
+ *
+ * A client connects over TCP and sends one request (struct bwf_req); the
+ * server opens the ring, registers what the client needs with the least
+ * access (pull: the position window and the data, remote-read only; push:
+ * the same, remote-write), and answers with a descriptor. The connection
+ * then stays open and silent: it is the session's liveness signal. When it
+ * closes or fails (the client exited, was killed, or its link is down long
+ * enough for TCP keepalive to give up) the session ends and its regions are
+ * closed, which revokes their keys. Every session has its own regions, so a
+ * client that reconnects gets fresh keys and a new generation.
+ *
+ * The loop also drives the endpoint: software providers (tcp, shm) carry out
+ * remote operations on our memory only when we read our completion queue.
+ * For push sessions it watches the ring's write position to wake local
+ * readers, writes credit (the slowest reader's position) back to lossless
+ * writers, and reaps dead readers so that credit keeps moving.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bwf.h"
+#include "bwi_stream.h"
+
+struct session {
+	int fd;
+	uint32_t access; /* BWF_ACC_* */
+	uint32_t flags;
+	uint64_t generation;
+	struct bwi_map *m;    /* pull: our read-only mapping */
+	struct bw_stream *w;  /* push: the writer slot held for the client */
+	struct bwf_mr pos_mr, data_mr;
+	/* push */
+	uint64_t tail_seen;
+	fi_addr_t peer;
+	uint64_t credit_raddr, credit_key;
+	uint64_t *credit;     /* registered: the value being written back */
+	struct bwf_mr credit_mr;
+	struct bwf_op credit_op;
+	bool credit_busy;
+	uint64_t credit_sent;
+	uint64_t reaped_ns;
+	char name[BWI_NAME_MAX + 1];
+	char peer_host[64];
+	struct session *next;
+};
+
+struct bw_server {
+	struct bwf_ep ep;
+	int lfd;
+	int stopfd; /* eventfd */
+	uint32_t timeout_ms;
+	uint64_t next_gen;
+	char **names; /* exported names, NULL-ended; NULL: any */
+	struct session *sessions;
+	unsigned nsessions;
+	char host[256];
+	int port;
+};
+
+/* Sessions per server: each holds a pollfd in the loop. */
+#define MAX_SESSIONS 60
+
+static bool exported(const struct bw_server *s, const char *name)
+{
+	if (!s->names)
+		return true;
+	for (char **n = s->names; *n; n++)
+		if (!strcmp(*n, name))
+			return true;
+	return false;
+}
+
+/* ---- the sessions file: what `beltway stat` shows ------------------------ */
+
+static void sessions_publish(const struct bw_server *s)
+{
+	char dir[4096], path[4200], tmp[4300];
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/.fabric", bw_ring_dir());
+	(void)mkdir(dir, 01777);
+	snprintf(path, sizeof(path), "%s/%d", dir, (int)getpid());
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "# pid %d starttime %llu listen %s:%d provider %s\n",
+		(int)getpid(), (unsigned long long)bwi_self_starttime(),
+		s->host, s->port, s->ep.prov);
+	for (const struct session *x = s->sessions; x; x = x->next)
+		fprintf(f, "%s %s %s gen %llu peer %s\n", x->name,
+			x->access == BWF_ACC_PULL ? "pull-reader" : "push-writer",
+			x->access == BWF_ACC_PULL
+				? "frp"
+				: (x->flags & BW_REMOTE_LOSSLESS ? "lossless" : "frp"),
+			(unsigned long long)x->generation, x->peer_host);
+	if (fclose(f) == 0)
+		(void)rename(tmp, path);
+	else
+		(void)unlink(tmp);
+}
+
+static void sessions_unpublish(void)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/.fabric/%d", bw_ring_dir(), (int)getpid());
+	(void)unlink(path);
+}
+
+/* ---- opening and closing ------------------------------------------------- */
+
+int bw_server_open(const char *listen_at, const struct bw_fabric_opts *opts,
+		   struct bw_server **out)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE},
+			*ai = NULL;
+	char port[8];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct bw_server *s;
+	const char *node;
+	int r, one = 1;
+
+	bwi_err_clear();
+	if (!out || (opts && opts->struct_size < sizeof(uint32_t) * 2))
+		return bwi_err(EINVAL, "bw_server_open: bad arguments");
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->lfd = s->stopfd = -1;
+	s->timeout_ms = bwf_timeout(opts);
+	s->next_gen = bwi_random64() & 0xffffffffu;
+	r = bwf_parse_hostport(listen_at, s->host, sizeof(s->host), port,
+			       sizeof(port), NULL);
+	if (r < 0)
+		goto fail;
+	if (opts && opts->struct_size >= offsetof(struct bw_fabric_opts, names) +
+						 sizeof(opts->names) &&
+	    opts->names) {
+		size_t n = 0;
+
+		while (opts->names[n])
+			n++;
+		s->names = calloc(n + 1, sizeof(char *));
+		for (size_t i = 0; s->names && i < n; i++)
+			if (!(s->names[i] = strdup(opts->names[i])))
+				break;
+		if (!s->names || (n && !s->names[n - 1])) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	r = getaddrinfo(s->host, port, &hints, &ai);
+	if (r) {
+		r = bwi_err(EINVAL, "cannot resolve '%s': %s", s->host,
+			    gai_strerror(r));
+		goto fail;
+	}
+	s->lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->lfd < 0 ||
+	    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(s->lfd, ai->ai_addr, ai->ai_addrlen) || listen(s->lfd, 64) ||
+	    getsockname(s->lfd, (struct sockaddr *)&ss, &sl)) {
+		r = bwi_err(errno, "cannot listen on %s", listen_at);
+		goto fail;
+	}
+	s->port = ntohs(ss.ss_family == AF_INET6
+				? ((struct sockaddr_in6 *)&ss)->sin6_port
+				: ((struct sockaddr_in *)&ss)->sin_port);
+	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stopfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	/* The fabric endpoint on the listening host, so that clients reach
+	 * it by the route they reached us; a wildcard host, or a provider
+	 * that does not take a host (shm), gets the provider's default. */
+	node = strcmp(s->host, "0.0.0.0") && strcmp(s->host, "::") ? s->host : NULL;
+	r = bwf_ep_open(bwf_provider(opts), node, s->timeout_ms, &s->ep);
+	if (r < 0 && node)
+		r = bwf_ep_open(bwf_provider(opts), NULL, s->timeout_ms, &s->ep);
+	if (r < 0)
+		goto fail;
+	freeaddrinfo(ai);
+	sessions_publish(s);
+	*out = s;
+	return 0;
+fail:
+	if (ai)
+		freeaddrinfo(ai);
+	bw_server_close(s);
+	return r;
+}
+
+int bw_server_port(const struct bw_server *s)
+{
+	return s->port;
+}
+
+static void session_end(struct bw_server *s, struct session *x)
+{
+	/* A credit write still in flight points at our buffer: let it
+	 * finish (bounded by the timeout) before the buffer goes. */
+	if (x->credit_busy)
+		(void)bwf_wait(&s->ep, &x->credit_op);
+	bwf_mr_close(&x->pos_mr);
+	bwf_mr_close(&x->data_mr);
+	bwf_mr_close(&x->credit_mr);
+	free(x->credit);
+	if (x->w) {
+		bwi_remote_writer_release(x->w);
+		bwi_wake_readers(x->w->m);
+		bw_stream_close(x->w);
+	}
+	if (x->m)
+		bwi_map_put(x->m);
+	if (x->fd >= 0)
+		close(x->fd);
+	free(x);
+}
+
+void bw_server_close(struct bw_server *s)
+{
+	if (!s)
+		return;
+	while (s->sessions) {
+		struct session *x = s->sessions;
+
+		s->sessions = x->next;
+		session_end(s, x);
+	}
+	if (s->ep.ep)
+		sessions_unpublish();
+	bwf_ep_close(&s->ep);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	if (s->stopfd >= 0)
+		close(s->stopfd);
+	if (s->names)
+		for (char **n = s->names; *n; n++)
+			free(*n);
+	free(s->names);
+	free(s);
+}
+
+void bw_server_stop(struct bw_server *s)
+{
+	uint64_t one = 1;
+
+	(void)!write(s->stopfd, &one, sizeof(one));
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+static void keepalive(int fd, uint32_t timeout_ms)
+{
+	int one = 1, idle = (int)(timeout_ms / 3000) + 1, cnt = 3;
+	unsigned ut = timeout_ms;
+
+	/* A link that goes down ends the session within about the timeout */
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int open_pull(struct bw_server *s, struct session *x, struct bwf_desc *d)
+{
+	int r = bwi_map_open(x->name, BWI_ACC_RO, &x->m);
+
+	if (r < 0)
+		return r;
+	if ((r = bwf_mr_reg(&s->ep, (uint8_t *)x->m->hdr + BWF_POS_OFF,
+			    BWF_POS_LEN, FI_REMOTE_READ, &x->pos_mr)) < 0 ||
+	    (r = bwf_mr_reg(&s->ep, x->m->data, 2 * x->m->g.capacity,
+			    FI_REMOTE_READ, &x->data_mr)) < 0)
+		return r;
+	d->capacity = x->m->g.capacity;
+	d->ring_id = x->m->g.ring_id;
+	d->layout = x->m->g.layout;
+	return 0;
+}
+
+static int open_push(struct bw_server *s, struct session *x,
+		     const struct bwf_req *q, struct bwf_desc *d)
+{
+	struct bwi_map *m;
+	uint64_t hd, t, min;
+	int r;
+
+	if (!s->ep.atomic_max)
+		return bwi_err(ENOTSUP, "provider %s has no 64-bit atomic max, "
+					"which a remote writer needs",
+			       s->ep.prov);
+	r = bw_stream_open(x->name, BW_WRITE | BW_NOWAIT | BW_NONBLOCK, &x->w);
+	if (r < 0)
+		return r;
+	if ((r = bwi_remote_writer_claim(x->w)) < 0)
+		return r;
+	m = x->w->m;
+	if ((r = bwf_mr_reg(&s->ep, (uint8_t *)m->hdr + BWF_POS_OFF, BWF_POS_LEN,
+			    FI_REMOTE_READ | FI_REMOTE_WRITE, &x->pos_mr)) < 0 ||
+	    (r = bwf_mr_reg(&s->ep, m->data, 2 * m->g.capacity,
+			    FI_REMOTE_WRITE, &x->data_mr)) < 0)
+		return r;
+	t = bw_load_acquire(&m->hdr->prod.tail);
+	hd = bw_load_acquire(&m->hdr->prod.head);
+	x->tail_seen = t;
+	d->capacity = m->g.capacity;
+	d->ring_id = m->g.ring_id;
+	d->layout = m->g.layout;
+	if (x->flags & BW_REMOTE_LOSSLESS) {
+		x->credit = aligned_alloc(64, 64);
+		if (!x->credit)
+			return -ENOMEM;
+		if ((r = bwf_mr_reg(&s->ep, x->credit, 64, FI_WRITE,
+				    &x->credit_mr)) < 0)
+			return r;
+		if ((r = bwf_av_insert(&s->ep, q->addr, q->addr_len, &x->peer)) < 0)
+			return r;
+		x->credit_raddr = q->credit_raddr;
+		x->credit_key = q->credit_key;
+		if ((r = bwi_min_reader(m, hd, t, &min)) < 0)
+			return r;
+		d->credit = x->credit_sent = min;
+	}
+	return 0;
+}
+
+static void accept_one(struct bw_server *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct bwf_req q;
+	struct bwf_rep p;
+	struct session *x;
+	int fd, r;
+
+	fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	x = calloc(1, sizeof(*x));
+	if (!x) {
+		close(fd);
+		return;
+	}
+	x->fd = fd;
+	(void)getnameinfo((struct sockaddr *)&ss, sl, x->peer_host,
+			  sizeof(x->peer_host), NULL, 0, NI_NUMERICHOST);
+	keepalive(fd, s->timeout_ms);
+	memset(&p, 0, sizeof(p));
+	p.magic = BWF_REP_MAGIC;
+	p.version = BWF_PROTO_VERSION;
+	bwi_err_clear();
+	r = bwf_full_io(fd, &q, sizeof(q), false, s->timeout_ms);
+	if (r < 0)
+		goto drop;
+	/* From the network: every field is checked before use. */
+	if (q.magic != BWF_REQ_MAGIC || q.version != BWF_PROTO_VERSION)
+		r = bwi_err(EPROTO, "not a Beltway request, or another version");
+	else if (q.access != BWF_ACC_PULL && q.access != BWF_ACC_PUSH)
+		r = bwi_err(EPROTO, "unknown access %u", q.access);
+	else if (q.flags & ~(uint32_t)BW_REMOTE_LOSSLESS)
+		r = bwi_err(EPROTO, "unknown flags %#x", q.flags);
+	else if (!memchr(q.name, 0, sizeof(q.name)) ||
+		 !memchr(q.prov, 0, sizeof(q.prov)) || q.addr_len > BWF_ADDR_MAX)
+		r = bwi_err(EPROTO, "malformed request");
+	else if (strcmp(q.prov, s->ep.prov))
+		r = bwi_err(EPROTO, "the client uses provider '%s', this server "
+				    "'%s'",
+			    q.prov, s->ep.prov);
+	else if (s->nsessions >= MAX_SESSIONS)
+		r = bwi_err(EBUSY, "the server has %u sessions, its most",
+			    s->nsessions);
+	else if ((r = bwi_name_check(q.name)) == 0 && !exported(s, q.name))
+		r = bwi_err(EACCES, "ring '%s' is not exported by this server",
+			    q.name);
+	if (r == 0) {
+		snprintf(x->name, sizeof(x->name), "%s", q.name);
+		x->access = q.access;
+		x->flags = q.flags;
+		x->generation = ++s->next_gen;
+		p.desc.access = q.access;
+		r = q.access == BWF_ACC_PULL ? open_pull(s, x, &p.desc)
+					     : open_push(s, x, &q, &p.desc);
+	}
+	if (r == 0) {
+		p.desc.generation = x->generation;
+		p.desc.addr_len = (uint32_t)s->ep.addr_len;
+		memcpy(p.desc.addr, s->ep.addr, s->ep.addr_len);
+		p.desc.pos_raddr = x->pos_mr.raddr;
+		p.desc.pos_key = x->pos_mr.key;
+		p.desc.pos_len = BWF_POS_LEN;
+		p.desc.data_raddr = x->data_mr.raddr;
+		p.desc.data_key = x->data_mr.key;
+		bwf_desc_seal(&p.desc);
+	} else {
+		p.status = r;
+		snprintf(p.msg, sizeof(p.msg), "%s", bw_strerror_last());
+	}
+	if (bwf_full_io(fd, &p, sizeof(p), true, s->timeout_ms) < 0 || r < 0)
+		goto drop;
+	x->next = s->sessions;
+	s->sessions = x;
+	s->nsessions++;
+	sessions_publish(s);
+	return;
+drop:
+	session_end(s, x);
+}
+
+/* ---- push sessions ----------------------------------------------------------- */
+
+static void push_tend(struct bw_server *s, struct session *x)
+{
+	struct bwi_map *m = x->w->m;
+	uint64_t t = bw_load_acquire(&m->hdr->prod.tail), hd, min;
+	uint64_t now;
+
+	if (t != x->tail_seen) {
+		x->tail_seen = t;
+		bwi_wake_readers(m);
+	}
+	if (!(x->flags & BW_REMOTE_LOSSLESS))
+		return;
+	if (x->credit_busy) {
+		if (!x->credit_op.done)
+			return;
+		x->credit_busy = false;
+	}
+	now = bwi_now_ns();
+	if (now - x->reaped_ns > 200u * 1000000u) {
+		/* a dead reader must not hold the writer back forever */
+		bwi_reap(m);
+		x->reaped_ns = now;
+	}
+	hd = bw_load_acquire(&m->hdr->prod.head);
+	if (bwi_min_reader(m, hd, t, &min) < 0 || min <= x->credit_sent)
+		return;
+	*x->credit = min;
+	if (bwf_write(&s->ep, x->peer, x->credit, 8, x->credit_mr.desc,
+		      x->credit_raddr, x->credit_key, 0, &x->credit_op) == 0) {
+		x->credit_busy = true;
+		x->credit_sent = min;
+	}
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+int bw_server_run(struct bw_server *s, int timeout_ms)
+{
+	uint64_t end = timeout_ms < 0 ? UINT64_MAX
+				      : bwi_now_ns() + (uint64_t)timeout_ms * 1000000u;
+
+	for (;;) {
+		struct pollfd pf[MAX_SESSIONS + 3];
+		struct session *xs[MAX_SESSIONS + 3];
+		unsigned n = 0;
+		bool push = false;
+		int wait_ms, r;
+		uint64_t now;
+
+		r = bwf_progress(&s->ep);
+		if (r < 0)
+			return r;
+		pf[n++] = (struct pollfd){.fd = s->stopfd, .events = POLLIN};
+		pf[n++] = (struct pollfd){.fd = s->lfd, .events = POLLIN};
+		for (struct session *x = s->sessions; x; x = x->next) {
+			if (x->access == BWF_ACC_PUSH) {
+				push_tend(s, x);
+				push = true;
+			}
+			xs[n] = x;
+			pf[n++] = (struct pollfd){.fd = x->fd, .events = POLLIN};
+		}
+		now = bwi_now_ns();
+		if (now >= end)
+			return 0;
+		wait_ms = end == UINT64_MAX ? 1000 : (int)((end - now) / 1000000u) + 1;
+		/* Push sessions are watched every millisecond: a provider that
+		 * progresses on its own thread tells us nothing. */
+		if (push && wait_ms > 1)
+			wait_ms = 1;
+		if (s->ep.cq_fd >= 0) {
+			struct fid *f = &s->ep.cq->fid;
+
+			if (fi_trywait(s->ep.fabric, &f, 1) == FI_SUCCESS)
+				pf[n++] = (struct pollfd){.fd = s->ep.cq_fd,
+							  .events = POLLIN};
+			else
+				wait_ms = 0;
+		} else if (!s->ep.auto_progress) {
+			wait_ms = 0; /* nothing to sleep on: keep driving */
+		}
+		r = poll(pf, n, wait_ms);
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r <= 0) {
+			if (wait_ms == 0)
+				sched_yield();
+			continue;
+		}
+		if (pf[0].revents) {
+			uint64_t v;
+
+			(void)!read(s->stopfd, &v, sizeof(v));
+			return 0;
+		}
+		for (unsigned i = 2; i < n; i++) {
+			char c[64];
+
+			if (pf[i].fd == s->ep.cq_fd || !pf[i].revents)
+				continue;
+			/* The client never sends after its request: anything
+			 * else is the end of the session. */
+			if (recv(pf[i].fd, c, sizeof(c), MSG_DONTWAIT) < 0 &&
+			    errno == EAGAIN)
+				continue;
+			for (struct session **pp = &s->sessions; *pp;
+			     pp = &(*pp)->next) {
+				if (*pp == xs[i]) {
+					*pp = xs[i]->next;
+					session_end(s, xs[i]);
+					s->nsessions--;
+					break;
+				}
+			}
+			sessions_publish(s);
+		}
+		if (pf[1].revents)
+			accept_one(s);
+	}
+}

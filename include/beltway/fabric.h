@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Beltway fabric: rings on other hosts, reached with one-sided RDMA reads and
+ * writes through libfabric.
+ *
+ * A host exports its named rings with a server (bw_server_open(); the
+ * `beltway serve` command). A client asks the server for a ring by name over
+ * a small TCP rendezvous and gets back a descriptor: the fabric address of
+ * the server's endpoint, the keys and addresses of the ring's registered
+ * memory, its geometry and a generation. From then on ring data moves only
+ * by one-sided reads and writes; the rendezvous connection stays open as the
+ * liveness signal of the session and carries nothing else.
+ *
+ * Pull (BW_READ): the remote reader fetches the write position and the data
+ * with fi_read and writes nothing to the owner (FRP without feedback). Data
+ * that was overwritten while it was being fetched is never delivered: the
+ * reader re-reads the reservation position after the data and counts what
+ * it lost.
+ *
+ * Push (BW_WRITE): the remote writer reserves with an atomic max on the
+ * ring's reservation position, puts the data with fi_write (delivery
+ * complete), then raises the write position with an atomic max. With
+ * BW_REMOTE_LOSSLESS the server writes the ring's slowest reader position
+ * back into the writer's memory (a one-sided write) and the writer never
+ * passes it; without it the writer never waits (FRP) and overwrites.
+ *
+ * Providers: "tcp" (the default), "shm", "sockets", "verbs"; the environment
+ * variable BELTWAY_PROVIDER overrides the default.
+ */
+#ifndef BELTWAY_FABRIC_H
+#define BELTWAY_FABRIC_H
+
+#include <beltway/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct bw_remote;
+struct bw_server;
+
+struct bw_fabric_opts {
+	uint32_t struct_size; /* sizeof(struct bw_fabric_opts) */
+	uint32_t timeout_ms;  /* a peer silent this long is gone: remote
+			       * calls fail with -ETIMEDOUT or -ECONNRESET
+			       * (0: $BELTWAY_FABRIC_TIMEOUT_MS, else 5000) */
+	const char *provider; /* NULL: $BELTWAY_PROVIDER, else "tcp" */
+	const char *const *names; /* servers: the rings exported, NULL-ended
+				   * (NULL: any ring the server may open) */
+};
+#define BW_FABRIC_OPTS_INIT {.struct_size = sizeof(struct bw_fabric_opts)}
+
+/* Flags of bw_remote_open() besides BW_READ, BW_WRITE and BW_NONBLOCK. */
+enum {
+	BW_REMOTE_LOSSLESS = 1 << 8, /* push: wait for the ring's readers */
+};
+
+/* Opens the ring NAME exported by the server at URL "HOST:PORT/NAME" for
+ * pull (BW_READ) or push (BW_WRITE). A reader starts at the write position.
+ * Returns 0, -EINVAL (bad URL or flags), -ECONNREFUSED, -ENOENT (no such
+ * ring), -EACCES (not exported or not permitted), -EBUSY (a push into a ring
+ * that has a writer), -EPROTO (a bad descriptor or reply), -ETIMEDOUT, or
+ * another -errno; bw_strerror_last() says which step failed. */
+BW_API int bw_remote_open(const char *url, int flags,
+			  const struct bw_fabric_opts *opts,
+			  struct bw_remote **out);
+
+/* Copies up to n bytes at the read position into buf. Returns the count, 0
+ * when the server ended the session, -EAGAIN (BW_NONBLOCK, no data),
+ * -ESTALE once when the writer overwrote data before this reader fetched it
+ * (counted in lost; the reader resumes at the oldest byte held),
+ * -ETIMEDOUT or -ECONNRESET when the server or the link is gone. */
+BW_API ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n);
+
+/* Appends n bytes (at most the ring's capacity per call is atomic; larger
+ * calls are split). Returns n or -errno as read does; -EAGAIN with
+ * BW_NONBLOCK when a lossless ring has no room. */
+BW_API ssize_t bw_remote_write(struct bw_remote *r, const void *buf, size_t n);
+
+/* Waits until every byte written is visible to the ring's readers. */
+BW_API int bw_remote_flush(struct bw_remote *r);
+
+struct bw_remote_stat {
+	uint64_t bytes;	     /* delivered (read) or written */
+	uint64_t calls;
+	uint64_t lost;	     /* readers: bytes overwritten before fetched */
+	uint64_t waits;	     /* writers: times it waited for credit */
+	uint64_t remote_ops; /* one-sided operations issued */
+	uint64_t position;   /* the read or write position */
+	uint64_t capacity;
+	uint64_t generation; /* of the export this handle uses */
+	char provider[32];
+};
+
+BW_API int bw_remote_stat(const struct bw_remote *r, struct bw_remote_stat *st);
+
+/* Flushes (writers), ends the session and frees the handle. */
+BW_API int bw_remote_close(struct bw_remote *r);
+
+/* ---- servers ------------------------------------------------------------ */
+
+/* Listens on "HOST:PORT" (PORT 0: any; bw_server_port() tells which) and
+ * opens a fabric endpoint on HOST. */
+BW_API int bw_server_open(const char *listen, const struct bw_fabric_opts *opts,
+			  struct bw_server **out);
+
+/* The TCP port the server listens on. */
+BW_API int bw_server_port(const struct bw_server *s);
+
+/* Serves requests and drives the endpoint for up to timeout_ms (-1: until
+ * bw_server_stop()). Returns 0, or -errno on a failure of the server itself
+ * (a failing client only ends that client's session). */
+BW_API int bw_server_run(struct bw_server *s, int timeout_ms);
+
+/* Makes bw_server_run() return; safe from a signal handler or a thread. */
+BW_API void bw_server_stop(struct bw_server *s);
+
+/* Ends every session (revoking its keys) and frees the server. */
+BW_API void bw_server_close(struct bw_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
