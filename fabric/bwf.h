@@ -119,7 +119,7 @@ struct bwf_desc {
 	uint64_t pos_len;
 	uint64_t data_raddr; /* the data, mapped twice: 2 * capacity bytes */
 	uint64_t data_key;
-	uint64_t credit;     /* lossless push: first credit (slowest reader) */
+	uint64_t credit;     /* lossless push: the first write limit */
 	uint8_t addr[BWF_ADDR_MAX];
 	uint32_t sum;	     /* FNV-1a of the bytes before it */
 	uint32_t pad;
@@ -173,6 +173,12 @@ struct bwf_rep {
 	struct bwf_desc desc;
 };
 _Static_assert(sizeof(struct bwf_rep) == 536, "reply wire size");
+
+/* Test hooks (remote.c): the descriptor a remote handle uses, and a raw
+ * read of len bytes at any remote address and key into its scratch. */
+struct bwf_desc *bwf_remote_desc(struct bw_remote *r);
+int bwf_remote_probe(struct bw_remote *r, uint64_t raddr, uint64_t key,
+		     size_t len);
 
 int bwf_parse_hostport(const char *s, char *host, size_t hostlen,
 		       char *port, size_t portlen, const char **rest);

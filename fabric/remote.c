@@ -90,6 +90,9 @@ struct bw_remote {
 	struct bw_remote_stat st;
 };
 
+static int session_alive(struct bw_remote *r);
+static int op_error(struct bw_remote *r, int e, const char *what);
+
 /* ---- connecting ------------------------------------------------------------ */
 
 static int tcp_connect(const char *host, const char *port, uint32_t timeout_ms,
@@ -178,9 +181,7 @@ static int window_read(struct bw_remote *r)
 	if (e == 0)
 		e = bwf_wait(&r->ep, &op);
 	if (e < 0)
-		return bwi_err(-e, "reading the ring's positions from the server "
-				   "failed%s",
-			       e == -ETIMEDOUT ? "" : " (key revoked or wrong?)");
+		return op_error(r, e, "reading the ring's positions");
 	hd = win64(r, BWF_POS_HEAD);
 	t = win64(r, BWF_POS_TAIL);
 	sc = win64(r, BWF_POS_SCAR);
@@ -213,6 +214,8 @@ static void close_fd_keepalive(int fd, uint32_t timeout_ms)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
 }
+
+static void remote_free(struct bw_remote *r);
 
 static int request(struct bw_remote *r, const char *name, const char *prov)
 {
@@ -339,7 +342,7 @@ int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts
 	*out = r;
 	return 0;
 fail:
-	bw_remote_close(r);
+	remote_free(r);
 	return e;
 }
 
@@ -357,6 +360,21 @@ static int session_alive(struct bw_remote *r)
 						       "killed, or the link is "
 						       "down)");
 	return 0;
+}
+
+/* A failed one-sided operation: the session's end if the server has gone
+ * (its socket says so), else the provider's error: a revoked or wrong key,
+ * an address outside the region, or a connection the provider dropped. */
+static int op_error(struct bw_remote *r, int e, const char *what)
+{
+	if (e != -ETIMEDOUT && session_alive(r) < 0)
+		return r->ep.err;
+	if (e == -ETIMEDOUT)
+		return e;
+	return bwi_err(-e, "%s from the server failed: the provider refused "
+			   "the operation (key revoked or wrong, or the "
+			   "connection dropped)",
+		       what);
 }
 
 /* Waits a little before looking again: spins first, then backs off to 1 ms. */
@@ -435,7 +453,7 @@ ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
 	if (e == 0)
 		e = bwf_wait(&r->ep, &op);
 	if (e < 0)
-		return bwi_err(-e, "reading ring data from the server failed");
+		return op_error(r, e, "reading ring data");
 	if ((e = window_read(r)) < 0)
 		return e;
 	r->window_fresh = true;
@@ -464,8 +482,8 @@ static int push_progress(struct bw_remote *r)
 		struct inflight *f = &r->fl[r->fl_head];
 
 		if (f->op.err)
-			return r->ep.err = bwi_err(-f->op.err, "a remote write "
-							       "failed");
+			return r->ep.err = op_error(r, f->op.err, "writing ring "
+								  "data");
 		r->done_end = f->end;
 		r->fl_head = (r->fl_head + 1) % STAGE_SLOTS;
 		r->fl_n--;
@@ -473,9 +491,9 @@ static int push_progress(struct bw_remote *r)
 	if (r->tail_busy && r->tail_op.done) {
 		r->tail_busy = false;
 		if (r->tail_op.err)
-			return r->ep.err = bwi_err(-r->tail_op.err,
-						   "raising the remote write "
-						   "position failed");
+			return r->ep.err = op_error(r, r->tail_op.err,
+						    "raising the remote write "
+						    "position");
 	}
 	if (!r->tail_busy && r->done_end > r->tail_sent) {
 		r->sc->tail_val = r->done_end;
@@ -523,9 +541,9 @@ static int push_wait(struct bw_remote *r, bool (*done)(const struct bw_remote *)
 
 static uint64_t credit_limit(const struct bw_remote *r)
 {
-	/* Credit from the server's one-sided write: a position no reader is
-	 * behind. It only grows; a value below what we had is ignored. */
-	return bw_load_acquire(&r->sc->credit) + r->cap;
+	/* Credit from the server's one-sided write: the position up to which
+	 * we may write (a ring ahead of the slowest reader). It only grows. */
+	return bw_load_acquire(&r->sc->credit);
 }
 
 static bool slot_free(const struct bw_remote *r)
@@ -536,6 +554,11 @@ static bool slot_free(const struct bw_remote *r)
 static bool all_visible(const struct bw_remote *r)
 {
 	return r->fl_n == 0 && !r->tail_busy && r->tail_sent == r->pos;
+}
+
+static bool tail_idle(const struct bw_remote *r)
+{
+	return !r->tail_busy;
 }
 
 static bool credit_ok(const struct bw_remote *r)
@@ -554,6 +577,11 @@ static int reserve(struct bw_remote *r, uint64_t k)
 		return 0;
 	if ((r->flags & BW_REMOTE_LOSSLESS) && h > credit_limit(r))
 		h = credit_limit(r);
+	/* One atomic in flight at a time: shm (libfabric 1.17) applied a
+	 * FI_MAX with the operand of another atomic in flight from the same
+	 * endpoint (tail took head's value). */
+	if (r->tail_busy && (e = push_wait(r, tail_idle, false)) < 0)
+		return e;
 	r->sc->head_val = h;
 	e = bwf_atomic_max(&r->ep, r->peer, &r->sc->head_val, r->sc_mr.desc,
 			   r->d.pos_raddr + BWF_POS_HEAD, r->d.pos_key,
@@ -561,7 +589,7 @@ static int reserve(struct bw_remote *r, uint64_t k)
 	if (e == 0)
 		e = bwf_wait(&r->ep, &r->head_op);
 	if (e < 0)
-		return bwi_err(-e, "reserving space in the remote ring failed");
+		return op_error(r, e, "reserving space in the remote ring");
 	r->head_res = h;
 	return 0;
 }
@@ -639,14 +667,8 @@ int bw_remote_stat(const struct bw_remote *r, struct bw_remote_stat *st)
 	return 0;
 }
 
-int bw_remote_close(struct bw_remote *r)
+static void remote_free(struct bw_remote *r)
 {
-	int e = 0;
-
-	if (!r)
-		return 0;
-	if (r->ep.ep && (r->flags & BW_WRITE) && !r->ep.err)
-		e = bw_remote_flush(r);
 	/* The buffers are freed only once the endpoint is closed: nothing
 	 * can complete into them after that. */
 	bwf_mr_close(&r->stage_mr);
@@ -657,5 +679,36 @@ int bw_remote_close(struct bw_remote *r)
 	free(r->stage);
 	free(r->sc);
 	free(r);
+}
+
+int bw_remote_close(struct bw_remote *r)
+{
+	int e = 0;
+
+	if (!r)
+		return 0;
+	if ((r->flags & BW_WRITE) && !r->ep.err)
+		e = bw_remote_flush(r);
+	remote_free(r);
 	return e;
+}
+
+/* ---- white-box hooks for the tests (not exported) ---------------------------- */
+
+struct bwf_desc *bwf_remote_desc(struct bw_remote *r)
+{
+	return &r->d;
+}
+
+int bwf_remote_probe(struct bw_remote *r, uint64_t raddr, uint64_t key,
+		     size_t len)
+{
+	struct bwf_op op;
+	int e;
+
+	if (len > sizeof(r->sc->win))
+		return -EINVAL;
+	e = bwf_read(&r->ep, r->peer, r->sc->win, len, r->sc_mr.desc, raddr, key,
+		     &op);
+	return e ? e : bwf_wait(&r->ep, &op);
 }

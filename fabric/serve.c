@@ -303,11 +303,26 @@ static int open_pull(struct bw_server *s, struct session *x, struct bwf_desc *d)
 	return 0;
 }
 
+/* What a lossless remote writer may write up to: a ring ahead of the
+ * slowest reader; with no reader attached, nothing beyond the write
+ * position (like a FIFO, the writer waits for its first reader). */
+static int credit_limit(struct bwi_map *m, uint64_t hd, uint64_t t,
+			uint64_t *lim)
+{
+	uint64_t min;
+	int n = bwi_min_reader(m, hd, t, &min);
+
+	if (n < 0)
+		return n;
+	*lim = n ? min + m->g.capacity : t;
+	return 0;
+}
+
 static int open_push(struct bw_server *s, struct session *x,
 		     const struct bwf_req *q, struct bwf_desc *d)
 {
 	struct bwi_map *m;
-	uint64_t hd, t, min;
+	uint64_t hd, t, lim;
 	int r;
 
 	if (!s->ep.atomic_max)
@@ -342,9 +357,9 @@ static int open_push(struct bw_server *s, struct session *x,
 			return r;
 		x->credit_raddr = q->credit_raddr;
 		x->credit_key = q->credit_key;
-		if ((r = bwi_min_reader(m, hd, t, &min)) < 0)
+		if ((r = credit_limit(m, hd, t, &lim)) < 0)
 			return r;
-		d->credit = x->credit_sent = min;
+		d->credit = x->credit_sent = lim;
 	}
 	return 0;
 }
@@ -436,7 +451,7 @@ drop:
 static void push_tend(struct bw_server *s, struct session *x)
 {
 	struct bwi_map *m = x->w->m;
-	uint64_t t = bw_load_acquire(&m->hdr->prod.tail), hd, min;
+	uint64_t t = bw_load_acquire(&m->hdr->prod.tail), hd, lim;
 	uint64_t now;
 
 	if (t != x->tail_seen) {
@@ -457,13 +472,13 @@ static void push_tend(struct bw_server *s, struct session *x)
 		x->reaped_ns = now;
 	}
 	hd = bw_load_acquire(&m->hdr->prod.head);
-	if (bwi_min_reader(m, hd, t, &min) < 0 || min <= x->credit_sent)
+	if (credit_limit(m, hd, t, &lim) < 0 || lim <= x->credit_sent)
 		return;
-	*x->credit = min;
+	*x->credit = lim;
 	if (bwf_write(&s->ep, x->peer, x->credit, 8, x->credit_mr.desc,
 		      x->credit_raddr, x->credit_key, 0, &x->credit_op) == 0) {
 		x->credit_busy = true;
-		x->credit_sent = min;
+		x->credit_sent = lim;
 	}
 }
 

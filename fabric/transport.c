@@ -74,7 +74,7 @@ static struct fi_info *hints_for(const char *prov, bool atomics, bool waw)
 				  FI_MR_ENDPOINT;
 	h->domain_attr->threading = FI_THREAD_DOMAIN;
 	if (waw)
-		h->tx_attr->msg_order = FI_ORDER_WAW;
+		h->tx_attr->msg_order = FI_ORDER_RAR | FI_ORDER_RAW | FI_ORDER_WAW;
 	h->fabric_attr->prov_name = strdup(prov);
 	if (!h->fabric_attr->prov_name) {
 		fi_freeinfo(h);
@@ -86,11 +86,15 @@ static struct fi_info *hints_for(const char *prov, bool atomics, bool waw)
 static int get_info(const char *prov, const char *node, struct fi_info **out)
 {
 	/* Atomics first (the push path raises positions with FI_MAX), then
-	 * without: pull needs only FI_READ. */
-	static const bool tries[][2] = {{true, false}, {false, false}};
+	 * without: pull needs only FI_READ. Ordered RMA first: we do not rely
+	 * on the order, but shm copies straight into the peer's memory
+	 * without checking its key ("fast RMA") unless RMA ordering is asked
+	 * for, and a revoked or wrong key must be refused. */
+	static const bool tries[][2] = {
+		{true, true}, {true, false}, {false, true}, {false, false}};
 	int r = -FI_ENODATA;
 
-	for (unsigned i = 0; i < 2; i++) {
+	for (unsigned i = 0; i < 4; i++) {
 		struct fi_info *h = hints_for(prov, tries[i][0], tries[i][1]);
 
 		if (!h)
@@ -113,6 +117,10 @@ int bwf_ep_open(const char *prov, const char *node, uint32_t timeout_ms,
 	struct fi_av_attr ava = {.type = FI_AV_TABLE};
 	int r;
 
+	/* shm names an endpoint by the node string: two processes given the
+	 * same host would collide; let it pick a unique name. */
+	if (!strncmp(prov, "shm", 3))
+		node = NULL;
 	memset(e, 0, sizeof(*e));
 	e->cq_fd = -1;
 	e->timeout_ms = timeout_ms;

@@ -1,0 +1,685 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fabric layer on loopback, per provider (tcp and shm; sockets too):
+ * remote pull and push with patterned data checked byte by byte, a writer
+ * that overruns a remote reader, refused pushes, a killed server, killed
+ * clients, hostile rendezvous input, wrong keys, stale generations and
+ * reads outside a registered region. The server runs in a child process.
+ * The multi-host version (network namespaces) is test_fabric_netns.sh.
+ *
+ * White-box: links the library statically for the descriptor hooks.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bwf.h"
+#include "helpers.h"
+
+#define TMO 1500u /* ms: how long a silent peer may take to be declared gone */
+
+static const char *prov = "tcp";
+static pid_t server_pid = -1;
+static int server_port;
+
+static struct bw_fabric_opts fopts(void)
+{
+	struct bw_fabric_opts o = BW_FABRIC_OPTS_INIT;
+
+	o.provider = prov;
+	o.timeout_ms = TMO;
+	return o;
+}
+
+/* Starts a server in a child; only `names` exported when given. */
+static void server_start(const char *const *names)
+{
+	int p[2];
+
+	CU_ASSERT_FATAL(pipe(p) == 0);
+	server_pid = fork();
+	CU_ASSERT_FATAL(server_pid >= 0);
+	if (server_pid == 0) {
+		struct bw_fabric_opts o = fopts();
+		struct bw_server *s;
+		int port = -1;
+
+		close(p[0]);
+		o.names = names;
+		if (bw_server_open("127.0.0.1:0", &o, &s) == 0)
+			port = bw_server_port(s);
+		else
+			fprintf(stderr, "server: %s\n", bw_strerror_last());
+		if (write(p[1], &port, sizeof(port)) != sizeof(port) || port < 0)
+			_exit(1);
+		close(p[1]);
+		_exit(bw_server_run(s, -1) < 0 ? 2 : 0);
+	}
+	close(p[1]);
+	CU_ASSERT_FATAL(read(p[0], &server_port, sizeof(server_port)) ==
+			sizeof(server_port));
+	close(p[0]);
+	CU_ASSERT_FATAL(server_port > 0);
+}
+
+/* Stops the server; it must still be running (no crash on bad input). */
+static void server_stop(void)
+{
+	if (server_pid <= 0)
+		return;
+	CU_ASSERT_EQUAL(waitpid(server_pid, NULL, WNOHANG), 0);
+	kill(server_pid, SIGKILL);
+	bwt_wait(server_pid);
+	server_pid = -1;
+}
+
+static char *url(const char *name)
+{
+	static char u[128];
+
+	snprintf(u, sizeof(u), "127.0.0.1:%d/%s", server_port, name);
+	return u;
+}
+
+static void mkring(const char *name, uint64_t size)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+
+	o.size = size;
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo(name, &o), 0);
+}
+
+/* A child that writes total bytes of stream `seed` into NAME in blocks of
+ * blk; with a token pipe it writes `window` bytes, then waits for a token
+ * byte before each further window. Exits 0 when all was written. */
+static pid_t writer_child(const char *name, uint64_t total, size_t blk,
+			  uint32_t seed, int tokfd, uint64_t window)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct bw_stream *w;
+		uint8_t *buf = malloc(blk);
+		uint64_t pos = 0, next_tok = window;
+
+		if (!buf || bw_stream_open(name, BW_WRITE | BW_NOWAIT, &w) < 0)
+			_exit(3);
+		while (pos < total) {
+			size_t n = total - pos < blk ? (size_t)(total - pos) : blk;
+			char c;
+
+			if (tokfd >= 0 && pos >= next_tok) {
+				if (read(tokfd, &c, 1) != 1)
+					_exit(4);
+				next_tok += window;
+			}
+			bwt_fill(buf, n, pos, seed);
+			if (bw_stream_write(w, buf, n) != (ssize_t)n)
+				_exit(5);
+			pos += n;
+		}
+		bw_stream_close(w);
+		_exit(0);
+	}
+	return pid;
+}
+
+/* Reads r to its end; checks every byte at its stream position (the ring
+ * was fresh, so stream position = ring position). Returns bytes read, or
+ * -1 on a wrong byte; counts -ESTALE returns. */
+static int64_t drain(struct bw_remote *r, uint32_t seed, int tokfd,
+		     uint64_t window, unsigned *stale)
+{
+	uint8_t *buf = malloc(256 << 10);
+	struct bw_remote_stat st;
+	uint64_t got = 0, next_tok = window;
+	int64_t ret = 0;
+
+	*stale = 0;
+	for (;;) {
+		ssize_t n;
+		uint64_t pos;
+
+		bw_remote_stat(r, &st);
+		pos = st.position;
+		n = bw_remote_read(r, buf, 256 << 10);
+		if (n == -ESTALE) {
+			++*stale;
+			continue;
+		}
+		if (n < 0) {
+			fprintf(stderr, "drain: %s\n", bw_strerror_last());
+			ret = n;
+			break;
+		}
+		if (n == 0)
+			break;
+		if (bwt_verify(buf, (size_t)n, pos, seed) != -1) {
+			fprintf(stderr, "wrong byte near position %llu\n",
+				(unsigned long long)pos);
+			ret = -1;
+			break;
+		}
+		got += (uint64_t)n;
+		while (tokfd >= 0 && got >= next_tok) {
+			if (write(tokfd, "t", 1) != 1)
+				break;
+			next_tok += window;
+		}
+	}
+	free(buf);
+	return ret < 0 ? ret : (int64_t)got;
+}
+
+/* ---- pull ----------------------------------------------------------------- */
+
+static void pull_lossless_by_handshake(void)
+{
+	struct bw_fabric_opts o = fopts();
+	struct bw_remote *r;
+	struct bw_remote_stat st;
+	const uint64_t total = 24u << 20, window = 128u << 10;
+	unsigned stale;
+	int tok[2];
+	pid_t w;
+	int64_t got;
+
+	mkring("pull1", 256u << 10);
+	server_start(NULL);
+	CU_ASSERT_EQUAL(bw_remote_open(url("nosuch"), BW_READ, &o, &r), -ENOENT);
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("pull1"), BW_READ, &o, &r), 0);
+	CU_ASSERT_FATAL(pipe(tok) == 0);
+	/* The writer stays within half a ring of what the reader has
+	 * taken, so nothing may be lost. */
+	w = writer_child("pull1", total, 64u << 10, 7, tok[0], window);
+	got = drain(r, 7, tok[1], window, &stale);
+	CU_ASSERT_EQUAL(got, (int64_t)total);
+	CU_ASSERT_EQUAL(stale, 0);
+	bw_remote_stat(r, &st);
+	CU_ASSERT_EQUAL(st.lost, 0);
+	CU_ASSERT_EQUAL(st.bytes, total);
+	CU_ASSERT(st.remote_ops >= 2 * total / (256u << 10));
+	close(tok[0]);
+	close(tok[1]);
+	CU_ASSERT_EQUAL(bwt_wait(w), 0);
+	bw_remote_close(r);
+	server_stop();
+	bw_unlink("pull1");
+}
+
+static void pull_overrun(void)
+{
+	struct bw_fabric_opts o = fopts();
+	struct bw_remote *r;
+	struct bw_remote_stat st;
+	const uint64_t total = 64u << 20;
+	unsigned stale;
+	pid_t w;
+	int64_t got;
+
+	/* A small ring, a writer that never waits: the remote reader must
+	 * lose data, must never deliver a byte that is not the one written
+	 * at its position (drain checks all), and must account for every
+	 * byte: delivered + lost = written. */
+	mkring("pull2", 16u << 10);
+	server_start(NULL);
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("pull2"), BW_READ, &o, &r), 0);
+	w = writer_child("pull2", total, 4096, 9, -1, 0);
+	got = drain(r, 9, -1, 0, &stale);
+	CU_ASSERT(got >= 0);
+	bw_remote_stat(r, &st);
+	CU_ASSERT_EQUAL(st.bytes + st.lost, total);
+	CU_ASSERT(st.lost > 0);
+	CU_ASSERT(stale > 0);
+	CU_ASSERT_EQUAL(bwt_wait(w), 0);
+	bw_remote_close(r);
+	server_stop();
+	bw_unlink("pull2");
+}
+
+/* ---- push ----------------------------------------------------------------- */
+
+/* A local reader of NAME in a child: exits 0 when it read exactly total
+ * bytes of stream seed and then saw the end of the stream. */
+static pid_t reader_child(const char *name, uint64_t total, uint32_t seed)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct bw_stream *s;
+		uint64_t pos = 0;
+
+		/* waits for a writer: the push session's */
+		if (bw_stream_open(name, BW_READ, &s) < 0)
+			_exit(3);
+		for (;;) {
+			const void *p;
+			ssize_t n = bw_stream_peek(s, &p, 1u << 20);
+
+			if (n < 0)
+				_exit(4);
+			if (n == 0)
+				break;
+			ssize_t off = bwt_verify(p, (size_t)n, pos, seed);
+
+			if (off != -1) {
+				fprintf(stderr, "reader: wrong byte at %llu\n",
+					(unsigned long long)(pos + (uint64_t)off));
+				_exit(5);
+			}
+			pos += (uint64_t)n;
+		}
+		_exit(pos == total ? 0 : 6);
+	}
+	return pid;
+}
+
+static void push_lossless(void)
+{
+	struct bw_fabric_opts o = fopts();
+	struct bw_remote *r;
+	struct bw_remote_stat st;
+	const uint64_t total = 32u << 20;
+	uint8_t *buf = malloc(100000);
+
+	struct bw_stream *lw;
+	uint64_t pos = 0;
+	pid_t rd;
+
+	mkring("push1", 256u << 10);
+	server_start(NULL);
+	rd = reader_child("push1", total, 11);
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("push1"),
+					     BW_WRITE | BW_REMOTE_LOSSLESS, &o, &r),
+			      0);
+	/* While the push holds the ring, no local writer may join. */
+	CU_ASSERT_EQUAL(bw_stream_open("push1", BW_WRITE | BW_NOWAIT, &lw),
+			-EBUSY);
+	/* odd sizes: writes straddle the wrap and the staging slots */
+	while (pos < total) {
+		size_t n = total - pos < 100000 ? (size_t)(total - pos) : 100000;
+
+		bwt_fill(buf, n, pos, 11);
+		CU_ASSERT_EQUAL_FATAL(bw_remote_write(r, buf, n), (ssize_t)n);
+		pos += n;
+	}
+	CU_ASSERT_EQUAL(bw_remote_flush(r), 0);
+	bw_remote_stat(r, &st);
+	CU_ASSERT_EQUAL(st.bytes, total);
+	CU_ASSERT(st.waits > 0); /* a 256 KiB ring: credit paced it */
+	CU_ASSERT_EQUAL(bw_remote_close(r), 0);
+	/* the session ended: the reader sees the end of the stream */
+	{
+		int rs = bwt_wait(rd);
+
+		CU_ASSERT_EQUAL(rs, 0);
+		if (rs)
+			fprintf(stderr, "local reader: exit %d\n", rs);
+	}
+	/* and a local writer may attach again */
+	CU_ASSERT_EQUAL(bw_stream_open("push1", BW_WRITE | BW_NOWAIT, &lw), 0);
+	bw_stream_close(lw);
+	free(buf);
+	server_stop();
+	bw_unlink("push1");
+}
+
+static void push_refused_with_writer(void)
+{
+	struct bw_fabric_opts o = fopts();
+	struct bw_remote *r;
+	struct bw_stream *lw;
+
+	mkring("push2", 64u << 10);
+	server_start(NULL);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("push2", BW_WRITE | BW_NOWAIT, &lw), 0);
+	CU_ASSERT_EQUAL(bw_remote_open(url("push2"), BW_WRITE, &o, &r), -EBUSY);
+	CU_ASSERT(strstr(bw_strerror_last(), "another writer") != NULL);
+	if (!strstr(bw_strerror_last(), "another writer"))
+		fprintf(stderr, "refused push: %s\n", bw_strerror_last());
+	bw_stream_close(lw);
+	server_stop();
+	bw_unlink("push2");
+}
+
+/* A child that pushes forever into NAME; killed by the test. */
+static pid_t pusher_child(const char *name, int ready)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct bw_fabric_opts o = fopts();
+		struct bw_remote *r;
+		uint8_t buf[4096];
+		uint64_t pos = 0;
+
+		if (bw_remote_open(url(name), BW_WRITE | BW_REMOTE_LOSSLESS, &o,
+				   &r) < 0)
+			_exit(3);
+		for (;; pos += sizeof(buf)) {
+			bwt_fill(buf, sizeof(buf), pos, 5);
+			if (bw_remote_write(r, buf, sizeof(buf)) < 0)
+				_exit(4);
+			if (pos == 32u << 10 &&
+			    (bw_remote_flush(r) < 0 || write(ready, "r", 1) != 1))
+				_exit(5);
+		}
+	}
+	return pid;
+}
+
+static void push_writer_killed(void)
+{
+	struct bw_stream *s, *lw;
+	int p[2];
+	char c;
+	pid_t w;
+	uint64_t pos = 0, total = 0;
+	bool ok = true;
+
+	/* A remote writer killed mid-stream: the server ends its session,
+	 * the local reader sees the end of the stream after intact data
+	 * only, and the ring takes a new writer. */
+	mkring("push3", 64u << 10);
+	server_start(NULL);
+	CU_ASSERT_FATAL(pipe(p) == 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("push3", BW_READ | BW_NOWAIT |
+						      BW_FROM_START, &s), 0);
+	w = pusher_child("push3", p[1]);
+	CU_ASSERT_EQUAL(read(p[0], &c, 1), 1);
+	kill(w, SIGKILL);
+	bwt_wait(w);
+	for (;;) {
+		uint8_t buf[8192];
+		ssize_t n = bw_stream_read(s, buf, sizeof(buf));
+
+		CU_ASSERT_FATAL(n >= 0);
+		if (n == 0)
+			break;
+		pos = (uint64_t)bw_stream_lseek(s, 0, SEEK_CUR) - (uint64_t)n;
+		ok &= bwt_verify(buf, (size_t)n, pos, 5) == -1;
+		total += (uint64_t)n;
+	}
+	CU_ASSERT(ok);
+	/* at least what it had flushed before it was killed */
+	CU_ASSERT(total >= (32u << 10) + 4096);
+	bw_stream_close(s);
+	CU_ASSERT_EQUAL(bw_stream_open("push3", BW_WRITE | BW_NOWAIT, &lw), 0);
+	bw_stream_close(lw);
+	close(p[0]);
+	close(p[1]);
+	server_stop();
+	bw_unlink("push3");
+}
+
+/* ---- failures --------------------------------------------------------------- */
+
+static void server_killed(void)
+{
+	struct bw_fabric_opts o = fopts();
+	struct bw_remote *r;
+	uint8_t buf[4096];
+	ssize_t n;
+
+	/* A reader waiting for data whose server is killed gets an error,
+	 * not a hang (the harness's timeout would catch a hang). */
+	mkring("gone", 64u << 10);
+	server_start(NULL);
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("gone"), BW_READ, &o, &r), 0);
+	kill(server_pid, SIGKILL);
+	bwt_wait(server_pid);
+	server_pid = -1;
+	n = bw_remote_read(r, buf, sizeof(buf));
+	CU_ASSERT(n == -ECONNRESET || n == -ETIMEDOUT || n == -EIO);
+	if (n != -ECONNRESET && n != -ETIMEDOUT)
+		fprintf(stderr, "after the server died: %zd %s\n", n,
+			bw_strerror_last());
+	CU_ASSERT(bw_strerror_last()[0] != '\0');
+	/* and stays failed */
+	CU_ASSERT(bw_remote_read(r, buf, sizeof(buf)) < 0);
+	bw_remote_close(r);
+	bw_unlink("gone");
+}
+
+/* The server's published session count (its sessions file). */
+static int sessions_of(pid_t pid)
+{
+	char path[4096], line[512];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/.fabric/%d", bw_ring_dir(), (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += line[0] != '#';
+	fclose(f);
+	return n;
+}
+
+/* Waits (polling, bounded) until the server shows want sessions. */
+static bool sessions_become(int want)
+{
+	struct pollfd none;
+
+	for (int i = 0; i < 2000; i++) {
+		if (sessions_of(server_pid) == want)
+			return true;
+		(void)poll(&none, 0, 5);
+	}
+	return false;
+}
+
+static void client_killed(void)
+{
+	pid_t c;
+	int p[2];
+	char x;
+
+	/* A pull client killed: its session ends and its keys go. */
+	mkring("cli", 64u << 10);
+	server_start(NULL);
+	CU_ASSERT_FATAL(pipe(p) == 0);
+	c = fork();
+	if (c == 0) {
+		struct bw_fabric_opts o = fopts();
+		struct bw_remote *r;
+
+		if (bw_remote_open(url("cli"), BW_READ, &o, &r) < 0 ||
+		    write(p[1], "o", 1) != 1)
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	CU_ASSERT_EQUAL(read(p[0], &x, 1), 1);
+	CU_ASSERT(sessions_become(1));
+	kill(c, SIGKILL);
+	bwt_wait(c);
+	CU_ASSERT(sessions_become(0));
+	close(p[0]);
+	close(p[1]);
+	server_stop();
+	bw_unlink("cli");
+}
+
+static void bad_requests(void)
+{
+	static const char *const only[] = {"shown", NULL};
+	struct bw_fabric_opts o = fopts();
+	struct bw_remote *r;
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	struct bwf_rep rep;
+	uint8_t junk[sizeof(struct bwf_req)];
+	int fd;
+
+	mkring("shown", 64u << 10);
+	mkring("hidden", 64u << 10);
+	server_start(only);
+	CU_ASSERT_EQUAL(bw_remote_open(url("hidden"), BW_READ, &o, &r), -EACCES);
+	CU_ASSERT_EQUAL(bw_remote_open(url("nosuch"), BW_READ, &o, &r), -EACCES);
+	CU_ASSERT_EQUAL(bw_remote_open("127.0.0.1/shown", BW_READ, &o, &r),
+			-EINVAL);
+	CU_ASSERT_EQUAL(bw_remote_open("127.0.0.1:1/shown", BW_READ, &o, &r),
+			-ECONNREFUSED);
+	CU_ASSERT_EQUAL(bw_remote_open(url("shown"), BW_READ | BW_WRITE, &o, &r),
+			-EINVAL);
+	/* junk instead of a request: an error reply, the server lives on */
+	for (int k = 0; k < 3; k++) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		a.sin_port = htons((uint16_t)server_port);
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+		memset(junk, k == 0 ? 0xff : 0, sizeof(junk));
+		if (k == 2) { /* valid header, unterminated name */
+			struct bwf_req *q = (struct bwf_req *)junk;
+
+			q->magic = BWF_REQ_MAGIC;
+			q->version = BWF_PROTO_VERSION;
+			q->access = BWF_ACC_PULL;
+			memset(q->name, 'a', sizeof(q->name));
+		}
+		CU_ASSERT(write(fd, junk, sizeof(junk)) == sizeof(junk));
+		CU_ASSERT(bwf_full_io(fd, &rep, sizeof(rep), false, 5000) == 0);
+		CU_ASSERT_EQUAL(rep.status, -EPROTO);
+		close(fd);
+	}
+	/* a client that connects and sends half a request, then leaves */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	CU_ASSERT(write(fd, junk, 10) == 10);
+	close(fd);
+	/* still serving */
+	CU_ASSERT_EQUAL(bw_remote_open(url("shown"), BW_READ, &o, &r), 0);
+	bw_remote_close(r);
+	server_stop();
+	bw_unlink("shown");
+	bw_unlink("hidden");
+}
+
+/* One probe on a fresh session: a refused operation may end its connection
+ * (tcp drops a peer that presents a bad key). */
+static int probe_fresh(int64_t doff, int64_t len, bool past_data,
+		       uint64_t key_xor)
+{
+	struct bw_fabric_opts o = fopts();
+	struct bw_remote *r;
+	struct bwf_desc d;
+	int e;
+
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("keys"), BW_READ, &o, &r), 0);
+	d = *bwf_remote_desc(r);
+	e = past_data
+		    ? bwf_remote_probe(r, d.data_raddr + 2 * d.capacity, d.data_key,
+				       (size_t)len)
+		    : bwf_remote_probe(r, d.pos_raddr + (uint64_t)doff,
+				       d.pos_key ^ key_xor, (size_t)len);
+	bw_remote_close(r);
+	return e;
+}
+
+static void keys_and_generations(void)
+{
+	struct bw_fabric_opts o = fopts();
+	struct bw_remote *r1, *r2;
+	struct bwf_desc old, *d;
+	uint8_t buf[64];
+
+	mkring("keys", 64u << 10);
+	server_start(NULL);
+	/* the right key within the window works */
+	CU_ASSERT_EQUAL(probe_fresh(0, 8, false, 0), 0);
+	CU_ASSERT_EQUAL(probe_fresh(BWF_POS_LEN - 8, 8, false, 0), 0);
+	/* a wrong key, an address or a length outside the region, the end
+	 * of the data: refused, nothing read */
+	CU_ASSERT(probe_fresh(0, 8, false, 0x5a5a) < 0);
+	CU_ASSERT(probe_fresh(BWF_POS_LEN - 8, 64, false, 0) < 0);
+	CU_ASSERT(probe_fresh(-256, 8, false, 0) < 0);
+	CU_ASSERT(probe_fresh(0, 8, true, 0) < 0);
+	/* a new session: new keys and a new generation; the old
+	 * descriptor's keys were revoked with its session */
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("keys"), BW_READ, &o, &r1), 0);
+	old = *bwf_remote_desc(r1);
+	bw_remote_close(r1);
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("keys"), BW_READ, &o, &r2), 0);
+	d = bwf_remote_desc(r2);
+	CU_ASSERT(d->generation != old.generation);
+	CU_ASSERT(d->pos_key != old.pos_key || d->data_key != old.data_key);
+	CU_ASSERT_EQUAL(bwf_remote_probe(r2, d->pos_raddr, d->pos_key, 8), 0);
+	/* the old descriptor's keys, on this live connection */
+	CU_ASSERT(sessions_become(1));
+	CU_ASSERT(bwf_remote_probe(r2, old.pos_raddr, old.pos_key, 8) < 0);
+	/* and the handle given the stale descriptor fails, never hangs */
+	*d = old;
+	CU_ASSERT(bw_remote_read(r2, buf, sizeof(buf)) < 0);
+	bw_remote_close(r2);
+	server_stop();
+	bw_unlink("keys");
+}
+
+/* The providers under test: $BWT_FABRIC_PROVIDERS (space-separated, at
+ * most 4), else tcp, shm and sockets. test_fabric_verbs.sh runs this binary with
+ * verbs where an RDMA device exists. */
+static const char *provs[4];
+static unsigned nprovs;
+
+#define PER_PROVIDER(fn)                                                      \
+	static void fn##_0(void) { prov = provs[0]; fn(); }                   \
+	static void fn##_1(void) { prov = provs[1]; fn(); }                   \
+	static void fn##_2(void) { prov = provs[2]; fn(); }                   \
+	static void fn##_3(void) { prov = provs[3]; fn(); }                   \
+	static void (*const fn##_v[4])(void) = {fn##_0, fn##_1, fn##_2, fn##_3};
+PER_PROVIDER(pull_lossless_by_handshake)
+PER_PROVIDER(pull_overrun)
+PER_PROVIDER(push_lossless)
+PER_PROVIDER(push_refused_with_writer)
+PER_PROVIDER(push_writer_killed)
+PER_PROVIDER(server_killed)
+PER_PROVIDER(client_killed)
+PER_PROVIDER(bad_requests)
+PER_PROVIDER(keys_and_generations)
+
+static void reg(void)
+{
+	static char names[64][96];
+	static char list[256];
+	const char *env = getenv("BWT_FABRIC_PROVIDERS");
+	unsigned k = 0;
+
+	snprintf(list, sizeof(list), "%s", env && *env ? env : "tcp shm sockets");
+	for (char *save = NULL, *t = strtok_r(list, " ,", &save); t && nprovs < 4;
+	     t = strtok_r(NULL, " ,", &save))
+		provs[nprovs++] = t;
+	bwt_ring_dir();
+	signal(SIGPIPE, SIG_IGN);
+	bwt_suite("fabric");
+#define ADD(fn)                                                               \
+	for (unsigned i = 0; i < nprovs && k < 64; i++, k++) {                \
+		snprintf(names[k], sizeof(names[k]), "%s (%s)", #fn, provs[i]); \
+		bwt_add(names[k], fn##_v[i]);                                 \
+	}
+	ADD(pull_lossless_by_handshake);
+	ADD(pull_overrun);
+	ADD(push_lossless);
+	ADD(push_refused_with_writer);
+	ADD(push_writer_killed);
+	ADD(server_killed);
+	ADD(client_killed);
+	ADD(bad_requests);
+	ADD(keys_and_generations);
+}
+
+int main(void)
+{
+	return bwt_main("fabric", reg);
+}
