@@ -26,7 +26,7 @@
 #include "bwf.h"
 #include "helpers.h"
 
-#define TMO 1500u /* ms: how long a silent peer may take to be declared gone */
+#define TMO 5000u /* ms: how long a silent peer may take to be declared gone */
 
 static const char *prov = "tcp";
 static pid_t server_pid = -1;
