@@ -367,10 +367,17 @@ static int session_alive(struct bw_remote *r)
  * an address outside the region, or a connection the provider dropped. */
 static int op_error(struct bw_remote *r, int e, const char *what)
 {
-	if (e != -ETIMEDOUT && session_alive(r) < 0)
+	if (session_alive(r) < 0)
 		return r->ep.err;
 	if (e == -ETIMEDOUT)
 		return e;
+	if (e == -ECANCELED || e == -ENOTCONN || e == -ECONNRESET ||
+	    e == -EPIPE || e == -ECONNREFUSED)
+		return r->ep.err = bwi_err(ECONNRESET, "%s from the server failed: "
+						       "the connection dropped (the "
+						       "server exited or was killed, "
+						       "or the link is down)",
+					   what);
 	return bwi_err(-e, "%s from the server failed: the provider refused "
 			   "the operation (key revoked or wrong, or the "
 			   "connection dropped)",
