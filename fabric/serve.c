@@ -20,7 +20,9 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -95,7 +97,8 @@ static void sessions_publish(const struct bw_server *s)
 	FILE *f;
 
 	snprintf(dir, sizeof(dir), "%s/.fabric", bw_ring_dir());
-	(void)mkdir(dir, 01777);
+	if (mkdir(dir, 01777) == 0)
+		(void)chmod(dir, 01777); /* past the umask: every user's servers */
 	snprintf(path, sizeof(path), "%s/%d", dir, (int)getpid());
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	f = fopen(tmp, "w");
@@ -115,6 +118,65 @@ static void sessions_publish(const struct bw_server *s)
 		(void)rename(tmp, path);
 	else
 		(void)unlink(tmp);
+}
+
+static bool server_alive(int pid, unsigned long long st)
+{
+	return pid > 0 && bwi_pid_alive((pid_t)pid, st);
+}
+
+int bw_fabric_sessions(const char *name, struct bw_fabric_session *out,
+		       unsigned max)
+{
+	char dir[4096], path[4400], line[512];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "%s/.fabric", bw_ring_dir());
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		struct bw_fabric_session hd = {0};
+		unsigned long long st = 0;
+		FILE *f;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' ||
+		    strchr(de->d_name, '.'))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		/* Written by a server of this host; still parsed with care. */
+		if (!fgets(line, sizeof(line), f) ||
+		    sscanf(line, "# pid %d starttime %llu listen %271s provider %31s",
+			   &hd.server_pid, &st, hd.listen, hd.provider) != 4 ||
+		    !server_alive(hd.server_pid, st)) {
+			/* a server that was killed left it: remove (if ours) */
+			if (hd.server_pid > 0 && !server_alive(hd.server_pid, st))
+				(void)unlink(path);
+			fclose(f);
+			continue;
+		}
+		while (fgets(line, sizeof(line), f)) {
+			char nm[BWI_NAME_MAX + 1], role[16], pol[16];
+			struct bw_fabric_session x = hd;
+
+			if (sscanf(line, "%63s %15s %15s gen %" SCNu64 " peer %63s",
+				   nm, role, pol, &x.generation, x.peer) != 5 ||
+			    strcmp(nm, name))
+				continue;
+			x.writer = !strcmp(role, "push-writer");
+			x.lossless = !strcmp(pol, "lossless");
+			if ((unsigned)n < max)
+				out[n] = x;
+			n++;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
 }
 
 static void sessions_unpublish(void)

@@ -99,6 +99,9 @@ exec 4>"$dir/hold"
 inB timeout 30 "$BW" tail "10.77.0.1:$port/pulled" --timeout 2000 >/dev/null 2>"$dir/killed.err" &
 tpid=$!
 for _ in $(seq 1 500); do grep -q pull-reader "$dir/.fabric/$spid" 2>/dev/null && break; inA true; done
+"$BW" stat pulled | grep -q "pull-reader .*10.77.0.2" &&
+	echo "ok: beltway stat shows the remote reader" ||
+	fail "beltway stat does not show the remote reader: $("$BW" stat pulled)"
 kill -9 "$spid"
 wait "$spid" 2>/dev/null
 spid=

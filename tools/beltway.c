@@ -312,6 +312,25 @@ static void stat_targets(const char *name)
 	}
 }
 
+/* Remote readers and writers: sessions of fabric servers on this host. */
+static void stat_remote(const char *name)
+{
+	struct bw_fabric_session x[64];
+	int n = bw_fabric_sessions(name, x, 64);
+
+	if (n <= 0)
+		return;
+	printf("remote      %d session%s (beltway serve)\n", n, n == 1 ? "" : "s");
+	printf("  %-12s %-9s %-24s %-22s %-8s %8s %12s\n", "ROLE", "POLICY",
+	       "PEER", "SERVER", "PROVIDER", "PID", "GENERATION");
+	for (int i = 0; i < n && i < 64; i++)
+		printf("  %-12s %-9s %-24s %-22s %-8s %8d %12" PRIu64 "\n",
+		       x[i].writer ? "push-writer" : "pull-reader",
+		       x[i].writer && x[i].lossless ? "lossless" : "frp",
+		       x[i].peer, x[i].listen, x[i].provider, x[i].server_pid,
+		       x[i].generation);
+}
+
 static int cmd_stat(int argc, char **argv)
 {
 	struct bw_ring_peer peers[1280];
@@ -340,6 +359,7 @@ static int cmd_stat(int argc, char **argv)
 	printf("died        readers %" PRIu64 ", writers %" PRIu64 "%s\n",
 	       in.dead_readers, in.dead_writers,
 	       in.broken ? " (ring broken by a writer that died mid-write)" : "");
+	stat_remote(argv[1]);
 	if (n > 0)
 		printf("\n%-6s %4s %8s %14s %10s %14s %10s %8s %10s\n", "ROLE",
 		       "SLOT", "PID", "POSITION", "BEHIND", "BYTES", "CALLS",

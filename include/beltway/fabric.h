@@ -118,6 +118,22 @@ BW_API void bw_server_stop(struct bw_server *s);
 /* Ends every session (revoking its keys) and frees the server. */
 BW_API void bw_server_close(struct bw_server *s);
 
+/* A session of a server on this host, as `beltway stat` shows it. */
+struct bw_fabric_session {
+	int server_pid;
+	int writer;	    /* 1: a remote writer (push), 0: a remote reader */
+	int lossless;	    /* push: paced by the ring's readers */
+	uint64_t generation;
+	char peer[64];	    /* the client's address */
+	char listen[272];   /* the server's HOST:PORT */
+	char provider[32];
+};
+
+/* Fills up to max sessions of live servers on this host that serve the
+ * ring NAME; returns how many there are (possibly more than max). */
+BW_API int bw_fabric_sessions(const char *name, struct bw_fabric_session *out,
+			      unsigned max);
+
 #ifdef __cplusplus
 }
 #endif
