@@ -414,7 +414,10 @@ static int cmd_bench(int argc, char **argv)
 		return bench_local_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "splice"))
 		return bench_splice_main(argc - 1, argv + 1);
-	return cli_fail("no benchmark '%s' (available: local, splice)", argv[1]);
+	if (!strcmp(argv[1], "fabric"))
+		return bench_fabric_main(argc - 1, argv + 1);
+	return cli_fail("no benchmark '%s' (available: local, splice, fabric)",
+			argv[1]);
 }
 
 /* ---- the table of verbs ---------------------------------------------------------- */
@@ -453,14 +456,19 @@ static const struct verb verbs[] = {
 	{"rm", cmd_rm, "NAME...",
 	 "Removes named rings. Attached streams keep working until closed.\n"},
 	{"bench", cmd_bench,
-	 "local|splice [--json] [--runs N] [--sizes LIST] [--cases LIST] "
-	 "[--ring BYTES] [--quick] [--verbose]",
+	 "local|splice|fabric [--json] [--runs N] [--sizes LIST] [--cases LIST] "
+	 "[--ring BYTES] [--providers LIST] [--quick] [--verbose]",
 	 "Benchmarks. 'local' streams between two processes through Beltway\n"
 	 "read/write and poke/peek, a Unix pipe at its default and maximum\n"
 	 "size, and a bare shared-memory ring (the limit), in one run.\n"
 	 "'splice' moves data from a DBuf to an IBuf five ways (thesis Fig\n"
 	 "4.4): peek, peek + splicing write, read, read + splicing write,\n"
 	 "read + copying write (--cases and --ring are for 'local' only).\n"
+	 "'fabric' streams a ring to a remote reader by pull and into a remote\n"
+	 "ring by push on loopback, per provider (--providers, default tcp,shm)\n"
+	 "and block size (default 4K,64K,1M), with fi_pingpong, ucx_perftest\n"
+	 "put_bw and iperf3 in the same run, and the writer's CPU use with 1\n"
+	 "and 4 pull readers.\n"
 	 "  --json         one JSON object per line\n"
 	 "  --runs N       runs per figure, the median is reported (default 5)\n"
 	 "  --sizes LIST   call sizes, e.g. 64,4K (default 64,1K,4K,64K)\n"

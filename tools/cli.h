@@ -23,6 +23,7 @@ double cli_now(void);
 
 int bench_local_main(int argc, char **argv);
 int bench_splice_main(int argc, char **argv);
+int bench_fabric_main(int argc, char **argv);
 int demo_main(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
