@@ -182,6 +182,9 @@ int bwf_remote_probe(struct bw_remote *r, uint64_t raddr, uint64_t key,
 
 int bwf_parse_hostport(const char *s, char *host, size_t hostlen,
 		       char *port, size_t portlen, const char **rest);
+/* Connects to host:port within timeout_ms. */
+int bwf_tcp_connect(const char *host, const char *port, uint32_t timeout_ms,
+		    int *out);
 int bwf_full_io(int fd, void *buf, size_t n, bool wr, uint32_t timeout_ms);
 
 #endif

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -133,5 +134,49 @@ int bwf_full_io(int fd, void *buf, size_t n, bool wr, uint32_t timeout_ms)
 						   "connection");
 		done += (size_t)k;
 	}
+	return 0;
+}
+
+int bwf_tcp_connect(const char *host, const char *port, uint32_t timeout_ms,
+		       int *out)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM},
+			*ai, *a;
+	int r, fd = -1, err = ECONNREFUSED;
+
+	r = getaddrinfo(host, port, &hints, &ai);
+	if (r)
+		return bwi_err(EINVAL, "cannot resolve '%s': %s", host,
+			       gai_strerror(r));
+	for (a = ai; a; a = a->ai_next) {
+		struct pollfd p;
+		socklen_t sl = sizeof(err);
+
+		fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+			break;
+		err = errno;
+		if (err == EINPROGRESS) {
+			p = (struct pollfd){.fd = fd, .events = POLLOUT};
+			r = poll(&p, 1, (int)timeout_ms);
+			if (r == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
+						 &sl) == 0 && err == 0)
+				break;
+			if (r == 0)
+				err = ETIMEDOUT;
+		}
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	if (fd < 0)
+		return bwi_err(err, "cannot reach the Beltway server at %s:%s",
+			       host, port);
+	*out = fd;
 	return 0;
 }

@@ -95,50 +95,6 @@ static int op_error(struct bw_remote *r, int e, const char *what);
 
 /* ---- connecting ------------------------------------------------------------ */
 
-static int tcp_connect(const char *host, const char *port, uint32_t timeout_ms,
-		       int *out)
-{
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM},
-			*ai, *a;
-	int r, fd = -1, err = ECONNREFUSED;
-
-	r = getaddrinfo(host, port, &hints, &ai);
-	if (r)
-		return bwi_err(EINVAL, "cannot resolve '%s': %s", host,
-			       gai_strerror(r));
-	for (a = ai; a; a = a->ai_next) {
-		struct pollfd p;
-		socklen_t sl = sizeof(err);
-
-		fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0) {
-			err = errno;
-			continue;
-		}
-		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-			break;
-		err = errno;
-		if (err == EINPROGRESS) {
-			p = (struct pollfd){.fd = fd, .events = POLLOUT};
-			r = poll(&p, 1, (int)timeout_ms);
-			if (r == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
-						 &sl) == 0 && err == 0)
-				break;
-			if (r == 0)
-				err = ETIMEDOUT;
-		}
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	if (fd < 0)
-		return bwi_err(err, "cannot reach the Beltway server at %s:%s",
-			       host, port);
-	*out = fd;
-	return 0;
-}
-
 static int parse_url(const char *url, char *host, size_t hl, char *port,
 		     size_t pl, char *name, size_t nl)
 {
@@ -263,11 +219,12 @@ int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts
 
 	bwi_err_clear();
 	if (!out || (rw != BW_READ && rw != BW_WRITE) ||
-	    (flags & ~(BW_READ | BW_WRITE | BW_NONBLOCK | BW_REMOTE_LOSSLESS)) ||
+	    (flags & ~(BW_READ | BW_WRITE | BW_NONBLOCK | BW_FROM_START |
+		       BW_REMOTE_LOSSLESS)) ||
 	    ((flags & BW_REMOTE_LOSSLESS) && !(flags & BW_WRITE)))
-		return bwi_err(EINVAL, "bw_remote_open: flags must be BW_READ or "
-				       "BW_WRITE (with BW_REMOTE_LOSSLESS), and "
-				       "BW_NONBLOCK");
+		return bwi_err(EINVAL, "bw_remote_open: flags must be BW_READ (with "
+				       "BW_FROM_START) or BW_WRITE (with "
+				       "BW_REMOTE_LOSSLESS), and BW_NONBLOCK");
 	if ((e = parse_url(url, host, sizeof(host), port, sizeof(port), name,
 			   sizeof(name))) < 0)
 		return e;
@@ -276,7 +233,7 @@ int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts
 		return -ENOMEM;
 	r->fd = -1;
 	r->flags = flags;
-	if ((e = tcp_connect(host, port, tmo, &r->fd)) < 0)
+	if ((e = bwf_tcp_connect(host, port, tmo, &r->fd)) < 0)
 		goto fail;
 	close_fd_keepalive(r->fd, tmo);
 	/* Our fabric endpoint on the address the server sees us by, so
@@ -329,7 +286,8 @@ int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts
 	}
 	if ((e = window_read(r)) < 0)
 		goto fail;
-	r->pos = r->tail_seen;
+	r->pos = (flags & BW_FROM_START) && (flags & BW_READ) ? r->oldest
+							      : r->tail_seen;
 	r->head_res = r->tail_sent = r->pos;
 	if (flags & BW_WRITE) {
 		uint64_t hd = win64(r, BWF_POS_HEAD);

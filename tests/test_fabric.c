@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -627,6 +629,123 @@ static void keys_and_generations(void)
 	bw_unlink("keys");
 }
 
+/* One rank of a bootstrapped job, run as this binary again (exec), so that
+ * its ring directory, a "host" of its own, comes from its environment.
+ * Writes 1 MiB of its own stream into its ring "job", joins, reads the next
+ * rank's ring from the start over the fabric and checks every byte, reports
+ * y or n on fd 3, and serves until fd 4 closes. */
+static int bootstrap_rank(const char *provider)
+{
+	struct bw_fabric_opts o = BW_FABRIC_OPTS_INIT;
+	struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+	struct bw_bootstrap *b;
+	struct bw_stream *w;
+	struct bw_remote *r;
+	static uint8_t buf[1u << 20], in[65536];
+	int rank = atoi(getenv("BELTWAY_RANK")), size, peer;
+	uint64_t got = 0;
+	bool ok = true;
+	char c;
+
+	o.provider = provider;
+	o.timeout_ms = TMO;
+	if (bw_mkfifo("job", &ro) < 0 ||
+	    bw_stream_open("job", BW_WRITE | BW_NOWAIT, &w) < 0)
+		return 2;
+	bwt_fill(buf, sizeof(buf), 0, 100 + (uint32_t)rank);
+	if (bw_stream_write(w, buf, sizeof(buf)) != sizeof(buf))
+		return 3;
+	bw_stream_close(w);
+	if (bw_bootstrap_env("job", &o, &b) < 0) {
+		fprintf(stderr, "rank %d: %s\n", rank, bw_strerror_last());
+		return 4;
+	}
+	size = bw_bootstrap_size(b);
+	peer = (rank + 1) % size;
+	ok &= bw_bootstrap_rank(b) == rank;
+	if (bw_remote_open(bw_bootstrap_url(b, peer), BW_READ | BW_FROM_START, &o,
+			   &r) < 0) {
+		fprintf(stderr, "rank %d: %s\n", rank, bw_strerror_last());
+		return 5;
+	}
+	for (;;) {
+		ssize_t k = bw_remote_read(r, in, sizeof(in));
+
+		if (k <= 0) {
+			ok &= k == 0;
+			break;
+		}
+		ok &= bwt_verify(in, (size_t)k, got, 100 + (uint32_t)peer) == -1;
+		got += (uint64_t)k;
+	}
+	ok &= got == sizeof(buf);
+	bw_remote_close(r);
+	c = ok ? 'y' : 'n';
+	if (write(3, &c, 1) != 1)
+		return 6;
+	(void)!read(4, &c, 1); /* serve until every rank has read */
+	bw_bootstrap_close(b);
+	return ok ? 0 : 7;
+}
+
+static char self_exe[4096];
+
+static void bootstrap_job(void)
+{
+	const int size = 3;
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t al = sizeof(a);
+	char root[64];
+	int res[2], go[2], fd, okays = 0;
+	pid_t kids[3];
+
+	/* a free port for the root */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CU_ASSERT_FATAL(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	CU_ASSERT_FATAL(getsockname(fd, (struct sockaddr *)&a, &al) == 0);
+	close(fd);
+	snprintf(root, sizeof(root), "127.0.0.1:%d", ntohs(a.sin_port));
+	/* close-on-exec: a rank keeps only its dup2 copies (fds 3, 4) */
+	CU_ASSERT_FATAL(pipe2(res, O_CLOEXEC) == 0 && pipe2(go, O_CLOEXEC) == 0);
+	for (int rank = 0; rank < size; rank++) {
+		kids[rank] = fork();
+		if (kids[rank] == 0) {
+			char d[4200], n[16];
+
+			snprintf(d, sizeof(d), "%s/%s-rank%d", bw_ring_dir(), prov, rank);
+			mkdir(d, 0700);
+			snprintf(n, sizeof(n), "%d", rank);
+			setenv("BELTWAY_DIR", d, 1);
+			setenv("BELTWAY_RANK", n, 1);
+			setenv("BELTWAY_SIZE", "3", 1);
+			setenv("BELTWAY_ROOT", root, 1);
+			if (dup2(res[1], 3) < 0 || dup2(go[0], 4) < 0)
+				_exit(100);
+			execl(self_exe, self_exe, "--bootstrap-rank", prov, (char *)NULL);
+			_exit(101);
+		}
+	}
+	close(res[1]);
+	close(go[0]);
+	for (int i = 0; i < size; i++) {
+		char c;
+
+		if (read(res[0], &c, 1) == 1 && c == 'y')
+			okays++;
+	}
+	close(go[1]);
+	CU_ASSERT_EQUAL(okays, size);
+	for (int i = 0; i < size; i++) {
+		int ks = bwt_wait(kids[i]);
+
+		CU_ASSERT_EQUAL(ks, 0);
+		if (ks)
+			fprintf(stderr, "rank %d exited %d\n", i, ks);
+	}
+	close(res[0]);
+}
+
 /* The providers under test: $BWT_FABRIC_PROVIDERS (space-separated, at
  * most 4), else tcp, shm and sockets. test_fabric_verbs.sh runs this binary with
  * verbs where an RDMA device exists. */
@@ -648,6 +767,7 @@ PER_PROVIDER(server_killed)
 PER_PROVIDER(client_killed)
 PER_PROVIDER(bad_requests)
 PER_PROVIDER(keys_and_generations)
+PER_PROVIDER(bootstrap_job)
 
 static void reg(void)
 {
@@ -677,9 +797,14 @@ static void reg(void)
 	ADD(client_killed);
 	ADD(bad_requests);
 	ADD(keys_and_generations);
+	ADD(bootstrap_job);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--bootstrap-rank"))
+		return bootstrap_rank(argv[2]);
+	if (readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1) < 0)
+		return 1;
 	return bwt_main("fabric", reg);
 }

@@ -56,7 +56,8 @@ enum {
 };
 
 /* Opens the ring NAME exported by the server at URL "HOST:PORT/NAME" for
- * pull (BW_READ) or push (BW_WRITE). A reader starts at the write position.
+ * pull (BW_READ) or push (BW_WRITE). A reader starts at the write position,
+ * or with BW_FROM_START at the oldest byte the ring still holds.
  * Returns 0, -EINVAL (bad URL or flags), -ECONNREFUSED, -ENOENT (no such
  * ring), -EACCES (not exported or not permitted), -EBUSY (a push into a ring
  * that has a writer), -EPROTO (a bad descriptor or reply), -ETIMEDOUT, or
@@ -117,6 +118,29 @@ BW_API void bw_server_stop(struct bw_server *s);
 
 /* Ends every session (revoking its keys) and frees the server. */
 BW_API void bw_server_close(struct bw_server *s);
+
+/* ---- bootstrap for job launchers ----------------------------------------- */
+
+struct bw_bootstrap;
+
+/* Joins a job from the environment a launcher sets: BELTWAY_RANK (0 to
+ * size-1), BELTWAY_SIZE, and BELTWAY_ROOT=HOST:PORT, where rank 0 listens
+ * for the others. Every rank exports its ring NAME (which must exist) with
+ * a server on a thread of its own, on the address it reaches the root by;
+ * rank 0 gathers every rank's address and sends the table to all. Returns
+ * once every rank has joined, or -ETIMEDOUT after opts->timeout_ms (x4). */
+BW_API int bw_bootstrap_env(const char *name, const struct bw_fabric_opts *opts,
+			    struct bw_bootstrap **out);
+
+/* This process's rank, and the job's size. */
+BW_API int bw_bootstrap_rank(const struct bw_bootstrap *b);
+BW_API int bw_bootstrap_size(const struct bw_bootstrap *b);
+
+/* The URL of rank's ring, for bw_remote_open(). Returns it or NULL. */
+BW_API const char *bw_bootstrap_url(const struct bw_bootstrap *b, int rank);
+
+/* Stops this rank's server (ending its sessions) and frees b. */
+BW_API void bw_bootstrap_close(struct bw_bootstrap *b);
 
 /* A session of a server on this host, as `beltway stat` shows it. */
 struct bw_fabric_session {
