@@ -286,6 +286,10 @@ int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts
 	}
 	if ((e = window_read(r)) < 0)
 		goto fail;
+	/* Tell the server our first contact worked: it takes the next
+	 * client only then (see serve.c). */
+	if ((e = bwf_full_io(r->fd, "k", 1, true, tmo)) < 0)
+		goto fail;
 	r->pos = (flags & BW_FROM_START) && (flags & BW_READ) ? r->oldest
 							      : r->tail_seen;
 	r->head_res = r->tail_sent = r->pos;

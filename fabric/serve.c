@@ -51,6 +51,7 @@ struct session {
 	/* push */
 	uint64_t tail_seen;
 	fi_addr_t peer;
+	bool have_peer;
 	uint64_t credit_raddr, credit_key;
 	uint64_t *credit;     /* registered: the value being written back */
 	struct bwf_mr credit_mr;
@@ -58,6 +59,8 @@ struct session {
 	bool credit_busy;
 	uint64_t credit_sent;
 	uint64_t reaped_ns;
+	uint64_t started_ns;
+	bool acked;	      /* the client's first fabric read worked */
 	char name[BWI_NAME_MAX + 1];
 	char peer_host[64];
 	struct session *next;
@@ -288,6 +291,10 @@ static void session_end(struct bw_server *s, struct session *x)
 	bwf_mr_close(&x->pos_mr);
 	bwf_mr_close(&x->data_mr);
 	bwf_mr_close(&x->credit_mr);
+	/* The client's address goes with its session: shm keeps a mapping of
+	 * every peer in the address vector, and touched a departed one. */
+	if (x->have_peer)
+		(void)fi_av_remove(s->ep.av, &x->peer, 1, 0);
 	free(x->credit);
 	if (x->w) {
 		bwi_remote_writer_release(x->w);
@@ -417,6 +424,7 @@ static int open_push(struct bw_server *s, struct session *x,
 			return r;
 		if ((r = bwf_av_insert(&s->ep, q->addr, q->addr_len, &x->peer)) < 0)
 			return r;
+		x->have_peer = true;
 		x->credit_raddr = q->credit_raddr;
 		x->credit_key = q->credit_key;
 		if ((r = credit_limit(m, hd, t, &lim)) < 0)
@@ -499,6 +507,7 @@ static void accept_one(struct bw_server *s)
 	}
 	if (bwf_full_io(fd, &p, sizeof(p), true, s->timeout_ms) < 0 || r < 0)
 		goto drop;
+	x->started_ns = bwi_now_ns();
 	x->next = s->sessions;
 	s->sessions = x;
 	s->nsessions++;
@@ -555,7 +564,7 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 		struct pollfd pf[MAX_SESSIONS + 3];
 		struct session *xs[MAX_SESSIONS + 3];
 		unsigned n = 0;
-		bool push = false;
+		bool push = false, waiting;
 		int wait_ms, r;
 		uint64_t now;
 
@@ -563,7 +572,17 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 		if (r < 0)
 			return r;
 		pf[n++] = (struct pollfd){.fd = s->stopfd, .events = POLLIN};
-		pf[n++] = (struct pollfd){.fd = s->lfd, .events = POLLIN};
+		/* New clients wait until the last one made its first contact
+		 * over the fabric: shm (libfabric 1.17) crashed the server when
+		 * several new peers reached it at once. A client that never
+		 * says so holds the queue for the timeout at most. */
+		waiting = false;
+		for (struct session *x = s->sessions; x; x = x->next)
+			if (!x->acked && bwi_now_ns() - x->started_ns <
+						 (uint64_t)s->timeout_ms * 1000000u)
+				waiting = true;
+		pf[n++] = (struct pollfd){.fd = waiting ? -1 : s->lfd,
+					  .events = POLLIN};
 		for (struct session *x = s->sessions; x; x = x->next) {
 			if (x->access == BWF_ACC_PUSH) {
 				push_tend(s, x);
@@ -607,14 +626,20 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 		}
 		for (unsigned i = 2; i < n; i++) {
 			char c[64];
+			ssize_t k;
 
 			if (pf[i].fd == s->ep.cq_fd || !pf[i].revents)
 				continue;
-			/* The client never sends after its request: anything
-			 * else is the end of the session. */
-			if (recv(pf[i].fd, c, sizeof(c), MSG_DONTWAIT) < 0 &&
-			    errno == EAGAIN)
+			/* After its request a client sends one byte, once its
+			 * first one-sided read worked; anything else is the end
+			 * of the session. */
+			k = recv(pf[i].fd, c, sizeof(c), MSG_DONTWAIT);
+			if (k < 0 && errno == EAGAIN)
 				continue;
+			if (k == 1 && c[0] == 'k' && !xs[i]->acked) {
+				xs[i]->acked = true;
+				continue;
+			}
 			for (struct session **pp = &s->sessions; *pp;
 			     pp = &(*pp)->next) {
 				if (*pp == xs[i]) {

@@ -629,6 +629,38 @@ static void keys_and_generations(void)
 	bw_unlink("keys");
 }
 
+static void many_clients_at_once(void)
+{
+	pid_t kids[6];
+
+	/* New peers reaching the server together (shm crashed on this
+	 * before the server took first contacts one at a time). Each opens,
+	 * reads the empty ring once without blocking, and leaves. */
+	mkring("many", 64u << 10);
+	server_start(NULL);
+	for (int i = 0; i < 6; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			struct bw_fabric_opts o = fopts();
+			struct bw_remote *r;
+			uint8_t b[64];
+
+			if (bw_remote_open(url("many"), BW_READ | BW_NONBLOCK, &o,
+					   &r) < 0)
+				_exit(2);
+			if (bw_remote_read(r, b, sizeof(b)) != -EAGAIN)
+				_exit(3);
+			bw_remote_close(r);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < 6; i++)
+		CU_ASSERT_EQUAL(bwt_wait(kids[i]), 0);
+	CU_ASSERT(sessions_become(0));
+	server_stop(); /* asserts that it is still running */
+	bw_unlink("many");
+}
+
 /* One rank of a bootstrapped job, run as this binary again (exec), so that
  * its ring directory, a "host" of its own, comes from its environment.
  * Writes 1 MiB of its own stream into its ring "job", joins, reads the next
@@ -768,6 +800,7 @@ PER_PROVIDER(client_killed)
 PER_PROVIDER(bad_requests)
 PER_PROVIDER(keys_and_generations)
 PER_PROVIDER(bootstrap_job)
+PER_PROVIDER(many_clients_at_once)
 
 static void reg(void)
 {
@@ -798,6 +831,7 @@ static void reg(void)
 	ADD(bad_requests);
 	ADD(keys_and_generations);
 	ADD(bootstrap_job);
+	ADD(many_clients_at_once);
 }
 
 int main(int argc, char **argv)
