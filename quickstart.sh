@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 PKGS="build-essential autoconf automake libtool pkg-config libfabric-dev
 libfabric-bin libnuma-dev numactl libhwloc-dev hwloc libcunit1-dev
-libibverbs-dev librdmacm-dev clang"
+libibverbs-dev librdmacm-dev clang iproute2"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 deps() {
