@@ -48,10 +48,17 @@ static void emit(const struct fopts *o, const char *cs, const char *prov,
 		 size_t size, int readers, double gbps, double wcpu)
 {
 	if (o->b.json) {
+		char c[32];
+
+		/* writer_cpu is measured for pull only: null elsewhere */
+		if (wcpu >= 0)
+			snprintf(c, sizeof(c), "%.4f", wcpu);
+		else
+			snprintf(c, sizeof(c), "null");
 		printf("{\"suite\":\"fabric\",\"case\":\"%s\",\"provider\":\"%s\","
 		       "\"size\":%zu,\"readers\":%d,\"gbps\":%.3f,"
-		       "\"writer_cpu\":%.4f}\n",
-		       cs, prov, size, readers, gbps, wcpu);
+		       "\"writer_cpu\":%s}\n",
+		       cs, prov, size, readers, gbps, c);
 	} else {
 		printf("%-12s %-8s %9zu %8d %10.2f", cs, prov, size, readers, gbps);
 		if (wcpu >= 0)

@@ -185,6 +185,8 @@ int bwf_parse_hostport(const char *s, char *host, size_t hostlen,
 /* Connects to host:port within timeout_ms. */
 int bwf_tcp_connect(const char *host, const char *port, uint32_t timeout_ms,
 		    int *out);
+/* TCP keepalive and user timeout: a dead peer shows within timeout_ms. */
+void bwf_keepalive(int fd, uint32_t timeout_ms);
 int bwf_full_io(int fd, void *buf, size_t n, bool wr, uint32_t timeout_ms);
 
 #endif

@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -179,4 +181,20 @@ int bwf_tcp_connect(const char *host, const char *port, uint32_t timeout_ms,
 			       host, port);
 	*out = fd;
 	return 0;
+}
+
+void bwf_keepalive(int fd, uint32_t timeout_ms)
+{
+	int one = 1, idle = (int)(timeout_ms / 3000) + 1, cnt = 3;
+	unsigned ut = timeout_ms;
+
+	/* A peer whose link goes down is declared gone within about the
+	 * timeout, even while the connection is idle (keepalive), or while
+	 * something sent is unacknowledged (user timeout). */
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }

@@ -159,18 +159,6 @@ static int window_read(struct bw_remote *r)
 	return 0;
 }
 
-static void close_fd_keepalive(int fd, uint32_t timeout_ms)
-{
-	int one = 1, idle = (int)(timeout_ms / 3000) + 1, cnt = 3;
-	unsigned ut = timeout_ms;
-
-	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
-}
-
 static void remote_free(struct bw_remote *r);
 
 static int request(struct bw_remote *r, const char *name, const char *prov)
@@ -235,7 +223,7 @@ int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts
 	r->flags = flags;
 	if ((e = bwf_tcp_connect(host, port, tmo, &r->fd)) < 0)
 		goto fail;
-	close_fd_keepalive(r->fd, tmo);
+	bwf_keepalive(r->fd, tmo);
 	/* Our fabric endpoint on the address the server sees us by, so
 	 * that its one-sided writes back (credit) take the same route. */
 	if (getsockname(r->fd, (struct sockaddr *)&ss, &sl) == 0 &&

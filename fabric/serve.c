@@ -341,20 +341,6 @@ void bw_server_stop(struct bw_server *s)
 
 /* ---- requests -------------------------------------------------------------- */
 
-static void keepalive(int fd, uint32_t timeout_ms)
-{
-	int one = 1, idle = (int)(timeout_ms / 3000) + 1, cnt = 3;
-	unsigned ut = timeout_ms;
-
-	/* A link that goes down ends the session within about the timeout */
-	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
 static int open_pull(struct bw_server *s, struct session *x, struct bwf_desc *d)
 {
 	int r = bwi_map_open(x->name, BWI_ACC_RO, &x->m);
@@ -454,7 +440,7 @@ static void accept_one(struct bw_server *s)
 	x->fd = fd;
 	(void)getnameinfo((struct sockaddr *)&ss, sl, x->peer_host,
 			  sizeof(x->peer_host), NULL, 0, NI_NUMERICHOST);
-	keepalive(fd, s->timeout_ms);
+	bwf_keepalive(fd, s->timeout_ms);
 	memset(&p, 0, sizeof(p));
 	p.magic = BWF_REP_MAGIC;
 	p.version = BWF_PROTO_VERSION;

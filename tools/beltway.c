@@ -185,23 +185,6 @@ static int cmd_write(int argc, char **argv)
 
 /* ---- read ------------------------------------------------------------------- */
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-
-	while (n) {
-		ssize_t w = write(fd, c, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* The ring straight to stdout: write(2) from a peeked span. */
 static int cmd_read(int argc, char **argv)
 {
@@ -235,7 +218,7 @@ static int cmd_read(int argc, char **argv)
 		}
 		if (n == 0)
 			break;
-		r = write_all(STDOUT_FILENO, p, (size_t)n);
+		r = cli_write_all(STDOUT_FILENO, p, (size_t)n);
 		if (r < 0) {
 			rc = cli_fail("writing stdout: %s", strerror(-r));
 			break;

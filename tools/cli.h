@@ -4,6 +4,7 @@
 #define BW_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <beltway/beltway.h>
@@ -20,6 +21,8 @@ int cli_parse_uint(const char *s, unsigned long max, unsigned long *out);
 /* True when argv[i] is "--name" and consumes its value into *val. */
 bool cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
 double cli_now(void);
+/* Writes all n bytes (restarting on EINTR); 0 or -errno. */
+int cli_write_all(int fd, const void *p, size_t n);
 
 int bench_local_main(int argc, char **argv);
 int bench_splice_main(int argc, char **argv);

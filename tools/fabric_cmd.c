@@ -137,23 +137,6 @@ int cmd_serve(int argc, char **argv)
 
 /* ---- tail ------------------------------------------------------------------- */
 
-static int write_out(const void *p, size_t n)
-{
-	const char *c = p;
-
-	while (n) {
-		ssize_t w = write(STDOUT_FILENO, c, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int cmd_tail(int argc, char **argv)
 {
 	struct fab_opts f = {.o = BW_FABRIC_OPTS_INIT};
@@ -219,7 +202,7 @@ int cmd_tail(int argc, char **argv)
 		}
 		if (n == 0)
 			break;
-		if ((r = write_out(buf, (size_t)n)) < 0) {
+		if ((r = cli_write_all(STDOUT_FILENO, buf, (size_t)n)) < 0) {
 			rc = cli_fail("writing stdout: %s", strerror(-r));
 			break;
 		}
