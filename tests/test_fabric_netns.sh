@@ -67,9 +67,10 @@ head -c $((24 << 20)) /dev/urandom >"$dir/src"
 # (the tail itself never holds the writer back)
 "$BW" create pulled --size 32M || exit 1
 start_server
-inB timeout 60 "$BW" tail "10.77.0.1:$port/pulled" --timeout 2000 --strict >"$dir/pulled.out" 2>"$dir/tail.err" &
+inB timeout 60 "$BW" tail "10.77.0.1:$port/pulled" --timeout 2000 --strict --from-start >"$dir/pulled.out" 2>"$dir/tail.err" &
 tpid=$!
-# the tail attaches, then the writer writes everything at once (it fits)
+# the tail reads from the start of the (fresh) ring, so it gets everything
+# however late it attaches; the writer writes it all at once (it fits)
 for _ in $(seq 1 500); do grep -q pull-reader "$dir/.fabric/$spid" 2>/dev/null && break; inA true; done
 inA "$BW" write pulled --nowait <"$dir/src" || fail "write into the pulled ring"
 wait $tpid || fail "tail exited $? ($(cat "$dir/tail.err"))"

@@ -471,11 +471,13 @@ static const struct verb verbs[] = {
 	 "                 shm, sockets, verbs\n"
 	 "  --timeout MS   a silent peer is gone after MS (default 5000)\n"},
 	{"tail", cmd_tail,
-	 "HOST:PORT/NAME [--provider P] [--timeout MS] [--bytes N] [--strict]",
+	 "HOST:PORT/NAME [--provider P] [--timeout MS] [--bytes N] [--from-start] "
+	 "[--strict]",
 	 "Copies a remote ring to stdout by one-sided reads (the writer never\n"
 	 "waits for it), from the write position on, until every writer has\n"
 	 "gone. Data overwritten before it was fetched is reported on stderr.\n"
 	 "  --bytes N      stop after N bytes\n"
+	 "  --from-start   begin with the oldest data still in the ring\n"
 	 "  --strict       exit 2 when data was lost\n"},
 	{"push", cmd_push,
 	 "NAME HOST:PORT/NAME [--frp] [--provider P] [--timeout MS]",

@@ -17,6 +17,7 @@ struct fab_opts {
 	struct bw_fabric_opts o;
 	bool strict;
 	bool frp;
+	bool from_start;
 	uint64_t bytes; /* tail: stop after this many (0: at end of stream) */
 };
 
@@ -158,6 +159,10 @@ int cmd_tail(int argc, char **argv)
 			f.strict = true;
 			continue;
 		}
+		if (!strcmp(argv[i], "--from-start")) {
+			f.from_start = true;
+			continue;
+		}
 		if (cli_opt(argc, argv, &i, "--bytes", &v)) {
 			if (cli_parse_size(v, &f.bytes))
 				return cli_fail("bad --bytes '%s'", v);
@@ -173,7 +178,8 @@ int cmd_tail(int argc, char **argv)
 	if (!buf)
 		return cli_fail("out of memory");
 	signal(SIGPIPE, SIG_IGN);
-	r = bw_remote_open(url, BW_READ, &f.o, &rm);
+	r = bw_remote_open(url, BW_READ | (f.from_start ? BW_FROM_START : 0),
+			   &f.o, &rm);
 	if (r < 0) {
 		free(buf);
 		return cli_fail_bw(r, url);
