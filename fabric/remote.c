@@ -78,6 +78,7 @@ struct bw_remote {
 	uint64_t tail_seen, oldest;
 	bool window_fresh;  /* the window was read after the last data */
 	bool ended;	    /* every writer has left */
+	uint64_t ra_pos, ra_len; /* read ahead into stage: [ra_pos, +ra_len) */
 	/* push */
 	uint64_t head_res;  /* head raised up to here */
 	uint64_t tail_sent; /* tail raised up to here (posted) */
@@ -254,10 +255,10 @@ int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts
 	snprintf(r->st.provider, sizeof(r->st.provider), "%s", r->ep.prov);
 	r->st.capacity = r->cap;
 	r->st.generation = r->d.generation;
-	if ((flags & BW_WRITE) || (r->ep.mr_mode & FI_MR_LOCAL)) {
+	{
 		/* Staging: registered memory for the provider to move from
-		 * or into. Reads go straight into the caller's buffer when
-		 * the provider allows it. */
+		 * (push), or to read ahead into (pull: calls smaller than a
+		 * slot are served from one larger read, validated once). */
 		r->slot_len = r->cap / 2 < STAGE_SLOT_MAX ? r->cap / 2 : STAGE_SLOT_MAX;
 		if (r->slot_len > r->ep.max_msg)
 			r->slot_len = r->ep.max_msg;
@@ -361,6 +362,21 @@ static ssize_t lose(struct bw_remote *r, uint64_t to)
 		       (unsigned long long)r->st.lost);
 }
 
+/* Serves a call from the read-ahead staging area. */
+static ssize_t ra_take(struct bw_remote *r, void *buf, size_t n)
+{
+	uint64_t off = r->pos - r->ra_pos, k = r->ra_len - off;
+
+	if (k > n)
+		k = n;
+	memcpy(buf, r->stage + off, k);
+	r->pos += k;
+	r->st.position = r->pos;
+	r->st.bytes += k;
+	r->st.calls++;
+	return (ssize_t)k;
+}
+
 ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
 {
 	struct bwf_op op;
@@ -376,6 +392,8 @@ ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
 		return r->ep.err;
 	if (n == 0)
 		return 0;
+	if (r->pos >= r->ra_pos && r->pos < r->ra_pos + r->ra_len)
+		return ra_take(r, buf, n);
 	for (;;) {
 		if (!r->window_fresh && (e = window_read(r)) < 0)
 			return e;
@@ -392,16 +410,21 @@ ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
 			return e;
 		backoff(&idle);
 	}
+	/* Read ahead: up to a staging area's worth of what is there, so
+	 * small calls cost no round trips until it is used up. A call at
+	 * least that large reads straight into the caller's buffer, where
+	 * the provider allows it. */
 	k = r->tail_seen - r->pos;
-	if (k > n)
-		k = n;
 	if (k > r->ep.max_msg)
 		k = r->ep.max_msg;
-	dst = buf;
-	if (r->stage) {
+	if (n >= r->stage_len && !(r->ep.mr_mode & FI_MR_LOCAL)) {
+		dst = buf;
+		if (k > n)
+			k = n;
+	} else {
+		dst = r->stage;
 		if (k > r->stage_len)
 			k = r->stage_len;
-		dst = r->stage;
 	}
 	/* The data window is mapped twice: one read even across the wrap;
 	 * k <= tail - pos <= capacity keeps it inside the region. */
@@ -416,8 +439,13 @@ ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
 	r->window_fresh = true;
 	if (r->pos < r->oldest) /* overwritten while we fetched it */
 		return lose(r, r->oldest);
-	if (dst != buf)
-		memcpy(buf, dst, k);
+	if (dst != buf) {
+		/* intact when fetched: what the caller does not take now is
+		 * served from here */
+		r->ra_pos = r->pos;
+		r->ra_len = k;
+		return ra_take(r, buf, n);
+	}
 	r->pos += k;
 	r->st.position = r->pos;
 	r->st.bytes += k;
