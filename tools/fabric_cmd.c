@@ -21,7 +21,8 @@ struct fab_opts {
 	uint64_t bytes; /* tail: stop after this many (0: at end of stream) */
 };
 
-/* Takes --provider P and --timeout MS; returns 1 when argv[*i] was one. */
+/* Takes --provider P and --timeout MS; returns 1 when argv[*i] was one, 0
+ * when not, -1 after printing a bad value's error. */
 static int fabric_opt(int argc, char **argv, int *i, struct fab_opts *f)
 {
 	const char *v;
@@ -32,8 +33,10 @@ static int fabric_opt(int argc, char **argv, int *i, struct fab_opts *f)
 		return 1;
 	}
 	if (cli_opt(argc, argv, i, "--timeout", &v)) {
-		if (cli_parse_uint(v, 86400000, &t) || t == 0)
+		if (cli_parse_uint(v, 86400000, &t) || t == 0) {
+			cli_fail("--timeout takes milliseconds > 0");
 			return -1;
+		}
 		f->o.timeout_ms = (uint32_t)t;
 		return 1;
 	}
@@ -100,7 +103,7 @@ int cmd_serve(int argc, char **argv)
 
 		if (k < 0) {
 			free(names);
-			return cli_fail("--timeout takes milliseconds > 0");
+			return 1;
 		}
 		if (k)
 			continue;
@@ -152,7 +155,7 @@ int cmd_tail(int argc, char **argv)
 		int k = fabric_opt(argc, argv, &i, &f);
 
 		if (k < 0)
-			return cli_fail("--timeout takes milliseconds > 0");
+			return 1;
 		if (k)
 			continue;
 		if (!strcmp(argv[i], "--strict")) {
@@ -241,7 +244,7 @@ int cmd_push(int argc, char **argv)
 		int k = fabric_opt(argc, argv, &i, &f);
 
 		if (k < 0)
-			return cli_fail("--timeout takes milliseconds > 0");
+			return 1;
 		if (k)
 			continue;
 		if (!strcmp(argv[i], "--frp")) {
