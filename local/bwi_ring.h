@@ -32,7 +32,7 @@
 #include <beltway/stream.h>
 
 #define BWI_RING_MAGIC UINT64_C(0x474e495259574c42) /* "BLWYRING" */
-#define BWI_RING_VERSION 1u
+#define BWI_RING_VERSION 2u
 #define BWI_LINE 128
 #define BWI_MIN_CAPACITY 4096u
 #define BWI_MAX_CAPACITY (UINT64_C(1) << 36)
@@ -55,7 +55,7 @@ struct bwi_geom {
 	uint64_t ring_id;   /* random: names doorbells, tells rings apart */
 	uint64_t created_ns;
 	uint32_t layout;    /* BWI_LAYOUT_* */
-	uint32_t policy;    /* 0: lossless */
+	uint32_t policy;    /* enum bw_policy */
 	uint32_t reserved[4];
 	uint32_t sum;	    /* checksum of the bytes before it */
 	uint32_t pad;
@@ -106,6 +106,17 @@ struct bwi_wait {
 	bwi_a64 waits;	 /* sleeps, for statistics */
 };
 
+/* Group synchronization: written by MRP readers (rshared) and by writers
+ * that drop (SRP, MRP), each on its own 64-byte line. */
+struct bwi_group {
+	bwi_a64 rshared; /* MRP: the readers' shared position R, raised by
+			  * atomic max; writers drop while head would pass
+			  * R + capacity */
+	uint8_t pad[56];
+	bwi_a64 dropped_writes;
+	bwi_a64 dropped_bytes;
+};
+
 #define BWI_SLEEPER UINT64_C(1)
 #define BWI_ARMED (UINT64_C(1) << 32)
 
@@ -147,6 +158,8 @@ struct bwi_hdr {
 	uint8_t pad3[BWI_LINE - sizeof(struct bwi_wait)];
 	struct bwi_wait wwait;
 	uint8_t pad4[BWI_LINE - sizeof(struct bwi_wait)];
+	struct bwi_group grp;
+	uint8_t pad5[BWI_LINE - sizeof(struct bwi_group)];
 	struct bwi_slot slots[]; /* max_readers, then max_writers */
 };
 
@@ -159,7 +172,11 @@ _Static_assert(offsetof(struct bwi_hdr, prod.tail) == 384, "publication line");
 _Static_assert(offsetof(struct bwi_hdr, ctl) == 512, "control line");
 _Static_assert(offsetof(struct bwi_hdr, rwait) == 640, "reader wait line");
 _Static_assert(offsetof(struct bwi_hdr, wwait) == 768, "writer wait line");
-_Static_assert(offsetof(struct bwi_hdr, slots) == 896, "slot table");
+_Static_assert(offsetof(struct bwi_hdr, grp) == 896, "group line");
+_Static_assert(offsetof(struct bwi_hdr, grp.dropped_writes) == 960,
+	       "drop counters on their own line");
+_Static_assert(offsetof(struct bwi_hdr, slots) == 1024, "slot table");
+_Static_assert(offsetof(struct bwi_geom, policy) == 60, "geometry layout");
 _Static_assert(sizeof(struct bwi_slot) == BWI_LINE, "slot size");
 _Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, lost) == 56, "slot layout");

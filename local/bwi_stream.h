@@ -13,7 +13,8 @@ enum {
 };
 
 struct bwi_stats {
-	uint64_t bytes, calls, waits, lost;
+	uint64_t bytes, calls, waits;
+	uint64_t lost; /* readers: lost to overwriting; writers: dropped */
 	uint64_t spliced, copied; /* IBuf writers: bytes by index, by copy */
 };
 
@@ -29,6 +30,9 @@ struct bw_stream {
 	bool reader;	/* registered reader: holds a slot, gates writers */
 	bool tap;	/* read-only mapping: reads without a slot */
 	bool writer;
+	bool validate;	/* checks every read against head: taps, and
+			 * readers of MRP and FRP rings */
+	uint8_t policy;	/* enum bw_policy, from the validated geometry */
 	uint32_t epoch; /* fork epoch this handle is valid in */
 	int err;	/* sticky error of a handle that cannot be used */
 
@@ -41,11 +45,13 @@ struct bw_stream {
 	uint64_t racq;	    /* bytes handed out by peek_acquire */
 	uint64_t rlook;	    /* when the reader last looked at tail */
 	bool rtrickle;	    /* its last look gained little: pace looks */
+	uint64_t drop0;	    /* ring's dropped bytes when it attached */
 
 	/* writer side */
 	uint32_t wslot, wgen;
 	uint64_t limit;	     /* head may grow to this without a rescan */
 	uint32_t peer_seen;  /* ctl.peer_seq when limit was computed */
+	int nreaders;	     /* MRP, FRP: readers at peer_seen (-1: count) */
 	uint64_t poke_start; /* poked, not yet published */
 	uint64_t poke_len;
 	uint64_t acq_start;  /* poke_acquire reservation */

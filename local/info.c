@@ -61,6 +61,10 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 	info->dead_writers = bw_load_relaxed(&h->ctl.dead_writers);
 	info->reader_waits = bw_load_relaxed(&h->rwait.waits);
 	info->writer_waits = bw_load_relaxed(&h->wwait.waits);
+	info->policy = m->g.policy;
+	info->dropped_writes = bw_load_relaxed(&h->grp.dropped_writes);
+	info->dropped_bytes = bw_load_relaxed(&h->grp.dropped_bytes);
+	info->shared_read_pos = bw_load_relaxed(&h->grp.rshared);
 	for (uint32_t i = 0; i < m->g.max_readers + m->g.max_writers; i++) {
 		const struct bwi_slot *sl = &h->slots[i];
 		bool rd = i < m->g.max_readers;
@@ -141,4 +145,20 @@ BW_API int bw_ring_index_targets(const char *name,
 	if (out)
 		memcpy(out, t, sizeof(t[0]) * (nt < max ? nt : max));
 	return (int)nt;
+}
+
+static const char *const policy_names[] = {"lossless", "srp", "mrp", "frp"};
+
+BW_API const char *bw_policy_name(unsigned policy)
+{
+	return policy < 4 ? policy_names[policy] : NULL;
+}
+
+BW_API int bw_policy_parse(const char *name)
+{
+	for (unsigned i = 0; name && i < 4; i++)
+		if (!strcmp(name, policy_names[i]))
+			return (int)i;
+	return bwi_err(EINVAL, "unknown policy '%s': lossless, srp, mrp or frp",
+		       name ? name : "(null)");
 }

@@ -113,7 +113,7 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 {
 	struct bw_ring_opts d = BW_RING_OPTS_INIT;
 
-	if (o && o->struct_size < offsetof(struct bw_ring_opts, reserved))
+	if (o && o->struct_size < offsetof(struct bw_ring_opts, policy))
 		return bwi_err(EINVAL, "bw_ring_opts.struct_size is %u: set it "
 				       "with BW_RING_OPTS_INIT",
 			       o->struct_size);
@@ -144,6 +144,16 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 	if (g->max_readers > BWI_MAX_READERS || g->max_writers > BWI_MAX_WRITERS)
 		return bwi_err(EINVAL, "at most %u readers and %u writers",
 			       BWI_MAX_READERS, BWI_MAX_WRITERS);
+	if (o->struct_size >= offsetof(struct bw_ring_opts, policy) +
+				      sizeof(o->policy))
+		g->policy = o->policy;
+	if (g->policy > BW_POLICY_FRP)
+		return bwi_err(EINVAL, "unknown ring policy %u (lossless, srp, "
+				       "mrp or frp)",
+			       g->policy);
+	if (g->policy != BW_POLICY_LOSSLESS && g->layout == BWI_LAYOUT_INDEX)
+		return bwi_err(EINVAL, "an IBuf is lossless only: its readers "
+				       "keep the blocks they point at");
 	g->hdr_size = (uint32_t)hdr_bytes(g->max_readers, g->max_writers,
 					  g->page_size);
 	g->ring_id = bwi_random64();
@@ -177,8 +187,9 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 	    g->hdr_size != hdr_bytes(g->max_readers, g->max_writers,
 				     g->page_size))
 		return bwi_err(EBADMSG, "%s: bad slot table", what);
-	if (g->layout > BWI_LAYOUT_INDEX || g->policy != 0 ||
-	    (g->layout == BWI_LAYOUT_INDEX) != !!(g->flags & BW_RING_INDEX))
+	if (g->layout > BWI_LAYOUT_INDEX || g->policy > BW_POLICY_FRP ||
+	    (g->layout == BWI_LAYOUT_INDEX) != !!(g->flags & BW_RING_INDEX) ||
+	    (g->layout == BWI_LAYOUT_INDEX && g->policy != BW_POLICY_LOSSLESS))
 		return bwi_err(EBADMSG, "%s: unknown layout or policy", what);
 	if (file_size != g->hdr_size + g->capacity)
 		return bwi_err(EBADMSG, "%s is %llu bytes; its header says %llu "

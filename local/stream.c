@@ -248,6 +248,17 @@ static void count_lost(struct bw_stream *s, uint64_t n)
 
 /* ---- reader side ---------------------------------------------------------- */
 
+/* MRP: raises the shared read position R to p (never lowers it). R2 again:
+ * the CAS is a full barrier, so this reader's loads of the bytes below p are
+ * done before a writer that reads the new R (acquire) overwrites them. */
+static void mrp_raise(struct bwi_map *m, uint64_t p)
+{
+	uint64_t r = bw_load_relaxed(&m->hdr->grp.rshared);
+
+	while (r < p && !bw_cas(&m->hdr->grp.rshared, &r, p))
+		;
+}
+
 /* Publishes the read position: writers may reuse the space below it. */
 static inline void rd_publish(struct bw_stream *s)
 {
@@ -255,6 +266,10 @@ static inline void rd_publish(struct bw_stream *s)
 
 	if (s->rpub == s->rpos || !s->reader)
 		return;
+	/* MRP (thesis 4.5.4): R moves to this reader's previous position, so
+	 * every other reader gets one more turn at the bytes just read. */
+	if (s->policy == BW_POLICY_MRP)
+		mrp_raise(s->m, s->rpub);
 	/* R2: pairs with A2 in bwi_min_reader: our loads of the bytes below
 	 * rpos happen before a writer reuses their space. */
 	bw_store_release(&s->rsl->pos, s->rpos);
@@ -270,6 +285,10 @@ static int rd_lost(struct bw_stream *s, uint64_t tail)
 {
 	uint64_t o = bwi_oldest_held(s->m);
 
+	/* Writers keep head within a capacity of the tail they saw, so a
+	 * tail read after head is at least head - capacity. */
+	if (o > tail)
+		tail = bw_load_acquire(&H(s)->prod.tail);
 	if (o > tail || o <= s->rpos)
 		return bwi_err(EBADMSG, "ring positions are inconsistent "
 					"(head %llu, tail %llu): corrupted ring",
@@ -319,7 +338,7 @@ static inline int rd_validate(struct bw_stream *s, uint64_t n)
 	bw_smp_rmb();
 	o = bwi_oldest_held(s->m);
 	if (o <= s->rpos) {
-		if (s->rpos + n >= s->safe_from && !s->tap)
+		if (s->rpos + n >= s->safe_from && !s->validate)
 			s->safe_from = 0;
 		return 0;
 	}
@@ -359,21 +378,60 @@ static void writers_maybe_alone(struct bw_stream *s)
 	bwi_writer_unlock(s->m);
 }
 
+/* MRP and FRP writers do not look at reader positions, only at whether any
+ * reader is attached: counted again only when a peer came or went. */
+static int readers_now(struct bw_stream *s, uint32_t seq)
+{
+	if (s->nreaders < 0 || seq != s->peer_seen)
+		s->nreaders = (int)bwi_slot_count(s->m, BWI_READER);
+	return s->nreaders;
+}
+
+/* The lowest position the writers must keep, by policy: the slowest
+ * reader's (lossless, SRP), the readers' shared R (MRP), or none (FRP: the
+ * head itself). Returns the number of readers, or -EBADMSG. */
+static int wr_floor(struct bw_stream *s, uint32_t seq, uint64_t hd,
+		    uint64_t t, uint64_t *min)
+{
+	int nr;
+
+	switch (s->policy) {
+	case BW_POLICY_MRP:
+		nr = readers_now(s, seq);
+		/* A2 for MRP: pairs with the CAS in mrp_raise. Written by
+		 * readers: never trusted past the tail. */
+		*min = bw_load_acquire(&H(s)->grp.rshared);
+		if (*min > t)
+			*min = t;
+		return nr;
+	case BW_POLICY_FRP:
+		/* No reader holds the writers back; only the tail does, so
+		 * head never runs a ring past what is published (a writer
+		 * never overwrites another's unpublished reservation). */
+		*min = t;
+		return readers_now(s, seq);
+	default:
+		return bwi_min_reader(s->m, hd, t, min);
+	}
+}
+
 static int wr_ready(struct bw_stream *s, uint64_t need)
 {
 	struct bwi_hdr *h = H(s);
 	uint64_t hd, t, min;
+	uint32_t seq;
 	int nr;
 
 	if (bw_load_relaxed(&h->ctl.broken))
 		return BW_POLLOUT | BW_POLLERR;
 	mirror(&s->wst, s->wsl);
-	s->peer_seen = bw_load_acquire(&h->ctl.peer_seq);
+	seq = bw_load_acquire(&h->ctl.peer_seq);
 	if (bw_load_relaxed(&h->ctl.multi))
 		writers_maybe_alone(s);
 	hd = bw_load_relaxed(&h->prod.head);
 	t = bw_load_acquire(&h->prod.tail);
-	nr = bwi_min_reader(s->m, hd, t, &min);
+	nr = wr_floor(s, seq, hd, t, &min);
+	s->peer_seen = seq;
 	if (nr < 0) {
 		s->limit = 0;
 		return BW_POLLOUT | BW_POLLERR;
@@ -396,8 +454,14 @@ int bwi_ready(struct bw_stream *s, int events, uint64_t need)
 		rev |= BW_POLLIN;
 	else if ((events & BW_POLLIN) && (s->reader || s->tap))
 		rev |= rd_ready(s);
-	if ((events & BW_POLLOUT) && s->writer)
-		rev |= wr_ready(s, need);
+	if ((events & BW_POLLOUT) && s->writer) {
+		int w = wr_ready(s, need);
+
+		/* SRP and MRP writers drop rather than wait: always writable */
+		if (s->policy != BW_POLICY_LOSSLESS && !(w & BW_POLLERR))
+			w |= BW_POLLOUT;
+		rev |= w;
+	}
 	return rev;
 }
 
@@ -592,7 +656,21 @@ static int64_t rd_avail(struct bw_stream *s, uint64_t n)
 	}
 }
 
-/* Makes room for n bytes at head (n <= capacity). */
+static int wr_wait_turn(struct bw_stream *s, uint64_t hd, bool exact);
+
+/* SRP and MRP: a write of n bytes is dropped, and counted. */
+static int wr_drop(struct bw_stream *s, uint64_t n)
+{
+	struct bwi_group *g = &H(s)->grp;
+
+	s->wst.lost += n;
+	bw_fetch_add(&g->dropped_writes, 1);
+	bw_fetch_add(&g->dropped_bytes, n);
+	return -ENOBUFS;
+}
+
+/* Makes room for n bytes at head (n <= capacity). Returns 0, -ENOBUFS when
+ * the policy drops the write, or -errno. */
 static int wr_room(struct bw_stream *s, uint64_t n)
 {
 	for (;;) {
@@ -609,6 +687,19 @@ static int wr_room(struct bw_stream *s, uint64_t n)
 			return bwi_err(EPIPE, "no reader is attached");
 		if (rev & BW_POLLOUT)
 			return 0;
+		if (s->policy == BW_POLICY_SRP || s->policy == BW_POLICY_MRP)
+			return wr_drop(s, n);
+		if (s->policy == BW_POLICY_FRP) {
+			/* only other writers' unpublished copies are in the
+			 * way: wait for them to publish, as for our turn */
+			uint64_t want = bw_load_relaxed(&H(s)->prod.head) + n -
+					s->m->g.capacity;
+			int r = wr_wait_turn(s, want, false);
+
+			if (r < 0)
+				return r;
+			continue;
+		}
 		rev = wait_one(s, BW_POLLOUT, n);
 		if (rev < 0)
 			return rev;
@@ -721,10 +812,11 @@ static bool holder_alive(struct bw_stream *s, uint64_t t)
 	return false;
 }
 
-/* Waits until the reservations before ours are published: usually a copy's
- * worth of time, so it spins first. The ring breaks only when a writer has
- * died during the wait and no live writer holds the reservation at tail. */
-static int wr_wait_turn(struct bw_stream *s, uint64_t hd)
+/* Waits until the reservations before ours are published (tail reaches hd;
+ * with !exact, until it reaches at least hd): usually a copy's worth of
+ * time, so it spins first. The ring breaks only when a writer has died
+ * during the wait and no live writer holds the reservation at tail. */
+static int wr_wait_turn(struct bw_stream *s, uint64_t hd, bool exact)
 {
 	struct bwi_hdr *h = H(s);
 	uint64_t dead0 = bw_load_relaxed(&h->ctl.dead_writers);
@@ -736,7 +828,7 @@ static int wr_wait_turn(struct bw_stream *s, uint64_t hd)
 		uint32_t seq;
 		int r;
 
-		if (t == hd)
+		if (t == hd || (t > hd && !exact))
 			return 0;
 		if (t > hd || bw_load_relaxed(&h->ctl.broken))
 			break;
@@ -782,7 +874,7 @@ static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 	struct bwi_hdr *h = H(s);
 
 	if (__builtin_expect(bw_load_acquire(&h->prod.tail) != hd, 0)) {
-		int r = wr_wait_turn(s, hd);
+		int r = wr_wait_turn(s, hd, true);
 
 		if (r < 0)
 			return r;
@@ -1041,6 +1133,8 @@ __attribute__((noinline)) ssize_t bwi_d_write(struct bw_stream *s,
 			copy(s->data + (hd & s->mask),
 			     (const uint8_t *)buf + done, (size_t)c);
 			r = wr_publish(s, hd, c);
+		} else if (r == -ENOBUFS) {
+			r = 0; /* dropped by the policy, and counted */
 		}
 		if (r < 0)
 			return done ? (ssize_t)done : r;
@@ -1101,6 +1195,11 @@ ssize_t bwi_d_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 		return 0;
 	}
 	r = wr_reserve(s, n, &hd);
+	if (r == -ENOBUFS)
+		return bwi_err(ENOBUFS, "the ring's readers are a full ring "
+					"behind: the write of %zu bytes is "
+					"dropped (policy %s)",
+			       n, s->policy == BW_POLICY_SRP ? "srp" : "mrp");
 	if (r < 0)
 		return r;
 	*ptr = s->data + (hd & s->mask);
@@ -1254,7 +1353,7 @@ static void rd_reposition(struct bw_stream *s, uint64_t pos)
 		bw_smp_mb();
 	}
 	t = bw_load_acquire(&H(s)->prod.tail);
-	if (!s->tap && pos < t && t > s->safe_from)
+	if (!s->validate && pos < t && t > s->safe_from)
 		s->safe_from = t;
 	s->rpos = pos;
 	s->tail_seen = t;
@@ -1385,11 +1484,18 @@ BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	mirror(&s->wst, s->wsl);
 	p = (s->reader || s->tap) ? &s->rst : &s->wst;
 	st->waits = p->waits;
+	if (s->reader || s->tap)
+		st->dropped = bw_load_relaxed(&H(s)->grp.dropped_bytes) -
+			      s->drop0;
+	else
+		st->dropped = s->wst.lost;
 	if (IS_IBUF(s))
 		p = (s->reader || s->tap) ? &s->ist : &s->iwst;
 	st->bytes = p->bytes;
 	st->calls = p->calls;
-	st->lost = p->lost;
+	if (s->reader || s->tap)
+		st->lost = p->lost;
+	st->policy = s->policy;
 	st->spliced = s->iwst.spliced;
 	st->copied = s->iwst.copied;
 	return 0;
@@ -1402,11 +1508,17 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 	uint64_t t0 = bw_load_acquire(&H(s)->prod.tail), t, pos;
 	int r;
 
-	if (!s->m->writable) {
-		/* A tap: no slot, so it never holds writers back, and it
+	s->drop0 = bw_load_relaxed(&H(s)->grp.dropped_bytes);
+	if (!s->m->writable || s->policy == BW_POLICY_MRP ||
+	    s->policy == BW_POLICY_FRP) {
+		/* Writers may overwrite what this reader has not read: it
 		 * validates every read. */
-		s->tap = true;
+		s->validate = true;
 		s->safe_from = UINT64_MAX;
+	}
+	if (!s->m->writable) {
+		/* A tap: no slot, so it never holds writers back. */
+		s->tap = true;
 		pos = from_start ? bwi_oldest_held(s->m) : t0;
 		s->rpos = s->rpub = s->tail_seen = pos;
 		return 0;
@@ -1426,13 +1538,18 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 	bw_smp_mb();
 	t = bw_load_acquire(&H(s)->prod.tail);
 	s->rpos = s->rpub = s->tail_seen = t0;
-	if (t > t0)
+	if (t > t0 && !s->validate)
 		s->safe_from = t;
 	if (from_start) {
 		pos = bwi_oldest_held(s->m);
 		if (pos < t0)
 			rd_reposition(s, pos);
 	}
+	/* MRP: a new reader's previous position is where it starts. That
+	 * also lifts an R left behind while no reader was attached (the
+	 * writer then overwrote freely), which would drop every write. */
+	if (s->policy == BW_POLICY_MRP)
+		mrp_raise(s->m, s->rpos);
 	return 0;
 }
 
@@ -1624,6 +1741,8 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 	s->data = m->data;
 	s->mask = m->mask;
 	s->flags = flags;
+	s->policy = (uint8_t)m->g.policy;
+	s->nreaders = -1;
 	if (flags & BW_WRITE)
 		r = writer_attach(s);
 	if (r == 0 && (flags & BW_READ))

@@ -84,6 +84,13 @@ static int cmd_create(int argc, char **argv)
 			if (!v || cli_parse_uint(v, 256, &ul) < 0 || ul == 0)
 				return cli_fail("--writers: 1 to 256");
 			o.max_writers = (uint32_t)ul;
+		} else if (cli_opt(argc, argv, &i, "--policy", &v)) {
+			r = v ? bw_policy_parse(v) : -EINVAL;
+			if (r < 0)
+				return cli_fail("--policy '%s': lossless, srp, "
+						"mrp or frp",
+						v ? v : "");
+			o.policy = (uint32_t)r;
 		} else if (!strcmp(argv[i], "--hugepage")) {
 			o.flags |= BW_RING_HUGEPAGE;
 		} else if (!strcmp(argv[i], "--index")) {
@@ -337,6 +344,13 @@ static int cmd_stat(int argc, char **argv)
 	       in.write_pos, in.reserved_pos);
 	printf("attached    %u readers of %u, %u writers of %u\n", in.readers,
 	       in.max_readers, in.writers, in.max_writers);
+	printf("policy      %s", bw_policy_name(in.policy));
+	if (in.policy == BW_POLICY_SRP || in.policy == BW_POLICY_MRP)
+		printf(", %" PRIu64 " writes dropped (%" PRIu64 " bytes)",
+		       in.dropped_writes, in.dropped_bytes);
+	if (in.policy == BW_POLICY_MRP)
+		printf(", shared read position %" PRIu64, in.shared_read_pos);
+	printf("\n");
 	printf("waits       readers %" PRIu64 ", writers %" PRIu64 "\n",
 	       in.reader_waits, in.writer_waits);
 	printf("died        readers %" PRIu64 ", writers %" PRIu64 "%s\n",
@@ -361,9 +375,9 @@ static int cmd_stat(int argc, char **argv)
 			       p->bytes, p->calls, p->waits, p->lost);
 		else
 			printf("%-6s %4u %8d %14s %10s %14" PRIu64 " %10" PRIu64
-			       " %8" PRIu64 " %10s\n",
+			       " %8" PRIu64 " %10" PRIu64 "\n",
 			       role_name(p->role), p->slot, (int)p->pid, "-", "-",
-			       p->bytes, p->calls, p->waits, "-");
+			       p->bytes, p->calls, p->waits, p->lost);
 	}
 	return 0;
 }
@@ -408,7 +422,7 @@ static int cmd_bench(int argc, char **argv)
 static const struct verb verbs[] = {
 	{"create", cmd_create,
 	 "NAME [--size BYTES] [--mode OCTAL] [--readers N] [--writers N] "
-	 "[--hugepage] [--index]",
+	 "[--policy P] [--hugepage] [--index]",
 	 "Creates the named ring NAME (letters, digits, '.', '_', '-').\n"
 	 "  --size BYTES   capacity, a power of two >= 4096; K, M, G suffixes "
 	 "(default 4M)\n"
@@ -416,6 +430,12 @@ static const struct verb verbs[] = {
 	 "                 tap the ring, write lets it attach as reader or "
 	 "writer\n"
 	 "  --readers N    reader slots (default 64); --writers N (default 16)\n"
+	 "  --policy P     what a writer does when a reader is a ring behind:\n"
+	 "                 lossless (default) waits; srp drops the write; mrp\n"
+	 "                 drops while the readers' shared position lags, and\n"
+	 "                 may overwrite a reader that is not scheduled for a\n"
+	 "                 round; frp never waits or drops, and readers skip\n"
+	 "                 what was overwritten (reported by 'beltway read')\n"
 	 "  --hugepage     back the ring with 2 MiB huge pages\n"
 	 "  --index        make an IBuf: a ring of 16-byte indices into other\n"
 	 "                 rings; data written to it from elsewhere goes to its\n"

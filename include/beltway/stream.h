@@ -56,6 +56,43 @@ enum {
 				    * beltway/index.h and README) */
 };
 
+/*
+ * Multi-consumer policies (thesis section 4.5.4), chosen when a ring is
+ * created. They differ in what a writer does when a reader lags a full ring
+ * behind:
+ *  - LOSSLESS (the default, pipe semantics): the writer waits for the
+ *    slowest reader.
+ *  - SRP (slow reader preference, non-blocking tail drop): the write is
+ *    dropped. bw_stream_write() still returns its length; poke and
+ *    poke_acquire return -ENOBUFS. Drops are counted in the writer's
+ *    statistics and the ring's. Readers never lose data.
+ *  - MRP (medium reader preference): readers share one read position R,
+ *    each raising it (atomic max) to its own previous position as it reads;
+ *    the writer drops, as SRP does, while R lags a ring behind. A reader that
+ *    is not scheduled for a whole round may be overwritten: it learns of it
+ *    with -ESTALE, as under FRP.
+ *  - FRP (fast reader preference): the writer never waits and never drops.
+ *    A reader validates what it read against the write position: data
+ *    overwritten meanwhile is never delivered; the read returns -ESTALE
+ *    once, the reader resumes at the oldest byte held, and its statistics
+ *    count the bytes lost. Peeked data may be overwritten while in use:
+ *    validate it afterwards with bw_stream_check().
+ * On every policy, a writer with no reader attached gets -EPIPE unless it
+ * opened with BW_NOWAIT. IBufs are lossless only (for now).
+ */
+enum bw_policy {
+	BW_POLICY_LOSSLESS = 0,
+	BW_POLICY_SRP = 1,
+	BW_POLICY_MRP = 2,
+	BW_POLICY_FRP = 3,
+};
+
+/* "lossless", "srp", "mrp", "frp"; NULL for another value. */
+BW_API const char *bw_policy_name(unsigned policy);
+
+/* The policy named name (as bw_policy_name spells it), or -EINVAL. */
+BW_API int bw_policy_parse(const char *name);
+
 /* Options of a new ring. Zero fields take their defaults. */
 struct bw_ring_opts {
 	uint32_t struct_size; /* sizeof(struct bw_ring_opts), so it can grow */
@@ -64,7 +101,7 @@ struct bw_ring_opts {
 	uint32_t mode;	      /* permission bits of a named ring (0: 0600) */
 	uint32_t max_readers; /* reader slots (0: 64, at most 1024) */
 	uint32_t max_writers; /* writer slots (0: 16, at most 256) */
-	uint32_t reserved;
+	uint32_t policy;      /* enum bw_policy */
 };
 #define BW_RING_OPTS_INIT {.struct_size = sizeof(struct bw_ring_opts)}
 
@@ -233,6 +270,10 @@ struct bw_stream_stat {
 	uint32_t writers;
 	uint64_t spliced;   /* IBuf writers: bytes stored as indices only */
 	uint64_t copied;    /* IBuf writers: bytes written through */
+	uint64_t dropped;   /* writers: bytes this handle dropped (SRP, MRP);
+			     * readers: bytes the ring's writers dropped since
+			     * this reader attached */
+	uint32_t policy;    /* enum bw_policy of the ring */
 };
 
 /* Fills st for this handle. Returns 0. */
@@ -247,7 +288,9 @@ struct bw_ring_peer {
 	uint32_t slot;
 	pid_t pid;
 	uint64_t pos; /* readers: read position */
-	uint64_t bytes, calls, waits, lost;
+	uint64_t bytes, calls, waits;
+	uint64_t lost; /* readers: bytes lost to overwriting; writers: bytes
+			* dropped (SRP, MRP) */
 };
 
 struct bw_ring_info {
@@ -264,6 +307,9 @@ struct bw_ring_info {
 	uint64_t reader_waits, writer_waits;
 	int broken; /* a writer died inside an ordered write */
 	uint64_t created_ns;
+	uint32_t policy; /* enum bw_policy */
+	uint64_t dropped_writes, dropped_bytes; /* SRP, MRP */
+	uint64_t shared_read_pos; /* MRP: the readers' shared position R */
 };
 
 /* Reads the state of the named ring without attaching. Fills up to

@@ -1,0 +1,556 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Multi-consumer policies (lossless, SRP, MRP, FRP) and multiple writers,
+ * under stress: one writer and 1 to 4 readers per policy, and 2 to 4
+ * writers. Every 64-byte record carries its writer, a sequence number and a
+ * checksum. For every reader:
+ *  - no record is ever delivered torn or overwritten (checksum, and per
+ *    writer strictly increasing sequence numbers);
+ *  - lossless: every record, once, in order;
+ *  - SRP, MRP, FRP: delivered + overwritten (lost) + dropped = written, from
+ *    the reader's own statistics and the ring's drop counter.
+ * Reader 0 of a lossy ring stops for a while, until the writer has written
+ * (or dropped) four rings past it, so that the policy must act; the test
+ * then checks that it did (drops for SRP, overwrites for FRP, either for
+ * MRP). One reader uses peek and bw_stream_check instead of read.
+ *
+ * Each case runs twice: with processes (fork; the real deployment), and
+ * with threads of one process, which is what the TSan build can see.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define REC 64
+#define RING 4096u
+#define MAXW 4
+#define MAXR 4
+
+struct rec {
+	uint32_t writer;
+	uint32_t pad;
+	uint64_t seq;
+	uint8_t payload[REC - 24];
+	uint64_t sum;
+};
+_Static_assert(sizeof(struct rec) == REC, "record size");
+
+static uint64_t rec_sum(const struct rec *r)
+{
+	return bwt_fold(BWT_FOLD_INIT, r, offsetof(struct rec, sum));
+}
+
+static void rec_fill(struct rec *r, uint32_t w, uint64_t seq)
+{
+	r->writer = w;
+	r->pad = 0;
+	r->seq = seq;
+	bwt_fill(r->payload, sizeof(r->payload), seq * 64, w);
+	r->sum = rec_sum(r);
+}
+
+/* One worker's orders and results; in shared memory, so that forked
+ * workers can report back. */
+struct job {
+	const char *ring;
+	int policy;
+	uint32_t id;
+	uint64_t records; /* writers: how many to write */
+	bool slow;	  /* readers: stop once, until the writer is far on */
+	bool peek;	  /* readers: peek and check instead of read */
+	int ready_fd, go_fd;
+	/* results */
+	int bad;
+	char why[200];
+	uint64_t delivered, lost, dropped, discarded, estale;
+	uint64_t next[MAXW];
+};
+
+static void fail(struct job *j, const char *fmt, const char *detail)
+{
+	if (!j->bad)
+		snprintf(j->why, sizeof(j->why), fmt, detail);
+	j->bad = 1;
+}
+
+static bool attach(struct job *j, int flags, struct bw_stream **s)
+{
+	char c = 1;
+
+	if (bw_stream_open(j->ring, flags | BW_NOWAIT, s) != 0) {
+		fail(j, "open: %s", bw_strerror_last());
+		return false;
+	}
+	/* say we are attached, then wait for the start */
+	if (write(j->ready_fd, &c, 1) != 1 || read(j->go_fd, &c, 1) != 0) {
+		fail(j, "%s", "start pipe");
+		return false;
+	}
+	return true;
+}
+
+static void writer_job(struct job *j)
+{
+	struct bw_stream *s;
+	struct rec r;
+
+	if (!attach(j, BW_WRITE, &s))
+		return;
+	for (uint64_t i = 0; i < j->records; i++) {
+		void *q;
+
+		rec_fill(&r, j->id, i);
+		if (i % 3 != 2) {
+			if (bw_stream_write(s, &r, REC) != REC) {
+				fail(j, "write: %s", bw_strerror_last());
+				break;
+			}
+			continue;
+		}
+		ssize_t n = bw_stream_poke_acquire(s, &q, REC);
+
+		if (n == -ENOBUFS && (j->policy == BW_POLICY_SRP ||
+				      j->policy == BW_POLICY_MRP))
+			continue; /* dropped, and counted by the ring */
+		if (n != REC) {
+			fail(j, "poke_acquire: %s", bw_strerror_last());
+			break;
+		}
+		memcpy(q, &r, REC);
+		if (bw_stream_poke_complete(s, REC) != 0) {
+			fail(j, "poke_complete: %s", bw_strerror_last());
+			break;
+		}
+	}
+	bw_stream_close(s);
+}
+
+/* Reader 0 of a lossy ring: waits until the writers have moved four rings
+ * past it (written or dropped), or have all gone. */
+static void stall(struct bw_stream *s, uint64_t pos)
+{
+	struct bw_stream_stat st;
+
+	for (;;) {
+		if (bw_stream_stat(s, &st) != 0 || st.writers == 0 ||
+		    st.write_pos >= pos + 4 * RING || st.dropped >= 4 * RING)
+			return;
+		sched_yield();
+	}
+}
+
+/* Checks one whole record: returns false (and fails the job) when it is
+ * torn, a duplicate or out of order. */
+static bool take(struct job *j, const struct rec *r)
+{
+	char d[96];
+
+	if (r->writer >= MAXW || r->sum != rec_sum(r) ||
+	    bwt_verify(r->payload, sizeof(r->payload), r->seq * 64,
+		       r->writer) != -1) {
+		snprintf(d, sizeof(d), "after %llu records",
+			 (unsigned long long)j->delivered);
+		fail(j, "torn or overwritten record delivered as valid %s", d);
+		return false;
+	}
+	if (r->seq < j->next[r->writer] ||
+	    (j->policy == BW_POLICY_LOSSLESS && r->seq != j->next[r->writer])) {
+		snprintf(d, sizeof(d), "writer %u seq %llu, expected %llu",
+			 r->writer, (unsigned long long)r->seq,
+			 (unsigned long long)j->next[r->writer]);
+		fail(j, "record out of order: %s", d);
+		return false;
+	}
+	j->next[r->writer] = r->seq + 1;
+	j->delivered++;
+	return true;
+}
+
+static void reader_job(struct job *j)
+{
+	struct bw_stream_stat st;
+	struct bw_stream *s;
+	struct rec r;
+
+	if (!attach(j, BW_READ, &s))
+		return;
+	for (;;) {
+		ssize_t n;
+		int64_t stamp = 0;
+
+		if (j->slow && j->delivered == 100) {
+			j->slow = false;
+			stall(s, (uint64_t)bw_stream_lseek(s, 0, SEEK_CUR));
+		}
+		if (j->peek) {
+			const void *p;
+
+			stamp = bw_stream_check(s, -1, BW_CHECK_READ);
+			n = bw_stream_peek(s, &p, REC);
+			if (n > 0)
+				memcpy(&r, p, (size_t)n);
+		} else {
+			n = bw_stream_read(s, &r, REC);
+		}
+		if (n == -ESTALE) {
+			j->estale++;
+			continue;
+		}
+		if (n == 0)
+			break;
+		if (n != REC) {
+			fail(j, "read: %s",
+			     n < 0 ? bw_strerror_last() : "a partial record");
+			break;
+		}
+		/* peek: what was copied out counts only if still intact */
+		if (j->peek && bw_stream_check(s, stamp, BW_CHECK_READ) < 0) {
+			j->discarded++;
+			continue;
+		}
+		if (!take(j, &r))
+			break;
+	}
+	if (bw_stream_stat(s, &st) == 0) {
+		j->lost = st.lost;
+		j->dropped = st.dropped;
+	}
+	bw_stream_close(s);
+}
+
+static void *job_thread(void *p)
+{
+	struct job *j = p;
+
+	if (j->records)
+		writer_job(j);
+	else
+		reader_job(j);
+	return NULL;
+}
+
+/* Runs W writers and R readers of `records` each on a new ring. */
+static void run(int policy, unsigned W, unsigned R, uint64_t records,
+		bool threads)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	unsigned n = W + R;
+	struct job *jobs;
+	pthread_t th[MAXW + MAXR];
+	pid_t pid[MAXW + MAXR];
+	int ready[2], go[2];
+	uint64_t written = W * records;
+	char c;
+
+	jobs = mmap(NULL, sizeof(*jobs) * n, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	CU_ASSERT_FATAL(jobs != MAP_FAILED);
+	CU_ASSERT_FATAL(pipe(ready) == 0 && pipe(go) == 0);
+	o.size = RING;
+	o.policy = (uint32_t)policy;
+	bw_unlink("policy");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("policy", &o), 0);
+	for (unsigned i = 0; i < n; i++) {
+		jobs[i] = (struct job){.ring = "policy", .policy = policy,
+				       .ready_fd = ready[1], .go_fd = go[0]};
+		if (i < W) {
+			jobs[i].id = i;
+			jobs[i].records = records;
+		} else {
+			jobs[i].id = i - W;
+			jobs[i].slow = i == W && policy != BW_POLICY_LOSSLESS;
+			jobs[i].peek = i == W + 1;
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (threads) {
+			CU_ASSERT_FATAL(pthread_create(&th[i], NULL, job_thread,
+						       &jobs[i]) == 0);
+			continue;
+		}
+		pid[i] = fork();
+		CU_ASSERT_FATAL(pid[i] >= 0);
+		if (pid[i] == 0) {
+			close(go[1]);
+			job_thread(&jobs[i]);
+			_exit(0);
+		}
+	}
+	/* everyone attached, then go: no writer can finish (and let readers
+	 * see the end) before every reader and writer is in */
+	for (unsigned i = 0; i < n; i++)
+		CU_ASSERT_FATAL(read(ready[0], &c, 1) == 1);
+	close(go[1]);
+	for (unsigned i = 0; i < n; i++) {
+		if (threads)
+			pthread_join(th[i], NULL);
+		else
+			CU_ASSERT_EQUAL(bwt_wait(pid[i]), 0);
+	}
+	close(go[0]);
+	close(ready[0]);
+	close(ready[1]);
+	for (unsigned i = 0; i < n; i++) {
+		struct job *j = &jobs[i];
+
+		if (j->bad)
+			printf("\n    %s %u: %s ", i < W ? "writer" : "reader",
+			       j->id, j->why);
+		CU_ASSERT_EQUAL(j->bad, 0);
+		if (i < W || j->bad)
+			continue;
+		uint64_t acc = j->delivered + j->discarded +
+			       (j->lost + j->dropped) / REC;
+
+		if (acc != written || (j->lost + j->dropped) % REC)
+			printf("\n    reader %u: delivered %llu + discarded %llu "
+			       "+ lost %llu B + dropped %llu B != %llu records ",
+			       j->id, (unsigned long long)j->delivered,
+			       (unsigned long long)j->discarded,
+			       (unsigned long long)j->lost,
+			       (unsigned long long)j->dropped,
+			       (unsigned long long)written);
+		CU_ASSERT_EQUAL(acc, written);
+		CU_ASSERT_EQUAL((j->lost + j->dropped) % REC, 0);
+		switch (policy) {
+		case BW_POLICY_LOSSLESS:
+			CU_ASSERT_EQUAL(j->delivered, written);
+			break;
+		case BW_POLICY_SRP:
+			CU_ASSERT_EQUAL(j->lost, 0);
+			CU_ASSERT_EQUAL(j->discarded, 0);
+			if (i == W)
+				CU_ASSERT(j->dropped > 0);
+			break;
+		case BW_POLICY_MRP:
+			if (i == W)
+				CU_ASSERT(j->lost + j->dropped > 0);
+			break;
+		case BW_POLICY_FRP:
+			CU_ASSERT_EQUAL(j->dropped, 0);
+			if (i == W)
+				CU_ASSERT(j->lost > 0 && j->estale > 0);
+			break;
+		}
+	}
+	bw_unlink("policy");
+	munmap(jobs, sizeof(*jobs) * n);
+}
+
+#define RECORDS 40000
+
+#define CASE(name, pol, w, r)                                               \
+	static void name##_p(void)                                          \
+	{                                                                   \
+		run(pol, w, r, RECORDS, false);                             \
+	}                                                                   \
+	static void name##_t(void)                                          \
+	{                                                                   \
+		run(pol, w, r, RECORDS, true);                              \
+	}
+CASE(lossless_1, BW_POLICY_LOSSLESS, 1, 1)
+CASE(lossless_4, BW_POLICY_LOSSLESS, 1, 4)
+CASE(srp_1, BW_POLICY_SRP, 1, 1)
+CASE(srp_4, BW_POLICY_SRP, 1, 4)
+CASE(mrp_1, BW_POLICY_MRP, 1, 1)
+CASE(mrp_2, BW_POLICY_MRP, 1, 2)
+CASE(mrp_4, BW_POLICY_MRP, 1, 4)
+CASE(frp_1, BW_POLICY_FRP, 1, 1)
+CASE(frp_4, BW_POLICY_FRP, 1, 4)
+CASE(writers_2_lossless, BW_POLICY_LOSSLESS, 2, 2)
+CASE(writers_4_lossless, BW_POLICY_LOSSLESS, 4, 2)
+CASE(writers_3_srp, BW_POLICY_SRP, 3, 2)
+CASE(writers_3_mrp, BW_POLICY_MRP, 3, 3)
+CASE(writers_4_frp, BW_POLICY_FRP, 4, 2)
+
+/* Policy options and what the ring reports. */
+static void create_and_stat(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_ring_info in;
+
+	o.policy = 4;
+	CU_ASSERT_EQUAL(bw_mkfifo("pol", &o), -EINVAL);
+	o.policy = BW_POLICY_MRP;
+	o.flags = BW_RING_INDEX;
+	CU_ASSERT_EQUAL(bw_mkfifo("pol", &o), -EINVAL);
+	o.flags = 0;
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("pol", &o), 0);
+	CU_ASSERT_EQUAL(bw_ring_stat("pol", &in, NULL, 0), 0);
+	CU_ASSERT_EQUAL(in.policy, BW_POLICY_MRP);
+	CU_ASSERT_EQUAL(in.dropped_writes, 0);
+	CU_ASSERT_STRING_EQUAL(bw_policy_name(BW_POLICY_FRP), "frp");
+	CU_ASSERT_PTR_NULL(bw_policy_name(9));
+	CU_ASSERT_EQUAL(bw_policy_parse("srp"), BW_POLICY_SRP);
+	CU_ASSERT_EQUAL(bw_policy_parse("fast"), -EINVAL);
+	bw_unlink("pol");
+}
+
+/* SRP drops exactly the writes that do not fit, and says so: write
+ * returns the length, poke -ENOBUFS; nothing the reader holds is lost. */
+static void srp_drops_exactly(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_stream *w, *r;
+	struct bw_stream_stat st;
+	struct bw_ring_info in;
+	struct rec rec;
+	void *q;
+
+	o.size = RING;
+	o.policy = BW_POLICY_SRP;
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("srp", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("srp", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("srp", BW_WRITE, &w), 0);
+	for (uint64_t i = 0; i < RING / REC + 10; i++) {
+		rec_fill(&rec, 0, i);
+		CU_ASSERT_EQUAL(bw_stream_write(w, &rec, REC), REC);
+	}
+	CU_ASSERT_EQUAL(bw_stream_poke(w, &q, REC), -ENOBUFS);
+	CU_ASSERT_EQUAL(bw_stream_block(w, BW_POLLOUT, 0), BW_POLLOUT);
+	CU_ASSERT_EQUAL(bw_stream_stat(w, &st), 0);
+	CU_ASSERT_EQUAL(st.dropped, 11 * REC);
+	CU_ASSERT_EQUAL(st.write_pos, RING);
+	CU_ASSERT_EQUAL(bw_ring_stat("srp", &in, NULL, 0), 2);
+	CU_ASSERT_EQUAL(in.dropped_writes, 11);
+	CU_ASSERT_EQUAL(in.dropped_bytes, 11 * REC);
+	for (uint64_t i = 0; i < RING / REC; i++) {
+		CU_ASSERT_EQUAL(bw_stream_read(r, &rec, REC), REC);
+		CU_ASSERT_EQUAL(rec.seq, i);
+	}
+	CU_ASSERT_EQUAL(bw_stream_stat(r, &st), 0);
+	CU_ASSERT_EQUAL(st.dropped, 11 * REC);
+	CU_ASSERT_EQUAL(st.lost, 0);
+	bw_stream_close(w);
+	bw_stream_close(r);
+	bw_unlink("srp");
+}
+
+/* MRP: R follows each reader's previous position; the writer drops while R
+ * lags a ring behind, and a reader left behind by another's R is told. */
+static void mrp_shared_position(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_stream *w, *fast, *slow;
+	struct bw_ring_info in;
+	struct bw_stream_stat st;
+	uint8_t buf[RING];
+
+	o.size = RING;
+	o.policy = BW_POLICY_MRP;
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("mrp", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("mrp", BW_READ | BW_NOWAIT, &fast), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("mrp", BW_READ | BW_NOWAIT, &slow), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("mrp", BW_WRITE, &w), 0);
+	bwt_fill(buf, RING, 0, 7);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, RING), RING);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 1024), 1024); /* dropped */
+	CU_ASSERT_EQUAL(bw_ring_stat("mrp", &in, NULL, 0), 3);
+	CU_ASSERT_EQUAL(in.dropped_bytes, 1024);
+	CU_ASSERT_EQUAL(in.shared_read_pos, 0);
+	/* the fast reader reads twice: R moves to its previous position */
+	CU_ASSERT_EQUAL(bw_stream_read(fast, buf, 2048), 2048);
+	CU_ASSERT_EQUAL(bw_stream_read(fast, buf, 2048), 2048);
+	CU_ASSERT_EQUAL(bw_ring_stat("mrp", &in, NULL, 0), 3);
+	CU_ASSERT_EQUAL(in.shared_read_pos, 2048);
+	/* room for 2048 more: it overwrites what the slow reader has not
+	 * read, and the slow reader is told, never given the new bytes */
+	bwt_fill(buf, 2048, RING, 7);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 2048), 2048);
+	CU_ASSERT_EQUAL(bw_ring_stat("mrp", &in, NULL, 0), 3);
+	CU_ASSERT_EQUAL(in.dropped_bytes, 1024);
+	CU_ASSERT_EQUAL(bw_stream_read(slow, buf, 64), -ESTALE);
+	CU_ASSERT_EQUAL(bw_stream_read(slow, buf, 64), 64);
+	CU_ASSERT_EQUAL(bwt_verify(buf, 64, 2048, 7), -1);
+	CU_ASSERT_EQUAL(bw_stream_stat(slow, &st), 0);
+	CU_ASSERT_EQUAL(st.lost, 2048);
+	bw_stream_close(w);
+	bw_stream_close(fast);
+	bw_stream_close(slow);
+	bw_unlink("mrp");
+}
+
+/* FRP: the writer never waits for a reader that does not read; the reader
+ * is told once, resumes at the oldest byte held, and a peek overwritten
+ * while in use fails its check. */
+static void frp_never_waits(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_stream *w, *r;
+	struct bw_stream_stat st;
+	uint8_t buf[RING];
+	const void *p;
+	int64_t stamp;
+
+	o.size = RING;
+	o.policy = BW_POLICY_FRP;
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("frp", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("frp", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("frp", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	for (uint64_t pos = 0; pos < 10 * RING; pos += 1024) {
+		bwt_fill(buf, 1024, pos, 3);
+		CU_ASSERT_EQUAL(bw_stream_write(w, buf, 1024), 1024);
+	}
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, 100), -ESTALE);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, 100), 100);
+	CU_ASSERT_EQUAL(bwt_verify(buf, 100, 9 * RING, 3), -1);
+	stamp = bw_stream_check(r, -1, BW_CHECK_READ);
+	CU_ASSERT_EQUAL(bw_stream_peek(r, &p, 100), 100);
+	CU_ASSERT_EQUAL(bw_stream_check(r, stamp, BW_CHECK_READ), stamp + 100);
+	bwt_fill(buf, RING, 10 * RING, 3);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, RING), RING);
+	CU_ASSERT_EQUAL(bw_stream_check(r, stamp, BW_CHECK_READ), -ESTALE);
+	CU_ASSERT_EQUAL(bw_stream_stat(r, &st), 0);
+	CU_ASSERT_EQUAL(st.lost, 9 * RING);
+	CU_ASSERT_EQUAL(st.dropped, 0);
+	bw_stream_close(w);
+	bw_stream_close(r);
+	bw_unlink("frp");
+}
+
+static void reg_cases(bool threads)
+{
+	bwt_add("lossless: 1 writer, 1 reader", threads ? lossless_1_t : lossless_1_p);
+	bwt_add("lossless: 1 writer, 4 readers", threads ? lossless_4_t : lossless_4_p);
+	bwt_add("srp: 1 writer, 1 reader", threads ? srp_1_t : srp_1_p);
+	bwt_add("srp: 1 writer, 4 readers", threads ? srp_4_t : srp_4_p);
+	bwt_add("mrp: 1 writer, 1 reader", threads ? mrp_1_t : mrp_1_p);
+	bwt_add("mrp: 1 writer, 2 readers", threads ? mrp_2_t : mrp_2_p);
+	bwt_add("mrp: 1 writer, 4 readers", threads ? mrp_4_t : mrp_4_p);
+	bwt_add("frp: 1 writer, 1 reader", threads ? frp_1_t : frp_1_p);
+	bwt_add("frp: 1 writer, 4 readers", threads ? frp_4_t : frp_4_p);
+	bwt_add("lossless: 2 writers, 2 readers", threads ? writers_2_lossless_t : writers_2_lossless_p);
+	bwt_add("lossless: 4 writers, 2 readers", threads ? writers_4_lossless_t : writers_4_lossless_p);
+	bwt_add("srp: 3 writers, 2 readers", threads ? writers_3_srp_t : writers_3_srp_p);
+	bwt_add("mrp: 3 writers, 3 readers", threads ? writers_3_mrp_t : writers_3_mrp_p);
+	bwt_add("frp: 4 writers, 2 readers", threads ? writers_4_frp_t : writers_4_frp_p);
+}
+
+static void reg(void)
+{
+	bwt_ring_dir();
+	bwt_suite("policy");
+	bwt_add("create and stat", create_and_stat);
+	bwt_add("srp drops exactly what does not fit", srp_drops_exactly);
+	bwt_add("mrp shared read position", mrp_shared_position);
+	bwt_add("frp never waits", frp_never_waits);
+	bwt_suite("processes");
+	reg_cases(false);
+	bwt_suite("threads");
+	reg_cases(true);
+}
+
+int main(void)
+{
+	return bwt_main("policy", reg);
+}
