@@ -144,8 +144,16 @@ struct bwi_slot {
 	bwi_a64 calls;
 	bwi_a64 waits;
 	bwi_a64 lost;
-	uint8_t pad[BWI_LINE - 64];
+	/* Writers: a span this writer completed while an earlier reservation
+	 * was still unpublished, for whoever publishes up to it to carry the
+	 * tail over: dstart = start | BWI_DONE_BIT, dend its end. Written
+	 * again only once the tail has passed dend. */
+	bwi_a64 dstart;
+	bwi_a64 dend;
+	uint8_t pad[BWI_LINE - 80];
 };
+
+#define BWI_DONE_BIT (UINT64_C(1) << 63)
 
 struct bwi_hdr {
 	struct bwi_geom g;
@@ -180,6 +188,7 @@ _Static_assert(offsetof(struct bwi_geom, policy) == 60, "geometry layout");
 _Static_assert(sizeof(struct bwi_slot) == BWI_LINE, "slot size");
 _Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, lost) == 56, "slot layout");
+_Static_assert(offsetof(struct bwi_slot, dend) == 72, "slot layout");
 _Static_assert(sizeof(struct bwi_ctl) <= BWI_LINE, "control line");
 _Static_assert(offsetof(struct bwi_ctl, scar) == 32, "control line layout");
 
@@ -272,6 +281,7 @@ int bwi_min_reader(const struct bwi_map *m, uint64_t head, uint64_t tail,
 void bwi_writer_lock(struct bwi_map *m);
 void bwi_writer_unlock(struct bwi_map *m);
 void bwi_bump_peers(struct bwi_map *m);
+uint32_t bwi_slots_hi(const struct bwi_map *m, enum bwi_role role);
 
 /* ---- os.c ---- */
 int bwi_futex_wait(bwi_a32 *w, uint32_t val, int timeout_ms);

@@ -30,7 +30,7 @@ static void slot_range(const struct bwi_map *m, enum bwi_role role,
 }
 
 /* The scan bound, written by others: clamp it to the table. */
-static uint32_t scan_hi(const struct bwi_map *m, enum bwi_role role)
+uint32_t bwi_slots_hi(const struct bwi_map *m, enum bwi_role role)
 {
 	uint32_t base, n, hi;
 	bwi_a32 *hip;
@@ -65,6 +65,13 @@ int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 		uint64_t w = bw_load_relaxed(&s->state);
 		uint32_t g = BWI_SLOT_GEN(w) + 1;
 
+		/* A writer slot keeps a completed span that the tail has not
+		 * passed yet (its writer died or left before): not reused. */
+		if (role == BWI_WRITER &&
+		    (bw_load_acquire(&s->dstart) & BWI_DONE_BIT) &&
+		    bw_load_relaxed(&s->dend) >
+			    bw_load_acquire(&m->hdr->prod.tail))
+			continue;
 		if (BWI_SLOT_STATE(w) != BWI_SLOT_FREE ||
 		    !bw_cas(&s->state, &w,
 			    BWI_SLOT_WORD(g, ((uint32_t)bwi_self_pid() << 2) |
@@ -116,7 +123,7 @@ void bwi_slot_release(struct bwi_map *m, enum bwi_role role, uint32_t idx,
 
 unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role)
 {
-	uint32_t base, n, hi = scan_hi(m, role);
+	uint32_t base, n, hi = bwi_slots_hi(m, role);
 	unsigned c = 0;
 	bwi_a32 *hip;
 
@@ -131,7 +138,7 @@ unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role)
 
 static unsigned reap_role(struct bwi_map *m, enum bwi_role role)
 {
-	uint32_t base, n, hi = scan_hi(m, role);
+	uint32_t base, n, hi = bwi_slots_hi(m, role);
 	unsigned reaped = 0;
 	bwi_a32 *hip;
 
@@ -188,7 +195,7 @@ unsigned bwi_reap(struct bwi_map *m)
 int bwi_min_reader(const struct bwi_map *m, uint64_t head, uint64_t tail,
 		   uint64_t *min)
 {
-	uint32_t hi = scan_hi(m, BWI_READER);
+	uint32_t hi = bwi_slots_hi(m, BWI_READER);
 	uint64_t lo = tail, floor = head > m->g.capacity ? head - m->g.capacity : 0;
 	int n = 0;
 

@@ -187,6 +187,17 @@ static inline void copy(void *dst, const void *src, size_t n)
 	}
 }
 
+/* The copy of a validating reader (a tap, or a reader of an MRP or FRP
+ * ring): a writer may overwrite the bytes while they are copied, by design;
+ * the copy is then discarded (rd_validate), as a seqlock's reader discards
+ * its read. The TSan build suppresses reports on this one function
+ * (tests/tsan.supp): it is the designed race, and only it. */
+__attribute__((noinline)) static void copy_racy(void *dst, const void *src,
+						size_t n)
+{
+	memcpy(dst, src, n);
+}
+
 static void wake(struct bwi_map *m, struct bwi_wait *w, enum bwi_role role)
 {
 	uint64_t v;
@@ -472,6 +483,8 @@ static bool handle_sleeps(const struct bw_stream *s)
 
 /* ---- waiting ---------------------------------------------------------------- */
 
+static bool tail_orphaned(struct bwi_map *m);
+
 struct waiter {
 	struct bw_stream *s;
 	int events;
@@ -595,8 +608,10 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 		if (r == -EINTR)
 			return bwi_err(EINTR, "interrupted while waiting");
 		if (r == -ETIMEDOUT)
-			for (unsigned i = 0; i < n; i++)
+			for (unsigned i = 0; i < n; i++) {
 				bwi_reap(w[i].s->m);
+				tail_orphaned(w[i].s->m);
+			}
 		cnt = ready_all(w, n);
 		if (cnt || bwi_now_ns() >= deadline)
 			return cnt;
@@ -656,7 +671,7 @@ static int64_t rd_avail(struct bw_stream *s, uint64_t n)
 	}
 }
 
-static int wr_wait_turn(struct bw_stream *s, uint64_t hd, bool exact);
+static int wr_wait_tail(struct bw_stream *s, uint64_t want);
 
 /* SRP and MRP: a write of n bytes is dropped, and counted. */
 static int wr_drop(struct bw_stream *s, uint64_t n)
@@ -694,7 +709,7 @@ static int wr_room(struct bw_stream *s, uint64_t n)
 			 * way: wait for them to publish, as for our turn */
 			uint64_t want = bw_load_relaxed(&H(s)->prod.head) + n -
 					s->m->g.capacity;
-			int r = wr_wait_turn(s, want, false);
+			int r = wr_wait_tail(s, want);
 
 			if (r < 0)
 				return r;
@@ -798,11 +813,68 @@ static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 	return 0;
 }
 
-/* The writer holding the reservation that starts at t is alive. */
-static bool holder_alive(struct bw_stream *s, uint64_t t)
+/*
+ * Several writers complete out of order. A writer whose reservation starts
+ * at the tail publishes by moving the tail; one whose predecessors are
+ * still copying posts its span in its slot (dstart, dend) and goes on, and
+ * whoever moves the tail next carries it over every posted span that starts
+ * there: the tail advances over the longest completed prefix, and no writer
+ * waits for another to complete. (The thesis keeps two bits per writer in a
+ * bitmap of containers, which a byte ring cannot use; a span per slot is
+ * the equivalent for bytes.)
+ *
+ * No span is missed: a poster stores its span, full fence, loads the tail;
+ * a publisher moves the tail (a CAS or a store), full fence, scans the
+ * spans. Either the poster sees the tail at its start and moves it itself,
+ * or the publisher sees the span. The span's release store, the helper's
+ * acquire load and its CAS on the tail (a release) carry the poster's data
+ * to readers, who load the tail with acquire.
+ */
+
+/* The posted span that starts at t, if one does: its end, else 0. */
+static uint64_t span_at(const struct bwi_map *m, uint64_t t)
 {
-	for (uint32_t i = 0; i < s->m->g.max_writers; i++) {
-		struct bwi_slot *sl = bwi_wslot(s->m, i);
+	uint32_t hi = bwi_slots_hi(m, BWI_WRITER);
+
+	for (uint32_t i = 0; i < hi; i++) {
+		struct bwi_slot *sl = bwi_wslot(m, i);
+
+		if (bw_load_acquire(&sl->dstart) == (t | BWI_DONE_BIT))
+			return bw_load_relaxed(&sl->dend);
+	}
+	return 0;
+}
+
+/* Carries the tail over the spans posted where it stands. */
+static void tail_help(struct bw_stream *s)
+{
+	struct bwi_hdr *h = H(s);
+
+	bw_smp_mb();
+	for (;;) {
+		uint64_t t = bw_load_acquire(&h->prod.tail);
+		uint64_t e = span_at(s->m, t);
+
+		/* a span written by another process: only a forward move
+		 * within the reservations is believed */
+		if (e <= t || e - t > s->m->g.capacity ||
+		    e > bw_load_acquire(&h->prod.head))
+			return;
+		if (!bw_cas(&h->prod.tail, &t, e))
+			continue;
+		light(s);
+		if (bw_load_relaxed(&h->rwait.waiting))
+			wake(s->m, &h->rwait, BWI_READER);
+	}
+}
+
+/* A live writer holds the reservation that starts at t. */
+static bool holder_alive(const struct bwi_map *m, uint64_t t)
+{
+	uint32_t hi = bwi_slots_hi(m, BWI_WRITER);
+
+	for (uint32_t i = 0; i < hi; i++) {
+		struct bwi_slot *sl = bwi_wslot(m, i);
 		uint64_t w = bw_load_acquire(&sl->state);
 
 		if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
@@ -812,25 +884,53 @@ static bool holder_alive(struct bw_stream *s, uint64_t t)
 	return false;
 }
 
-/* Waits until the reservations before ours are published (tail reaches hd;
- * with !exact, until it reaches at least hd): usually a copy's worth of
- * time, so it spins first. The ring breaks only when a writer has died
- * during the wait and no live writer holds the reservation at tail. */
-static int wr_wait_turn(struct bw_stream *s, uint64_t hd, bool exact)
+/*
+ * After a wait timed out and the dead were reaped: a reservation at the tail
+ * that no live writer holds and nobody posted can never be published, and
+ * the live writers' reservations after it neither. The ring is then broken: readers read up to the tail, then get -EIO. A live
+ * writer always shows one or the other: its marker (pos = start | OPEN)
+ * stays until its next reservation, and it posts (or publishes) before
+ * that. The tail is read again last, so a publish meanwhile clears it.
+ */
+static bool tail_orphaned(struct bwi_map *m)
+{
+	struct bwi_hdr *h = m->hdr;
+	uint64_t t = bw_load_acquire(&h->prod.tail);
+
+	if (!m->writable || t == bw_load_acquire(&h->prod.head) ||
+	    bw_load_relaxed(&h->ctl.broken) || bw_load_relaxed(&h->ctl.remote))
+		return false;
+	/* with no writer left, readers see the end, and the next writer
+	 * drops the dead one's reservation (writer_attach) */
+	if (holder_alive(m, t) || span_at(m, t) ||
+	    bwi_slot_count(m, BWI_WRITER) == 0)
+		return false;
+	bw_smp_mb();
+	if (bw_load_acquire(&h->prod.tail) != t)
+		return false;
+	bw_store_release(&h->ctl.broken, 1);
+	bwi_bump_peers(m);
+	return true;
+}
+
+/* Waits until the tail reaches at least want: the writers before it are
+ * copying, usually a copy's worth of time, so it spins first. Fails when
+ * the ring is broken, or breaks it when the reservation at the tail has
+ * lost its writer. */
+static int wr_wait_tail(struct bw_stream *s, uint64_t want)
 {
 	struct bwi_hdr *h = H(s);
-	uint64_t dead0 = bw_load_relaxed(&h->ctl.dead_writers);
 	uint64_t spin_end = bwi_now_ns() + BWI_SPIN_NS;
-	unsigned orphaned = 0, spins = 0;
+	unsigned spins = 0;
 
 	for (;;) {
 		uint64_t t = bw_load_acquire(&h->prod.tail);
 		uint32_t seq;
 		int r;
 
-		if (t == hd || (t > hd && !exact))
+		if (t >= want)
 			return 0;
-		if (t > hd || bw_load_relaxed(&h->ctl.broken))
+		if (bw_load_relaxed(&h->ctl.broken))
 			break;
 		if (++spins < 256) {
 			bw_cpu_relax();
@@ -851,16 +951,8 @@ static int wr_wait_turn(struct bw_stream *s, uint64_t hd, bool exact)
 		if (r != -ETIMEDOUT)
 			continue;
 		bwi_reap(s->m);
-		if (bw_load_relaxed(&h->ctl.dead_writers) != dead0 &&
-		    !holder_alive(s, t))
-			orphaned++;
-		else
-			orphaned = 0;
-		if (orphaned >= 2) {
-			bw_store_release(&h->ctl.broken, 1);
-			bwi_bump_peers(s->m);
+		if (tail_orphaned(s->m))
 			break;
-		}
 	}
 	s->slow |= BWI_SLOW_STOP;
 	s->err = bwi_err(EIO, "a writer before this one died inside its "
@@ -869,18 +961,41 @@ static int wr_wait_turn(struct bw_stream *s, uint64_t hd, bool exact)
 	return s->err;
 }
 
+/* Completes [hd, hd + n) while an earlier reservation is unpublished: posts
+ * it. The slot holds one span: a span posted before must be passed first
+ * (it usually is). */
+static int wr_post(struct bw_stream *s, uint64_t hd, uint64_t n)
+{
+	struct bwi_slot *sl = s->wsl;
+
+	if (bw_load_relaxed(&sl->dstart) & BWI_DONE_BIT) {
+		int r = wr_wait_tail(s, bw_load_relaxed(&sl->dend));
+
+		if (r < 0)
+			return r;
+	}
+	bw_store_relaxed(&sl->dend, hd + n);
+	bw_store_release(&sl->dstart, hd | BWI_DONE_BIT);
+	tail_help(s); /* begins with the full fence of the protocol */
+	return 0;
+}
+
 static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 {
 	struct bwi_hdr *h = H(s);
 
 	if (__builtin_expect(bw_load_acquire(&h->prod.tail) != hd, 0)) {
-		int r = wr_wait_turn(s, hd, true);
+		int r = wr_post(s, hd, n);
 
 		if (r < 0)
 			return r;
+		s->wpos = hd + n;
+		count_call(&s->wst, n);
+		return 0;
 	}
 	/* R1: pairs with A1 in rd_refresh: the bytes below hd + n are written
-	 * before a reader can see tail pass them. */
+	 * before a reader can see tail pass them. Only we move the tail from
+	 * hd: no span starting there is posted. */
 	bw_store_release(&h->prod.tail, hd + n);
 	/* The slot keeps saying hd | OPEN: harmless, as tail has passed hd. */
 	s->wpos = hd + n;
@@ -888,6 +1003,8 @@ static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 	light(s);
 	if (bw_load_relaxed(&h->rwait.waiting))
 		wake(s->m, &h->rwait, BWI_READER);
+	if (bw_load_relaxed(&h->ctl.multi))
+		tail_help(s); /* later writers may have posted */
 	return 0;
 }
 
@@ -976,7 +1093,10 @@ __attribute__((noinline)) ssize_t bwi_d_read(struct bw_stream *s, void *buf,
 		return a;
 	if ((uint64_t)a > n)
 		a = (int64_t)n;
-	copy(buf, s->data + (s->rpos & s->mask), (size_t)a);
+	if (s->validate)
+		copy_racy(buf, s->data + (s->rpos & s->mask), (size_t)a);
+	else
+		copy(buf, s->data + (s->rpos & s->mask), (size_t)a);
 	r = rd_validate(s, (uint64_t)a);
 	if (r < 0)
 		return r;
@@ -1656,6 +1776,9 @@ static void detach(struct bw_stream *s)
 	mirror(&s->wst, s->wsl);
 	if (s->writer) {
 		flush_poke(s);
+		/* a span we posted is published before we go */
+		if (bw_load_relaxed(&s->wsl->dstart) & BWI_DONE_BIT)
+			wr_wait_tail(s, bw_load_relaxed(&s->wsl->dend));
 		if (s->acq)
 			bwi_head_rollback(s->m, s->acq_start + s->acq_len,
 					  s->acq_start);

@@ -349,11 +349,14 @@ static void test_writer_killed_before_another(void)
 	CU_ASSERT_EQUAL(bw_stream_write(w, "before", 6), 6);
 	CU_ASSERT_EQUAL(kill_inside_reservation("kill-2w", 0, 50, 17),
 			128 + SIGKILL);
-	/* our reservation comes after the dead one's: never publishable */
-	CU_ASSERT_EQUAL(bw_stream_write(w, "after", 5), -EIO);
+	/* our reservation comes after the dead one's: the write completes
+	 * out of order (posted, never waiting), but can never be published:
+	 * the reader gets what came before, then -EIO, and so do we */
+	CU_ASSERT_EQUAL(bw_stream_write(w, "after", 5), 5);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 6);
 	CU_ASSERT_EQUAL(memcmp(buf, "before", 6), 0);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), -EIO);
+	CU_ASSERT_EQUAL(bw_stream_write(w, "again", 5), -EIO);
 	CU_ASSERT(bw_ring_stat("kill-2w", &in, NULL, 0) >= 0);
 	CU_ASSERT(in.broken);
 	CU_ASSERT_EQUAL(in.dead_writers, 1);

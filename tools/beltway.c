@@ -406,14 +406,17 @@ static int cmd_bench(int argc, char **argv)
 {
 	if (argc < 2)
 		return cli_fail("which benchmark? usage: beltway bench "
-				"local|splice [options]");
+				"local|splice|fabric|multiconsumer [options]");
 	if (!strcmp(argv[1], "local"))
 		return bench_local_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "splice"))
 		return bench_splice_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "fabric"))
 		return bench_fabric_main(argc - 1, argv + 1);
-	return cli_fail("no benchmark '%s' (available: local, splice, fabric)",
+	if (!strcmp(argv[1], "multiconsumer"))
+		return bench_multi_main(argc - 1, argv + 1);
+	return cli_fail("no benchmark '%s' (available: local, splice, fabric, "
+			"multiconsumer)",
 			argv[1]);
 }
 
@@ -459,7 +462,7 @@ static const struct verb verbs[] = {
 	{"rm", cmd_rm, "NAME...",
 	 "Removes named rings. Attached streams keep working until closed.\n"},
 	{"bench", cmd_bench,
-	 "local|splice|fabric [--json] [--runs N] [--sizes LIST] [--cases LIST] "
+	 "local|splice|fabric|multiconsumer [--json] [--runs N] [--sizes LIST] [--cases LIST] "
 	 "[--ring BYTES] [--providers LIST] [--quick] [--verbose]",
 	 "Benchmarks. 'local' streams between two processes through Beltway\n"
 	 "read/write and poke/peek, a Unix pipe at its default and maximum\n"
@@ -472,6 +475,9 @@ static const struct verb verbs[] = {
 	 "and block size (default 4K,64K,1M), with fi_pingpong, ucx_perftest\n"
 	 "put_bw and iperf3 in the same run, and the writer's CPU use with 1\n"
 	 "and 4 pull readers.\n"
+	 "'multiconsumer' runs one writer and 1, 2, 4, 8 readers per policy\n"
+	 "(lossless, srp, mrp, frp) and 1, 2, 4 writers (thesis Fig 4.12),\n"
+	 "with a pipe per reader as the Unix peer.\n"
 	 "  --json         one JSON object per line\n"
 	 "  --runs N       runs per figure, the median is reported (default 5)\n"
 	 "  --sizes LIST   call sizes, e.g. 64,4K (default 64,1K,4K,64K)\n"
