@@ -399,8 +399,8 @@ static int readers_now(struct bw_stream *s, uint32_t seq)
 }
 
 /* The lowest position the writers must keep, by policy: the slowest
- * reader's (lossless, SRP), the readers' shared R (MRP), or none (FRP: the
- * head itself). Returns the number of readers, or -EBADMSG. */
+ * reader's (lossless, SRP), the readers' shared R (MRP), or only the
+ * published tail (FRP). Returns the number of readers, or -EBADMSG. */
 static int wr_floor(struct bw_stream *s, uint32_t seq, uint64_t hd,
 		    uint64_t t, uint64_t *min)
 {
@@ -468,7 +468,8 @@ int bwi_ready(struct bw_stream *s, int events, uint64_t need)
 	if ((events & BW_POLLOUT) && s->writer) {
 		int w = wr_ready(s, need);
 
-		/* SRP and MRP writers drop rather than wait: always writable */
+		/* SRP and MRP writers drop rather than wait, and FRP writers
+		 * never wait for readers: always writable */
 		if (s->policy != BW_POLICY_LOSSLESS && !(w & BW_POLLERR))
 			w |= BW_POLLOUT;
 		rev |= w;
@@ -706,7 +707,7 @@ static int wr_room(struct bw_stream *s, uint64_t n)
 			return wr_drop(s, n);
 		if (s->policy == BW_POLICY_FRP) {
 			/* only other writers' unpublished copies are in the
-			 * way: wait for them to publish, as for our turn */
+			 * way: wait until the tail has passed them */
 			uint64_t want = bw_load_relaxed(&H(s)->prod.head) + n -
 					s->m->g.capacity;
 			int r = wr_wait_tail(s, want);
