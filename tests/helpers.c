@@ -3,6 +3,7 @@
 #include <CUnit/Basic.h>
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@ static char dir[128];
 static pid_t dir_owner;
 static CU_pSuite suite;
 static int skips;
+static pid_t watch_owner;
+static unsigned watch_s;
+static char watch_test[128];
 
 void bwt_skip(const char *why)
 {
@@ -104,9 +108,62 @@ int bwt_wait(pid_t pid)
 	return 128 + WTERMSIG(st);
 }
 
+/*
+ * The watchdog. A test that hangs (a peer that died holding a lock, a lost
+ * wakeup) must fail within bounded time with its name printed, not stall
+ * the suite until CI gives up. Each test gets watch_s seconds
+ * (BWT_TIMEOUT, default 300: the TSan build is slow); then the whole
+ * process group goes, with the children the test forked. This is not
+ * synchronization: nothing waits on it, it only bounds a failure.
+ */
+static void watch_fire(int sig)
+{
+	static const char a[] = "\nwatchdog: test \"";
+	static const char b[] = "\" still running; killing its process group\n";
+
+	if (getpid() != watch_owner) {
+		/* a child that armed alarm() itself: the default action */
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	(void)!write(2, a, sizeof(a) - 1);
+	(void)!write(2, watch_test, strlen(watch_test));
+	(void)!write(2, b, sizeof(b) - 1);
+	kill(0, SIGKILL);
+	_exit(1);
+}
+
+static void watch_arm(void)
+{
+	CU_pTest t = CU_get_current_test();
+
+	snprintf(watch_test, sizeof(watch_test), "%s",
+		 t && t->pName ? t->pName : "?");
+	alarm(watch_s);
+}
+
+static void watch_disarm(void)
+{
+	alarm(0);
+}
+
+static void watch_init(void)
+{
+	const char *e = getenv("BWT_TIMEOUT");
+
+	watch_s = e && atoi(e) > 0 ? (unsigned)atoi(e) : 300;
+	watch_owner = getpid();
+	/* our own group, so the watchdog kills our children and not make */
+	if (getpgid(0) != watch_owner && setpgid(0, 0) < 0)
+		perror("setpgid");
+	signal(SIGALRM, watch_fire);
+}
+
 void bwt_suite(const char *name)
 {
-	suite = CU_add_suite(name, NULL, NULL);
+	suite = CU_add_suite_with_setup_and_teardown(name, NULL, NULL,
+						     watch_arm, watch_disarm);
 }
 
 void bwt_add(const char *name, void (*fn)(void))
@@ -123,6 +180,7 @@ int bwt_main(const char *name, void (*reg)(void))
 	unsigned fails;
 
 	bwt_ring_dir();
+	watch_init();
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
 	bwt_suite(name);
