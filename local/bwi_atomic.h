@@ -32,6 +32,7 @@ typedef _Atomic uint32_t bwi_a32;
 						memory_order_seq_cst)
 #define bw_smp_mb() atomic_thread_fence(memory_order_seq_cst)
 #define bw_smp_rmb() atomic_thread_fence(memory_order_acquire)
+#define bw_smp_wmb() atomic_thread_fence(memory_order_release)
 
 /* A counter only its owner writes: a relaxed read-modify-store, no RMW. */
 #define bw_own_add(p, v) bw_store_relaxed((p), bw_load_relaxed(p) + (v))

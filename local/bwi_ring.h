@@ -40,6 +40,7 @@
 #define BWI_MAX_WRITERS 256u
 #define BWI_NAME_MAX 63
 #define BWI_HUGE_PAGE (2u << 20)
+#define BWI_MAX_WRITER_TIMEOUT_MS 86400000u
 
 /* Geometry: written once by the creator before the segment gets its name,
  * then never. Read once into struct bwi_map and validated there. */
@@ -56,7 +57,9 @@ struct bwi_geom {
 	uint64_t created_ns;
 	uint32_t layout;    /* BWI_LAYOUT_* */
 	uint32_t policy;    /* enum bw_policy */
-	uint32_t reserved[4];
+	uint32_t writer_timeout_ms; /* 0: a writer is presumed dead only when
+				     * its process is */
+	uint32_t reserved[3];
 	uint32_t sum;	    /* checksum of the bytes before it */
 	uint32_t pad;
 };
@@ -68,6 +71,8 @@ struct bwi_prod {
 	bwi_a64 head; /* reserved by writers up to here */
 	uint8_t pad[BWI_LINE - 8];
 	bwi_a64 tail; /* published: readers may read below it */
+	bwi_a64 pads; /* padding spans ever recorded (struct bwi_pad): on the
+		       * tail's line, so a reader's refresh sees it for free */
 };
 
 /* Written on attach, detach and reclaim only. */
@@ -115,7 +120,31 @@ struct bwi_group {
 	uint8_t pad[56];
 	bwi_a64 dropped_writes;
 	bwi_a64 dropped_bytes;
+	bwi_a64 padded_spans; /* reservations of writers presumed dead */
+	bwi_a64 padded_bytes;
 };
+
+/*
+ * Padding. A reservation whose writer died (or, with writer_timeout_ms,
+ * stalled that long) is never published: a waiter fences the writer out of
+ * it (its slot marker gets BWI_FENCE_BIT), records [start, end) here, and
+ * moves the tail over it. Readers skip recorded spans; they are never
+ * delivered. Pad k lives in pads[k % BWI_PADS]; its seq (k) is written
+ * last, so a reader that reads seq, the span, then seq again and sees k
+ * both times has a consistent span. The entry is written, then prod.pads
+ * raised, then the tail moved: a reader that sees the tail past start sees
+ * the entry. Entry k is reused for pad k + BWI_PADS only once end +
+ * capacity <= tail: every reader is past end by then, or has lost those
+ * bytes to overwriting and learns it by validation.
+ */
+#define BWI_PADS 16u
+struct bwi_pad {
+	bwi_a64 seq; /* k, or BWI_PAD_BUSY while written */
+	bwi_a64 start;
+	bwi_a64 end;
+	uint64_t pad;
+};
+#define BWI_PAD_BUSY UINT64_MAX
 
 #define BWI_SLEEPER UINT64_C(1)
 #define BWI_ARMED (UINT64_C(1) << 32)
@@ -150,10 +179,22 @@ struct bwi_slot {
 	 * again only once the tail has passed dend. */
 	bwi_a64 dstart;
 	bwi_a64 dend;
-	uint8_t pad[BWI_LINE - 80];
+	/* Writers: the reservation this writer holds, once head has moved
+	 * for it: rend first, then rstart (release). A marker pos = start |
+	 * OPEN with rstart == start names the holder and rend its end. */
+	bwi_a64 rstart;
+	bwi_a64 rend;
+	uint8_t pad[BWI_LINE - 96];
 };
 
 #define BWI_DONE_BIT (UINT64_C(1) << 63)
+/* Writer slot marker (pos): start | OPEN while the reservation at start is
+ * held; | CLOSE once its writer is publishing it (rings with a writer
+ * timeout); | FENCE once a waiter took it over to pad it. */
+#define BWI_OPEN_BIT (UINT64_C(1) << 63)
+#define BWI_CLOSE_BIT (UINT64_C(1) << 62)
+#define BWI_FENCE_BIT (UINT64_C(1) << 61)
+#define BWI_MARK_POS(p) ((p) & ~(BWI_OPEN_BIT | BWI_CLOSE_BIT | BWI_FENCE_BIT))
 
 struct bwi_hdr {
 	struct bwi_geom g;
@@ -168,6 +209,7 @@ struct bwi_hdr {
 	uint8_t pad4[BWI_LINE - sizeof(struct bwi_wait)];
 	struct bwi_group grp;
 	uint8_t pad5[BWI_LINE - sizeof(struct bwi_group)];
+	struct bwi_pad padv[BWI_PADS];
 	struct bwi_slot slots[]; /* max_readers, then max_writers */
 };
 
@@ -183,12 +225,20 @@ _Static_assert(offsetof(struct bwi_hdr, wwait) == 768, "writer wait line");
 _Static_assert(offsetof(struct bwi_hdr, grp) == 896, "group line");
 _Static_assert(offsetof(struct bwi_hdr, grp.dropped_writes) == 960,
 	       "drop counters on their own line");
-_Static_assert(offsetof(struct bwi_hdr, slots) == 1024, "slot table");
+_Static_assert(offsetof(struct bwi_hdr, prod.pads) == 392, "pads on tail line");
+_Static_assert(offsetof(struct bwi_hdr, grp.padded_bytes) == 984,
+	       "pad counters on the drop line");
+_Static_assert(offsetof(struct bwi_hdr, padv) == 1024, "pad table");
+_Static_assert(sizeof(struct bwi_pad) == 32, "pad entry");
+_Static_assert(offsetof(struct bwi_hdr, slots) == 1536, "slot table");
+_Static_assert(offsetof(struct bwi_geom, writer_timeout_ms) == 64,
+	       "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, policy) == 60, "geometry layout");
 _Static_assert(sizeof(struct bwi_slot) == BWI_LINE, "slot size");
 _Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, lost) == 56, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, dend) == 72, "slot layout");
+_Static_assert(offsetof(struct bwi_slot, rend) == 88, "slot layout");
 _Static_assert(sizeof(struct bwi_ctl) <= BWI_LINE, "control line");
 _Static_assert(offsetof(struct bwi_ctl, scar) == 32, "control line layout");
 

@@ -46,6 +46,8 @@ struct bw_stream {
 	uint64_t rlook;	    /* when the reader last looked at tail */
 	bool rtrickle;	    /* its last look gained little: pace looks */
 	uint64_t drop0;	    /* ring's dropped bytes when it attached */
+	uint64_t pad_next;  /* next padding span to look at (prod.pads) */
+	uint64_t padded;    /* bytes skipped as padding */
 
 	/* writer side */
 	uint32_t wslot, wgen;
@@ -60,6 +62,12 @@ struct bw_stream {
 	uint64_t wpos;	     /* end of this handle's last write */
 	uint64_t wlook;	     /* when the writer last looked at readers */
 	bool wtrickle;	     /* its last look gained little: pace looks */
+	bool fence;	     /* the ring has a writer timeout: completions
+			      * close their marker by CAS */
+
+	/* any side that waits: since when it has seen the tail stuck */
+	uint64_t stuck_t, stuck_ns;
+	uint64_t fenced_ns; /* and since when it has seen it fenced (0: not) */
 
 	struct bwi_slot *rsl, *wsl; /* our slots, or NULL */
 	struct bwi_stats rst, wst;  /* reading and writing statistics */

@@ -64,6 +64,9 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 	info->policy = m->g.policy;
 	info->dropped_writes = bw_load_relaxed(&h->grp.dropped_writes);
 	info->dropped_bytes = bw_load_relaxed(&h->grp.dropped_bytes);
+	info->padded_spans = bw_load_relaxed(&h->grp.padded_spans);
+	info->padded_bytes = bw_load_relaxed(&h->grp.padded_bytes);
+	info->writer_timeout_ms = m->g.writer_timeout_ms;
 	info->shared_read_pos = bw_load_relaxed(&h->grp.rshared);
 	for (uint32_t i = 0; i < m->g.max_readers + m->g.max_writers; i++) {
 		const struct bwi_slot *sl = &h->slots[i];

@@ -151,6 +151,12 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 		return bwi_err(EINVAL, "unknown ring policy %u (lossless, srp, "
 				       "mrp or frp)",
 			       g->policy);
+	if (o->struct_size >= offsetof(struct bw_ring_opts, writer_timeout_ms) +
+				      sizeof(o->writer_timeout_ms))
+		g->writer_timeout_ms = o->writer_timeout_ms;
+	if (g->writer_timeout_ms > BWI_MAX_WRITER_TIMEOUT_MS)
+		return bwi_err(EINVAL, "writer timeout %u ms: at most %u (a day)",
+			       g->writer_timeout_ms, BWI_MAX_WRITER_TIMEOUT_MS);
 	if (g->policy != BW_POLICY_LOSSLESS && g->layout == BWI_LAYOUT_INDEX)
 		return bwi_err(EINVAL, "an IBuf is lossless only: its readers "
 				       "keep the blocks they point at");
@@ -187,6 +193,8 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 	    g->hdr_size != hdr_bytes(g->max_readers, g->max_writers,
 				     g->page_size))
 		return bwi_err(EBADMSG, "%s: bad slot table", what);
+	if (g->writer_timeout_ms > BWI_MAX_WRITER_TIMEOUT_MS)
+		return bwi_err(EBADMSG, "%s: bad writer timeout", what);
 	if (g->layout > BWI_LAYOUT_INDEX || g->policy > BW_POLICY_FRP ||
 	    (g->layout == BWI_LAYOUT_INDEX) != !!(g->flags & BW_RING_INDEX) ||
 	    (g->layout == BWI_LAYOUT_INDEX && g->policy != BW_POLICY_LOSSLESS))

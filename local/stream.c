@@ -32,7 +32,6 @@
 #define BWI_OPEN_FLAGS                                                     \
 	(BW_READ | BW_WRITE | BW_NONBLOCK | BW_FROM_START | BW_NOWAIT |       \
 	 BW_LOW_LATENCY | BW_NOSPLICE)
-#define BWI_OPEN_BIT (UINT64_C(1) << 63) /* writer slot pos: reservation open */
 #define BWI_SPIN_NS 50000	   /* spin this long before sleeping */
 #define BWI_PACE_NS 1000	   /* a caught-up side looks at most this often */
 #define BWI_BATCH 16384		   /* gaining less per look: caught up */
@@ -310,11 +309,69 @@ static int rd_lost(struct bw_stream *s, uint64_t tail)
 	count_lost(s, lost);
 	s->rpos = o;
 	s->racq = 0;
-	s->tail_seen = tail;
+	s->tail_seen = o; /* the next read refreshes, padding included */
 	rd_publish(s);
 	return bwi_err(ESTALE, "reader was overtaken and lost %llu bytes; "
 			       "resuming at position %llu",
 		       (unsigned long long)lost, (unsigned long long)o);
+}
+
+/* Pad k if it is still recorded: false once it was reused (or is being),
+ * which happens only after every reader passed it (struct bwi_pad). */
+static bool pad_read(const struct bwi_map *m, uint64_t k, uint64_t *start,
+		     uint64_t *end)
+{
+	struct bwi_pad *p = &m->hdr->padv[k % BWI_PADS];
+
+	if (bw_load_acquire(&p->seq) != k)
+		return false;
+	*start = bw_load_relaxed(&p->start);
+	*end = bw_load_relaxed(&p->end);
+	bw_smp_rmb();
+	return bw_load_relaxed(&p->seq) == k;
+}
+
+/* The first pad a reader attaching (or seeking back) must look at. */
+static uint64_t pads_floor(const struct bwi_map *m)
+{
+	uint64_t n = bw_load_acquire(&m->hdr->prod.pads);
+
+	return n > BWI_PADS ? n - BWI_PADS : 0;
+}
+
+/* Given tail t (acquired), skips the padding at the read position and
+ * returns where the readable span ends: t, or the start of the next pad
+ * the tail has passed. -EBADMSG for a pad no padder can have written. */
+static int64_t rd_pads(struct bw_stream *s, uint64_t t)
+{
+	uint64_t n = bw_load_acquire(&H(s)->prod.pads);
+
+	while (s->pad_next < n) {
+		uint64_t k = s->pad_next, a, e;
+
+		if (n - k > BWI_PADS || !pad_read(s->m, k, &a, &e) ||
+		    e <= s->rpos) {
+			s->pad_next = n - k > BWI_PADS ? n - BWI_PADS : k + 1;
+			continue;
+		}
+		if (a >= t)
+			break; /* not padded yet: the tail moves over it last */
+		if (a >= e || e > t || e - a > s->m->g.capacity)
+			return bwi_err(EBADMSG, "padding record [%llu, %llu) "
+						"with the write position at "
+						"%llu: corrupted ring",
+				       (unsigned long long)a,
+				       (unsigned long long)e,
+				       (unsigned long long)t);
+		if (a > s->rpos)
+			return (int64_t)a;
+		s->padded += e - s->rpos;
+		s->rpos = e;
+		s->racq = 0;
+		s->pad_next = k + 1;
+		rd_publish(s);
+	}
+	return (int64_t)t;
 }
 
 /* Readable bytes now, or -ESTALE / -EBADMSG. */
@@ -330,6 +387,14 @@ static int64_t rd_refresh(struct bw_stream *s)
 			       (unsigned long long)t);
 	if (__builtin_expect(t - s->rpos > s->m->g.capacity, 0))
 		return rd_lost(s, t);
+	if (__builtin_expect(bw_load_relaxed(&H(s)->prod.pads) != s->pad_next,
+			     0)) {
+		int64_t c = rd_pads(s, t);
+
+		if (c < 0)
+			return c;
+		t = (uint64_t)c;
+	}
 	s->tail_seen = t;
 	mirror(&s->rst, s->rsl);
 	return (int64_t)(t - s->rpos);
@@ -484,7 +549,18 @@ static bool handle_sleeps(const struct bw_stream *s)
 
 /* ---- waiting ---------------------------------------------------------------- */
 
-static bool tail_orphaned(struct bwi_map *m);
+static bool tail_unstick(struct bw_stream *s);
+
+/* How long a waiter on m sleeps before it reaps the dead and looks at the
+ * tail: the liveness interval, or less on a ring with a shorter writer
+ * timeout (to pad within about 1.5 timeouts). */
+static int wait_slice_ms(const struct bwi_map *m)
+{
+	int live = bwi_liveness_ms();
+	uint32_t tmo = m->g.writer_timeout_ms;
+
+	return tmo && tmo / 2 + 1 < (uint32_t)live ? (int)(tmo / 2 + 1) : live;
+}
 
 struct waiter {
 	struct bw_stream *s;
@@ -536,6 +612,9 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 	uint64_t start = bwi_now_ns(), deadline = UINT64_MAX, spin_end;
 	int cnt, live = bwi_liveness_ms();
 
+	for (unsigned i = 0; i < n; i++)
+		if (wait_slice_ms(w[i].s->m) < live)
+			live = wait_slice_ms(w[i].s->m);
 	if (timeout_ms >= 0)
 		deadline = start + (uint64_t)timeout_ms * 1000000u;
 	cnt = ready_all(w, n);
@@ -611,7 +690,7 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 		if (r == -ETIMEDOUT)
 			for (unsigned i = 0; i < n; i++) {
 				bwi_reap(w[i].s->m);
-				tail_orphaned(w[i].s->m);
+				tail_unstick(w[i].s);
 			}
 		cnt = ready_all(w, n);
 		if (cnt || bwi_now_ns() >= deadline)
@@ -744,12 +823,17 @@ static inline bool head_move(struct bw_stream *s, uint64_t *hd, uint64_t n)
 		light(s);
 		if (__builtin_expect(!bw_load_relaxed(&h->ctl.multi), 1)) {
 			bw_store_relaxed(&h->prod.head, *hd + n);
-			return true;
+			goto held;
 		}
 	}
-	if (bw_cas(&h->prod.head, hd, *hd + n))
-		return true;
-	return false;
+	if (!bw_cas(&h->prod.head, hd, *hd + n))
+		return false;
+held:
+	/* For a waiter that pads the span if we die (tail_unstick): the
+	 * marker alone may be a failed attempt; rstart says head moved. */
+	bw_store_relaxed(&s->wsl->rend, *hd + n);
+	bw_store_release(&s->wsl->rstart, *hd);
+	return true;
 }
 
 /* A writer joins a ring that has one already (writer lock held): every
@@ -869,48 +953,134 @@ static void tail_help(struct bw_stream *s)
 	}
 }
 
-/* A live writer holds the reservation that starts at t. */
-static bool holder_alive(const struct bwi_map *m, uint64_t t)
-{
-	uint32_t hi = bwi_slots_hi(m, BWI_WRITER);
-
-	for (uint32_t i = 0; i < hi; i++) {
-		struct bwi_slot *sl = bwi_wslot(m, i);
-		uint64_t w = bw_load_acquire(&sl->state);
-
-		if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
-		    bw_load_relaxed(&sl->pos) == (t | BWI_OPEN_BIT))
-			return true;
-	}
-	return false;
-}
-
-/*
- * After a wait timed out and the dead were reaped: a reservation at the tail
- * that no live writer holds and nobody posted can never be published, and
- * the live writers' reservations after it neither. The ring is then broken: readers read up to the tail, then get -EIO. A live
- * writer always shows one or the other: its marker (pos = start | OPEN)
- * stays until its next reservation, and it posts (or publishes) before
- * that. The tail is read again last, so a publish meanwhile clears it.
- */
-static bool tail_orphaned(struct bwi_map *m)
+/* Breaks the ring at t, unless the tail moved meanwhile: readers read up to
+ * the tail, then get -EIO. */
+static bool ring_break(struct bwi_map *m, uint64_t t)
 {
 	struct bwi_hdr *h = m->hdr;
-	uint64_t t = bw_load_acquire(&h->prod.tail);
 
-	if (!m->writable || t == bw_load_acquire(&h->prod.head) ||
-	    bw_load_relaxed(&h->ctl.broken) || bw_load_relaxed(&h->ctl.remote))
-		return false;
-	/* with no writer left, readers see the end, and the next writer
-	 * drops the dead one's reservation (writer_attach) */
-	if (holder_alive(m, t) || span_at(m, t) ||
-	    bwi_slot_count(m, BWI_WRITER) == 0)
-		return false;
 	bw_smp_mb();
 	if (bw_load_acquire(&h->prod.tail) != t)
 		return false;
 	bw_store_release(&h->ctl.broken, 1);
 	bwi_bump_peers(m);
+	return true;
+}
+
+/* Records pad k = [t, e) and moves the tail over it (see struct bwi_pad).
+ * Only the waiter that fenced the reservation at t gets here. */
+static void pad_record(struct bw_stream *s, uint64_t k, uint64_t t, uint64_t e)
+{
+	struct bwi_hdr *h = H(s);
+	struct bwi_pad *p = &h->padv[k % BWI_PADS];
+
+	bw_store_relaxed(&p->seq, BWI_PAD_BUSY);
+	bw_smp_wmb();
+	bw_store_relaxed(&p->start, t);
+	bw_store_relaxed(&p->end, e);
+	bw_store_release(&p->seq, k);
+	bw_store_release(&h->prod.pads, k + 1);
+	bw_fetch_add(&h->grp.padded_spans, 1);
+	bw_fetch_add(&h->grp.padded_bytes, e - t);
+	/* nobody else moves the tail from t: its holder is fenced and it
+	 * posted nothing */
+	bw_store_release(&h->prod.tail, e);
+	light(s);
+	if (bw_load_relaxed(&h->rwait.waiting))
+		wake(s->m, &h->rwait, BWI_READER);
+	tail_help(s); /* spans posted behind it */
+}
+
+/*
+ * A waiter whose wait timed out, after reaping the dead, looks at the
+ * reservation at the tail. Its holder's slot marker says start | OPEN with
+ * rstart == start (a marker alone may be a failed attempt to reserve). If
+ * that writer is alive and, on a ring with a writer timeout, has not held
+ * the tail that long (as this handle has seen it), nothing is done. If it
+ * is presumed dead, the waiter fences it out with a CAS on its marker (the
+ * writer's own completion CASes it too, on such rings: one of the two
+ * wins) and pads the span: readers skip it, the ring goes on. A dead writer
+ * needs no timeout and no CAS of its own: it will not come back.
+ *
+ * The ring is broken instead (readers read up to the tail, then -EIO) when
+ * the span cannot be padded: its writer died between moving head and
+ * recording the span, the pad table is full (BWI_PADS pads within a ring),
+ * or a waiter that fenced it died before padding it. Returns true when it
+ * padded or broke the ring.
+ */
+static bool tail_unstick(struct bw_stream *s)
+{
+	struct bwi_map *m = s->m;
+	struct bwi_hdr *h = m->hdr;
+	uint64_t t = bw_load_acquire(&h->prod.tail), now = bwi_now_ns();
+	uint64_t hd = bw_load_acquire(&h->prod.head), mk = 0, k, e;
+	uint32_t hi = bwi_slots_hi(m, BWI_WRITER);
+	struct bwi_slot *holder = NULL;
+	bool live = false, claimant = false;
+
+	/* with no writer left, readers see the end, and the next writer
+	 * drops the reservation (writer_attach) */
+	if (!m->writable || t == hd || bw_load_relaxed(&h->ctl.broken) ||
+	    bw_load_relaxed(&h->ctl.remote) || span_at(m, t) ||
+	    bwi_slot_count(m, BWI_WRITER) == 0)
+		return false;
+	if (s->stuck_t != t) {
+		s->stuck_t = t;
+		s->stuck_ns = now;
+		s->fenced_ns = 0;
+	}
+	for (uint32_t i = 0; i < hi; i++) {
+		struct bwi_slot *sl = bwi_wslot(m, i);
+		uint64_t p = bw_load_acquire(&sl->pos);
+		bool a = BWI_SLOT_STATE(bw_load_acquire(&sl->state)) ==
+			 BWI_SLOT_ACTIVE;
+
+		if (!(p & BWI_OPEN_BIT) || BWI_MARK_POS(p) != t)
+			continue;
+		if (bw_load_acquire(&sl->rstart) != t) {
+			claimant |= a; /* between its head move and rstart */
+			continue;
+		}
+		if (a && (p & BWI_CLOSE_BIT))
+			return false; /* publishing it right now */
+		if (!holder || a) {
+			holder = sl;
+			mk = p;
+			live = a;
+		}
+	}
+	if (!holder)
+		return claimant ? false : ring_break(m, t);
+	if (mk & BWI_FENCE_BIT) {
+		/* another waiter is padding it: a few stores, unless it
+		 * died doing them (still fenced a liveness interval later) */
+		if (!s->fenced_ns)
+			s->fenced_ns = now;
+		if (now - s->fenced_ns < (uint64_t)bwi_liveness_ms() * 1000000u)
+			return false;
+		return ring_break(m, t);
+	}
+	if (live && (!m->g.writer_timeout_ms ||
+		     now - s->stuck_ns <
+			     (uint64_t)m->g.writer_timeout_ms * 1000000u))
+		return false;
+	k = bw_load_acquire(&h->prod.pads);
+	if (k >= BWI_PADS) {
+		struct bwi_pad *old = &h->padv[k % BWI_PADS];
+
+		if (bw_load_acquire(&old->seq) != k - BWI_PADS ||
+		    bw_load_relaxed(&old->end) + m->g.capacity > t)
+			return ring_break(m, t);
+	}
+	if (!bw_cas(&holder->pos, &mk, mk | BWI_FENCE_BIT))
+		return false; /* it completed, or another waiter fenced it */
+	/* the holder cannot record another span without completing this one,
+	 * which the fence forbids: rend is its end */
+	e = bw_load_acquire(&holder->rend);
+	if (bw_load_acquire(&holder->rstart) != t || e <= t ||
+	    e - t > m->g.capacity || e > bw_load_acquire(&h->prod.head))
+		return ring_break(m, t);
+	pad_record(s, k, t, e);
 	return true;
 }
 
@@ -946,14 +1116,13 @@ static int wr_wait_tail(struct bw_stream *s, uint64_t want)
 		bwi_barrier_heavy();
 		r = bw_load_acquire(&h->prod.tail) == t
 			    ? bwi_futex_wait(&h->rwait.seq, seq,
-					     bwi_liveness_ms())
+					     wait_slice_ms(s->m))
 			    : 0;
 		bw_fetch_sub(&h->rwait.waiting, BWI_SLEEPER);
 		if (r != -ETIMEDOUT)
 			continue;
 		bwi_reap(s->m);
-		if (tail_orphaned(s->m))
-			break;
+		tail_unstick(s); /* pads the span, or breaks the ring */
 	}
 	s->slow |= BWI_SLOW_STOP;
 	s->err = bwi_err(EIO, "a writer before this one died inside its "
@@ -981,10 +1150,38 @@ static int wr_post(struct bw_stream *s, uint64_t hd, uint64_t n)
 	return 0;
 }
 
+/*
+ * On a ring with a writer timeout: takes the reservation at hd back before
+ * publishing it, with a CAS on the marker that a waiter presuming us dead
+ * also tries (tail_unstick). Fails when the waiter won: the span is padding
+ * now, and these bytes are lost.
+ */
+static int wr_close(struct bw_stream *s, uint64_t hd, uint64_t n)
+{
+	uint64_t mk = hd | BWI_OPEN_BIT;
+
+	if (bw_cas(&s->wsl->pos, &mk, mk | BWI_CLOSE_BIT) ||
+	    mk == (hd | BWI_OPEN_BIT | BWI_CLOSE_BIT))
+		return 0;
+	s->wst.lost += n;
+	return bwi_err(ETIMEDOUT, "this writer held its reservation at %llu "
+				  "for over %u ms and was presumed dead: the "
+				  "span was padded, and its %llu bytes are "
+				  "not published",
+		       (unsigned long long)hd, s->m->g.writer_timeout_ms,
+		       (unsigned long long)n);
+}
+
 static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 {
 	struct bwi_hdr *h = H(s);
 
+	if (__builtin_expect(s->fence, 0)) {
+		int r = wr_close(s, hd, n);
+
+		if (r < 0)
+			return r;
+	}
 	if (__builtin_expect(bw_load_acquire(&h->prod.tail) != hd, 0)) {
 		int r = wr_post(s, hd, n);
 
@@ -1391,15 +1588,33 @@ int bwi_d_poke_complete(struct bw_stream *s, size_t n)
 			       n, (unsigned long long)s->acq_len);
 	end = s->acq_start + s->acq_len;
 	if (n < s->acq_len) {
+		if (s->fence) {
+			r = wr_close(s, s->acq_start, s->acq_len);
+			if (r < 0) {
+				s->acq = false;
+				return r;
+			}
+		}
+		bw_store_release(&s->wsl->rend, s->acq_start + n);
 		bwi_head_rollback(s->m, end, s->acq_start + n);
-		if (bw_load_relaxed(&H(s)->prod.head) >= end)
+		if (bw_load_relaxed(&H(s)->prod.head) >= end) {
+			/* still ours, whole, and open to the timeout */
+			bw_store_release(&s->wsl->rend, end);
+			if (s->fence)
+				bw_store_relaxed(&s->wsl->pos,
+						 s->acq_start | BWI_OPEN_BIT);
 			return bwi_err(EBUSY, "another writer reserved after "
 					      "this poke: complete all %llu "
 					      "bytes",
 				       (unsigned long long)s->acq_len);
-		/* head may now equal our marker again: clear it, or a
-		 * joining writer would wait for us (writers_go_multi) */
-		bw_store_relaxed(&s->wsl->pos, 0);
+		}
+		/* Head may now equal our marker again: a joining writer
+		 * would wait for us (writers_go_multi). CLOSE tells it, and
+		 * a waiter, that we are publishing; with nothing left, no
+		 * marker at all. */
+		bw_store_relaxed(&s->wsl->pos,
+				 n ? s->acq_start | BWI_OPEN_BIT | BWI_CLOSE_BIT
+				   : 0);
 	}
 	s->acq = false;
 	return n ? wr_publish(s, s->acq_start, n) : 0;
@@ -1477,7 +1692,8 @@ static void rd_reposition(struct bw_stream *s, uint64_t pos)
 	if (!s->validate && pos < t && t > s->safe_from)
 		s->safe_from = t;
 	s->rpos = pos;
-	s->tail_seen = t;
+	s->tail_seen = pos; /* the next read refreshes, padding included */
+	s->pad_next = pads_floor(s->m);
 	s->racq = 0;
 }
 
@@ -1617,6 +1833,7 @@ BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	if (s->reader || s->tap)
 		st->lost = p->lost;
 	st->policy = s->policy;
+	st->padded = s->padded;
 	st->spliced = s->iwst.spliced;
 	st->copied = s->iwst.copied;
 	return 0;
@@ -1630,6 +1847,7 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 	int r;
 
 	s->drop0 = bw_load_relaxed(&H(s)->grp.dropped_bytes);
+	s->pad_next = pads_floor(s->m);
 	if (!s->m->writable || s->policy == BW_POLICY_MRP ||
 	    s->policy == BW_POLICY_FRP) {
 		/* Writers may overwrite what this reader has not read: it
@@ -1712,6 +1930,9 @@ static int writer_attach(struct bw_stream *s)
 		}
 		if (hd != t)
 			bwi_head_rollback(s->m, hd, t);
+		/* markers of the dead name nothing now */
+		for (uint32_t i = 0; i < bwi_slots_hi(s->m, BWI_WRITER); i++)
+			bw_store_relaxed(&bwi_wslot(s->m, i)->pos, 0);
 		bw_store_relaxed(&h->ctl.broken, 0);
 		bw_store_relaxed(&h->ctl.multi, 0);
 	} else {
@@ -1724,6 +1945,7 @@ out:
 	if (r < 0)
 		return r;
 	s->writer = true;
+	s->fence = s->m->g.writer_timeout_ms != 0;
 	s->wsl = bwi_wslot(s->m, s->wslot);
 	s->wpos = t;
 	s->limit = 0;

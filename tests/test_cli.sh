@@ -72,7 +72,14 @@ expect_fail "bench bad runs" "$B" bench local --runs 0
 expect_fail "create twice" "$B" create ring1
 "$B" ls | grep -q '^ring1 *bytes *65536 0640' && ok "ls shows kind, size and mode" || bad "ls: $("$B" ls)"
 "$B" stat ring1 | grep -q 'capacity *65536' && ok "stat" || bad "stat"
+"$B" stat ring1 | grep -q 'writer timeout none' && ok "stat: no writer timeout" || bad "stat: $("$B" stat ring1)"
 "$B" rm ring1 && ok "rm" || bad "rm"
+expect_fail "writer timeout garbage" "$B" create r4 --writer-timeout 5x
+expect_fail "writer timeout too long" "$B" create r4 --writer-timeout 86400001
+"$B" create r4 --policy frp --writer-timeout 250 && "$B" stat r4 | grep -q 'writer timeout 250 ms' \
+	&& "$B" stat r4 | grep -q 'policy *frp' && ok "create --policy --writer-timeout" \
+	|| bad "create --writer-timeout: $("$B" stat r4)"
+"$B" rm r4
 "$B" ls | grep -q ring1 && bad "rm left ring1" || ok "ring gone"
 
 # ---- streaming: a reader that comes first waits; two readers both get it all ------

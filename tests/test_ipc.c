@@ -333,13 +333,15 @@ static void test_writer_killed_random(void)
 	}
 }
 
-/* With two writers, one killed inside its reservation: the other cannot
- * publish past the hole, so the ring breaks (-EIO for the writer, and for
- * readers once they have read what came before), and stays consistent. */
+/* With two writers, one killed inside its reservation: the other's later
+ * write completes without waiting (posted); a waiter finds the dead one's
+ * span, pads it and moves the tail over both. The reader gets what came
+ * before, then what came after, never the torn span; the ring goes on. */
 static void test_writer_killed_before_another(void)
 {
 	struct bw_ring_opts o = ring_opts(RING);
 	struct bw_stream *r, *w;
+	struct bw_stream_stat st;
 	struct bw_ring_info in;
 	uint8_t buf[100];
 
@@ -349,20 +351,79 @@ static void test_writer_killed_before_another(void)
 	CU_ASSERT_EQUAL(bw_stream_write(w, "before", 6), 6);
 	CU_ASSERT_EQUAL(kill_inside_reservation("kill-2w", 0, 50, 17),
 			128 + SIGKILL);
-	/* our reservation comes after the dead one's: the write completes
-	 * out of order (posted, never waiting), but can never be published:
-	 * the reader gets what came before, then -EIO, and so do we */
 	CU_ASSERT_EQUAL(bw_stream_write(w, "after", 5), 5);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 6);
 	CU_ASSERT_EQUAL(memcmp(buf, "before", 6), 0);
-	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), -EIO);
-	CU_ASSERT_EQUAL(bw_stream_write(w, "again", 5), -EIO);
+	/* waits one liveness interval, then the span is padded */
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
+	CU_ASSERT_EQUAL(memcmp(buf, "after", 5), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w, "again", 5), 5);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
+	CU_ASSERT_EQUAL(memcmp(buf, "again", 5), 0);
+	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_CUR), 6 + 50 + 5 + 5);
+	CU_ASSERT_EQUAL(bw_stream_stat(r, &st), 0);
+	CU_ASSERT_EQUAL(st.padded, 50);
+	CU_ASSERT_EQUAL(st.lost, 0);
 	CU_ASSERT(bw_ring_stat("kill-2w", &in, NULL, 0) >= 0);
-	CU_ASSERT(in.broken);
+	CU_ASSERT(!in.broken);
 	CU_ASSERT_EQUAL(in.dead_writers, 1);
+	CU_ASSERT_EQUAL(in.padded_spans, 1);
+	CU_ASSERT_EQUAL(in.padded_bytes, 50);
+	/* a reader seeking back over the pad skips it again */
+	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_SET), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 6);
+	CU_ASSERT_EQUAL(memcmp(buf, "before", 6), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 10);
+	CU_ASSERT_EQUAL(memcmp(buf, "afteragain", 10), 0);
 	bw_stream_close(w);
 	bw_stream_close(r);
 	bw_unlink("kill-2w");
+}
+
+/* A live writer that holds a reservation is waited for when the ring has
+ * no writer timeout: waiters look at it every liveness interval and leave
+ * it; with a timeout, it is padded and its completion fails. */
+static void test_writer_stalled(void)
+{
+	for (uint32_t tmo = 0; tmo <= 100; tmo += 100) {
+		struct bw_ring_opts o = ring_opts(RING);
+		struct bw_stream *r, *w1, *w2;
+		struct bw_ring_info in;
+		uint8_t buf[100];
+		void *p;
+
+		o.writer_timeout_ms = tmo;
+		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("stall", &o), 0);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("stall", BW_READ | BW_NOWAIT,
+						     &r), 0);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("stall", BW_WRITE, &w1), 0);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("stall", BW_WRITE, &w2), 0);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_poke_acquire(w1, &p, 30), 30);
+		memset(p, 'x', 30);
+		CU_ASSERT_EQUAL(bw_stream_write(w2, "later", 5), 5);
+		/* three liveness intervals (200 ms) of looking at it */
+		CU_ASSERT_EQUAL(bw_stream_block(r, BW_POLLIN, tmo ? 2000 : 700),
+				tmo ? BW_POLLIN : 0);
+		CU_ASSERT(bw_ring_stat("stall", &in, NULL, 0) >= 0);
+		CU_ASSERT_EQUAL(in.padded_spans, tmo ? 1 : 0);
+		CU_ASSERT_EQUAL(in.writer_timeout_ms, tmo);
+		CU_ASSERT_EQUAL(bw_stream_poke_complete(w1, 30),
+				tmo ? -ETIMEDOUT : 0);
+		if (tmo)
+			CU_ASSERT(strstr(bw_strerror_last(), "presumed dead") !=
+				  NULL);
+		CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)),
+				tmo ? 5 : 35);
+		CU_ASSERT_EQUAL(memcmp(buf + (tmo ? 0 : 30), "later", 5), 0);
+		/* the fenced writer goes on with its next write */
+		CU_ASSERT_EQUAL(bw_stream_write(w1, "again", 5), 5);
+		CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
+		CU_ASSERT_EQUAL(memcmp(buf, "again", 5), 0);
+		bw_stream_close(w1);
+		bw_stream_close(w2);
+		bw_stream_close(r);
+		bw_unlink("stall");
+	}
 }
 
 /* A reader that dies does not hold a lossless writer forever: it is found
@@ -442,6 +503,8 @@ static void reg(void)
 	bwt_add("writer killed mid-write", test_writer_killed_midwrite);
 	bwt_add("writers killed at random points", test_writer_killed_random);
 	bwt_add("writer killed before another writer", test_writer_killed_before_another);
+	bwt_add("live writer stalled, with and without a timeout",
+		test_writer_stalled);
 	bwt_add("reader killed", test_reader_killed);
 	bwt_add("blocked reader sees EOF", test_blocked_reader_eof);
 }

@@ -16,6 +16,13 @@
  *
  * Each case runs twice: with processes (fork; the real deployment), and
  * with threads of one process, which is what the TSan build can see.
+ *
+ * Writers presumed dead: one writer (the victim) stops inside a
+ * reservation while the others go on. Killed (processes), a waiter pads its
+ * span; stalled (threads) on a ring with a writer timeout, a waiter pads it
+ * after the timeout and the victim's late completion gets -ETIMEDOUT. Either
+ * way every reader gets every other record once and in order, skips exactly
+ * the victim's span, and the ring does not break.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -68,10 +75,13 @@ struct job {
 	bool slow;	  /* readers: stop once, until the writer is far on */
 	bool peek;	  /* readers: peek and check instead of read */
 	int ready_fd, go_fd;
+	bool victim;	  /* writers: stop inside a reservation at VICTIM_AT */
+	bool half;	  /* the victim writes half its record first */
+	int hold_fd, release_fd;
 	/* results */
 	int bad;
 	char why[200];
-	uint64_t delivered, lost, dropped, discarded, estale;
+	uint64_t delivered, lost, dropped, discarded, estale, padded;
 	uint64_t next[MAXW];
 };
 
@@ -98,6 +108,36 @@ static bool attach(struct job *j, int flags, struct bw_stream **s)
 	return true;
 }
 
+#define VICTIM_AT 500
+
+/* The victim's record VICTIM_AT: reserved, half written, then it says so
+ * and waits to be killed, or released once its span has been padded. */
+static void victim_stop(struct job *j, struct bw_stream *s, const struct rec *r)
+{
+	void *q;
+	char c = 1;
+	int rc;
+
+	if (bw_stream_poke_acquire(s, &q, REC) != REC) {
+		fail(j, "victim poke_acquire: %s", bw_strerror_last());
+		return;
+	}
+	/* Killed, it leaves half a record, which must never be delivered.
+	 * Stalled, it writes nothing: stores of a writer presumed dead are
+	 * not ordered with the later writes that reuse its span (the hazard
+	 * bw_ring_opts.writer_timeout_ms names), and TSan would say so. */
+	if (j->half)
+		memcpy(q, r, REC / 2);
+	if (write(j->hold_fd, &c, 1) != 1 || read(j->release_fd, &c, 1) != 1) {
+		fail(j, "%s", "victim pipe");
+		return;
+	}
+	rc = bw_stream_poke_complete(s, REC);
+	if (rc != -ETIMEDOUT)
+		fail(j, "the victim's late completion: %s",
+		     rc ? bw_strerror_last() : "published over its padding");
+}
+
 static void writer_job(struct job *j)
 {
 	struct bw_stream *s;
@@ -109,6 +149,10 @@ static void writer_job(struct job *j)
 		void *q;
 
 		rec_fill(&r, j->id, i);
+		if (j->victim && i == VICTIM_AT) {
+			victim_stop(j, s, &r);
+			break;
+		}
 		if (i % 3 != 2) {
 			if (bw_stream_write(s, &r, REC) != REC) {
 				fail(j, "write: %s", bw_strerror_last());
@@ -231,6 +275,7 @@ static void reader_job(struct job *j)
 	if (bw_stream_stat(s, &st) == 0) {
 		j->lost = st.lost;
 		j->dropped = st.dropped;
+		j->padded = st.padded;
 	}
 	bw_stream_close(s);
 }
@@ -246,16 +291,19 @@ static void *job_thread(void *p)
 	return NULL;
 }
 
-/* Runs W writers and R readers of `records` each on a new ring. */
-static void run(int policy, unsigned W, unsigned R, uint64_t records,
-		bool threads)
+enum { NO_VICTIM, VICTIM_KILLED, VICTIM_STALLED };
+
+/* Runs W writers and R readers of `records` each on a new ring; writer 0
+ * is a victim when asked (above). */
+static void run_v(int policy, unsigned W, unsigned R, uint64_t records,
+		  bool threads, int victim)
 {
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
 	unsigned n = W + R;
 	struct job *jobs;
 	pthread_t th[MAXW + MAXR];
 	pid_t pid[MAXW + MAXR];
-	int ready[2], go[2];
+	int ready[2], go[2], hold[2], release[2];
 	uint64_t written = W * records;
 	char c;
 
@@ -263,13 +311,22 @@ static void run(int policy, unsigned W, unsigned R, uint64_t records,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	CU_ASSERT_FATAL(jobs != MAP_FAILED);
 	CU_ASSERT_FATAL(pipe(ready) == 0 && pipe(go) == 0);
+	CU_ASSERT_FATAL(pipe(hold) == 0 && pipe(release) == 0);
 	o.size = RING;
 	o.policy = (uint32_t)policy;
+	if (victim == VICTIM_STALLED)
+		o.writer_timeout_ms = 200;
+	if (victim)
+		written -= records - VICTIM_AT;
 	bw_unlink("policy");
 	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("policy", &o), 0);
 	for (unsigned i = 0; i < n; i++) {
 		jobs[i] = (struct job){.ring = "policy", .policy = policy,
-				       .ready_fd = ready[1], .go_fd = go[0]};
+				       .ready_fd = ready[1], .go_fd = go[0],
+				       .victim = victim && i == 0,
+				       .half = victim == VICTIM_KILLED,
+				       .hold_fd = hold[1],
+				       .release_fd = release[0]};
 		if (i < W) {
 			jobs[i].id = i;
 			jobs[i].records = records;
@@ -298,12 +355,30 @@ static void run(int policy, unsigned W, unsigned R, uint64_t records,
 	for (unsigned i = 0; i < n; i++)
 		CU_ASSERT_FATAL(read(ready[0], &c, 1) == 1);
 	close(go[1]);
+	if (victim == VICTIM_KILLED) {
+		CU_ASSERT_FATAL(read(hold[0], &c, 1) == 1);
+		kill(pid[0], SIGKILL);
+		CU_ASSERT_EQUAL(bwt_wait(pid[0]), 128 + SIGKILL);
+	}
+	if (victim == VICTIM_STALLED) {
+		/* the others can finish only past the padded span */
+		CU_ASSERT_FATAL(read(hold[0], &c, 1) == 1);
+		for (unsigned i = 1; i < W; i++)
+			pthread_join(th[i], NULL);
+		CU_ASSERT_FATAL(write(release[1], &c, 1) == 1);
+	}
 	for (unsigned i = 0; i < n; i++) {
+		if (victim && i < W && (victim == VICTIM_KILLED || i > 0))
+			continue; /* done above */
 		if (threads)
 			pthread_join(th[i], NULL);
 		else
 			CU_ASSERT_EQUAL(bwt_wait(pid[i]), 0);
 	}
+	close(hold[0]);
+	close(hold[1]);
+	close(release[0]);
+	close(release[1]);
 	close(go[0]);
 	close(ready[0]);
 	close(ready[1]);
@@ -316,19 +391,26 @@ static void run(int policy, unsigned W, unsigned R, uint64_t records,
 		CU_ASSERT_EQUAL(j->bad, 0);
 		if (i < W || j->bad)
 			continue;
+		/* the victim's padded record counts as one skipped */
 		uint64_t acc = j->delivered + j->discarded +
-			       (j->lost + j->dropped) / REC;
+			       (j->lost + j->dropped + j->padded) / REC;
 
-		if (acc != written || (j->lost + j->dropped) % REC)
+		if (acc != written + (victim != NO_VICTIM) ||
+		    (j->lost + j->dropped) % REC)
 			printf("\n    reader %u: delivered %llu + discarded %llu "
-			       "+ lost %llu B + dropped %llu B != %llu records ",
+			       "+ lost %llu B + dropped %llu B + padded %llu B "
+			       "!= %llu records ",
 			       j->id, (unsigned long long)j->delivered,
 			       (unsigned long long)j->discarded,
 			       (unsigned long long)j->lost,
 			       (unsigned long long)j->dropped,
+			       (unsigned long long)j->padded,
 			       (unsigned long long)written);
-		CU_ASSERT_EQUAL(acc, written);
+		CU_ASSERT_EQUAL(acc, written + (victim != NO_VICTIM));
 		CU_ASSERT_EQUAL((j->lost + j->dropped) % REC, 0);
+		/* a reader overwritten past the pad counts it as lost */
+		if (policy == BW_POLICY_LOSSLESS || !victim)
+			CU_ASSERT_EQUAL(j->padded, victim ? REC : 0);
 		switch (policy) {
 		case BW_POLICY_LOSSLESS:
 			CU_ASSERT_EQUAL(j->delivered, written);
@@ -350,8 +432,23 @@ static void run(int policy, unsigned W, unsigned R, uint64_t records,
 			break;
 		}
 	}
+	if (victim) {
+		struct bw_ring_info in;
+
+		CU_ASSERT(bw_ring_stat("policy", &in, NULL, 0) >= 0);
+		CU_ASSERT(!in.broken);
+		CU_ASSERT_EQUAL(in.padded_spans, 1);
+		CU_ASSERT_EQUAL(in.padded_bytes, REC);
+		CU_ASSERT_EQUAL(in.dead_writers, victim == VICTIM_KILLED);
+	}
 	bw_unlink("policy");
 	munmap(jobs, sizeof(*jobs) * n);
+}
+
+static void run(int policy, unsigned W, unsigned R, uint64_t records,
+		bool threads)
+{
+	run_v(policy, W, R, records, threads, NO_VICTIM);
 }
 
 #define RECORDS 40000
@@ -379,6 +476,26 @@ CASE(writers_4_lossless, BW_POLICY_LOSSLESS, 4, 2)
 CASE(writers_3_srp, BW_POLICY_SRP, 3, 2)
 CASE(writers_3_mrp, BW_POLICY_MRP, 3, 3)
 CASE(writers_4_frp, BW_POLICY_FRP, 4, 2)
+
+static void killed_lossless(void)
+{
+	run_v(BW_POLICY_LOSSLESS, 3, 2, RECORDS / 4, false, VICTIM_KILLED);
+}
+
+static void killed_frp(void)
+{
+	run_v(BW_POLICY_FRP, 3, 2, RECORDS / 4, false, VICTIM_KILLED);
+}
+
+static void stalled_lossless(void)
+{
+	run_v(BW_POLICY_LOSSLESS, 3, 2, RECORDS / 4, true, VICTIM_STALLED);
+}
+
+static void stalled_frp(void)
+{
+	run_v(BW_POLICY_FRP, 3, 2, RECORDS / 4, true, VICTIM_STALLED);
+}
 
 /* Policy options and what the ring reports. */
 static void create_and_stat(void)
@@ -585,6 +702,15 @@ static void reg_cases(bool threads)
 	bwt_add("srp: 3 writers, 2 readers", threads ? writers_3_srp_t : writers_3_srp_p);
 	bwt_add("mrp: 3 writers, 3 readers", threads ? writers_3_mrp_t : writers_3_mrp_p);
 	bwt_add("frp: 4 writers, 2 readers", threads ? writers_4_frp_t : writers_4_frp_p);
+	if (threads) {
+		bwt_add("lossless: writer stalled past the timeout",
+			stalled_lossless);
+		bwt_add("frp: writer stalled past the timeout", stalled_frp);
+	} else {
+		bwt_add("lossless: writer killed inside a reservation",
+			killed_lossless);
+		bwt_add("frp: writer killed inside a reservation", killed_frp);
+	}
 }
 
 static void reg(void)

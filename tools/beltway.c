@@ -91,6 +91,11 @@ static int cmd_create(int argc, char **argv)
 						"mrp or frp",
 						v ? v : "");
 			o.policy = (uint32_t)r;
+		} else if (cli_opt(argc, argv, &i, "--writer-timeout", &v)) {
+			if (!v || cli_parse_uint(v, 86400000, &ul) < 0)
+				return cli_fail("--writer-timeout: milliseconds, "
+						"0 (never) to 86400000");
+			o.writer_timeout_ms = (uint32_t)ul;
 		} else if (!strcmp(argv[i], "--hugepage")) {
 			o.flags |= BW_RING_HUGEPAGE;
 		} else if (!strcmp(argv[i], "--index")) {
@@ -356,6 +361,12 @@ static int cmd_stat(int argc, char **argv)
 	printf("died        readers %" PRIu64 ", writers %" PRIu64 "%s\n",
 	       in.dead_readers, in.dead_writers,
 	       in.broken ? " (ring broken by a writer that died mid-write)" : "");
+	printf("padded      %" PRIu64 " spans (%" PRIu64 " bytes) of writers "
+	       "presumed dead; writer timeout %s",
+	       in.padded_spans, in.padded_bytes,
+	       in.writer_timeout_ms ? "" : "none\n");
+	if (in.writer_timeout_ms)
+		printf("%u ms\n", in.writer_timeout_ms);
 	stat_remote(argv[1]);
 	if (n > 0)
 		printf("\n%-6s %4s %8s %14s %10s %14s %10s %8s %10s\n", "ROLE",
@@ -425,7 +436,7 @@ static int cmd_bench(int argc, char **argv)
 static const struct verb verbs[] = {
 	{"create", cmd_create,
 	 "NAME [--size BYTES] [--mode OCTAL] [--readers N] [--writers N] "
-	 "[--policy P] [--hugepage] [--index]",
+	 "[--policy P] [--writer-timeout MS] [--hugepage] [--index]",
 	 "Creates the named ring NAME (letters, digits, '.', '_', '-').\n"
 	 "  --size BYTES   capacity, a power of two >= 4096; K, M, G suffixes "
 	 "(default 4M)\n"
@@ -439,6 +450,11 @@ static const struct verb verbs[] = {
 	 "                 may overwrite a reader that is not scheduled for a\n"
 	 "                 round; frp never waits or drops, and readers skip\n"
 	 "                 what was overwritten (reported by 'beltway read')\n"
+	 "  --writer-timeout MS\n"
+	 "                 a writer that holds the oldest unpublished write this\n"
+	 "                 long is presumed dead: its span is skipped by readers\n"
+	 "                 and its late completion fails (default 0: only a\n"
+	 "                 writer whose process died)\n"
 	 "  --hugepage     back the ring with 2 MiB huge pages\n"
 	 "  --index        make an IBuf: a ring of 16-byte indices into other\n"
 	 "                 rings; data written to it from elsewhere goes to its\n"

@@ -102,6 +102,17 @@ struct bw_ring_opts {
 	uint32_t max_readers; /* reader slots (0: 64, at most 1024) */
 	uint32_t max_writers; /* writer slots (0: 16, at most 256) */
 	uint32_t policy;      /* enum bw_policy */
+	/* A writer is presumed dead when its process has died, and then the
+	 * span it reserved and never completed is padding that readers skip
+	 * (counted in bw_ring_info.padded_*), so the ring goes on. With
+	 * writer_timeout_ms > 0 a live writer is also presumed dead once it
+	 * has held the oldest unpublished reservation that long: its span is
+	 * padded and it is fenced out, so its late completion returns
+	 * -ETIMEDOUT and publishes nothing. It may still store into the ring
+	 * memory it was given, which by then can belong to a later write: set
+	 * the timeout well above any stall a live writer can have. Such rings
+	 * pay one atomic per completed write for the fence. 0: never. */
+	uint32_t writer_timeout_ms;
 };
 #define BW_RING_OPTS_INIT {.struct_size = sizeof(struct bw_ring_opts)}
 
@@ -159,8 +170,10 @@ BW_API pid_t bw_fork(void);
 /* Copies up to n bytes from the read position into buf and moves past them.
  * Returns the count, 0 at end of stream, -EAGAIN (non-blocking, empty),
  * -ESTALE once when this reader lost data to overwriting (it then resumes at
- * the oldest byte held; bw_stream_stat() counts the loss), -EIO when a writer
- * died mid-way through an ordered write. */
+ * the oldest byte held; bw_stream_stat() counts the loss), -EIO when the
+ * ring is broken (a writer died where its span could not be padded; see
+ * bw_ring_opts.writer_timeout_ms). Padding left by writers presumed dead is
+ * skipped, never returned. */
 BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n);
 
 /* Like read, without the copy: points *ptr at up to n bytes in the ring and
@@ -183,7 +196,9 @@ BW_API int bw_stream_peek_complete(struct bw_stream *s, size_t n);
 /* Appends n bytes from buf. A call of at most the capacity is atomic: its
  * bytes are contiguous in the stream. Larger calls are split. Returns n, or
  * the count written before an error or -EAGAIN, -EPIPE (no reader left),
- * -EIO (ring broken by a writer that died mid-write). */
+ * -EIO (ring broken by a writer that died mid-write), -ETIMEDOUT (on a ring
+ * with a writer timeout, this writer stalled that long inside the write and
+ * was presumed dead: the call's bytes are not published). */
 BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n);
 
 /* Reserves n bytes at the write position and points *ptr at them; the
@@ -199,7 +214,9 @@ BW_API ssize_t bw_stream_poke_acquire(struct bw_stream *s, void **ptr,
 
 /* Publishes the first n bytes of the reservation and drops the rest.
  * Returns 0, -EINVAL when n exceeds it, -EBUSY when another writer reserved
- * after it and n is short (publish all of it then). */
+ * after it and n is short (publish all of it then), -ETIMEDOUT when the
+ * ring has a writer timeout and this writer held the reservation so long
+ * that it was presumed dead (the span was padded: nothing is published). */
 BW_API int bw_stream_poke_complete(struct bw_stream *s, size_t n);
 
 /* Publishes poked data now, and gives back the space of peeked data.
@@ -274,6 +291,8 @@ struct bw_stream_stat {
 			     * readers: bytes the ring's writers dropped since
 			     * this reader attached */
 	uint32_t policy;    /* enum bw_policy of the ring */
+	uint64_t padded;    /* readers: bytes skipped as padding (spans of
+			     * writers presumed dead) */
 };
 
 /* Fills st for this handle. Returns 0. */
@@ -310,6 +329,9 @@ struct bw_ring_info {
 	uint32_t policy; /* enum bw_policy */
 	uint64_t dropped_writes, dropped_bytes; /* SRP, MRP */
 	uint64_t shared_read_pos; /* MRP: the readers' shared position R */
+	uint64_t padded_spans, padded_bytes; /* reservations of writers
+					      * presumed dead, skipped */
+	uint32_t writer_timeout_ms;
 };
 
 /* Reads the state of the named ring without attaching. Fills up to
