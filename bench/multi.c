@@ -42,6 +42,7 @@ struct mc {
 	int pfd[MAXR][2];
 	pthread_barrier_t start;
 	int cpu_w, cpu_r;
+	uint32_t wake_batch; /* rings wake readers once per this many writes */
 	/* results */
 	double w0[MAXW], w1[MAXW], r0[MAXR], r1[MAXR]; /* start, end */
 	uint64_t wbytes[MAXW], rbytes[MAXR];
@@ -155,6 +156,7 @@ static int run_once(struct mc *mc)
 
 		o.size = RING;
 		o.policy = (uint32_t)mc->policy;
+		o.wake_batch = mc->wake_batch;
 		bw_unlink(mc->ring);
 		r = bw_mkfifo(mc->ring, &o);
 		if (r < 0) {
@@ -289,6 +291,7 @@ int bench_multi_main(int argc, char **argv)
 	bool use[5] = {true, true, true, true, true};
 	struct mc mc;
 	bool warned = false;
+	unsigned long batch = 0;
 	const char *v;
 
 	for (int i = 1; i < argc; i++) {
@@ -312,15 +315,21 @@ int bench_multi_main(int argc, char **argv)
 			if (nwr <= 0)
 				return cli_fail("--writers: a list of counts "
 						"from 1 to %d", MAXW);
+		} else if (cli_opt(argc, argv, &i, "--wake-batch", &v)) {
+			if (!v || cli_parse_uint(v, 1u << 20, &batch) < 0)
+				return cli_fail("--wake-batch: writes per wakeup, "
+						"1 to 1048576");
 		} else {
 			return cli_fail("unknown option '%s' (--runs N, --quick, "
-					"--json, --cases, --readers, --writers)",
+					"--json, --cases, --readers, --writers, "
+					"--wake-batch)",
 					argv[i]);
 		}
 	}
 	if (o.runs > 64)
 		return cli_fail("--runs: at most 64 for this benchmark");
 	memset(&mc, 0, sizeof(mc));
+	mc.wake_batch = (uint32_t)batch;
 	snprintf(mc.ring, sizeof(mc.ring), "bench-mc-%d", (int)getpid());
 	mc.total = o.quick ? (32u << 20) : (256u << 20);
 	mc.cpu_w = 0;
@@ -329,9 +338,11 @@ int bench_multi_main(int argc, char **argv)
 		"# beltway bench multiconsumer: %d runs per figure, median "
 		"reported; %llu MiB per writer in %d-byte writes, %u KiB ring;\n"
 		"# writers pinned to CPU %d, readers to CPU %d (%d CPUs); "
-		"Gbit/s; drop = share of records the average reader missed\n",
+		"Gbit/s; drop = share of records the average reader missed;\n"
+		"# readers woken %s\n",
 		o.runs, (unsigned long long)(mc.total >> 20), REC, RING >> 10,
-		mc.cpu_w, mc.cpu_r, ncpu);
+		mc.cpu_w, mc.cpu_r, ncpu,
+		batch > 1 ? "once per --wake-batch writes" : "on every write");
 	if (!o.json)
 		printf("%-9s %7s %7s %10s %10s %10s %7s\n", "POLICY", "READERS",
 		       "WRITERS", "WRITER", "READ_MIN", "READ_MAX", "DROP");

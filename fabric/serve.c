@@ -390,6 +390,14 @@ static int open_push(struct bw_server *s, struct session *x,
 	if ((r = bwi_remote_writer_claim(x->w)) < 0)
 		return r;
 	m = x->w->m;
+	/* FRP has no credit: on a lossless ring it would overwrite what the
+	 * ring's readers have not read */
+	if (!(x->flags & BW_REMOTE_LOSSLESS) && m->g.policy != BW_POLICY_FRP)
+		return bwi_err(EPERM, "ring '%s' has policy %s: a push without "
+				      "credit (--frp) may only feed an frp ring; "
+				      "push with credit, or create the ring with "
+				      "--policy frp",
+			       x->name, bw_policy_name(m->g.policy));
 	if ((r = bwf_mr_reg(&s->ep, (uint8_t *)m->hdr + BWF_POS_OFF, BWF_POS_LEN,
 			    FI_REMOTE_READ | FI_REMOTE_WRITE, &x->pos_mr)) < 0 ||
 	    (r = bwf_mr_reg(&s->ep, m->data, 2 * m->g.capacity,

@@ -41,6 +41,9 @@
 #define BWI_NAME_MAX 63
 #define BWI_HUGE_PAGE (2u << 20)
 #define BWI_MAX_WRITER_TIMEOUT_MS 86400000u
+#define BWI_MAX_WAKE_BATCH (1u << 20)
+#define BWI_MAX_WAKE_USEC 1000000u
+#define BWI_DEFAULT_WAKE_USEC 1000u
 
 /* Geometry: written once by the creator before the segment gets its name,
  * then never. Read once into struct bwi_map and validated there. */
@@ -59,7 +62,10 @@ struct bwi_geom {
 	uint32_t policy;    /* enum bw_policy */
 	uint32_t writer_timeout_ms; /* 0: a writer is presumed dead only when
 				     * its process is */
-	uint32_t reserved[3];
+	uint32_t wake_batch; /* > 1: readers are woken once per this many
+			      * publishes while they sleep */
+	uint32_t wake_usec;  /* and sleep at most this long (the timer) */
+	uint32_t reserved[1];
 	uint32_t sum;	    /* checksum of the bytes before it */
 	uint32_t pad;
 };
@@ -107,8 +113,10 @@ struct bwi_wait {
 			  * BWI_ARMED per armed doorbell: one load tells a
 			  * publisher whether anyone needs waking */
 	bwi_a32 seq;
-	bwi_a32 pad;
+	bwi_a32 pending; /* reader line, batching rings: publishes since
+			  * the last wake */
 	bwi_a64 waits;	 /* sleeps, for statistics */
+	bwi_a64 wakes;	 /* wakes issued, for statistics */
 };
 
 /* Group synchronization: written by MRP readers (rshared) and by writers
@@ -233,6 +241,8 @@ _Static_assert(sizeof(struct bwi_pad) == 32, "pad entry");
 _Static_assert(offsetof(struct bwi_hdr, slots) == 1536, "slot table");
 _Static_assert(offsetof(struct bwi_geom, writer_timeout_ms) == 64,
 	       "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, wake_usec) == 72, "geometry layout");
+_Static_assert(offsetof(struct bwi_wait, wakes) == 24, "wait line layout");
 _Static_assert(offsetof(struct bwi_geom, policy) == 60, "geometry layout");
 _Static_assert(sizeof(struct bwi_slot) == BWI_LINE, "slot size");
 _Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
@@ -334,13 +344,14 @@ void bwi_bump_peers(struct bwi_map *m);
 uint32_t bwi_slots_hi(const struct bwi_map *m, enum bwi_role role);
 
 /* ---- os.c ---- */
-int bwi_futex_wait(bwi_a32 *w, uint32_t val, int timeout_ms);
+int bwi_futex_wait_us(bwi_a32 *w, uint32_t val, int64_t timeout_us);
 void bwi_futex_wake(bwi_a32 *w);
 struct bwi_waitv {
 	bwi_a32 *word;
 	uint32_t val;
 };
-int bwi_futex_waitv(const struct bwi_waitv *v, unsigned n, int timeout_ms);
+int bwi_futex_waitv_us(const struct bwi_waitv *v, unsigned n,
+		       int64_t timeout_us);
 void bwi_barrier_init(void);
 void bwi_barrier_heavy(void);
 extern bool bwi_barrier_asym;

@@ -67,6 +67,11 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 	info->padded_spans = bw_load_relaxed(&h->grp.padded_spans);
 	info->padded_bytes = bw_load_relaxed(&h->grp.padded_bytes);
 	info->writer_timeout_ms = m->g.writer_timeout_ms;
+	info->wake_batch = m->g.wake_batch;
+	info->wake_usec = m->g.wake_usec;
+	info->reader_wakes = bw_load_relaxed(&h->rwait.wakes);
+	info->reader_sleepers = (uint32_t)(bw_load_relaxed(&h->rwait.waiting) &
+					   (BWI_ARMED - 1));
 	info->shared_read_pos = bw_load_relaxed(&h->grp.rshared);
 	for (uint32_t i = 0; i < m->g.max_readers + m->g.max_writers; i++) {
 		const struct bwi_slot *sl = &h->slots[i];

@@ -22,19 +22,20 @@
 #define SYS_futex_waitv 449
 #endif
 
-static struct timespec ms_to_ts(int ms)
+static struct timespec us_to_ts(int64_t us)
 {
-	struct timespec ts = {.tv_sec = ms / 1000,
-			      .tv_nsec = (long)(ms % 1000) * 1000000L};
+	struct timespec ts = {.tv_sec = (time_t)(us / 1000000),
+			      .tv_nsec = (long)(us % 1000000) * 1000L};
 	return ts;
 }
 
-/* Shared (not private) futexes: the words live in memory other processes map. */
-int bwi_futex_wait(bwi_a32 *w, uint32_t val, int timeout_ms)
+/* Shared (not private) futexes: the words live in memory other processes
+ * map. Timeouts in microseconds; negative: none. */
+int bwi_futex_wait_us(bwi_a32 *w, uint32_t val, int64_t timeout_us)
 {
-	struct timespec ts = ms_to_ts(timeout_ms);
+	struct timespec ts = us_to_ts(timeout_us);
 	long r = syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, val,
-			 timeout_ms >= 0 ? &ts : NULL, NULL, 0);
+			 timeout_us >= 0 ? &ts : NULL, NULL, 0);
 
 	return r < 0 ? -errno : 0;
 }
@@ -45,7 +46,8 @@ void bwi_futex_wake(bwi_a32 *w)
 }
 
 /* futex_waitv (Linux 5.16) waits on several shared words at once. */
-int bwi_futex_waitv(const struct bwi_waitv *v, unsigned n, int timeout_ms)
+int bwi_futex_waitv_us(const struct bwi_waitv *v, unsigned n,
+		       int64_t timeout_us)
 {
 	struct futex_waitv fw[FUTEX_WAITV_MAX];
 	struct timespec now, ts;
@@ -60,7 +62,7 @@ int bwi_futex_waitv(const struct bwi_waitv *v, unsigned n, int timeout_ms)
 		fw[i].flags = FUTEX_32;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	ts = ms_to_ts(timeout_ms < 0 ? 3600 * 1000 : timeout_ms);
+	ts = us_to_ts(timeout_us < 0 ? INT64_C(3600000000) : timeout_us);
 	ts.tv_sec += now.tv_sec;
 	ts.tv_nsec += now.tv_nsec;
 	if (ts.tv_nsec >= 1000000000L) {

@@ -157,6 +157,19 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 	if (g->writer_timeout_ms > BWI_MAX_WRITER_TIMEOUT_MS)
 		return bwi_err(EINVAL, "writer timeout %u ms: at most %u (a day)",
 			       g->writer_timeout_ms, BWI_MAX_WRITER_TIMEOUT_MS);
+	if (o->struct_size >= offsetof(struct bw_ring_opts, wake_usec) +
+				      sizeof(o->wake_usec)) {
+		g->wake_batch = o->wake_batch > 1 ? o->wake_batch : 0;
+		g->wake_usec = g->wake_batch ? o->wake_usec : 0;
+		if (g->wake_batch && !g->wake_usec)
+			g->wake_usec = BWI_DEFAULT_WAKE_USEC;
+	}
+	if (g->wake_batch > BWI_MAX_WAKE_BATCH ||
+	    g->wake_usec > BWI_MAX_WAKE_USEC)
+		return bwi_err(EINVAL, "wake batch %u, timer %u us: at most %u "
+				       "writes and %u us",
+			       g->wake_batch, g->wake_usec, BWI_MAX_WAKE_BATCH,
+			       BWI_MAX_WAKE_USEC);
 	if (g->policy != BW_POLICY_LOSSLESS && g->layout == BWI_LAYOUT_INDEX)
 		return bwi_err(EINVAL, "an IBuf is lossless only: its readers "
 				       "keep the blocks they point at");
@@ -193,8 +206,13 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 	    g->hdr_size != hdr_bytes(g->max_readers, g->max_writers,
 				     g->page_size))
 		return bwi_err(EBADMSG, "%s: bad slot table", what);
-	if (g->writer_timeout_ms > BWI_MAX_WRITER_TIMEOUT_MS)
-		return bwi_err(EBADMSG, "%s: bad writer timeout", what);
+	if (g->writer_timeout_ms > BWI_MAX_WRITER_TIMEOUT_MS ||
+	    g->wake_batch > BWI_MAX_WAKE_BATCH ||
+	    g->wake_usec > BWI_MAX_WAKE_USEC ||
+	    (g->wake_batch && (g->wake_batch < 2 || !g->wake_usec)))
+		return bwi_err(EBADMSG, "%s: bad writer timeout or wake "
+					"batching",
+			       what);
 	if (g->layout > BWI_LAYOUT_INDEX || g->policy > BW_POLICY_FRP ||
 	    (g->layout == BWI_LAYOUT_INDEX) != !!(g->flags & BW_RING_INDEX) ||
 	    (g->layout == BWI_LAYOUT_INDEX && g->policy != BW_POLICY_LOSSLESS))

@@ -339,6 +339,22 @@ static uint64_t pads_floor(const struct bwi_map *m)
 	return n > BWI_PADS ? n - BWI_PADS : 0;
 }
 
+/* A stamp inside recorded padding stands for the end of it: padding holds
+ * no data, and a read that skipped it began after it (a reader stamps at
+ * the pad's start, and its next read delivers from the pad's end). */
+static uint64_t pad_stamp(const struct bwi_map *m, uint64_t stamp)
+{
+	uint64_t n = bw_load_acquire(&m->hdr->prod.pads);
+
+	for (uint64_t k = n > BWI_PADS ? n - BWI_PADS : 0; k < n; k++) {
+		uint64_t a, e;
+
+		if (pad_read(m, k, &a, &e) && a <= stamp && stamp < e)
+			return e;
+	}
+	return stamp;
+}
+
 /* Given tail t (acquired), skips the padding at the read position and
  * returns where the readable span ends: t, or the start of the next pad
  * the tail has passed. -EBADMSG for a pad no padder can have written. */
@@ -562,6 +578,18 @@ static int wait_slice_ms(const struct bwi_map *m)
 	return tmo && tmo / 2 + 1 < (uint32_t)live ? (int)(tmo / 2 + 1) : live;
 }
 
+/* How long a sleeper on m's reader line sleeps at most, in microseconds:
+ * the look at the peers, or the batch timer (wake_usec) when writers wake
+ * readers only once per batch. */
+static int64_t wait_timer_us(const struct bwi_map *m)
+{
+	int64_t us = (int64_t)wait_slice_ms(m) * 1000;
+
+	if (m->g.wake_batch > 1 && m->g.wake_usec < us)
+		us = m->g.wake_usec;
+	return us;
+}
+
 struct waiter {
 	struct bw_stream *s;
 	int events;
@@ -610,11 +638,22 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 {
 	struct bwi_waitv v[2 * 64];
 	uint64_t start = bwi_now_ns(), deadline = UINT64_MAX, spin_end;
-	int cnt, live = bwi_liveness_ms();
+	uint64_t live = (uint64_t)bwi_liveness_ms() * 1000u, timer = UINT64_MAX;
+	uint64_t next_look;
+	int cnt;
 
-	for (unsigned i = 0; i < n; i++)
-		if (wait_slice_ms(w[i].s->m) < live)
-			live = wait_slice_ms(w[i].s->m);
+	/* in microseconds: how often to look at the peers, and the timer of
+	 * rings whose writers wake readers in batches */
+	for (unsigned i = 0; i < n; i++) {
+		const struct bwi_geom *g = &w[i].s->m->g;
+
+		if ((uint64_t)wait_slice_ms(w[i].s->m) * 1000u < live)
+			live = (uint64_t)wait_slice_ms(w[i].s->m) * 1000u;
+		if ((w[i].events & BW_POLLIN) && g->wake_batch > 1 &&
+		    g->wake_usec < timer)
+			timer = g->wake_usec;
+	}
+	next_look = start + live * 1000u;
 	if (timeout_ms >= 0)
 		deadline = start + (uint64_t)timeout_ms * 1000000u;
 	cnt = ready_all(w, n);
@@ -633,8 +672,8 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 	for (;;) {
 		unsigned k = 0;
 		bool poll_only = false;
-		uint64_t now;
-		int slice = live, r;
+		uint64_t now, slice;
+		int r;
 
 		for (unsigned i = 0; i < n && k < 128; i++) {
 			for (int ev = BW_POLLIN; ev <= BW_POLLOUT; ev <<= 2) {
@@ -657,20 +696,26 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 		cnt = ready_all(w, n);
 		now = bwi_now_ns();
 		if (!cnt && now < deadline) {
+			/* until the next look at the peers, the batch timer
+			 * or the deadline, whichever comes first */
+			slice = next_look > now ? (next_look - now) / 1000u + 1 : 1;
+			if (timer < slice)
+				slice = timer;
 			if (deadline != UINT64_MAX &&
-			    (deadline - now) / 1000000u < (uint64_t)slice)
-				slice = (int)((deadline - now) / 1000000u) + 1;
-			if (poll_only && slice > BWI_TAP_POLL_MS)
-				slice = BWI_TAP_POLL_MS;
+			    (deadline - now) / 1000u + 1 < slice)
+				slice = (deadline - now) / 1000u + 1;
+			if (poll_only && slice > BWI_TAP_POLL_MS * 1000u)
+				slice = BWI_TAP_POLL_MS * 1000u;
 			if (k == 1)
-				r = bwi_futex_wait(v[0].word, v[0].val, slice);
+				r = bwi_futex_wait_us(v[0].word, v[0].val,
+						      (int64_t)slice);
 			else if (k > 1)
-				r = bwi_futex_waitv(v, k, slice);
+				r = bwi_futex_waitv_us(v, k, (int64_t)slice);
 			else
-				r = usleep((useconds_t)slice * 1000) ? -errno
-								     : -ETIMEDOUT;
+				r = usleep((useconds_t)slice) ? -errno
+							      : -ETIMEDOUT;
 			if (r == -ENOSYS)
-				r = bwi_futex_wait(v[0].word, v[0].val, 1);
+				r = bwi_futex_wait_us(v[0].word, v[0].val, 1000);
 		} else {
 			r = 0;
 		}
@@ -687,11 +732,13 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 			return cnt;
 		if (r == -EINTR)
 			return bwi_err(EINTR, "interrupted while waiting");
-		if (r == -ETIMEDOUT)
+		if (r == -ETIMEDOUT && bwi_now_ns() >= next_look) {
 			for (unsigned i = 0; i < n; i++) {
 				bwi_reap(w[i].s->m);
 				tail_unstick(w[i].s);
 			}
+			next_look = bwi_now_ns() + live * 1000u;
+		}
 		cnt = ready_all(w, n);
 		if (cnt || bwi_now_ns() >= deadline)
 			return cnt;
@@ -930,6 +977,31 @@ static uint64_t span_at(const struct bwi_map *m, uint64_t t)
 	return 0;
 }
 
+/*
+ * After a publish: wakes the sleepers on the reader line (readers, and
+ * writers waiting for the tail). On a ring with wake_batch > 1 only every
+ * wake_batch-th publish while they sleep wakes them; they sleep at most
+ * wake_usec (wait_timer_us), so the rest is picked up by their timer and no
+ * wakeup is lost, only delayed. pending is reset by whoever reaches the
+ * batch; increments racing with the reset only delay a wakeup further, to
+ * the timer at most. Doorbells (pollable fds) have no timer: rung at once.
+ */
+static inline void wake_readers(struct bwi_map *m)
+{
+	struct bwi_wait *w = &m->hdr->rwait;
+	uint64_t v = bw_load_relaxed(&w->waiting);
+
+	if (!v)
+		return;
+	if (m->g.wake_batch > 1 && v < BWI_ARMED) {
+		if (bw_fetch_add(&w->pending, 1) + 1 < m->g.wake_batch)
+			return;
+		bw_store_relaxed(&w->pending, 0);
+	}
+	bw_fetch_add(&w->wakes, 1);
+	wake(m, w, BWI_READER);
+}
+
 /* Carries the tail over the spans posted where it stands. */
 static void tail_help(struct bw_stream *s)
 {
@@ -948,8 +1020,7 @@ static void tail_help(struct bw_stream *s)
 		if (!bw_cas(&h->prod.tail, &t, e))
 			continue;
 		light(s);
-		if (bw_load_relaxed(&h->rwait.waiting))
-			wake(s->m, &h->rwait, BWI_READER);
+		wake_readers(s->m);
 	}
 }
 
@@ -986,8 +1057,7 @@ static void pad_record(struct bw_stream *s, uint64_t k, uint64_t t, uint64_t e)
 	 * posted nothing */
 	bw_store_release(&h->prod.tail, e);
 	light(s);
-	if (bw_load_relaxed(&h->rwait.waiting))
-		wake(s->m, &h->rwait, BWI_READER);
+	wake_readers(s->m);
 	tail_help(s); /* spans posted behind it */
 }
 
@@ -1092,6 +1162,7 @@ static int wr_wait_tail(struct bw_stream *s, uint64_t want)
 {
 	struct bwi_hdr *h = H(s);
 	uint64_t spin_end = bwi_now_ns() + BWI_SPIN_NS;
+	uint64_t next_look = spin_end + (uint64_t)wait_slice_ms(s->m) * 1000000u;
 	unsigned spins = 0;
 
 	for (;;) {
@@ -1115,14 +1186,15 @@ static int wr_wait_tail(struct bw_stream *s, uint64_t want)
 		seq = bw_load_acquire(&h->rwait.seq);
 		bwi_barrier_heavy();
 		r = bw_load_acquire(&h->prod.tail) == t
-			    ? bwi_futex_wait(&h->rwait.seq, seq,
-					     wait_slice_ms(s->m))
+			    ? bwi_futex_wait_us(&h->rwait.seq, seq,
+						wait_timer_us(s->m))
 			    : 0;
 		bw_fetch_sub(&h->rwait.waiting, BWI_SLEEPER);
-		if (r != -ETIMEDOUT)
+		if (r != -ETIMEDOUT || bwi_now_ns() < next_look)
 			continue;
 		bwi_reap(s->m);
 		tail_unstick(s); /* pads the span, or breaks the ring */
+		next_look = bwi_now_ns() + (uint64_t)wait_slice_ms(s->m) * 1000000u;
 	}
 	s->slow |= BWI_SLOW_STOP;
 	s->err = bwi_err(EIO, "a writer before this one died inside its "
@@ -1199,8 +1271,7 @@ static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 	s->wpos = hd + n;
 	count_call(&s->wst, n);
 	light(s);
-	if (bw_load_relaxed(&h->rwait.waiting))
-		wake(s->m, &h->rwait, BWI_READER);
+	wake_readers(s->m);
 	if (bw_load_relaxed(&h->ctl.multi))
 		tail_help(s); /* later writers may have posted */
 	return 0;
@@ -1668,6 +1739,9 @@ int64_t bwi_d_check(struct bw_stream *s, int64_t stamp, int flags)
 	if ((uint64_t)stamp > cur)
 		return bwi_err(EINVAL, "stamp %lld is ahead of the position %llu",
 			       (long long)stamp, (unsigned long long)cur);
+	if (flags == BW_CHECK_READ &&
+	    __builtin_expect(bw_load_relaxed(&H(s)->prod.pads) != 0, 0))
+		stamp = (int64_t)pad_stamp(s->m, (uint64_t)stamp);
 	/* A3 again: whatever was read through the span happened first. */
 	bw_smp_rmb();
 	if ((uint64_t)stamp < bwi_oldest_held(s->m))
@@ -1987,8 +2061,7 @@ void bwi_wake_readers(struct bwi_map *m)
 	 * before the load of the sleepers, against a reader that raises its
 	 * flag, barriers, and loads tail. */
 	bw_smp_mb();
-	if (bw_load_relaxed(&m->hdr->rwait.waiting))
-		wake(m, &m->hdr->rwait, BWI_READER);
+	wake_readers(m);
 }
 
 static void detach(struct bw_stream *s)
@@ -2064,7 +2137,8 @@ static int wait_peer(struct bw_stream *s, enum bwi_role other,
 				       ? bwi_err(ENXIO, "no reader is attached "
 							"(non-blocking open)")
 				       : 0;
-		r = bwi_futex_wait(&h->ctl.peer_seq, seq, bwi_liveness_ms());
+		r = bwi_futex_wait_us(&h->ctl.peer_seq, seq,
+				      (int64_t)bwi_liveness_ms() * 1000);
 		if (r == -EINTR)
 			return bwi_err(EINTR, "interrupted while waiting for "
 					      "the other side");

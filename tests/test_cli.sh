@@ -80,6 +80,11 @@ expect_fail "writer timeout too long" "$B" create r4 --writer-timeout 86400001
 	&& "$B" stat r4 | grep -q 'policy *frp' && ok "create --policy --writer-timeout" \
 	|| bad "create --writer-timeout: $("$B" stat r4)"
 "$B" rm r4
+expect_fail "wake batch garbage" "$B" create r5 --wake-batch x
+expect_fail "wake usec zero" "$B" create r5 --wake-batch 8 --wake-usec 0
+"$B" create r5 --wake-batch 64 && "$B" stat r5 | grep -q 'once per 64 writes or 1000 us' \
+	&& ok "create --wake-batch" || bad "create --wake-batch: $("$B" stat r5)"
+"$B" rm r5
 "$B" ls | grep -q ring1 && bad "rm left ring1" || ok "ring gone"
 
 # ---- streaming: a reader that comes first waits; two readers both get it all ------

@@ -350,6 +350,21 @@ static void push_refused_with_writer(void)
 	if (!strstr(bw_strerror_last(), "another writer"))
 		fprintf(stderr, "refused push: %s\n", bw_strerror_last());
 	bw_stream_close(lw);
+	/* a push without credit would overwrite unread data of a lossless
+	 * ring: refused; an frp ring takes it */
+	CU_ASSERT_EQUAL(bw_remote_open(url("push2"), BW_WRITE, &o, &r), -EPERM);
+	CU_ASSERT(strstr(bw_strerror_last(), "policy lossless") != NULL);
+	{
+		struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+
+		ro.size = 64u << 10;
+		ro.policy = BW_POLICY_FRP;
+		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("push2f", &ro), 0);
+		CU_ASSERT_EQUAL(bw_remote_open(url("push2f"), BW_WRITE, &o, &r), 0);
+		CU_ASSERT_EQUAL(bw_remote_write(r, "frp", 3), 3);
+		CU_ASSERT_EQUAL(bw_remote_close(r), 0);
+		bw_unlink("push2f");
+	}
 	server_stop();
 	bw_unlink("push2");
 }

@@ -23,6 +23,12 @@
  * after the timeout and the victim's late completion gets -ETIMEDOUT. Either
  * way every reader gets every other record once and in order, skips exactly
  * the victim's span, and the ring does not break.
+ *
+ * Event batching: writers wake sleeping readers once per batch, and the
+ * readers' timer picks up the rest. Exact wake counts with a reader known
+ * to be asleep, a lone record delivered by the timer alone, and the stress
+ * cases again on batching rings, which must all finish (a lost wakeup
+ * would hang them; the harness's watchdog then fails the test).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -293,6 +299,8 @@ static void *job_thread(void *p)
 
 enum { NO_VICTIM, VICTIM_KILLED, VICTIM_STALLED };
 
+static uint32_t batch_n; /* stress rings wake readers once per this many */
+
 /* Runs W writers and R readers of `records` each on a new ring; writer 0
  * is a victim when asked (above). */
 static void run_v(int policy, unsigned W, unsigned R, uint64_t records,
@@ -314,6 +322,8 @@ static void run_v(int policy, unsigned W, unsigned R, uint64_t records,
 	CU_ASSERT_FATAL(pipe(hold) == 0 && pipe(release) == 0);
 	o.size = RING;
 	o.policy = (uint32_t)policy;
+	o.wake_batch = batch_n;
+	o.wake_usec = batch_n ? 500 : 0;
 	if (victim == VICTIM_STALLED)
 		o.writer_timeout_ms = 200;
 	if (victim)
@@ -686,6 +696,129 @@ static void out_of_order_completion(void)
 	bw_unlink("ooo");
 }
 
+/* ---- event batching ------------------------------------------------------ */
+
+struct sleeper {
+	struct bw_stream *r;
+	size_t want;
+	ssize_t got;
+	uint8_t buf[4096];
+};
+
+static void *sleeper_read(void *p)
+{
+	struct sleeper *z = p;
+	size_t n = 0;
+
+	while (n < z->want) {
+		ssize_t r = bw_stream_read(z->r, z->buf + n, z->want - n);
+
+		if (r <= 0) {
+			z->got = r;
+			return NULL;
+		}
+		n += (size_t)r;
+	}
+	z->got = (ssize_t)n;
+	return NULL;
+}
+
+/* Polls (bounded) until a reader of NAME is asleep in the kernel. */
+static bool reader_asleep(const char *name)
+{
+	struct bw_ring_info in;
+
+	for (int i = 0; i < 200000; i++) {
+		if (bw_ring_stat(name, &in, NULL, 0) >= 0 && in.reader_sleepers)
+			return true;
+		sched_yield();
+	}
+	return false;
+}
+
+static uint64_t wakes_of(const char *name)
+{
+	struct bw_ring_info in;
+
+	return bw_ring_stat(name, &in, NULL, 0) >= 0 ? in.reader_wakes
+						      : UINT64_MAX;
+}
+
+/* With a reader asleep (and a timer of a second, so it stays asleep), 15
+ * writes wake nobody and the 16th wakes it: once per batch. */
+static void batch_wakes_once(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct sleeper z = {.want = 16 * 8};
+	struct bw_ring_info in;
+	struct bw_stream *w;
+	pthread_t th;
+
+	o.wake_batch = 16;
+	o.wake_usec = 1000000;
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("batch", &o), 0);
+	CU_ASSERT(bw_ring_stat("batch", &in, NULL, 0) >= 0);
+	CU_ASSERT_EQUAL(in.wake_batch, 16);
+	CU_ASSERT_EQUAL(in.wake_usec, 1000000);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("batch", BW_READ | BW_NOWAIT, &z.r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("batch", BW_WRITE, &w), 0);
+	CU_ASSERT_FATAL(pthread_create(&th, NULL, sleeper_read, &z) == 0);
+	CU_ASSERT_FATAL(reader_asleep("batch"));
+	for (int i = 0; i < 15; i++)
+		CU_ASSERT_EQUAL(bw_stream_write(w, "record.", 8), 8);
+	CU_ASSERT_EQUAL(wakes_of("batch"), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w, "record!", 8), 8);
+	CU_ASSERT_EQUAL(wakes_of("batch"), 1);
+	pthread_join(th, NULL);
+	CU_ASSERT_EQUAL(z.got, 16 * 8);
+	CU_ASSERT_EQUAL(memcmp(z.buf + 15 * 8, "record!", 8), 0);
+	bw_stream_close(w);
+	bw_stream_close(z.r);
+	bw_unlink("batch");
+}
+
+/* A lone write on a ring that batches a thousand: no writer ever wakes the
+ * reader; its timer finds the record. */
+static void batch_timer_delivers(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct sleeper z = {.want = 5};
+	struct bw_stream *w;
+	pthread_t th;
+
+	o.wake_batch = 1000;
+	o.wake_usec = 2000;
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("timer", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("timer", BW_READ | BW_NOWAIT, &z.r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("timer", BW_WRITE, &w), 0);
+	CU_ASSERT_FATAL(pthread_create(&th, NULL, sleeper_read, &z) == 0);
+	CU_ASSERT_FATAL(reader_asleep("timer"));
+	CU_ASSERT_EQUAL(bw_stream_write(w, "alone", 5), 5);
+	pthread_join(th, NULL);
+	CU_ASSERT_EQUAL(z.got, 5);
+	CU_ASSERT_EQUAL(memcmp(z.buf, "alone", 5), 0);
+	CU_ASSERT_EQUAL(wakes_of("timer"), 0);
+	bw_stream_close(w);
+	bw_stream_close(z.r);
+	bw_unlink("timer");
+}
+
+static void batch_bad_options(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+
+	o.wake_batch = (1u << 20) + 1;
+	CU_ASSERT_EQUAL(bw_mkfifo("badbatch", &o), -EINVAL);
+	o.wake_batch = 8;
+	o.wake_usec = 1000001;
+	CU_ASSERT_EQUAL(bw_mkfifo("badbatch", &o), -EINVAL);
+	CU_ASSERT(strstr(bw_strerror_last(), "at most") != NULL);
+}
+
+#define BATCHED(name, pol, w, r)                                            	static void name##_b(void)                                          	{                                                                   		batch_n = 32;                                               		run(pol, w, r, RECORDS / 4, true);                          		run(pol, w, r, RECORDS / 4, false);                         		batch_n = 0;                                                	}
+BATCHED(batch_lossless, BW_POLICY_LOSSLESS, 4, 4)
+BATCHED(batch_frp, BW_POLICY_FRP, 2, 4)
+
 static void reg_cases(bool threads)
 {
 	bwt_add("lossless: 1 writer, 1 reader", threads ? lossless_1_t : lossless_1_p);
@@ -722,6 +855,12 @@ static void reg(void)
 	bwt_add("mrp shared read position", mrp_shared_position);
 	bwt_add("frp never waits", frp_never_waits);
 	bwt_add("writers complete out of order", out_of_order_completion);
+	bwt_suite("batching");
+	bwt_add("a reader asleep is woken once per batch", batch_wakes_once);
+	bwt_add("the timer delivers a lone write", batch_timer_delivers);
+	bwt_add("bad batching options", batch_bad_options);
+	bwt_add("lossless: 4 writers, 4 readers, batched", batch_lossless_b);
+	bwt_add("frp: 2 writers, 4 readers, batched", batch_frp_b);
 	bwt_suite("processes");
 	reg_cases(false);
 	bwt_suite("threads");

@@ -96,6 +96,16 @@ static int cmd_create(int argc, char **argv)
 				return cli_fail("--writer-timeout: milliseconds, "
 						"0 (never) to 86400000");
 			o.writer_timeout_ms = (uint32_t)ul;
+		} else if (cli_opt(argc, argv, &i, "--wake-batch", &v)) {
+			if (!v || cli_parse_uint(v, 1u << 20, &ul) < 0)
+				return cli_fail("--wake-batch: writes per wakeup, "
+						"1 to 1048576");
+			o.wake_batch = (uint32_t)ul;
+		} else if (cli_opt(argc, argv, &i, "--wake-usec", &v)) {
+			if (!v || cli_parse_uint(v, 1000000, &ul) < 0 || !ul)
+				return cli_fail("--wake-usec: microseconds, 1 to "
+						"1000000");
+			o.wake_usec = (uint32_t)ul;
 		} else if (!strcmp(argv[i], "--hugepage")) {
 			o.flags |= BW_RING_HUGEPAGE;
 		} else if (!strcmp(argv[i], "--index")) {
@@ -356,8 +366,13 @@ static int cmd_stat(int argc, char **argv)
 	if (in.policy == BW_POLICY_MRP)
 		printf(", shared read position %" PRIu64, in.shared_read_pos);
 	printf("\n");
-	printf("waits       readers %" PRIu64 ", writers %" PRIu64 "\n",
-	       in.reader_waits, in.writer_waits);
+	printf("waits       readers %" PRIu64 ", writers %" PRIu64
+	       "; readers woken %" PRIu64 " times",
+	       in.reader_waits, in.writer_waits, in.reader_wakes);
+	if (in.wake_batch)
+		printf(", once per %u writes or %u us", in.wake_batch,
+		       in.wake_usec);
+	printf("\n");
 	printf("died        readers %" PRIu64 ", writers %" PRIu64 "%s\n",
 	       in.dead_readers, in.dead_writers,
 	       in.broken ? " (ring broken by a writer that died mid-write)" : "");
@@ -436,7 +451,8 @@ static int cmd_bench(int argc, char **argv)
 static const struct verb verbs[] = {
 	{"create", cmd_create,
 	 "NAME [--size BYTES] [--mode OCTAL] [--readers N] [--writers N] "
-	 "[--policy P] [--writer-timeout MS] [--hugepage] [--index]",
+	 "[--policy P] [--writer-timeout MS] [--wake-batch N] [--wake-usec US] "
+	 "[--hugepage] [--index]",
 	 "Creates the named ring NAME (letters, digits, '.', '_', '-').\n"
 	 "  --size BYTES   capacity, a power of two >= 4096; K, M, G suffixes "
 	 "(default 4M)\n"
@@ -455,6 +471,9 @@ static const struct verb verbs[] = {
 	 "                 long is presumed dead: its span is skipped by readers\n"
 	 "                 and its late completion fails (default 0: only a\n"
 	 "                 writer whose process died)\n"
+	 "  --wake-batch N wake sleeping readers once per N writes, not on\n"
+	 "                 every write; --wake-usec US: they look again on\n"
+	 "                 their own at least this often (default 1000)\n"
 	 "  --hugepage     back the ring with 2 MiB huge pages\n"
 	 "  --index        make an IBuf: a ring of 16-byte indices into other\n"
 	 "                 rings; data written to it from elsewhere goes to its\n"
@@ -493,7 +512,9 @@ static const struct verb verbs[] = {
 	 "and 4 pull readers.\n"
 	 "'multiconsumer' runs one writer and 1, 2, 4, 8 readers per policy\n"
 	 "(lossless, srp, mrp, frp) and 1, 2, 4 writers (thesis Fig 4.12),\n"
-	 "with a pipe per reader as the Unix peer.\n"
+	 "with a pipe per reader as the Unix peer; --readers LIST, --writers\n"
+	 "LIST pick the counts, --wake-batch N makes its rings wake readers\n"
+	 "once per N writes.\n"
 	 "  --json         one JSON object per line\n"
 	 "  --runs N       runs per figure, the median is reported (default 5)\n"
 	 "  --sizes LIST   call sizes, e.g. 64,4K (default 64,1K,4K,64K)\n"

@@ -113,6 +113,14 @@ struct bw_ring_opts {
 	 * the timeout well above any stall a live writer can have. Such rings
 	 * pay one atomic per completed write for the fence. 0: never. */
 	uint32_t writer_timeout_ms;
+	/* Event batching: with wake_batch > 1, a writer wakes sleeping
+	 * readers once per wake_batch writes instead of on every write, and a
+	 * sleeping reader looks again at least every wake_usec microseconds
+	 * (default 1000) on its own, so no write waits longer than that to be
+	 * seen. Pollable fds (doorbells) are still rung on every write.
+	 * 0 or 1: wake on every write. */
+	uint32_t wake_batch;
+	uint32_t wake_usec;
 };
 #define BW_RING_OPTS_INIT {.struct_size = sizeof(struct bw_ring_opts)}
 
@@ -332,6 +340,9 @@ struct bw_ring_info {
 	uint64_t padded_spans, padded_bytes; /* reservations of writers
 					      * presumed dead, skipped */
 	uint32_t writer_timeout_ms;
+	uint32_t wake_batch, wake_usec; /* event batching (bw_ring_opts) */
+	uint64_t reader_wakes;		/* wakeups writers issued to readers */
+	uint32_t reader_sleepers;	/* handles asleep waiting for data now */
 };
 
 /* Reads the state of the named ring without attaching. Fills up to
