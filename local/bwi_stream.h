@@ -62,6 +62,7 @@ struct bw_stream {
 	uint64_t wpos;	     /* end of this handle's last write */
 	uint64_t wlook;	     /* when the writer last looked at readers */
 	bool wtrickle;	     /* its last look gained little: pace looks */
+	uint64_t reap_ns;    /* SRP, MRP: when it last looked for the dead */
 	bool fence;	     /* the ring has a writer timeout: completions
 			      * close their marker by CAS */
 

@@ -829,8 +829,21 @@ static int wr_room(struct bw_stream *s, uint64_t n)
 			return bwi_err(EPIPE, "no reader is attached");
 		if (rev & BW_POLLOUT)
 			return 0;
-		if (s->policy == BW_POLICY_SRP || s->policy == BW_POLICY_MRP)
+		if (s->policy == BW_POLICY_SRP || s->policy == BW_POLICY_MRP) {
+			/* A dead reader holds an SRP floor until it is found,
+			 * and a writer that drops never waits (where the dead
+			 * are found otherwise): look, at most once per
+			 * liveness interval, before dropping. */
+			uint64_t now = bwi_now_ns();
+
+			if (now - s->reap_ns >=
+			    (uint64_t)bwi_liveness_ms() * 1000000u) {
+				s->reap_ns = now;
+				if (bwi_reap(s->m))
+					continue;
+			}
 			return wr_drop(s, n);
+		}
 		if (s->policy == BW_POLICY_FRP) {
 			/* only other writers' unpublished copies are in the
 			 * way: wait until the tail has passed them */
@@ -1937,6 +1950,8 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 		return 0;
 	}
 	r = bwi_slot_claim(s->m, BWI_READER, t0, &s->rslot, &s->rgen);
+	if (r == -ENOSPC && bwi_reap(s->m)) /* readers that died hold some */
+		r = bwi_slot_claim(s->m, BWI_READER, t0, &s->rslot, &s->rgen);
 	if (r < 0)
 		return r;
 	s->reader = true;
