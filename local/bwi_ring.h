@@ -181,12 +181,8 @@ struct bwi_slot {
 	bwi_a64 calls;
 	bwi_a64 waits;
 	bwi_a64 lost;
-	/* Writers: a span this writer completed while an earlier reservation
-	 * was still unpublished, for whoever publishes up to it to carry the
-	 * tail over: dstart = start | BWI_DONE_BIT, dend its end. Written
-	 * again only once the tail has passed dend. */
-	bwi_a64 dstart;
-	bwi_a64 dend;
+	uint64_t rsv0[2];
+
 	/* Writers: the reservation this writer holds, once head has moved
 	 * for it: rend first, then rstart (release). A marker pos = start |
 	 * OPEN with rstart == start names the holder and rend its end. */
@@ -195,7 +191,22 @@ struct bwi_slot {
 	uint8_t pad[BWI_LINE - 96];
 };
 
+/*
+ * Posted spans: BWI_POSTS per writer slot, in an area after the slot table
+ * (bwi_wposts). A span a writer completed while an earlier reservation was
+ * still unpublished, for whoever moves the tail to its start to carry the
+ * tail over: start | BWI_DONE_BIT, then end. The writer fills its entries
+ * in turn, and reuses one only once the tail has passed its end, so it can
+ * run BWI_POSTS writes ahead of a writer that is not scheduled.
+ */
+#define BWI_POSTS 8u
 #define BWI_DONE_BIT (UINT64_C(1) << 63)
+struct bwi_post {
+	bwi_a64 start;
+	bwi_a64 end;
+};
+_Static_assert(sizeof(struct bwi_post) * BWI_POSTS == 128,
+	       "a writer's posts fill two lines");
 /* Writer slot marker (pos): start | OPEN while the reservation at start is
  * held; | CLOSE once its writer is publishing it (rings with a writer
  * timeout); | FENCE once a waiter took it over to pad it. */
@@ -247,7 +258,7 @@ _Static_assert(offsetof(struct bwi_geom, policy) == 60, "geometry layout");
 _Static_assert(sizeof(struct bwi_slot) == BWI_LINE, "slot size");
 _Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, lost) == 56, "slot layout");
-_Static_assert(offsetof(struct bwi_slot, dend) == 72, "slot layout");
+_Static_assert(offsetof(struct bwi_slot, rstart) == 80, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, rend) == 88, "slot layout");
 _Static_assert(sizeof(struct bwi_ctl) <= BWI_LINE, "control line");
 _Static_assert(offsetof(struct bwi_ctl, scar) == 32, "control line layout");
@@ -325,6 +336,14 @@ static inline struct bwi_slot *bwi_rslot(const struct bwi_map *m, uint32_t i)
 static inline struct bwi_slot *bwi_wslot(const struct bwi_map *m, uint32_t i)
 {
 	return &m->hdr->slots[m->g.max_readers + i];
+}
+
+/* Writer slot i's posted spans: after the slot table. */
+static inline struct bwi_post *bwi_wposts(const struct bwi_map *m, uint32_t i)
+{
+	return (struct bwi_post *)&m->hdr
+		       ->slots[m->g.max_readers + m->g.max_writers] +
+	       (size_t)i * BWI_POSTS;
 }
 
 /* ---- slots.c ---- */

@@ -60,6 +60,9 @@ struct bw_stream {
 	uint64_t acq_len;
 	bool acq;
 	uint64_t wpos;	     /* end of this handle's last write */
+	uint32_t npost;	     /* spans posted: the next goes to entry
+			      * npost % BWI_POSTS */
+	uint64_t post_last;  /* end of the last span posted */
 	uint64_t wlook;	     /* when the writer last looked at readers */
 	bool wtrickle;	     /* its last look gained little: pace looks */
 	uint64_t reap_ns;    /* SRP, MRP: when it last looked for the dead */

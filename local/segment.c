@@ -99,7 +99,8 @@ uint32_t bwi_geom_sum(const struct bwi_geom *g)
 static size_t hdr_bytes(uint32_t readers, uint32_t writers, uint32_t page)
 {
 	size_t n = offsetof(struct bwi_hdr, slots) +
-		   (size_t)(readers + writers) * sizeof(struct bwi_slot);
+		   (size_t)(readers + writers) * sizeof(struct bwi_slot) +
+		   (size_t)writers * BWI_POSTS * sizeof(struct bwi_post);
 
 	return (n + page - 1) / page * page;
 }

@@ -54,17 +54,20 @@ void bwi_bump_peers(struct bwi_map *m)
 }
 
 /* A free writer slot still names a span the tail has not passed: a span its
- * writer completed (dstart, dend), or one it reserved and never completed,
+ * writer completed and posted, or one it reserved and never completed,
  * which a waiter will pad from the slot (stream.c, tail_unstick). Such a
  * slot is not reused until the tail has passed. */
-static bool writer_slot_held(const struct bwi_map *m, struct bwi_slot *s)
+static bool writer_slot_held(const struct bwi_map *m, uint32_t i,
+			     struct bwi_slot *s)
 {
 	uint64_t t = bw_load_acquire(&m->hdr->prod.tail);
 	uint64_t p = bw_load_acquire(&s->pos);
+	struct bwi_post *ps = bwi_wposts(m, i);
 
-	if ((bw_load_acquire(&s->dstart) & BWI_DONE_BIT) &&
-	    bw_load_relaxed(&s->dend) > t)
-		return true;
+	for (uint32_t k = 0; k < BWI_POSTS; k++)
+		if ((bw_load_acquire(&ps[k].start) & BWI_DONE_BIT) &&
+		    bw_load_relaxed(&ps[k].end) > t)
+			return true;
 	return (p & BWI_OPEN_BIT) && !(p & BWI_FENCE_BIT) &&
 	       BWI_MARK_POS(p) >= t &&
 	       BWI_MARK_POS(p) < bw_load_acquire(&m->hdr->prod.head) &&
@@ -85,7 +88,7 @@ int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 
 		/* A writer slot keeps a completed span that the tail has not
 		 * passed yet (its writer died or left before): not reused. */
-		if (role == BWI_WRITER && writer_slot_held(m, s))
+		if (role == BWI_WRITER && writer_slot_held(m, i, s))
 			continue;
 		if (BWI_SLOT_STATE(w) != BWI_SLOT_FREE ||
 		    !bw_cas(&s->state, &w,

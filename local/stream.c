@@ -961,12 +961,12 @@ static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 /*
  * Several writers complete out of order. A writer whose reservation starts
  * at the tail publishes by moving the tail; one whose predecessors are
- * still copying posts its span in its slot (dstart, dend) and goes on, and
- * whoever moves the tail next carries it over every posted span that starts
- * there: the tail advances over the longest completed prefix, and no writer
- * waits for another to complete. (The thesis keeps two bits per writer in a
- * bitmap of containers, which a byte ring cannot use; a span per slot is
- * the equivalent for bytes.)
+ * still copying posts its span (struct bwi_post, BWI_POSTS per writer) and
+ * goes on, and whoever moves the tail next carries it over every posted
+ * span that starts there: the tail advances over the longest completed
+ * prefix, and no writer waits for another to complete. (The thesis keeps
+ * two bits per writer in a bitmap of containers, which a byte ring cannot
+ * use; spans per writer are the equivalent for bytes.)
  *
  * No span is missed: a poster stores its span, full fence, loads the tail;
  * a publisher moves the tail (a CAS or a store), full fence, scans the
@@ -982,10 +982,11 @@ static uint64_t span_at(const struct bwi_map *m, uint64_t t)
 	uint32_t hi = bwi_slots_hi(m, BWI_WRITER);
 
 	for (uint32_t i = 0; i < hi; i++) {
-		struct bwi_slot *sl = bwi_wslot(m, i);
+		struct bwi_post *p = bwi_wposts(m, i);
 
-		if (bw_load_acquire(&sl->dstart) == (t | BWI_DONE_BIT))
-			return bw_load_relaxed(&sl->dend);
+		for (uint32_t k = 0; k < BWI_POSTS; k++)
+			if (bw_load_acquire(&p[k].start) == (t | BWI_DONE_BIT))
+				return bw_load_relaxed(&p[k].end);
 	}
 	return 0;
 }
@@ -1168,9 +1169,12 @@ static bool tail_unstick(struct bw_stream *s)
 }
 
 /* Waits until the tail reaches at least want: the writers before it are
- * copying, usually a copy's worth of time, so it spins first. Fails when
- * the ring is broken, or breaks it when the reservation at the tail has
- * lost its writer. */
+ * copying, usually a copy's worth of time, so it spins first, but briefly,
+ * and yields only a few times before it sleeps: a writer before it that
+ * shares its CPU was preempted, and runs only once the waiters leave the
+ * run queue (yielding to it, under CFS, cost 1-4 Gbit/s with four writers
+ * on one CPU; see README). Pads the span at the tail when its writer is
+ * presumed dead, and fails when the ring is broken. */
 static int wr_wait_tail(struct bw_stream *s, uint64_t want)
 {
 	struct bwi_hdr *h = H(s);
@@ -1187,11 +1191,11 @@ static int wr_wait_tail(struct bw_stream *s, uint64_t want)
 			return 0;
 		if (bw_load_relaxed(&h->ctl.broken))
 			break;
-		if (++spins < 256) {
+		if (++spins < 64) {
 			bw_cpu_relax();
 			continue;
 		}
-		if (bwi_now_ns() < spin_end) {
+		if (spins < 64 + BWI_POSTS && bwi_now_ns() < spin_end) {
 			sched_yield();
 			continue;
 		}
@@ -1217,20 +1221,23 @@ static int wr_wait_tail(struct bw_stream *s, uint64_t want)
 }
 
 /* Completes [hd, hd + n) while an earlier reservation is unpublished: posts
- * it. The slot holds one span: a span posted before must be passed first
- * (it usually is). */
+ * it in our next entry. The span posted there BWI_POSTS posts ago must be
+ * passed first (it usually is): a writer runs at most that far ahead of
+ * one that is not scheduled. */
 static int wr_post(struct bw_stream *s, uint64_t hd, uint64_t n)
 {
-	struct bwi_slot *sl = s->wsl;
+	struct bwi_post *p = &bwi_wposts(s->m, s->wslot)[s->npost % BWI_POSTS];
 
-	if (bw_load_relaxed(&sl->dstart) & BWI_DONE_BIT) {
-		int r = wr_wait_tail(s, bw_load_relaxed(&sl->dend));
+	if (bw_load_relaxed(&p->start) & BWI_DONE_BIT) {
+		int r = wr_wait_tail(s, bw_load_relaxed(&p->end));
 
 		if (r < 0)
 			return r;
 	}
-	bw_store_relaxed(&sl->dend, hd + n);
-	bw_store_release(&sl->dstart, hd | BWI_DONE_BIT);
+	bw_store_relaxed(&p->end, hd + n);
+	bw_store_release(&p->start, hd | BWI_DONE_BIT);
+	s->npost++;
+	s->post_last = hd + n;
 	tail_help(s); /* begins with the full fence of the protocol */
 	return 0;
 }
@@ -2019,9 +2026,14 @@ static int writer_attach(struct bw_stream *s)
 		}
 		if (hd != t)
 			bwi_head_rollback(s->m, hd, t);
-		/* markers of the dead name nothing now */
-		for (uint32_t i = 0; i < bwi_slots_hi(s->m, BWI_WRITER); i++)
+		/* markers and spans posted by the dead name nothing now */
+		for (uint32_t i = 0; i < bwi_slots_hi(s->m, BWI_WRITER); i++) {
+			struct bwi_post *p = bwi_wposts(s->m, i);
+
 			bw_store_relaxed(&bwi_wslot(s->m, i)->pos, 0);
+			for (uint32_t k = 0; k < BWI_POSTS; k++)
+				bw_store_relaxed(&p[k].start, 0);
+		}
 		bw_store_relaxed(&h->ctl.broken, 0);
 		bw_store_relaxed(&h->ctl.multi, 0);
 	} else {
@@ -2088,8 +2100,8 @@ static void detach(struct bw_stream *s)
 	if (s->writer) {
 		flush_poke(s);
 		/* a span we posted is published before we go */
-		if (bw_load_relaxed(&s->wsl->dstart) & BWI_DONE_BIT)
-			wr_wait_tail(s, bw_load_relaxed(&s->wsl->dend));
+		if (s->post_last)
+			wr_wait_tail(s, s->post_last);
 		if (s->acq)
 			bwi_head_rollback(s->m, s->acq_start + s->acq_len,
 					  s->acq_start);

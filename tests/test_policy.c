@@ -762,7 +762,8 @@ static void frp_never_waits(void)
 
 /* Writers complete out of order without waiting: the write position
  * moves only over the longest completed prefix, at once when the first
- * completes. Three writers reserve A, B, C and complete C, B, A. */
+ * completes. Three writers reserve A, B, C and complete C, B, A; then B
+ * writes eight times while A holds the tail. */
 static void out_of_order_completion(void)
 {
 	struct bw_stream *w[3], *r;
@@ -797,6 +798,18 @@ static void out_of_order_completion(void)
 	/* the writers go on: B, whose span was carried, writes again */
 	CU_ASSERT_EQUAL(bw_stream_write(w[1], "next", 4), 4);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 4);
+	/* B runs eight writes ahead of A, which holds the tail, without
+	 * waiting for it (one more would wait) */
+	CU_ASSERT_EQUAL_FATAL(bw_stream_poke_acquire(w[0], (void **)&p[0], 10),
+			      10);
+	memset(p[0], 'a', 10);
+	for (int i = 0; i < 8; i++)
+		CU_ASSERT_EQUAL(bw_stream_write(w[1], &"0123456789"[i], 1), 1);
+	CU_ASSERT_EQUAL(bw_stream_stat(r, &st), 0);
+	CU_ASSERT_EQUAL(st.write_pos, 304);
+	CU_ASSERT_EQUAL(bw_stream_poke_complete(w[0], 10), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 18);
+	CU_ASSERT_EQUAL(memcmp(buf, "aaaaaaaaaa01234567", 18), 0);
 	for (int i = 0; i < 3; i++)
 		bw_stream_close(w[i]);
 	bw_stream_close(r);
