@@ -520,36 +520,19 @@ CASE(writers_3_srp, BW_POLICY_SRP, 3, 2)
 CASE(writers_3_mrp, BW_POLICY_MRP, 3, 3)
 CASE(writers_4_frp, BW_POLICY_FRP, 4, 2)
 
-static void killed_lossless(void)
-{
-	run_v(BW_POLICY_LOSSLESS, 3, 2, RECORDS / 4, false, VICTIM_KILLED);
-}
-
-static void killed_frp(void)
-{
-	run_v(BW_POLICY_FRP, 3, 2, RECORDS / 4, false, VICTIM_KILLED);
-}
-
-static void reader_killed_lossless(void)
-{
-	run_v(BW_POLICY_LOSSLESS, 2, 3, RECORDS / 4, false, VICTIM_READER);
-}
-
-static void peeker_killed_lossless(void)
-{
-	run_v(BW_POLICY_LOSSLESS, 2, 3, RECORDS / 4, false, VICTIM_PEEKER);
-}
-
-
-static void stalled_lossless(void)
-{
-	run_v(BW_POLICY_LOSSLESS, 3, 2, RECORDS / 4, true, VICTIM_STALLED);
-}
-
-static void stalled_frp(void)
-{
-	run_v(BW_POLICY_FRP, 3, 2, RECORDS / 4, true, VICTIM_STALLED);
-}
+#define VICTIM_CASE(name, pol, w, r, threads, victim)                       \
+	static void name(void)                                              \
+	{                                                                   \
+		run_v(pol, w, r, RECORDS / 4, threads, victim);             \
+	}
+VICTIM_CASE(killed_lossless, BW_POLICY_LOSSLESS, 3, 2, false, VICTIM_KILLED)
+VICTIM_CASE(killed_frp, BW_POLICY_FRP, 3, 2, false, VICTIM_KILLED)
+VICTIM_CASE(reader_killed_lossless, BW_POLICY_LOSSLESS, 2, 3, false,
+	    VICTIM_READER)
+VICTIM_CASE(peeker_killed_lossless, BW_POLICY_LOSSLESS, 2, 3, false,
+	    VICTIM_PEEKER)
+VICTIM_CASE(stalled_lossless, BW_POLICY_LOSSLESS, 3, 2, true, VICTIM_STALLED)
+VICTIM_CASE(stalled_frp, BW_POLICY_FRP, 3, 2, true, VICTIM_STALLED)
 
 /* Policy options and what the ring reports. */
 static void create_and_stat(void)
