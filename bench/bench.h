@@ -24,6 +24,9 @@ double bench_paired(const double *t_case, const double *t_other, int runs);
  * or -1. */
 int bench_parse_sizes(const char *s, size_t *sizes, int max);
 
+/* "64", "4K", "64M": a size for a table heading (rotating buffers). */
+const char *bench_size_name(size_t n);
+
 /* The options every benchmark takes. */
 struct bench_opts {
 	bool json, quick, verbose;

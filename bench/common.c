@@ -143,3 +143,18 @@ int bench_common_opt(int argc, char **argv, int *i, struct bench_opts *o)
 	}
 	return 1;
 }
+
+const char *bench_size_name(size_t n)
+{
+	static char buf[8][24];
+	static unsigned next;
+	char *b = buf[next++ % 8];
+
+	if (n >= (1u << 20) && n % (1u << 20) == 0)
+		snprintf(b, 24, "%zuM", n >> 20);
+	else if (n >= 1024 && n % 1024 == 0)
+		snprintf(b, 24, "%zuK", n >> 10);
+	else
+		snprintf(b, 24, "%zu", n);
+	return b;
+}

@@ -522,3 +522,112 @@ int bench_local_main(int argc, char **argv)
 	}
 	return 0;
 }
+
+/* ---- beltway bench ringsize (thesis Figure 4.11) ------------------------- */
+
+/*
+ * Ring size x call size, each from 64 B to 64 MiB (rings from 4 KiB, the
+ * smallest): the read case writes and reads (copies at both ends), the
+ * peek case pokes and peeks (no copy). A call larger than the ring is split
+ * by write and cut short by read; a poke or peek span cannot exceed the
+ * ring, so the peek case stops at half the ring. Each cell is the median
+ * of --runs runs, the two cases interleaved.
+ */
+int bench_ringsize_main(int argc, char **argv)
+{
+	struct bench_opts o = {.runs = 5, .nsizes = 11,
+			       .sizes = {64, 256, 1024, 4096, 16384, 65536,
+					 262144, 1u << 20, 4u << 20, 16u << 20,
+					 64u << 20}};
+	size_t rings[16] = {4096, 16384, 65536, 262144, 1u << 20, 4u << 20,
+			    16u << 20, 64u << 20};
+	int nrings = 8, ncpu = bench_ncpus();
+	static double g[2][16][16];
+	bool pin = ncpu >= 2;
+	const char *v;
+
+	for (int i = 1; i < argc; i++) {
+		int r = bench_common_opt(argc, argv, &i, &o);
+
+		if (r < 0)
+			return 1;
+		if (r > 0)
+			continue;
+		if (cli_opt(argc, argv, &i, "--rings", &v)) {
+			nrings = v ? bench_parse_sizes(v, rings, 16) : -1;
+			for (int k = 0; k < nrings; k++)
+				if (rings[k] < 4096 || (rings[k] & (rings[k] - 1)))
+					nrings = -1;
+			if (nrings <= 0)
+				return cli_fail("--rings: powers of two from 4K to "
+						"64M, e.g. 64K,4M");
+		} else {
+			return cli_fail("unknown option '%s' (--rings LIST, "
+					"--sizes LIST, --runs N, --quick, "
+					"--json, --verbose)",
+					argv[i]);
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	fprintf(o.json ? stderr : stdout,
+		"# beltway bench ringsize: %d runs per figure, median "
+		"reported; GB/s\n# %s; read: write + read, peek: poke + peek "
+		"(peek only up to half the ring)\n",
+		o.runs,
+		pin ? "writer pinned to CPU 0, reader to CPU 1"
+		    : "one CPU: writer and reader not pinned");
+	for (int ri = 0; ri < nrings; ri++) {
+		for (int s = 0; s < o.nsizes; s++) {
+			static double t[2][1000];
+			struct run r = {.call = o.sizes[s], .ring = rings[ri]};
+			uint64_t b = o.quick ? 32u << 20 : 256u << 20;
+			bool peek = o.sizes[s] <= rings[ri] / 2;
+
+			if (b < 8 * (uint64_t)o.sizes[s])
+				b = 8 * (uint64_t)o.sizes[s];
+			r.total = b / o.sizes[s] * o.sizes[s];
+			for (int i = 0; i < o.runs; i++)
+				for (int k = 0; k < 1 + peek; k++)
+					t[k][i] = run_once(&kases[k], &r, pin);
+			for (int k = 0; k < 2; k++) {
+				g[k][ri][s] = k > peek
+						      ? 0
+						      : (double)r.total /
+								bench_median(t[k], o.runs) /
+								1e9;
+				if (o.json && g[k][ri][s] > 0)
+					printf("{\"suite\":\"ringsize\",\"case\":"
+					       "\"%s\",\"ring_bytes\":%zu,"
+					       "\"size\":%zu,\"gbps\":%.4f}\n",
+					       k ? "peek" : "read", rings[ri],
+					       o.sizes[s], g[k][ri][s]);
+				if (o.verbose && g[k][ri][s] > 0)
+					fprintf(stderr, "# %s ring %zu call %zu: "
+							"%.3f GB/s\n",
+						k ? "peek" : "read", rings[ri],
+						o.sizes[s], g[k][ri][s]);
+			}
+			fflush(stdout);
+		}
+	}
+	if (o.json)
+		return 0;
+	for (int k = 0; k < 2; k++) {
+		printf("\n%s: GB/s by ring size (rows) and call size "
+		       "(columns)\n%-6s",
+		       k ? "peek" : "read", "ring");
+		for (int s = 0; s < o.nsizes; s++)
+			printf(" %7s", bench_size_name(o.sizes[s]));
+		printf("\n");
+		for (int ri = 0; ri < nrings; ri++) {
+			printf("%-6s", bench_size_name(rings[ri]));
+			for (int s = 0; s < o.nsizes; s++)
+				if (g[k][ri][s] > 0)
+					printf(" %7.2f", g[k][ri][s]);
+				else
+					printf(" %7s", "-");
+			printf("\n");
+		}
+	}
+	return 0;
+}

@@ -137,7 +137,7 @@ struct bwi_group {
  * stalled that long) is never published: a waiter fences the writer out of
  * it (its slot marker gets BWI_FENCE_BIT), records [start, end) here, and
  * moves the tail over it. Readers skip recorded spans; they are never
- * delivered. Pad k lives in pads[k % BWI_PADS]; its seq (k) is written
+ * delivered. Pad k lives in padv[k % BWI_PADS]; its seq (k) is written
  * last, so a reader that reads seq, the span, then seq again and sees k
  * both times has a consistent span. The entry is written, then prod.pads
  * raised, then the tail moved: a reader that sees the tail past start sees
@@ -181,8 +181,7 @@ struct bwi_slot {
 	bwi_a64 calls;
 	bwi_a64 waits;
 	bwi_a64 lost;
-	uint64_t rsv0[2];
-
+	uint64_t rsv0[2]; /* unused */
 	/* Writers: the reservation this writer holds, once head has moved
 	 * for it: rend first, then rstart (release). A marker pos = start |
 	 * OPEN with rstart == start names the holder and rend its end. */

@@ -144,6 +144,12 @@ wait_for "IBuf reader attached" sh -c "\"$B\" stat ix | grep -q 'attached *1 rea
 n=$(grep -c -E '^\{"suite":"local","case":"(rw|peekpoke|pipe|pipe_max|limit)","size":(64|4096),"gbps":[0-9.]+,"mops":[0-9.]+\}$' "$T/bench")
 [ "$n" -eq 10 ] && [ "$(wc -l <"$T/bench")" -eq 10 ] && ok "bench --json shape" \
 	|| bad "bench --json: $n good lines of $(wc -l <"$T/bench")"
+expect_fail "bench ringsize bad ring" "$B" bench ringsize --rings 5000
+"$B" bench ringsize --quick --runs 1 --rings 4K --sizes 64,4K --json >"$T/rs" 2>/dev/null
+n=$(grep -c -E '^\{"suite":"ringsize","case":"(read|peek)","ring_bytes":4096,"size":(64|4096),"gbps":[0-9.]+\}$' "$T/rs")
+# peek stops at half the ring: read 64, read 4K, peek 64
+[ "$n" -eq 3 ] && [ "$(wc -l <"$T/rs")" -eq 3 ] && ok "bench ringsize --json shape" \
+	|| bad "bench ringsize --json: $n good lines of $(wc -l <"$T/rs")"
 
 if [ $fails -ne 0 ]; then
 	echo "$fails failures"

@@ -432,7 +432,8 @@ static int cmd_bench(int argc, char **argv)
 {
 	if (argc < 2)
 		return cli_fail("which benchmark? usage: beltway bench "
-				"local|splice|fabric|multiconsumer [options]");
+				"local|splice|fabric|multiconsumer|ringsize "
+				"[options]");
 	if (!strcmp(argv[1], "local"))
 		return bench_local_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "splice"))
@@ -441,8 +442,10 @@ static int cmd_bench(int argc, char **argv)
 		return bench_fabric_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "multiconsumer"))
 		return bench_multi_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ringsize"))
+		return bench_ringsize_main(argc - 1, argv + 1);
 	return cli_fail("no benchmark '%s' (available: local, splice, fabric, "
-			"multiconsumer)",
+			"multiconsumer, ringsize)",
 			argv[1]);
 }
 
@@ -497,7 +500,7 @@ static const struct verb verbs[] = {
 	{"rm", cmd_rm, "NAME...",
 	 "Removes named rings. Attached streams keep working until closed.\n"},
 	{"bench", cmd_bench,
-	 "local|splice|fabric|multiconsumer [--json] [--runs N] [--sizes LIST] [--cases LIST] "
+	 "local|splice|fabric|multiconsumer|ringsize [--json] [--runs N] [--sizes LIST] [--cases LIST] "
 	 "[--ring BYTES] [--providers LIST] [--quick] [--verbose]",
 	 "Benchmarks. 'local' streams between two processes through Beltway\n"
 	 "read/write and poke/peek, a Unix pipe at its default and maximum\n"
@@ -515,6 +518,9 @@ static const struct verb verbs[] = {
 	 "with a pipe per reader as the Unix peer; --readers LIST, --writers\n"
 	 "LIST pick the counts, --wake-batch N makes its rings wake readers\n"
 	 "once per N writes.\n"
+	 "'ringsize' streams between two processes for every ring size\n"
+	 "(--rings LIST, default 4K to 64M) and call size (default 64 to 64M),\n"
+	 "read (write + read) and peek (poke + peek) (thesis Fig 4.11).\n"
 	 "  --json         one JSON object per line\n"
 	 "  --runs N       runs per figure, the median is reported (default 5)\n"
 	 "  --sizes LIST   call sizes, e.g. 64,4K (default 64,1K,4K,64K)\n"
