@@ -90,7 +90,8 @@ struct job {
 	int ready_fd, go_fd;
 	bool victim;	  /* writers: stop inside a reservation at VICTIM_AT */
 	bool half;	  /* the victim writes half its record first */
-	int hold_fd, release_fd;
+	bool gated;	  /* the others: wait at half way until it holds */
+	int hold_fd, release_fd, gate_fd;
 	/* results */
 	int bad;
 	char why[200];
@@ -165,6 +166,16 @@ static void writer_job(struct job *j)
 		if (j->victim && i == VICTIM_AT) {
 			victim_stop(j, s, &r);
 			break;
+		}
+		if (j->gated && i == j->records / 2) {
+			/* so that some of our writes come after its hole,
+			 * however the writers are scheduled */
+			char c;
+
+			if (read(j->gate_fd, &c, 1) != 1) {
+				fail(j, "%s", "gate pipe");
+				break;
+			}
 		}
 		if (i % 3 != 2) {
 			if (bw_stream_write(s, &r, REC) != REC) {
@@ -324,7 +335,7 @@ static void run_v(int policy, unsigned W, unsigned R, uint64_t records,
 	struct job *jobs;
 	pthread_t th[MAXW + MAXR];
 	pid_t pid[MAXW + MAXR];
-	int ready[2], go[2], hold[2], release[2];
+	int ready[2], go[2], hold[2], release[2], gate[2];
 	uint64_t written = W * records;
 	bool wv = victim == VICTIM_KILLED || victim == VICTIM_STALLED;
 	unsigned rv = victim == VICTIM_READER   ? W + R - 1
@@ -336,7 +347,8 @@ static void run_v(int policy, unsigned W, unsigned R, uint64_t records,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	CU_ASSERT_FATAL(jobs != MAP_FAILED);
 	CU_ASSERT_FATAL(pipe(ready) == 0 && pipe(go) == 0);
-	CU_ASSERT_FATAL(pipe(hold) == 0 && pipe(release) == 0);
+	CU_ASSERT_FATAL(pipe(hold) == 0 && pipe(release) == 0 &&
+			pipe(gate) == 0);
 	o.size = RING;
 	o.policy = (uint32_t)policy;
 	o.wake_batch = batch_n;
@@ -352,8 +364,10 @@ static void run_v(int policy, unsigned W, unsigned R, uint64_t records,
 				       .ready_fd = ready[1], .go_fd = go[0],
 				       .victim = wv && i == 0,
 				       .half = victim == VICTIM_KILLED,
+				       .gated = wv && i > 0 && i < W,
 				       .hold_fd = hold[1],
-				       .release_fd = release[0]};
+				       .release_fd = release[0],
+				       .gate_fd = gate[0]};
 		if (i < W) {
 			jobs[i].id = i;
 			jobs[i].records = records;
@@ -382,8 +396,13 @@ static void run_v(int policy, unsigned W, unsigned R, uint64_t records,
 	for (unsigned i = 0; i < n; i++)
 		CU_ASSERT_FATAL(read(ready[0], &c, 1) == 1);
 	close(go[1]);
-	if (victim == VICTIM_KILLED) {
+	if (wv) {
+		/* the victim holds its reservation: the others go on */
 		CU_ASSERT_FATAL(read(hold[0], &c, 1) == 1);
+		for (unsigned i = 1; i < W; i++)
+			CU_ASSERT_FATAL(write(gate[1], &c, 1) == 1);
+	}
+	if (victim == VICTIM_KILLED) {
 		kill(pid[0], SIGKILL);
 		CU_ASSERT_EQUAL(bwt_wait(pid[0]), 128 + SIGKILL);
 	}
@@ -400,7 +419,6 @@ static void run_v(int policy, unsigned W, unsigned R, uint64_t records,
 		 * wait at it even when the other writers finished first) */
 		struct bw_ring_info in;
 
-		CU_ASSERT_FATAL(read(hold[0], &c, 1) == 1);
 		while (bw_ring_stat("policy", &in, NULL, 0) >= 0 &&
 		       !in.padded_spans)
 			(void)poll(NULL, 0, 1);
@@ -419,6 +437,8 @@ static void run_v(int policy, unsigned W, unsigned R, uint64_t records,
 	}
 	close(hold[0]);
 	close(hold[1]);
+	close(gate[0]);
+	close(gate[1]);
 	close(release[0]);
 	close(release[1]);
 	close(go[0]);
