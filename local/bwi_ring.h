@@ -32,7 +32,7 @@
 #include <beltway/stream.h>
 
 #define BWI_RING_MAGIC UINT64_C(0x474e495259574c42) /* "BLWYRING" */
-#define BWI_RING_VERSION 2u
+#define BWI_RING_VERSION 3u
 #define BWI_LINE 128
 #define BWI_MIN_CAPACITY 4096u
 #define BWI_MAX_CAPACITY (UINT64_C(1) << 36)
@@ -213,6 +213,7 @@ _Static_assert(sizeof(struct bwi_post) * BWI_POSTS == 128,
 #define BWI_CLOSE_BIT (UINT64_C(1) << 62)
 #define BWI_FENCE_BIT (UINT64_C(1) << 61)
 #define BWI_MARK_POS(p) ((p) & ~(BWI_OPEN_BIT | BWI_CLOSE_BIT | BWI_FENCE_BIT))
+#define BWI_NO_POS UINT64_MAX /* rstart of no reservation */
 
 struct bwi_hdr {
 	struct bwi_geom g;
@@ -360,6 +361,8 @@ void bwi_writer_lock(struct bwi_map *m);
 void bwi_writer_unlock(struct bwi_map *m);
 void bwi_bump_peers(struct bwi_map *m);
 uint32_t bwi_slots_hi(const struct bwi_map *m, enum bwi_role role);
+/* Writer slot i has a posted span that the tail t has not passed. */
+bool bwi_wposts_pending(const struct bwi_map *m, uint32_t i, uint64_t t);
 
 /* ---- os.c ---- */
 int bwi_futex_wait_us(bwi_a32 *w, uint32_t val, int64_t timeout_us);

@@ -71,6 +71,7 @@ struct bw_stream {
 
 	/* any side that waits: since when it has seen the tail stuck */
 	uint64_t stuck_t, stuck_ns;
+	const struct bwi_slot *stuck_holder; /* whose reservation it was */
 	uint64_t fenced_ns; /* and since when it has seen it fenced (0: not) */
 
 	struct bwi_slot *rsl, *wsl; /* our slots, or NULL */

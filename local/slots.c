@@ -53,6 +53,17 @@ void bwi_bump_peers(struct bwi_map *m)
 	bwi_futex_wake(&h->wwait.seq);
 }
 
+bool bwi_wposts_pending(const struct bwi_map *m, uint32_t i, uint64_t t)
+{
+	struct bwi_post *ps = bwi_wposts(m, i);
+
+	for (uint32_t k = 0; k < BWI_POSTS; k++)
+		if ((bw_load_acquire(&ps[k].start) & BWI_DONE_BIT) &&
+		    bw_load_relaxed(&ps[k].end) > t)
+			return true;
+	return false;
+}
+
 /* A free writer slot still names a span the tail has not passed: a span its
  * writer completed and posted, or one it reserved and never completed,
  * which a waiter will pad from the slot (stream.c, tail_unstick). Such a
@@ -62,12 +73,9 @@ static bool writer_slot_held(const struct bwi_map *m, uint32_t i,
 {
 	uint64_t t = bw_load_acquire(&m->hdr->prod.tail);
 	uint64_t p = bw_load_acquire(&s->pos);
-	struct bwi_post *ps = bwi_wposts(m, i);
 
-	for (uint32_t k = 0; k < BWI_POSTS; k++)
-		if ((bw_load_acquire(&ps[k].start) & BWI_DONE_BIT) &&
-		    bw_load_relaxed(&ps[k].end) > t)
-			return true;
+	if (bwi_wposts_pending(m, i, t))
+		return true;
 	return (p & BWI_OPEN_BIT) && !(p & BWI_FENCE_BIT) &&
 	       BWI_MARK_POS(p) >= t &&
 	       BWI_MARK_POS(p) < bw_load_acquire(&m->hdr->prod.head) &&

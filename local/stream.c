@@ -460,12 +460,25 @@ static int rd_ready(struct bw_stream *s)
 
 /* The other writers have gone: this one may move head without CAS again.
  * The writer lock keeps a new writer out while we decide. */
+static bool posts_pending(const struct bwi_map *m)
+{
+	uint64_t t = bw_load_acquire(&m->hdr->prod.tail);
+	uint32_t hi = bwi_slots_hi(m, BWI_WRITER);
+
+	for (uint32_t i = 0; i < hi; i++)
+		if (bwi_wposts_pending(m, i, t))
+			return true;
+	return false;
+}
+
 static void writers_maybe_alone(struct bw_stream *s)
 {
 	if (!s->asym || bwi_slot_count(s->m, BWI_WRITER) != 1)
 		return;
 	bwi_writer_lock(s->m);
-	if (bwi_slot_count(s->m, BWI_WRITER) == 1)
+	/* spans posted by writers that left or died must still be carried
+	 * by our publishes (tail_help runs while multi is set) */
+	if (bwi_slot_count(s->m, BWI_WRITER) == 1 && !posts_pending(s->m))
 		bw_store_relaxed(&H(s)->ctl.multi, 0);
 	bwi_writer_unlock(s->m);
 }
@@ -1108,11 +1121,6 @@ static bool tail_unstick(struct bw_stream *s)
 	    bw_load_relaxed(&h->ctl.remote) || span_at(m, t) ||
 	    bwi_slot_count(m, BWI_WRITER) == 0)
 		return false;
-	if (s->stuck_t != t) {
-		s->stuck_t = t;
-		s->stuck_ns = now;
-		s->fenced_ns = 0;
-	}
 	for (uint32_t i = 0; i < hi; i++) {
 		struct bwi_slot *sl = bwi_wslot(m, i);
 		uint64_t p = bw_load_acquire(&sl->pos);
@@ -1135,6 +1143,14 @@ static bool tail_unstick(struct bw_stream *s)
 	}
 	if (!holder)
 		return claimant ? false : ring_break(m, t);
+	/* how long this handle has seen this holder at this tail (a new
+	 * handle, a rollback or another holder starts the clock again) */
+	if (s->stuck_t != t || s->stuck_holder != holder) {
+		s->stuck_t = t;
+		s->stuck_holder = holder;
+		s->stuck_ns = now;
+		s->fenced_ns = 0;
+	}
 	if (mk & BWI_FENCE_BIT) {
 		/* another waiter is padding it: a few stores, unless it
 		 * died doing them (still fenced a liveness interval later) */
@@ -1152,12 +1168,21 @@ static bool tail_unstick(struct bw_stream *s)
 	if (k >= BWI_PADS) {
 		struct bwi_pad *old = &h->padv[k % BWI_PADS];
 
+		/* reusable once end + capacity <= t (end read from shared
+		 * memory: compared without the sum) */
 		if (bw_load_acquire(&old->seq) != k - BWI_PADS ||
-		    bw_load_relaxed(&old->end) + m->g.capacity > t)
+		    t < m->g.capacity ||
+		    bw_load_relaxed(&old->end) > t - m->g.capacity)
 			return ring_break(m, t);
 	}
 	if (!bw_cas(&holder->pos, &mk, mk | BWI_FENCE_BIT))
 		return false; /* it completed, or another waiter fenced it */
+	/* A dead holder's marker stays after it published and left: only
+	 * a tail still at t means the span was never published. Fenced, it
+	 * cannot be published by anyone but us now. */
+	bw_smp_mb();
+	if (bw_load_acquire(&h->prod.tail) != t)
+		return false;
 	/* the holder cannot record another span without completing this one,
 	 * which the fence forbids: rend is its end */
 	e = bw_load_acquire(&holder->rend);
@@ -1706,6 +1731,8 @@ int bwi_d_poke_complete(struct bw_stream *s, size_t n)
 		bw_store_relaxed(&s->wsl->pos,
 				 n ? s->acq_start | BWI_OPEN_BIT | BWI_CLOSE_BIT
 				   : 0);
+		if (!n) /* no reservation of ours starts there now */
+			bw_store_release(&s->wsl->rstart, BWI_NO_POS);
 	}
 	s->acq = false;
 	return n ? wr_publish(s, s->acq_start, n) : 0;
@@ -2031,6 +2058,7 @@ static int writer_attach(struct bw_stream *s)
 			struct bwi_post *p = bwi_wposts(s->m, i);
 
 			bw_store_relaxed(&bwi_wslot(s->m, i)->pos, 0);
+			bw_store_relaxed(&bwi_wslot(s->m, i)->rstart, BWI_NO_POS);
 			for (uint32_t k = 0; k < BWI_POSTS; k++)
 				bw_store_relaxed(&p[k].start, 0);
 		}
@@ -2102,9 +2130,13 @@ static void detach(struct bw_stream *s)
 		/* a span we posted is published before we go */
 		if (s->post_last)
 			wr_wait_tail(s, s->post_last);
-		if (s->acq)
+		if (s->acq) {
 			bwi_head_rollback(s->m, s->acq_start + s->acq_len,
 					  s->acq_start);
+			/* our marker and span name nothing now */
+			bw_store_relaxed(&s->wsl->pos, 0);
+			bw_store_release(&s->wsl->rstart, BWI_NO_POS);
+		}
 		if (s->acq &&
 		    bw_load_relaxed(&H(s)->prod.head) >= s->acq_start + s->acq_len &&
 		    bw_load_relaxed(&H(s)->prod.tail) <= s->acq_start) {

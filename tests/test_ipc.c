@@ -426,6 +426,35 @@ static void test_writer_stalled(void)
 	}
 }
 
+/* A waiter's clock starts when it first sees the holder, also for the very
+ * first reservation of a ring (position 0): a writer holding it for less
+ * than the timeout is never fenced. */
+static void test_writer_timeout_from_start(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *r, *w;
+	struct bw_ring_info in;
+	uint8_t buf[16];
+	void *p;
+
+	o.writer_timeout_ms = 400;
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("tmo0", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("tmo0", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("tmo0", BW_WRITE, &w), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_poke_acquire(w, &p, 8), 8);
+	memcpy(p, "at zero!", 8);
+	/* the reader looks at the holder once (every 200 ms) */
+	CU_ASSERT_EQUAL(bw_stream_block(r, BW_POLLIN, 300), 0);
+	CU_ASSERT(bw_ring_stat("tmo0", &in, NULL, 0) >= 0);
+	CU_ASSERT_EQUAL(in.padded_spans, 0);
+	CU_ASSERT_EQUAL(bw_stream_poke_complete(w, 8), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 8);
+	CU_ASSERT_EQUAL(memcmp(buf, "at zero!", 8), 0);
+	bw_stream_close(w);
+	bw_stream_close(r);
+	bw_unlink("tmo0");
+}
+
 /* A reader that dies does not hold a lossless writer forever: it is found
  * dead, detached and counted, and the writer gets EPIPE when none is left. */
 static void test_reader_killed(void)
@@ -505,6 +534,8 @@ static void reg(void)
 	bwt_add("writer killed before another writer", test_writer_killed_before_another);
 	bwt_add("live writer stalled, with and without a timeout",
 		test_writer_stalled);
+	bwt_add("writer timeout counts from the first look",
+		test_writer_timeout_from_start);
 	bwt_add("reader killed", test_reader_killed);
 	bwt_add("blocked reader sees EOF", test_blocked_reader_eof);
 }
