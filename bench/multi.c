@@ -291,7 +291,7 @@ int bench_multi_main(int argc, char **argv)
 	bool use[5] = {true, true, true, true, true};
 	struct mc mc;
 	bool warned = false;
-	unsigned long batch = 0;
+	uint32_t batch = 0;
 	const char *v;
 
 	for (int i = 1; i < argc; i++) {
@@ -316,9 +316,8 @@ int bench_multi_main(int argc, char **argv)
 				return cli_fail("--writers: a list of counts "
 						"from 1 to %d", MAXW);
 		} else if (cli_opt(argc, argv, &i, "--wake-batch", &v)) {
-			if (!v || cli_parse_uint(v, 1u << 20, &batch) < 0)
-				return cli_fail("--wake-batch: writes per wakeup, "
-						"1 to 1048576");
+			if (cli_wake_batch(v, &batch))
+				return 1;
 		} else {
 			return cli_fail("unknown option '%s' (--runs N, --quick, "
 					"--json, --cases, --readers, --writers, "
@@ -329,7 +328,7 @@ int bench_multi_main(int argc, char **argv)
 	if (o.runs > 64)
 		return cli_fail("--runs: at most 64 for this benchmark");
 	memset(&mc, 0, sizeof(mc));
-	mc.wake_batch = (uint32_t)batch;
+	mc.wake_batch = batch;
 	snprintf(mc.ring, sizeof(mc.ring), "bench-mc-%d", (int)getpid());
 	mc.total = o.quick ? (32u << 20) : (256u << 20);
 	mc.cpu_w = 0;

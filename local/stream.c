@@ -331,12 +331,16 @@ static bool pad_read(const struct bwi_map *m, uint64_t k, uint64_t *start,
 	return bw_load_relaxed(&p->seq) == k;
 }
 
+/* Of n pads ever recorded, the first whose entry can still hold it. */
+static inline uint64_t pads_first(uint64_t n)
+{
+	return n > BWI_PADS ? n - BWI_PADS : 0;
+}
+
 /* The first pad a reader attaching (or seeking back) must look at. */
 static uint64_t pads_floor(const struct bwi_map *m)
 {
-	uint64_t n = bw_load_acquire(&m->hdr->prod.pads);
-
-	return n > BWI_PADS ? n - BWI_PADS : 0;
+	return pads_first(bw_load_acquire(&m->hdr->prod.pads));
 }
 
 /* A stamp inside recorded padding stands for the end of it: padding holds
@@ -346,7 +350,7 @@ static uint64_t pad_stamp(const struct bwi_map *m, uint64_t stamp)
 {
 	uint64_t n = bw_load_acquire(&m->hdr->prod.pads);
 
-	for (uint64_t k = n > BWI_PADS ? n - BWI_PADS : 0; k < n; k++) {
+	for (uint64_t k = pads_first(n); k < n; k++) {
 		uint64_t a, e;
 
 		if (pad_read(m, k, &a, &e) && a <= stamp && stamp < e)
@@ -367,7 +371,7 @@ static int64_t rd_pads(struct bw_stream *s, uint64_t t)
 
 		if (n - k > BWI_PADS || !pad_read(s->m, k, &a, &e) ||
 		    e <= s->rpos) {
-			s->pad_next = n - k > BWI_PADS ? n - BWI_PADS : k + 1;
+			s->pad_next = n - k > BWI_PADS ? pads_first(n) : k + 1;
 			continue;
 		}
 		if (a >= t)
@@ -458,8 +462,7 @@ static int rd_ready(struct bw_stream *s)
 
 /* ---- writer side ---------------------------------------------------------- */
 
-/* The other writers have gone: this one may move head without CAS again.
- * The writer lock keeps a new writer out while we decide. */
+/* Spans posted by any writer that the tail has not passed yet. */
 static bool posts_pending(const struct bwi_map *m)
 {
 	uint64_t t = bw_load_acquire(&m->hdr->prod.tail);
@@ -471,6 +474,8 @@ static bool posts_pending(const struct bwi_map *m)
 	return false;
 }
 
+/* The other writers have gone: this one may move head without CAS again.
+ * The writer lock keeps a new writer out while we decide. */
 static void writers_maybe_alone(struct bw_stream *s)
 {
 	if (!s->asym || bwi_slot_count(s->m, BWI_WRITER) != 1)
@@ -591,16 +596,20 @@ static int wait_slice_ms(const struct bwi_map *m)
 	return tmo && tmo / 2 + 1 < (uint32_t)live ? (int)(tmo / 2 + 1) : live;
 }
 
+/* The batch timer of m's reader line in microseconds: wake_usec when
+ * writers wake readers only once per batch, else none (UINT64_MAX). */
+static uint64_t batch_timer_us(const struct bwi_map *m)
+{
+	return m->g.wake_batch > 1 ? m->g.wake_usec : UINT64_MAX;
+}
+
 /* How long a sleeper on m's reader line sleeps at most, in microseconds:
- * the look at the peers, or the batch timer (wake_usec) when writers wake
- * readers only once per batch. */
+ * until the next look at the peers, or the batch timer if sooner. */
 static int64_t wait_timer_us(const struct bwi_map *m)
 {
-	int64_t us = (int64_t)wait_slice_ms(m) * 1000;
+	uint64_t us = (uint64_t)wait_slice_ms(m) * 1000u;
 
-	if (m->g.wake_batch > 1 && m->g.wake_usec < us)
-		us = m->g.wake_usec;
-	return us;
+	return (int64_t)(batch_timer_us(m) < us ? batch_timer_us(m) : us);
 }
 
 struct waiter {
@@ -658,13 +667,13 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 	/* in microseconds: how often to look at the peers, and the timer of
 	 * rings whose writers wake readers in batches */
 	for (unsigned i = 0; i < n; i++) {
-		const struct bwi_geom *g = &w[i].s->m->g;
+		uint64_t sl = (uint64_t)wait_slice_ms(w[i].s->m) * 1000u;
 
-		if ((uint64_t)wait_slice_ms(w[i].s->m) * 1000u < live)
-			live = (uint64_t)wait_slice_ms(w[i].s->m) * 1000u;
-		if ((w[i].events & BW_POLLIN) && g->wake_batch > 1 &&
-		    g->wake_usec < timer)
-			timer = g->wake_usec;
+		if (sl < live)
+			live = sl;
+		if ((w[i].events & BW_POLLIN) &&
+		    batch_timer_us(w[i].s->m) < timer)
+			timer = batch_timer_us(w[i].s->m);
 	}
 	next_look = start + live * 1000u;
 	if (timeout_ms >= 0)
@@ -1267,6 +1276,14 @@ static int wr_post(struct bw_stream *s, uint64_t hd, uint64_t n)
 	return 0;
 }
 
+/* After a rollback: the slot names no reservation, for waiters
+ * (tail_unstick) and for a joining writer (writers_go_multi). */
+static void wr_unmark(struct bwi_slot *sl)
+{
+	bw_store_relaxed(&sl->pos, 0);
+	bw_store_release(&sl->rstart, BWI_NO_POS);
+}
+
 /*
  * On a ring with a writer timeout: takes the reservation at hd back before
  * publishing it, with a CAS on the marker that a waiter presuming us dead
@@ -1728,11 +1745,12 @@ int bwi_d_poke_complete(struct bw_stream *s, size_t n)
 		 * would wait for us (writers_go_multi). CLOSE tells it, and
 		 * a waiter, that we are publishing; with nothing left, no
 		 * marker at all. */
-		bw_store_relaxed(&s->wsl->pos,
-				 n ? s->acq_start | BWI_OPEN_BIT | BWI_CLOSE_BIT
-				   : 0);
-		if (!n) /* no reservation of ours starts there now */
-			bw_store_release(&s->wsl->rstart, BWI_NO_POS);
+		if (n)
+			bw_store_relaxed(&s->wsl->pos, s->acq_start |
+							       BWI_OPEN_BIT |
+							       BWI_CLOSE_BIT);
+		else
+			wr_unmark(s->wsl);
 	}
 	s->acq = false;
 	return n ? wr_publish(s, s->acq_start, n) : 0;
@@ -2057,8 +2075,7 @@ static int writer_attach(struct bw_stream *s)
 		for (uint32_t i = 0; i < bwi_slots_hi(s->m, BWI_WRITER); i++) {
 			struct bwi_post *p = bwi_wposts(s->m, i);
 
-			bw_store_relaxed(&bwi_wslot(s->m, i)->pos, 0);
-			bw_store_relaxed(&bwi_wslot(s->m, i)->rstart, BWI_NO_POS);
+			wr_unmark(bwi_wslot(s->m, i));
 			for (uint32_t k = 0; k < BWI_POSTS; k++)
 				bw_store_relaxed(&p[k].start, 0);
 		}
@@ -2133,9 +2150,7 @@ static void detach(struct bw_stream *s)
 		if (s->acq) {
 			bwi_head_rollback(s->m, s->acq_start + s->acq_len,
 					  s->acq_start);
-			/* our marker and span name nothing now */
-			bw_store_relaxed(&s->wsl->pos, 0);
-			bw_store_release(&s->wsl->rstart, BWI_NO_POS);
+			wr_unmark(s->wsl); /* nothing of ours is there now */
 		}
 		if (s->acq &&
 		    bw_load_relaxed(&H(s)->prod.head) >= s->acq_start + s->acq_len &&

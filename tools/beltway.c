@@ -97,10 +97,8 @@ static int cmd_create(int argc, char **argv)
 						"0 (never) to 86400000");
 			o.writer_timeout_ms = (uint32_t)ul;
 		} else if (cli_opt(argc, argv, &i, "--wake-batch", &v)) {
-			if (!v || cli_parse_uint(v, 1u << 20, &ul) < 0)
-				return cli_fail("--wake-batch: writes per wakeup, "
-						"1 to 1048576");
-			o.wake_batch = (uint32_t)ul;
+			if (cli_wake_batch(v, &o.wake_batch))
+				return 1;
 		} else if (cli_opt(argc, argv, &i, "--wake-usec", &v)) {
 			if (!v || cli_parse_uint(v, 1000000, &ul) < 0 || !ul)
 				return cli_fail("--wake-usec: microseconds, 1 to "
@@ -340,6 +338,7 @@ static int cmd_stat(int argc, char **argv)
 {
 	struct bw_ring_peer peers[1280];
 	struct bw_ring_info in;
+	char tmo[32];
 	int n;
 
 	if (argc != 2 || argv[1][0] == '-')
@@ -376,12 +375,11 @@ static int cmd_stat(int argc, char **argv)
 	printf("died        readers %" PRIu64 ", writers %" PRIu64 "%s\n",
 	       in.dead_readers, in.dead_writers,
 	       in.broken ? " (ring broken by a writer that died mid-write)" : "");
+	snprintf(tmo, sizeof(tmo), in.writer_timeout_ms ? "%u ms" : "none",
+		 in.writer_timeout_ms);
 	printf("padded      %" PRIu64 " spans (%" PRIu64 " bytes) of writers "
-	       "presumed dead; writer timeout %s",
-	       in.padded_spans, in.padded_bytes,
-	       in.writer_timeout_ms ? "" : "none\n");
-	if (in.writer_timeout_ms)
-		printf("%u ms\n", in.writer_timeout_ms);
+	       "presumed dead; writer timeout %s\n",
+	       in.padded_spans, in.padded_bytes, tmo);
 	stat_remote(argv[1]);
 	if (n > 0)
 		printf("\n%-6s %4s %8s %14s %10s %14s %10s %8s %10s\n", "ROLE",

@@ -18,6 +18,9 @@ int cli_fail_bw(int r, const char *what);
 /* Parses "4096", "64K", "4M", "1G". Returns 0 or -1. */
 int cli_parse_size(const char *s, uint64_t *out);
 int cli_parse_uint(const char *s, unsigned long max, unsigned long *out);
+/* Parses the value of --wake-batch (bw_ring_opts.wake_batch). Returns 0,
+ * or 1 after printing the error. */
+int cli_wake_batch(const char *v, uint32_t *out);
 /* True when argv[i] is "--name" and consumes its value into *val. */
 bool cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
 double cli_now(void);

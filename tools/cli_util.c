@@ -82,6 +82,16 @@ int cli_parse_uint(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
+int cli_wake_batch(const char *v, uint32_t *out)
+{
+	unsigned long ul;
+
+	if (!v || cli_parse_uint(v, 1u << 20, &ul) < 0)
+		return cli_fail("--wake-batch: writes per wakeup, 1 to 1048576");
+	*out = (uint32_t)ul;
+	return 0;
+}
+
 bool cli_opt(int argc, char **argv, int *i, const char *name, const char **val)
 {
 	size_t n = strlen(name);
