@@ -32,7 +32,7 @@
 #include <beltway/stream.h>
 
 #define BWI_RING_MAGIC UINT64_C(0x474e495259574c42) /* "BLWYRING" */
-#define BWI_RING_VERSION 3u
+#define BWI_RING_VERSION 4u
 #define BWI_LINE 128
 #define BWI_MIN_CAPACITY 4096u
 #define BWI_MAX_CAPACITY (UINT64_C(1) << 36)
@@ -65,6 +65,12 @@ struct bwi_geom {
 	uint32_t wake_batch; /* > 1: readers are woken once per this many
 			      * publishes while they sleep */
 	uint32_t wake_usec;  /* and sleep at most this long (the timer) */
+	uint32_t rec_size;   /* FR: slot bytes; VR, DR: largest record */
+	uint32_t rec_align;  /* records start at multiples of it */
+	uint32_t rec_align_off; /* the payload ends this far before an
+				 * aligned address */
+	uint32_t rec_hdrs;   /* DR: entries of the header ring (cap /
+			      * rec_align), after the posted spans */
 	uint32_t reserved[1];
 	uint32_t sum;	    /* checksum of the bytes before it */
 	uint32_t pad;
@@ -158,7 +164,13 @@ struct bwi_pad {
 #define BWI_ARMED (UINT64_C(1) << 32)
 
 enum { BWI_SLOT_FREE = 0, BWI_SLOT_CLAIMING = 1, BWI_SLOT_ACTIVE = 2 };
-enum { BWI_LAYOUT_BYTES = 0, BWI_LAYOUT_INDEX = 1 /* 16-byte index records */ };
+enum {
+	BWI_LAYOUT_BYTES = BW_LAYOUT_BYTES,
+	BWI_LAYOUT_INDEX = 1, /* 16-byte index records (IBufs) */
+	BWI_LAYOUT_FR = BW_LAYOUT_FR,
+	BWI_LAYOUT_VR = BW_LAYOUT_VR,
+	BWI_LAYOUT_DR = BW_LAYOUT_DR,
+};
 enum { BWI_BELL_OFF = 0, BWI_BELL_ARMED = 1, BWI_BELL_RUNG = 2 };
 
 /* The state word: generation in the high 32 bits, state in the low 2, and,
@@ -232,10 +244,12 @@ struct bwi_hdr {
 	struct bwi_slot slots[]; /* max_readers, then max_writers */
 };
 
-_Static_assert(sizeof(struct bwi_geom) == 88, "geometry layout");
+_Static_assert(sizeof(struct bwi_geom) == 104, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, capacity) == 16, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, ring_id) == 40, "geometry layout");
-_Static_assert(offsetof(struct bwi_geom, sum) == 80, "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, sum) == 96, "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, rec_size) == 76, "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, rec_hdrs) == 88, "geometry layout");
 _Static_assert(offsetof(struct bwi_hdr, prod.head) == 256, "reservation line");
 _Static_assert(offsetof(struct bwi_hdr, prod.tail) == 384, "publication line");
 _Static_assert(offsetof(struct bwi_hdr, ctl) == 512, "control line");
@@ -344,6 +358,35 @@ static inline struct bwi_post *bwi_wposts(const struct bwi_map *m, uint32_t i)
 	return (struct bwi_post *)&m->hdr
 		       ->slots[m->g.max_readers + m->g.max_writers] +
 	       (size_t)i * BWI_POSTS;
+}
+
+/* DR: the header ring, one 8-byte entry per rec_align bytes of data, after
+ * the posted spans. Entry (p / rec_align) % rec_hdrs describes the record
+ * that starts at data position p (see record.c). */
+static inline bwi_a64 *bwi_rec_hdrs(const struct bwi_map *m)
+{
+	return (bwi_a64 *)bwi_wposts(m, m->g.max_writers);
+}
+
+/* Record rings: where the payload starts in a record (after the inline
+ * header of FR and VR, so that payload + rec_align_off is aligned) and the
+ * bytes a record of len bytes takes in the ring. */
+static inline uint32_t bwi_rec_hoff(const struct bwi_geom *g)
+{
+	uint32_t a = g->rec_align, o = g->rec_align_off;
+	uint32_t h = g->layout == BWI_LAYOUT_DR ? 0 : 8;
+
+	return (h + o + a - 1) / a * a - o;
+}
+
+static inline uint64_t bwi_rec_foot(const struct bwi_geom *g, uint64_t len)
+{
+	uint64_t a = g->rec_align, f;
+
+	if (g->layout == BWI_LAYOUT_FR)
+		return g->rec_size;
+	f = (bwi_rec_hoff(g) + len + a - 1) / a * a;
+	return f ? f : a;
 }
 
 /* ---- slots.c ---- */

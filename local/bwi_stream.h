@@ -9,8 +9,48 @@
 enum {
 	BWI_SLOW_POKE = 1, /* poked data to publish at the next call */
 	BWI_SLOW_STOP = 2, /* an error, or inherited through fork() */
-	BWI_SLOW_IBUF = 4, /* an IBuf: calls go to ibuf.c */
+	BWI_SLOW_LAYER = 4, /* a layer above the DBuf calls: s->ops */
 };
+
+struct bw_stream;
+
+/*
+ * Implementation stacking (thesis section 4.5; STYLE.md). Every buffer
+ * implementation fills this table; it starts with its size so it can grow
+ * (libfabric's FI_CHECK_OP), and an op a table lacks answers from one
+ * default table (bwi_enosys_ops) with -ENOSYS. A handle calls its top
+ * layer, s->ops; a layer forwards to the one below through s->lower. The
+ * layers of a ring are recorded in its geometry (layout, policy), so every
+ * process that opens it builds the same stack (bwi_stack_build).
+ */
+struct bwi_ops {
+	size_t size;
+	const char *name;
+	int (*attach)(struct bw_stream *s);
+	void (*detach)(struct bw_stream *s);
+	ssize_t (*read)(struct bw_stream *s, void *buf, size_t n);
+	ssize_t (*peek)(struct bw_stream *s, const void **ptr, size_t n,
+			bool move);
+	int (*peek_complete)(struct bw_stream *s, size_t n);
+	ssize_t (*write)(struct bw_stream *s, const void *buf, size_t n);
+	ssize_t (*poke)(struct bw_stream *s, void **ptr, size_t n, bool acq);
+	int (*poke_complete)(struct bw_stream *s, size_t n);
+	ssize_t (*append)(struct bw_stream *s, const void *buf, size_t n);
+	int (*flush)(struct bw_stream *s);
+	int64_t (*check)(struct bw_stream *s, int64_t stamp, int flags);
+	int64_t (*lseek)(struct bw_stream *s, int64_t off, int whence);
+	/* readable without waiting on the ring (data held by the layer) */
+	bool (*held)(struct bw_stream *s);
+};
+
+extern const struct bwi_ops bwi_enosys_ops, bwi_dbuf_ops, bwi_ibuf_ops,
+	bwi_rec_ops;
+
+/* The op of table t, or the -ENOSYS default for one it lacks. */
+#define BWI_OP(t, op)                                                       \
+	((t)->size > offsetof(struct bwi_ops, op) && (t)->op                 \
+		 ? (t)->op                                                    \
+		 : bwi_enosys_ops.op)
 
 struct bwi_stats {
 	uint64_t bytes, calls, waits;
@@ -94,6 +134,16 @@ struct bw_stream {
 	uint64_t ipoke_len;
 	struct bwi_stats ist, iwst; /* data read and written (not records) */
 
+	/* implementation stack: top layer, and the one below it */
+	const struct bwi_ops *ops, *lower;
+
+	/* record layouts (record.c) */
+	uint8_t rec_w;	     /* the writer's open record: BWI_REC_W_* */
+	uint32_t rec_wlen;   /* its payload so far */
+	uint64_t rec_rfoot;  /* reader: the record peek_acquire handed out:
+			      * its footprint (0: none) and length */
+	uint32_t rec_rlen;
+
 	int bell_fd;	     /* doorbell for bw_stream_fd(), or -1 */
 	bool bell_timer;     /* taps: the doorbell is a periodic timer */
 
@@ -113,6 +163,9 @@ void bwi_bell_child(struct bw_stream *s);
 
 /* The DBuf implementation of the calls (stream.c), which IBufs use on their
  * own index ring, and the IBuf implementation (ibuf.c). */
+/* Builds the stack of s for its ring's geometry and attaches the layers. */
+int bwi_stack_build(struct bw_stream *s);
+
 ssize_t bwi_d_read(struct bw_stream *s, void *buf, size_t n);
 ssize_t bwi_d_peek(struct bw_stream *s, const void **ptr, size_t n, bool move);
 int bwi_d_peek_complete(struct bw_stream *s, size_t n);
@@ -123,6 +176,16 @@ int bwi_d_flush(struct bw_stream *s);
 int64_t bwi_d_check(struct bw_stream *s, int64_t stamp, int flags);
 int64_t bwi_d_lseek(struct bw_stream *s, int64_t off, int whence);
 int bwi_rec_write(struct bw_stream *s, const void *rec, size_t n);
+int bwi_rec_reserve(struct bw_stream *s, size_t n, uint64_t *pos);
+int bwi_rec_publish(struct bw_stream *s, uint64_t pos, size_t n);
+int bwi_need_reader(struct bw_stream *s);
+int bwi_need_writer(struct bw_stream *s);
+int64_t bwi_rd_acquire(struct bw_stream *s, uint64_t need, const uint8_t **ptr);
+void bwi_rd_copy(struct bw_stream *s, void *buf, uint64_t off, size_t n);
+bool bwi_rd_held(struct bw_stream *s);
+void bwi_rd_move(struct bw_stream *s, uint64_t n, bool publish);
+void bwi_rd_release(struct bw_stream *s);
+void bwi_rd_lost(struct bw_stream *s, uint64_t to);
 ssize_t bwi_i_read(struct bw_stream *s, void *buf, size_t n);
 ssize_t bwi_i_peek(struct bw_stream *s, const void **ptr, size_t n, bool move);
 int bwi_i_peek_complete(struct bw_stream *s, size_t n);

@@ -57,7 +57,6 @@ int bwi_i_attach(struct bw_stream *s)
 {
 	char name[BWI_NAME_MAX + 8];
 
-	s->slow |= BWI_SLOW_IBUF;
 	if (!s->wt) {
 		snprintf(name, sizeof(name), "%s.wt", s->m->name);
 		int r = bwi_map_open(name, BWI_ACC_ANY, &s->wt);
@@ -535,3 +534,26 @@ int64_t bwi_i_lseek(struct bw_stream *s, int64_t off, int whence)
 	}
 	return bwi_d_lseek(s, off, whence);
 }
+
+static bool ibuf_held(struct bw_stream *s)
+{
+	return s->icur_valid && s->icur_off < bw_index_len(&s->icur);
+}
+
+/* The IBuf layer, above the DBuf that holds its index records. */
+const struct bwi_ops bwi_ibuf_ops = {
+	.size = sizeof(struct bwi_ops),
+	.name = "index",
+	.attach = bwi_i_attach,
+	.detach = bwi_i_detach,
+	.read = bwi_i_read,
+	.peek = bwi_i_peek,
+	.peek_complete = bwi_i_peek_complete,
+	.write = bwi_i_write,
+	.poke = bwi_i_poke,
+	.poke_complete = bwi_i_poke_complete,
+	.flush = bwi_i_flush,
+	.check = bwi_i_check,
+	.lseek = bwi_i_lseek,
+	.held = ibuf_held,
+};

@@ -73,6 +73,10 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 	info->reader_sleepers = (uint32_t)(bw_load_relaxed(&h->rwait.waiting) &
 					   (BWI_ARMED - 1));
 	info->shared_read_pos = bw_load_relaxed(&h->grp.rshared);
+	info->layout = m->g.layout == BWI_LAYOUT_INDEX ? 0 : m->g.layout;
+	info->record_size = m->g.rec_size;
+	info->record_align = m->g.rec_align;
+	info->record_align_offset = m->g.rec_align_off;
 	for (uint32_t i = 0; i < m->g.max_readers + m->g.max_writers; i++) {
 		const struct bwi_slot *sl = &h->slots[i];
 		bool rd = i < m->g.max_readers;
@@ -168,5 +172,27 @@ BW_API int bw_policy_parse(const char *name)
 		if (!strcmp(name, policy_names[i]))
 			return (int)i;
 	return bwi_err(EINVAL, "unknown policy '%s': lossless, srp, mrp or frp",
+		       name ? name : "(null)");
+}
+
+static const char *const layout_names[] = {
+	[BW_LAYOUT_BYTES] = "bytes",
+	[BW_LAYOUT_FR] = "fr",
+	[BW_LAYOUT_VR] = "vr",
+	[BW_LAYOUT_DR] = "dr",
+};
+#define NLAYOUTS (sizeof(layout_names) / sizeof(layout_names[0]))
+
+BW_API const char *bw_layout_name(unsigned layout)
+{
+	return layout < NLAYOUTS ? layout_names[layout] : NULL;
+}
+
+BW_API int bw_layout_parse(const char *name)
+{
+	for (unsigned i = 0; name && i < NLAYOUTS; i++)
+		if (layout_names[i] && !strcmp(name, layout_names[i]))
+			return (int)i;
+	return bwi_err(EINVAL, "unknown layout '%s': bytes, fr, vr or dr",
 		       name ? name : "(null)");
 }

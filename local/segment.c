@@ -96,11 +96,14 @@ uint32_t bwi_geom_sum(const struct bwi_geom *g)
 	return bwi_fnv1a(g, offsetof(struct bwi_geom, sum));
 }
 
-static size_t hdr_bytes(uint32_t readers, uint32_t writers, uint32_t page)
+static size_t hdr_bytes(const struct bwi_geom *g)
 {
 	size_t n = offsetof(struct bwi_hdr, slots) +
-		   (size_t)(readers + writers) * sizeof(struct bwi_slot) +
-		   (size_t)writers * BWI_POSTS * sizeof(struct bwi_post);
+		   (size_t)(g->max_readers + g->max_writers) *
+			   sizeof(struct bwi_slot) +
+		   (size_t)g->max_writers * BWI_POSTS * sizeof(struct bwi_post) +
+		   (size_t)g->rec_hdrs * sizeof(uint64_t);
+	size_t page = g->page_size;
 
 	return (n + page - 1) / page * page;
 }
@@ -110,9 +113,103 @@ static bool is_pow2(uint64_t v)
 	return v && !(v & (v - 1));
 }
 
+#define BWI_REC_MAX_ALIGN 4096u
+#define BWI_REC_MAX_HDRS (1u << 25) /* DR: a header ring of 256 MiB */
+
+/* What is wrong with the record layout of g (defaults applied), or NULL.
+ * The one check for a ring being created and a ring being opened. */
+static const char *rec_bad(const struct bwi_geom *g)
+{
+	uint32_t a = g->rec_align;
+
+	if (g->layout == BWI_LAYOUT_BYTES || g->layout == BWI_LAYOUT_INDEX)
+		return g->rec_size || a || g->rec_align_off || g->rec_hdrs
+			       ? "a byte ring or IBuf takes no record size or "
+				 "alignment"
+			       : NULL;
+	if (g->layout > BWI_LAYOUT_DR)
+		return "unknown layout";
+	if (g->flags & BW_RING_INDEX)
+		return "an IBuf's ring holds indices: it takes no record "
+		       "layout";
+	if (!is_pow2(a) || a < 8 || a > BWI_REC_MAX_ALIGN)
+		return "record alignment must be a power of two from 8 to 4096";
+	if (g->rec_align_off >= a)
+		return "record alignment offset must be below the alignment";
+	if (g->layout == BWI_LAYOUT_FR) {
+		if (!is_pow2(g->rec_size) || g->rec_size < a ||
+		    g->rec_size > g->capacity / 2 ||
+		    bwi_rec_hoff(g) >= g->rec_size)
+			return "fr slot size must be a power of two, at least "
+			       "the alignment and its header, at most half "
+			       "the ring";
+	} else if (!g->rec_size || g->rec_size > (1u << 30) ||
+		   bwi_rec_foot(g, g->rec_size) > g->capacity / 2) {
+		return "largest record must be 1 byte to 1 GiB and fit, with "
+		       "its header, in half the ring";
+	}
+	if (g->layout != BWI_LAYOUT_DR)
+		return g->rec_hdrs ? "only dr rings have a header ring" : NULL;
+	if (g->capacity / a > BWI_REC_MAX_HDRS)
+		return "a dr ring's header ring (one 8-byte entry per "
+		       "alignment unit) would exceed 256 MiB: raise the "
+		       "record alignment";
+	if (g->rec_hdrs != g->capacity / a)
+		return "dr header ring size does not match the ring";
+	return NULL;
+}
+
+/* Record layout options into g, defaults applied; then rec_bad(). */
+static int rec_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
+{
+	const char *bad;
+
+	if (o->struct_size >= offsetof(struct bw_ring_opts,
+				       record_align_offset) +
+				      sizeof(o->record_align_offset)) {
+		if (o->layout != BW_LAYOUT_BYTES &&
+		    (o->flags & BW_RING_INDEX))
+			return bwi_err(EINVAL, "an IBuf's ring holds indices: "
+					       "it takes no record layout");
+		if (o->layout != BW_LAYOUT_BYTES)
+			g->layout = o->layout;
+		if (g->layout == BWI_LAYOUT_INDEX && o->layout)
+			return bwi_err(EINVAL, "unknown layout %u", o->layout);
+		g->rec_size = o->record_size;
+		g->rec_align = o->record_align;
+		g->rec_align_off = o->record_align_offset;
+	}
+	if (g->layout >= BWI_LAYOUT_FR && g->layout <= BWI_LAYOUT_DR) {
+		if (!g->rec_align)
+			g->rec_align = g->layout == BWI_LAYOUT_DR ? 64 : 8;
+		if (!g->rec_size)
+			g->rec_size = g->layout == BWI_LAYOUT_FR ? 2048
+				      : g->capacity / 4 < 65536
+					      ? (uint32_t)(g->capacity / 4)
+					      : 65536;
+		/* rec_bad() refuses a bad alignment or a ring too large */
+		if (g->layout == BWI_LAYOUT_DR && g->rec_align)
+			g->rec_hdrs = (uint32_t)(g->capacity / g->rec_align <
+							 BWI_REC_MAX_HDRS
+						 ? g->capacity / g->rec_align
+						 : BWI_REC_MAX_HDRS);
+	}
+	bad = rec_bad(g);
+	if (bad)
+		return bwi_err(EINVAL, "%s (layout %s, record size %u, align "
+				       "%u, offset %u)",
+			       bad,
+			       bw_layout_name(g->layout)
+				       ? bw_layout_name(g->layout)
+				       : "?",
+			       g->rec_size, g->rec_align, g->rec_align_off);
+	return 0;
+}
+
 static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 {
 	struct bw_ring_opts d = BW_RING_OPTS_INIT;
+	int r;
 
 	if (o && o->struct_size < offsetof(struct bw_ring_opts, policy))
 		return bwi_err(EINVAL, "bw_ring_opts.struct_size is %u: set it "
@@ -174,8 +271,10 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 	if (g->policy != BW_POLICY_LOSSLESS && g->layout == BWI_LAYOUT_INDEX)
 		return bwi_err(EINVAL, "an IBuf is lossless only: its readers "
 				       "keep the blocks they point at");
-	g->hdr_size = (uint32_t)hdr_bytes(g->max_readers, g->max_writers,
-					  g->page_size);
+	r = rec_opts(o, g);
+	if (r < 0)
+		return r;
+	g->hdr_size = (uint32_t)hdr_bytes(g);
 	g->ring_id = bwi_random64();
 	g->created_ns = bwi_now_ns();
 	g->sum = bwi_geom_sum(g);
@@ -204,8 +303,7 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 		return bwi_err(EBADMSG, "%s: bad capacity", what);
 	if (!g->max_readers || g->max_readers > BWI_MAX_READERS ||
 	    !g->max_writers || g->max_writers > BWI_MAX_WRITERS ||
-	    g->hdr_size != hdr_bytes(g->max_readers, g->max_writers,
-				     g->page_size))
+	    g->hdr_size != hdr_bytes(g))
 		return bwi_err(EBADMSG, "%s: bad slot table", what);
 	if (g->writer_timeout_ms > BWI_MAX_WRITER_TIMEOUT_MS ||
 	    g->wake_batch > BWI_MAX_WAKE_BATCH ||
@@ -214,7 +312,10 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 		return bwi_err(EBADMSG, "%s: bad writer timeout or wake "
 					"batching",
 			       what);
-	if (g->layout > BWI_LAYOUT_INDEX || g->policy > BW_POLICY_FRP ||
+	if (rec_bad(g))
+		return bwi_err(EBADMSG, "%s: bad record layout: %s", what,
+			       rec_bad(g));
+	if (g->layout > BWI_LAYOUT_DR || g->policy > BW_POLICY_FRP ||
 	    (g->layout == BWI_LAYOUT_INDEX) != !!(g->flags & BW_RING_INDEX) ||
 	    (g->layout == BWI_LAYOUT_INDEX && g->policy != BW_POLICY_LOSSLESS))
 		return bwi_err(EBADMSG, "%s: unknown layout or policy", what);

@@ -36,7 +36,12 @@
 #define BWI_PACE_NS 1000	   /* a caught-up side looks at most this often */
 #define BWI_BATCH 16384		   /* gaining less per look: caught up */
 #define BWI_TAP_POLL_MS 5	   /* taps cannot announce sleep: they poll */
-#define IS_IBUF(s) ((s) && ((s)->slow & BWI_SLOW_IBUF))
+/* A handle whose calls go to a layer above the DBuf calls (s->ops). */
+#define LAYERED(s) ((s) && ((s)->slow & BWI_SLOW_LAYER))
+/* The call op of the handle's top layer, or of the DBuf. */
+#define CALL(s, op, ...)                                                    \
+	(LAYERED(s) ? BWI_OP((s)->ops, op)(s, __VA_ARGS__)                   \
+		    : bwi_d_##op(s, __VA_ARGS__))
 
 uint32_t bwi_epoch = 1;
 
@@ -559,8 +564,7 @@ int bwi_ready(struct bw_stream *s, int events, uint64_t need)
 {
 	int rev = 0;
 
-	if ((events & BW_POLLIN) && IS_IBUF(s) && s->icur_valid &&
-	    s->icur_off < bw_index_len(&s->icur))
+	if ((events & BW_POLLIN) && LAYERED(s) && BWI_OP(s->ops, held)(s))
 		rev |= BW_POLLIN;
 	else if ((events & BW_POLLIN) && (s->reader || s->tap))
 		rev |= rd_ready(s);
@@ -1455,7 +1459,7 @@ BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 		count_call(&s->rst, n);
 		return (ssize_t)n;
 	}
-	return IS_IBUF(s) ? bwi_i_read(s, buf, n) : bwi_d_read(s, buf, n);
+	return CALL(s, read, buf, n);
 }
 
 __attribute__((noinline)) ssize_t bwi_d_peek(struct bw_stream *s,
@@ -1507,20 +1511,18 @@ BW_API ssize_t bw_stream_peek(struct bw_stream *s, const void **ptr, size_t n)
 		count_call(&s->rst, n);
 		return (ssize_t)n;
 	}
-	return IS_IBUF(s) ? bwi_i_peek(s, ptr, n, true)
-			  : bwi_d_peek(s, ptr, n, true);
+	return CALL(s, peek, ptr, n, true);
 }
 
 BW_API ssize_t bw_stream_peek_acquire(struct bw_stream *s, const void **ptr,
 				      size_t n)
 {
-	return IS_IBUF(s) ? bwi_i_peek(s, ptr, n, false)
-			  : bwi_d_peek(s, ptr, n, false);
+	return CALL(s, peek, ptr, n, false);
 }
 
 BW_API int bw_stream_peek_complete(struct bw_stream *s, size_t n)
 {
-	return IS_IBUF(s) ? bwi_i_peek_complete(s, n) : bwi_d_peek_complete(s, n);
+	return CALL(s, peek_complete, n);
 }
 
 int bwi_d_peek_complete(struct bw_stream *s, size_t n)
@@ -1608,7 +1610,7 @@ BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 		r = wr_publish(s, hd, n);
 		return r < 0 ? r : (ssize_t)n;
 	}
-	return IS_IBUF(s) ? bwi_i_write(s, buf, n) : bwi_d_write(s, buf, n);
+	return CALL(s, write, buf, n);
 }
 
 /* One record of n bytes (n <= capacity) written whole, for a layer above
@@ -1616,13 +1618,10 @@ BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 int bwi_rec_write(struct bw_stream *s, const void *rec, size_t n)
 {
 	uint64_t hd;
-	int r;
+	int r = bwi_rec_reserve(s, n, &hd);
 
-	if (__builtin_expect(!wr_fast(s, n, &hd), 0)) {
-		r = wr_reserve(s, n, &hd);
-		if (r < 0)
-			return r;
-	}
+	if (r < 0)
+		return r;
 	copy(s->data + (hd & s->mask), rec, n);
 	return wr_publish(s, hd, n);
 }
@@ -1673,7 +1672,7 @@ BW_API ssize_t bw_stream_poke(struct bw_stream *s, void **ptr, size_t n)
 {
 	uint64_t hd;
 
-	if (__builtin_expect(s && !(s->slow & (BWI_SLOW_STOP | BWI_SLOW_IBUF)) &&
+	if (__builtin_expect(s && !(s->slow & (BWI_SLOW_STOP | BWI_SLOW_LAYER)) &&
 				     ptr,
 			     1)) {
 		if (s->slow & BWI_SLOW_POKE) {
@@ -1690,20 +1689,18 @@ BW_API ssize_t bw_stream_poke(struct bw_stream *s, void **ptr, size_t n)
 			return (ssize_t)n;
 		}
 	}
-	return IS_IBUF(s) ? bwi_i_poke(s, ptr, n, false)
-			  : bwi_d_poke(s, ptr, n, false);
+	return CALL(s, poke, ptr, n, false);
 }
 
 BW_API ssize_t bw_stream_poke_acquire(struct bw_stream *s, void **ptr,
 				      size_t n)
 {
-	return IS_IBUF(s) ? bwi_i_poke(s, ptr, n, true)
-			  : bwi_d_poke(s, ptr, n, true);
+	return CALL(s, poke, ptr, n, true);
 }
 
 BW_API int bw_stream_poke_complete(struct bw_stream *s, size_t n)
 {
-	return IS_IBUF(s) ? bwi_i_poke_complete(s, n) : bwi_d_poke_complete(s, n);
+	return CALL(s, poke_complete, n);
 }
 
 int bwi_d_poke_complete(struct bw_stream *s, size_t n)
@@ -1756,9 +1753,125 @@ int bwi_d_poke_complete(struct bw_stream *s, size_t n)
 	return n ? wr_publish(s, s->acq_start, n) : 0;
 }
 
+BW_API ssize_t bw_stream_append(struct bw_stream *s, const void *buf,
+				size_t n)
+{
+	int r;
+
+	if (LAYERED(s))
+		return BWI_OP(s->ops, append)(s, buf, n);
+	r = enter(s);
+	if (r < 0)
+		return r;
+	/* the DBuf table leaves append to the -ENOSYS default */
+	return bwi_err(ENOSYS, "append extends the open record of a record "
+			       "ring (layout fr, vr or dr); this is a byte "
+			       "ring");
+}
+
+/* ---- for the layers above (record.c) ----------------------------------------
+ * A layer does its own entry checks with these, then works on the ring
+ * through the helpers below, which skip them. */
+
+int bwi_need_reader(struct bw_stream *s)
+{
+	return need_reader(s);
+}
+
+int bwi_need_writer(struct bw_stream *s)
+{
+	return need_writer(s);
+}
+
+/* Points *ptr at the read position and returns the bytes readable there
+ * (at least one; the cached tail is refreshed only when it knows fewer than
+ * need), 0 at end of stream, or -errno: -ESTALE once when the reader was
+ * overtaken (it then stands at the oldest byte held). */
+int64_t bwi_rd_acquire(struct bw_stream *s, uint64_t need, const uint8_t **ptr)
+{
+	int64_t a = rd_avail(s, need);
+	int r;
+
+	if (a <= 0)
+		return a;
+	r = rd_validate(s, (uint64_t)a);
+	if (r < 0)
+		return r;
+	*ptr = s->data + (s->rpos & s->mask);
+	return a;
+}
+
+/* Copies n bytes at off from the read position, as a validating reader
+ * must (the copy may race an overwrite: bwi_rd_held() tells). */
+void bwi_rd_copy(struct bw_stream *s, void *buf, uint64_t off, size_t n)
+{
+	const uint8_t *src = s->data + ((s->rpos + off) & s->mask);
+
+	if (s->validate)
+		copy_racy(buf, src, n);
+	else
+		copy(buf, src, n);
+}
+
+/* Whether the bytes from the read position on are still intact, checked
+ * after the loads of them (A3). */
+bool bwi_rd_held(struct bw_stream *s)
+{
+	if (__builtin_expect(s->rpos >= s->safe_from, 1))
+		return true;
+	bw_smp_rmb();
+	return bwi_oldest_held(s->m) <= s->rpos;
+}
+
+/* Moves the read position n bytes on, and gives their space back now
+ * (publish) or at the next call (a peek). */
+void bwi_rd_move(struct bw_stream *s, uint64_t n, bool publish)
+{
+	s->rpos += n;
+	s->racq = 0;
+	count_call(&s->rst, n);
+	if (publish)
+		rd_publish(s);
+}
+
+/* Gives back the space of a peeked span (a peek's first step). */
+void bwi_rd_release(struct bw_stream *s)
+{
+	rd_publish(s);
+}
+
+/* Skips the reader forward to position to (at most the tail it knows),
+ * counting the bytes as lost: a layer's resynchronization. */
+void bwi_rd_lost(struct bw_stream *s, uint64_t to)
+{
+	if (to <= s->rpos)
+		return;
+	count_lost(s, to - s->rpos);
+	s->rpos = to;
+	s->racq = 0;
+	if (s->tail_seen < to)
+		s->tail_seen = to;
+	rd_publish(s);
+}
+
+/* Reserves n bytes (n <= capacity) at *pos for one record of a layer above,
+ * published by bwi_rec_publish(). Returns 0, -ENOBUFS when the policy drops
+ * it (counted), or -errno. */
+int bwi_rec_reserve(struct bw_stream *s, size_t n, uint64_t *pos)
+{
+	if (__builtin_expect(!wr_fast(s, n, pos), 0))
+		return wr_reserve(s, n, pos);
+	return 0;
+}
+
+int bwi_rec_publish(struct bw_stream *s, uint64_t pos, size_t n)
+{
+	return wr_publish(s, pos, n);
+}
+
 BW_API int bw_stream_flush(struct bw_stream *s)
 {
-	return IS_IBUF(s) ? bwi_i_flush(s) : bwi_d_flush(s);
+	return LAYERED(s) ? BWI_OP(s->ops, flush)(s) : bwi_d_flush(s);
 }
 
 int bwi_d_flush(struct bw_stream *s)
@@ -1774,8 +1887,7 @@ int bwi_d_flush(struct bw_stream *s)
 
 BW_API int64_t bw_stream_check(struct bw_stream *s, int64_t stamp, int flags)
 {
-	return IS_IBUF(s) ? bwi_i_check(s, stamp, flags)
-			  : bwi_d_check(s, stamp, flags);
+	return CALL(s, check, stamp, flags);
 }
 
 int64_t bwi_d_check(struct bw_stream *s, int64_t stamp, int flags)
@@ -1838,8 +1950,7 @@ static void rd_reposition(struct bw_stream *s, uint64_t pos)
 
 BW_API int64_t bw_stream_lseek(struct bw_stream *s, int64_t off, int whence)
 {
-	return IS_IBUF(s) ? bwi_i_lseek(s, off, whence)
-			  : bwi_d_lseek(s, off, whence);
+	return CALL(s, lseek, off, whence);
 }
 
 int64_t bwi_d_lseek(struct bw_stream *s, int64_t off, int whence)
@@ -1965,7 +2076,7 @@ BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 			      s->drop0;
 	else
 		st->dropped = s->wst.lost;
-	if (IS_IBUF(s))
+	if (LAYERED(s)) /* the layer's own units: data, or records */
 		p = (s->reader || s->tap) ? &s->ist : &s->iwst;
 	st->bytes = p->bytes;
 	st->calls = p->calls;
@@ -2241,15 +2352,15 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 		r = writer_attach(s);
 	if (r == 0 && (flags & BW_READ))
 		r = reader_attach(s, flags & BW_FROM_START);
-	if (r == 0 && m->g.layout == BWI_LAYOUT_INDEX)
-		r = bwi_i_attach(s);
+	if (r == 0)
+		r = bwi_stack_build(s);
 	if (r == 0 && !(flags & (BW_NOWAIT | BWI_NO_PEER_WAIT)) &&
 	    (flags & (BW_READ | BW_WRITE)) != (BW_READ | BW_WRITE))
 		r = wait_peer(s, (flags & BW_WRITE) ? BWI_READER : BWI_WRITER,
 			      seen);
 	if (r < 0) {
-		if (IS_IBUF(s))
-			bwi_i_detach(s);
+		if (LAYERED(s))
+			BWI_OP(s->ops, detach)(s);
 		detach(s);
 		s->m = NULL;
 		return r;
@@ -2301,8 +2412,8 @@ BW_API int bw_stream_close(struct bw_stream *s)
 {
 	if (!s)
 		return bwi_err(EINVAL, "stream handle is NULL");
-	if (IS_IBUF(s) && s->epoch == bwi_epoch)
-		bwi_i_detach(s);
+	if (LAYERED(s) && s->epoch == bwi_epoch)
+		BWI_OP(s->ops, detach)(s);
 	handles_del(s);
 	detach(s);
 	bwi_stream_free(s);
@@ -2317,12 +2428,13 @@ int bwi_reattach(struct bw_stream *s)
 	int r = 0;
 
 	s->epoch = bwi_epoch;
-	s->slow = (uint8_t)((s->slow & BWI_SLOW_IBUF) |
+	s->slow = (uint8_t)((s->slow & BWI_SLOW_LAYER) |
 			    (s->err ? BWI_SLOW_STOP : 0));
 	bwi_bell_child(s);
 	if (s->writer) {
 		s->poke_len = 0; /* the parent's reservations stay the parent's */
 		s->acq = false;
+		s->rec_w = 0;
 		bwi_writer_lock(s->m);
 		writers_go_multi(s);
 		r = bwi_slot_claim(s->m, BWI_WRITER, s->wpos, &s->wslot,
@@ -2339,6 +2451,7 @@ int bwi_reattach(struct bw_stream *s)
 				   &s->rgen);
 		s->rpub = s->rpos;
 		s->racq = 0;
+		s->rec_rfoot = 0;
 		s->rsl = r < 0 ? NULL : bwi_rslot(s->m, s->rslot);
 		s->rst = (struct bwi_stats){0};
 		if (r < 0)
@@ -2350,3 +2463,18 @@ int bwi_reattach(struct bw_stream *s)
 	}
 	return r;
 }
+
+/* The DBuf: the bottom of every stack. */
+const struct bwi_ops bwi_dbuf_ops = {
+	.size = sizeof(struct bwi_ops),
+	.name = "dbuf",
+	.read = bwi_d_read,
+	.peek = bwi_d_peek,
+	.peek_complete = bwi_d_peek_complete,
+	.write = bwi_d_write,
+	.poke = bwi_d_poke,
+	.poke_complete = bwi_d_poke_complete,
+	.flush = bwi_d_flush,
+	.check = bwi_d_check,
+	.lseek = bwi_d_lseek,
+};

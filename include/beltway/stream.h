@@ -87,6 +87,55 @@ enum bw_policy {
 	BW_POLICY_FRP = 3,
 };
 
+/*
+ * Record layouts (thesis section 4.5.3), chosen when a ring is created. A
+ * byte ring (the default) carries a byte stream. On a record ring every
+ * write, and every poke reservation, is one record, and read and peek
+ * return exactly one record:
+ *  - FR: fixed slots of record_size bytes (a power of two), each record in
+ *    one slot. Seeking is cheap; small records waste the slot's rest.
+ *  - VR: an 8-byte header (length and a check word) before each record,
+ *    records padded to record_align. A reader that was overtaken cannot
+ *    find the next record in old data: it resumes at the write position,
+ *    losing what lay between (thesis: "all data must be discarded").
+ *  - DR: the headers live in a separate, smaller ring in the segment, one
+ *    8-byte entry per record_align bytes of data; an overtaken reader finds
+ *    the oldest record still held through it and loses only what was
+ *    overwritten.
+ * record_size: FR's slot size (default 2048); VR and DR's largest record
+ * (default 64 KiB, at most half the ring). record_align (a power of two,
+ * >= 8; default 8, DR 64) aligns each record's start; the payload lands at
+ * record_align_offset bytes before an aligned address, so a header at that
+ * offset inside the payload (an IP header behind a 14-byte Ethernet header:
+ * offset 14) is aligned. Calls on a record ring:
+ *  - read(buf, n): one record; -EMSGSIZE (and the record stays) when n is
+ *    shorter than it. peek and peek_acquire likewise, with n the largest
+ *    record the caller takes; peek_complete takes 0 (leave it) or the
+ *    record's length.
+ *  - write(buf, n): one record; -EMSGSIZE when n exceeds the largest.
+ *  - poke(ptr, n), poke_acquire: reserve one record of n bytes.
+ *  - append(buf, n): adds n bytes to the open record without publishing
+ *    it, opening one first if needed; the record is published (closed) by
+ *    flush, by the next write or poke, or by close. -EMSGSIZE when the
+ *    record would exceed the largest.
+ *  - lseek on FR: to any slot start; on DR: to any record start the header
+ *    ring knows; on VR: only to the write position (SEEK_END, 0).
+ * bw_stream_stat() counts records and payload bytes (calls, bytes).
+ */
+enum bw_layout {
+	BW_LAYOUT_BYTES = 0,
+	BW_LAYOUT_FR = 2,
+	BW_LAYOUT_VR = 3,
+	BW_LAYOUT_DR = 4,
+};
+
+/* "bytes", "fr", "vr", "dr"; NULL for another value (and for IBufs' index
+ * layout, which BW_RING_INDEX chooses). */
+BW_API const char *bw_layout_name(unsigned layout);
+
+/* The layout named name (as bw_layout_name spells it), or -EINVAL. */
+BW_API int bw_layout_parse(const char *name);
+
 /* "lossless", "srp", "mrp", "frp"; NULL for another value. */
 BW_API const char *bw_policy_name(unsigned policy);
 
@@ -121,6 +170,12 @@ struct bw_ring_opts {
 	 * 0 or 1: wake on every write. */
 	uint32_t wake_batch;
 	uint32_t wake_usec;
+	/* Record layout (enum bw_layout, see above) and its parameters. An
+	 * IBuf (BW_RING_INDEX) takes none. 0: defaults. */
+	uint32_t layout;
+	uint32_t record_size;
+	uint32_t record_align;
+	uint32_t record_align_offset;
 };
 #define BW_RING_OPTS_INIT {.struct_size = sizeof(struct bw_ring_opts)}
 
@@ -230,6 +285,11 @@ BW_API int bw_stream_poke_complete(struct bw_stream *s, size_t n);
 /* Publishes poked data now, and gives back the space of peeked data.
  * Returns 0 or -errno. */
 BW_API int bw_stream_flush(struct bw_stream *s);
+
+/* Record rings: adds n bytes to the open record (see enum bw_layout).
+ * Returns n, -EMSGSIZE, -ENOSYS on a byte ring, or as write does. */
+BW_API ssize_t bw_stream_append(struct bw_stream *s, const void *buf,
+				size_t n);
 
 /* ---- other calls ---------------------------------------------------------- */
 
@@ -343,6 +403,8 @@ struct bw_ring_info {
 	uint32_t wake_batch, wake_usec; /* event batching (bw_ring_opts) */
 	uint64_t reader_wakes;		/* wakeups writers issued to readers */
 	uint32_t reader_sleepers;	/* handles asleep waiting for data now */
+	uint32_t layout;		/* enum bw_layout (0 for IBufs too) */
+	uint32_t record_size, record_align, record_align_offset;
 };
 
 /* Reads the state of the named ring without attaching. Fills up to

@@ -1,0 +1,522 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Record layouts (thesis section 4.5.3): a layer over the DBuf that makes
+ * each write one record and each read exactly one record.
+ *
+ * A record starts at a multiple of rec_align. Its header is one 64-bit
+ * word: the payload length in the low 32 bits (BWI_REC_PAD set: a span of
+ * that many bytes to skip) and a check word of the record's absolute
+ * position in the high 32, so a header left by an older loop through the
+ * ring, or garbage, never passes for the record at this position.
+ *  - fr: fixed slots of rec_size bytes, header at the slot's start;
+ *  - vr: the header inline before each record;
+ *  - dr: headers in a separate ring in the segment (bwi_rec_hdrs), entry
+ *    (p / rec_align) % rec_hdrs for the record at p. A record takes at
+ *    least rec_align bytes of data, so the header ring wraps no faster than
+ *    the data: an entry is overwritten only by a record whose data also
+ *    overwrites this one's.
+ * A record is written whole under one reservation of the ring and
+ * published with it, so the tail is always at a record start: a reader at a
+ * record start finds the next record whole below the tail. Headers come
+ * from shared memory another process writes: every length is bounded by
+ * the ring's largest record and by the bytes published before it is used.
+ *
+ * The payload of a record open for append is written into a reservation of
+ * the largest record's size; closing it gives the rest back, or, when a
+ * later writer has reserved behind it, fills the rest with a pad span.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bwi_stream.h"
+
+#define REC_PAD (UINT32_C(1) << 31)
+#define REC_MAGIC UINT32_C(0x5245434b) /* "RECK" */
+
+enum {
+	BWI_REC_W_NONE = 0,
+	BWI_REC_W_APPEND = 1, /* open for append */
+	BWI_REC_W_POKE = 2,   /* poked: published at the next call */
+	BWI_REC_W_ACQ = 3,    /* poke_acquire: until poke_complete */
+};
+
+static inline uint32_t chk(uint64_t p)
+{
+	return (uint32_t)(p ^ (p >> 32)) ^ REC_MAGIC;
+}
+
+static inline uint64_t hdr_make(uint64_t p, uint32_t len)
+{
+	return (uint64_t)chk(p) << 32 | len;
+}
+
+static inline bwi_a64 *dr_entry(const struct bwi_map *m, uint64_t p)
+{
+	return &bwi_rec_hdrs(m)[(p / m->g.rec_align) & (m->g.rec_hdrs - 1)];
+}
+
+/* Inline headers are 8-aligned words in the ring; validating readers may
+ * load them while a writer stores: both sides use relaxed atomics. */
+static inline void hdr_put(struct bw_stream *s, uint64_t p, uint32_t len)
+{
+	uint64_t v = hdr_make(p, len);
+
+	if (s->m->g.layout == BWI_LAYOUT_DR)
+		bw_store_relaxed(dr_entry(s->m, p), v);
+	else
+		__atomic_store_n((uint64_t *)(void *)(s->data + (p & s->mask)),
+				 v, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t hdr_get(const struct bw_stream *s, uint64_t p)
+{
+	if (s->m->g.layout == BWI_LAYOUT_DR)
+		return bw_load_relaxed(dr_entry(s->m, p));
+	return __atomic_load_n((const uint64_t *)(const void *)(s->data +
+								 (p & s->mask)),
+			       __ATOMIC_RELAXED);
+}
+
+/* The largest payload one record may carry. */
+static inline uint64_t rec_max(const struct bwi_geom *g)
+{
+	return g->layout == BWI_LAYOUT_FR ? g->rec_size - bwi_rec_hoff(g)
+					  : g->rec_size;
+}
+
+static inline uint64_t align_up(uint64_t p, uint64_t a)
+{
+	return (p + a - 1) & ~(a - 1);
+}
+
+static inline void count(struct bwi_stats *st, uint64_t bytes)
+{
+	st->bytes += bytes;
+	st->calls++;
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+/* Publishes the writer's open record with len payload bytes (0: none). */
+static int w_close(struct bw_stream *s, uint32_t len)
+{
+	const struct bwi_geom *g = &s->m->g;
+	uint64_t p = s->acq_start, all = s->acq_len;
+	uint64_t foot = len ? bwi_rec_foot(g, len) : 0;
+	int r;
+
+	s->rec_w = BWI_REC_W_NONE;
+	if (len)
+		hdr_put(s, p, len);
+	r = bwi_d_poke_complete(s, foot);
+	if (r == -EBUSY) {
+		/* a later reservation follows ours: the rest is a pad span */
+		hdr_put(s, p + foot, REC_PAD | (uint32_t)(all - foot));
+		r = bwi_d_poke_complete(s, all);
+	}
+	if (r == 0 && len)
+		count(&s->iwst, len);
+	return r;
+}
+
+/* Every call starts here: a poked record is published. */
+static int rec_enter(struct bw_stream *s)
+{
+	if (s && s->rec_w == BWI_REC_W_POKE)
+		return w_close(s, s->rec_wlen);
+	return 0;
+}
+
+/* Entry of write, poke and flush: they close a record open for append. */
+static int w_enter(struct bw_stream *s)
+{
+	int r = rec_enter(s);
+
+	if (r == 0 && s && s->rec_w == BWI_REC_W_APPEND)
+		r = w_close(s, s->rec_wlen);
+	return r;
+}
+
+static int too_big(const struct bw_stream *s, uint64_t n)
+{
+	return bwi_err(EMSGSIZE, "a record of %llu bytes exceeds the ring's "
+				 "largest, %llu (layout %s)",
+		       (unsigned long long)n,
+		       (unsigned long long)rec_max(&s->m->g),
+		       bw_layout_name(s->m->g.layout));
+}
+
+static ssize_t rec_write(struct bw_stream *s, const void *buf, size_t n)
+{
+	const struct bwi_geom *g;
+	uint64_t p, foot;
+	int r = w_enter(s);
+
+	if (r == 0)
+		r = bwi_need_writer(s);
+	if (r < 0)
+		return r;
+	if (n == 0)
+		return 0; /* records are never empty: 0 reads as the end */
+	if (!buf)
+		return bwi_err(EFAULT, "write buffer is NULL");
+	g = &s->m->g;
+	if (n > rec_max(g))
+		return too_big(s, n);
+	foot = bwi_rec_foot(g, n);
+	r = bwi_rec_reserve(s, foot, &p);
+	if (r == -ENOBUFS)
+		return (ssize_t)n; /* dropped by the policy, and counted */
+	if (r < 0)
+		return r;
+	hdr_put(s, p, (uint32_t)n);
+	memcpy(s->data + ((p + bwi_rec_hoff(g)) & s->mask), buf, n);
+	r = bwi_rec_publish(s, p, foot);
+	if (r < 0)
+		return r;
+	count(&s->iwst, n);
+	return (ssize_t)n;
+}
+
+/* Opens a record of up to n payload bytes: a reservation of its footprint.
+ * *ptr: where its payload goes. */
+static int w_open(struct bw_stream *s, uint64_t n, uint8_t **ptr)
+{
+	const struct bwi_geom *g = &s->m->g;
+	void *q;
+	ssize_t r = bwi_d_poke(s, &q, bwi_rec_foot(g, n), true);
+
+	if (r < 0)
+		return (int)r;
+	*ptr = (uint8_t *)q + bwi_rec_hoff(g);
+	s->rec_wlen = 0;
+	return 0;
+}
+
+static ssize_t rec_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
+{
+	uint8_t *q;
+	int r = w_enter(s);
+
+	if (r == 0)
+		r = bwi_need_writer(s);
+	if (r < 0)
+		return r;
+	if (!ptr)
+		return bwi_err(EFAULT, "poke pointer is NULL");
+	if (n == 0)
+		return bwi_err(EINVAL, "a record poke reserves at least 1 byte");
+	if (n > rec_max(&s->m->g))
+		return too_big(s, n);
+	r = w_open(s, n, &q);
+	if (r < 0)
+		return r;
+	s->rec_w = acq ? BWI_REC_W_ACQ : BWI_REC_W_POKE;
+	s->rec_wlen = (uint32_t)n;
+	*ptr = q;
+	return (ssize_t)n;
+}
+
+static int rec_poke_complete(struct bw_stream *s, size_t n)
+{
+	int r = rec_enter(s);
+
+	if (r < 0)
+		return r;
+	if (s->rec_w != BWI_REC_W_ACQ)
+		return bwi_err(EINVAL, "no poke_acquire is outstanding");
+	if (n > s->rec_wlen)
+		return bwi_err(EINVAL, "poke_complete of %zu bytes, but the "
+				       "record reserved %u",
+			       n, s->rec_wlen);
+	return w_close(s, (uint32_t)n);
+}
+
+static ssize_t rec_append(struct bw_stream *s, const void *buf, size_t n)
+{
+	const struct bwi_geom *g;
+	uint8_t *q;
+	int r = rec_enter(s);
+
+	if (r < 0)
+		return r;
+	if (n && !buf)
+		return bwi_err(EFAULT, "append buffer is NULL");
+	if (s->rec_w != BWI_REC_W_APPEND) {
+		r = bwi_need_writer(s);
+		if (r < 0)
+			return r;
+		r = w_open(s, rec_max(&s->m->g), &q);
+		if (r < 0)
+			return r;
+		s->rec_w = BWI_REC_W_APPEND;
+	}
+	g = &s->m->g;
+	if (n > rec_max(g) - s->rec_wlen)
+		return bwi_err(EMSGSIZE, "appending %zu bytes to an open record "
+					 "of %u would exceed the ring's largest "
+					 "record, %llu",
+			       n, s->rec_wlen, (unsigned long long)rec_max(g));
+	memcpy(s->data + ((s->acq_start + bwi_rec_hoff(g) + s->rec_wlen) &
+			  s->mask),
+	       buf, n);
+	s->rec_wlen += (uint32_t)n;
+	return (ssize_t)n;
+}
+
+static int rec_flush(struct bw_stream *s)
+{
+	int r = w_enter(s);
+
+	return r < 0 ? r : bwi_d_flush(s);
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+/* After the reader was overtaken (it stands at or below the oldest byte
+ * held): moves it to the next record start it can trust, counts what lay
+ * between as lost, and says so once. */
+static int resync(struct bw_stream *s)
+{
+	const struct bwi_geom *g = &s->m->g;
+	uint64_t o = bwi_oldest_held(s->m), from = s->rpos > o ? s->rpos : o;
+	uint64_t t = bw_load_acquire(&s->hdr->prod.tail), to = t, was = s->rpos;
+
+	if (g->layout == BWI_LAYOUT_FR) {
+		to = align_up(from, g->rec_size);
+	} else if (g->layout == BWI_LAYOUT_DR) {
+		/* the first entry that names its own position; a stale one
+		 * names a position a loop or more older */
+		for (uint64_t p = align_up(from, g->rec_align); p < t;
+		     p += g->rec_align)
+			if ((uint32_t)(hdr_get(s, p) >> 32) == chk(p)) {
+				to = p;
+				break;
+			}
+	}
+	/* vr: no header can be trusted in old data; the tail is a start */
+	if (to > t)
+		to = t;
+	bwi_rd_lost(s, to);
+	s->rec_rfoot = 0;
+	s->ist.lost = s->rst.lost;
+	return bwi_err(ESTALE, "reader was overtaken: %llu bytes of records "
+			       "lost; resuming at the record at %llu (%s)",
+		       (unsigned long long)(to - was), (unsigned long long)to,
+		       bw_layout_name(g->layout));
+}
+
+static int corrupt(const struct bw_stream *s, const char *what)
+{
+	return bwi_err(EBADMSG, "record header at position %llu: %s "
+				"(corrupted ring)",
+		       (unsigned long long)s->rpos, what);
+}
+
+/* The record at the read position: returns its length (>= 1) with *pl at
+ * its payload and *foot its footprint; 0 at end of stream, or -errno. Pad
+ * spans are skipped. */
+static int64_t rec_next(struct bw_stream *s, const uint8_t **pl,
+			uint64_t *foot)
+{
+	const struct bwi_geom *g = &s->m->g;
+	uint64_t a_need = g->layout == BWI_LAYOUT_DR ? 1 : 8;
+
+	for (;;) {
+		const uint8_t *ptr;
+		int64_t a = bwi_rd_acquire(s, a_need, &ptr);
+		uint64_t v, f;
+		uint32_t len;
+
+		if (a == -ESTALE)
+			return resync(s);
+		if (a <= 0)
+			return a;
+		v = hdr_get(s, s->rpos);
+		len = (uint32_t)v;
+		if ((uint32_t)(v >> 32) != chk(s->rpos))
+			return bwi_rd_held(s) ? corrupt(s, "bad check word")
+					      : resync(s);
+		if (len & REC_PAD) {
+			f = len & ~REC_PAD;
+			if (!f || f % g->rec_align || f > (uint64_t)a)
+				return bwi_rd_held(s) ? corrupt(s, "bad pad")
+						      : resync(s);
+			bwi_rd_move(s, f, true);
+			continue;
+		}
+		f = len ? bwi_rec_foot(g, len) : 0;
+		if (!len || len > rec_max(g) || f > (uint64_t)a)
+			return bwi_rd_held(s) ? corrupt(s, "bad length")
+					      : resync(s);
+		*pl = ptr + bwi_rec_hoff(g);
+		*foot = f;
+		return len;
+	}
+}
+
+static int r_enter(struct bw_stream *s)
+{
+	int r = rec_enter(s);
+
+	if (r == 0)
+		r = bwi_need_reader(s);
+	if (r == 0)
+		s->rec_rfoot = 0; /* a new call drops an acquisition */
+	return r;
+}
+
+static int short_buf(int64_t len, size_t n)
+{
+	return bwi_err(EMSGSIZE, "the next record has %lld bytes; the call "
+				 "takes at most %zu",
+		       (long long)len, n);
+}
+
+static ssize_t rec_read(struct bw_stream *s, void *buf, size_t n)
+{
+	const uint8_t *pl;
+	uint64_t foot;
+	int64_t len;
+	int r = r_enter(s);
+
+	if (r < 0)
+		return r;
+	if (!buf)
+		return bwi_err(EFAULT, "read buffer is NULL");
+	len = rec_next(s, &pl, &foot);
+	if (len <= 0)
+		return len;
+	if ((uint64_t)len > n)
+		return short_buf(len, n);
+	bwi_rd_copy(s, buf, (uint64_t)(pl - (s->data + (s->rpos & s->mask))),
+		    (size_t)len);
+	if (s->validate && !bwi_rd_held(s))
+		return resync(s);
+	bwi_rd_move(s, foot, true);
+	count(&s->ist, (uint64_t)len);
+	return len;
+}
+
+static ssize_t rec_peek(struct bw_stream *s, const void **ptr, size_t n,
+			bool move)
+{
+	const uint8_t *pl;
+	uint64_t foot;
+	int64_t len;
+	int r = r_enter(s);
+
+	if (r < 0)
+		return r;
+	if (!ptr)
+		return bwi_err(EFAULT, "peek pointer is NULL");
+	if (move)
+		bwi_rd_release(s); /* the previous peek's record */
+	len = rec_next(s, &pl, &foot);
+	if (len <= 0)
+		return len;
+	if ((uint64_t)len > n)
+		return short_buf(len, n);
+	if (s->validate && !bwi_rd_held(s))
+		return resync(s); /* the header was overwritten as we read it */
+	*ptr = pl;
+	if (move) {
+		bwi_rd_move(s, foot, false);
+		count(&s->ist, (uint64_t)len);
+	} else {
+		s->rec_rfoot = foot;
+		s->rec_rlen = (uint32_t)len;
+	}
+	return len;
+}
+
+static int rec_peek_complete(struct bw_stream *s, size_t n)
+{
+	uint64_t foot = s ? s->rec_rfoot : 0;
+	uint32_t len = s ? s->rec_rlen : 0;
+	int r = r_enter(s); /* drops the acquisition: taken above */
+
+	if (r < 0)
+		return r;
+	if (n == 0)
+		return 0;
+	if (!foot || n != len)
+		return bwi_err(EINVAL, "peek_complete of %zu bytes: a record "
+				       "ring completes 0 or the whole record "
+				       "acquired (%u bytes)",
+			       n, foot ? len : 0);
+	bwi_rd_move(s, foot, true);
+	count(&s->ist, len);
+	return 0;
+}
+
+/* Seeks to a record start only: any slot of fr, a start the header ring
+ * names on dr, the write position on vr. */
+static int64_t rec_lseek(struct bw_stream *s, int64_t off, int whence)
+{
+	const struct bwi_geom *g;
+	uint64_t base, p, t;
+	int r = r_enter(s);
+
+	if (r < 0 && r != -EBADF)
+		return r;
+	if (r == -EBADF || (off == 0 && whence == SEEK_CUR))
+		return bwi_d_lseek(s, off, whence); /* writers; no move */
+	g = &s->m->g;
+	t = bw_load_acquire(&s->hdr->prod.tail);
+	if (g->layout == BWI_LAYOUT_VR) {
+		if (off != 0 || whence != SEEK_END)
+			return bwi_err(EINVAL, "a vr ring seeks only to the "
+					       "write position (SEEK_END, 0): "
+					       "records have no index");
+		return bwi_d_lseek(s, 0, SEEK_END);
+	}
+	base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? s->rpos : t;
+	if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END)
+		return bwi_d_lseek(s, off, whence); /* its error */
+	p = base + (uint64_t)off;
+	if ((off < 0 && (uint64_t)(-(off + 1)) + 1 > base) ||
+	    (off > 0 && (uint64_t)off > t - base) || p > t)
+		return bwi_d_lseek(s, off, whence); /* its range error */
+	if (p != t && (p % g->rec_align ||
+		       (g->layout == BWI_LAYOUT_FR && p % g->rec_size) ||
+		       (g->layout == BWI_LAYOUT_DR &&
+			(uint32_t)(hdr_get(s, p) >> 32) != chk(p))))
+		return bwi_err(EINVAL, "position %llu is not the start of a "
+				       "record",
+			       (unsigned long long)p);
+	return bwi_d_lseek(s, (int64_t)p, SEEK_SET);
+}
+
+static int64_t rec_check(struct bw_stream *s, int64_t stamp, int flags)
+{
+	int r = rec_enter(s);
+
+	return r < 0 ? r : bwi_d_check(s, stamp, flags);
+}
+
+static void rec_detach(struct bw_stream *s)
+{
+	if (s->rec_w == BWI_REC_W_POKE || s->rec_w == BWI_REC_W_APPEND)
+		w_close(s, s->rec_wlen);
+}
+
+/* The record layer: fr, vr and dr rings. */
+const struct bwi_ops bwi_rec_ops = {
+	.size = sizeof(struct bwi_ops),
+	.name = "record",
+	.detach = rec_detach,
+	.read = rec_read,
+	.peek = rec_peek,
+	.peek_complete = rec_peek_complete,
+	.write = rec_write,
+	.poke = rec_poke,
+	.poke_complete = rec_poke_complete,
+	.append = rec_append,
+	.flush = rec_flush,
+	.check = rec_check,
+	.lseek = rec_lseek,
+};

@@ -1,0 +1,558 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Record layouts and implementation stacking: fr, vr and dr rings keep
+ * record boundaries across wraps, append builds one record, EMSGSIZE both
+ * ways, resynchronization after overwrite (vr at the write position, dr
+ * and fr at the oldest record held), alignment, refused combinations,
+ * corrupted headers, several writers, and a reader in another process.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define RING 16384u
+
+static const unsigned layouts[] = {BW_LAYOUT_FR, BW_LAYOUT_VR, BW_LAYOUT_DR};
+
+static int mk(const char *name, unsigned layout, uint32_t policy,
+	      uint32_t size, uint32_t align, uint32_t off)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+
+	o.size = RING;
+	o.layout = layout;
+	o.policy = policy;
+	o.record_size = size;
+	o.record_align = align;
+	o.record_align_offset = off;
+	bw_unlink(name);
+	return bw_mkfifo(name, &o);
+}
+
+static void open2(const char *name, struct bw_stream **r, struct bw_stream **w)
+{
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(name, BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(name, BW_WRITE | BW_NONBLOCK, w),
+			      0);
+}
+
+/* Record k: its length, and its bytes (the first 4 carry k). */
+static size_t rec_len(unsigned k, size_t max)
+{
+	return 1 + (k * 37u) % max;
+}
+
+static void rec_fill(uint8_t *b, unsigned k, size_t n)
+{
+	bwt_fill(b, n, (uint64_t)k << 20, 7);
+	if (n >= 4)
+		memcpy(b, &k, 4);
+}
+
+static bool rec_ok(const uint8_t *b, unsigned k, size_t n)
+{
+	uint8_t want[4096];
+
+	rec_fill(want, k, n);
+	return memcmp(b, want, n) == 0;
+}
+
+/* Writes and reads records of many sizes through several wraps, reading by
+ * read and by peek in turn: each comes back whole and alone. */
+static void test_boundaries(void)
+{
+	for (unsigned l = 0; l < 3; l++) {
+		struct bw_stream *r, *w;
+		uint8_t buf[2048], out[2048];
+		const void *p;
+		unsigned k = 0, got = 0;
+
+		CU_ASSERT_EQUAL_FATAL(mk("rb", layouts[l], 0, 0, 0, 0), 0);
+		open2("rb", &r, &w);
+		while (got < 400) {
+			size_t n = rec_len(k, 1500);
+			ssize_t x = -EAGAIN;
+
+			rec_fill(buf, k, n);
+			if (k < 400)
+				x = bw_stream_write(w, buf, n);
+			if (x == -EAGAIN) {
+				size_t m = rec_len(got, 1500);
+
+				if (got % 2) {
+					x = bw_stream_peek(r, &p, 2048);
+					CU_ASSERT_EQUAL_FATAL(x, (ssize_t)m);
+					CU_ASSERT(rec_ok(p, got, m));
+				} else {
+					x = bw_stream_read(r, out, sizeof(out));
+					CU_ASSERT_EQUAL_FATAL(x, (ssize_t)m);
+					CU_ASSERT(rec_ok(out, got, m));
+				}
+				got++;
+				continue;
+			}
+			CU_ASSERT_EQUAL_FATAL(x, (ssize_t)n);
+			k++;
+		}
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), -EAGAIN);
+		{
+			struct bw_stream_stat st;
+
+			CU_ASSERT_EQUAL(bw_stream_stat(r, &st), 0);
+			CU_ASSERT_EQUAL(st.calls, 400); /* records, not bytes */
+		}
+		bw_stream_close(r);
+		bw_stream_close(w);
+	}
+}
+
+/* append builds one record, published by flush, write, or close; a record
+ * never grows past the largest. */
+static void test_append(void)
+{
+	for (unsigned l = 0; l < 3; l++) {
+		struct bw_stream *r, *w;
+		uint8_t buf[600], out[2048];
+
+		CU_ASSERT_EQUAL_FATAL(mk("ra", layouts[l], 0, 1024, 0, 0), 0);
+		open2("ra", &r, &w);
+		rec_fill(buf, 1, 600);
+		CU_ASSERT_EQUAL(bw_stream_append(w, buf, 100), 100);
+		CU_ASSERT_EQUAL(bw_stream_append(w, buf + 100, 200), 200);
+		/* open: not published yet */
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), -EAGAIN);
+		CU_ASSERT_EQUAL(bw_stream_append(w, buf + 300, 300), 300);
+		CU_ASSERT_EQUAL(bw_stream_flush(w), 0);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 600);
+		CU_ASSERT(rec_ok(out, 1, 600));
+		/* a write closes the open record first: two records */
+		rec_fill(buf, 2, 50);
+		CU_ASSERT_EQUAL(bw_stream_append(w, buf, 50), 50);
+		rec_fill(buf, 3, 70);
+		CU_ASSERT_EQUAL(bw_stream_write(w, buf, 70), 70);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 50);
+		CU_ASSERT(rec_ok(out, 2, 50));
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 70);
+		CU_ASSERT(rec_ok(out, 3, 70));
+		/* past the largest: refused, the open record keeps its bytes */
+		rec_fill(buf, 4, 600);
+		CU_ASSERT_EQUAL(bw_stream_append(w, buf, 600), 600);
+		CU_ASSERT_EQUAL(bw_stream_append(w, buf, 600), -EMSGSIZE);
+		CU_ASSERT_EQUAL(bw_stream_close(w), 0); /* publishes it */
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 600);
+		CU_ASSERT(rec_ok(out, 4, 600));
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 0); /* EOF */
+		bw_stream_close(r);
+	}
+}
+
+/* Too large to write; too large for the reader's buffer (the record stays);
+ * append on a byte ring. */
+static void test_emsgsize(void)
+{
+	struct bw_stream *r, *w;
+	uint8_t buf[4096], out[4096];
+	const void *p;
+
+	CU_ASSERT_EQUAL_FATAL(mk("re", BW_LAYOUT_FR, 0, 512, 0, 0), 0);
+	open2("re", &r, &w);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 512), -EMSGSIZE); /* + header */
+	rec_fill(buf, 9, 504);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 504), 504);
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, 100), -EMSGSIZE);
+	CU_ASSERT_EQUAL(bw_stream_peek(r, &p, 100), -EMSGSIZE);
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 504);
+	CU_ASSERT(rec_ok(out, 9, 504));
+	bw_stream_close(r);
+	bw_stream_close(w);
+
+	CU_ASSERT_EQUAL_FATAL(mk("re", BW_LAYOUT_VR, 0, 1000, 0, 0), 0);
+	open2("re", &r, &w);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 1001), -EMSGSIZE);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 1000), 1000);
+	bw_stream_close(r);
+	bw_stream_close(w);
+
+	CU_ASSERT_EQUAL_FATAL(mk("re", BW_LAYOUT_BYTES, 0, 0, 0, 0), 0);
+	open2("re", &r, &w);
+	CU_ASSERT_EQUAL(bw_stream_append(w, buf, 10), -ENOSYS);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "byte ring"));
+	bw_stream_close(r);
+	bw_stream_close(w);
+}
+
+/* An FRP reader overtaken by a writer: vr resumes at the write position,
+ * dr and fr at the oldest record still held; every record it reads after
+ * is whole and right, and the loss is counted. */
+static void test_resync(void)
+{
+	for (unsigned l = 0; l < 3; l++) {
+		struct bw_stream *r, *w;
+		struct bw_stream_stat st;
+		uint8_t buf[512], out[512];
+		unsigned k;
+		ssize_t x;
+
+		CU_ASSERT_EQUAL_FATAL(mk("rr", layouts[l], BW_POLICY_FRP, 0, 0, 0),
+				      0);
+		open2("rr", &r, &w);
+		for (k = 0; k < 3; k++) {
+			rec_fill(buf, k, 200);
+			CU_ASSERT_EQUAL(bw_stream_write(w, buf, 200), 200);
+		}
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 200);
+		CU_ASSERT(rec_ok(out, 0, 200));
+		/* three rings' worth: the reader is overtaken */
+		for (; k < 3 * RING / 200; k++) {
+			size_t n = 100 + k % 150;
+
+			rec_fill(buf, k, n);
+			CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, n),
+					      (ssize_t)n);
+		}
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), -ESTALE);
+		x = bw_stream_read(r, out, sizeof(out));
+		if (layouts[l] == BW_LAYOUT_VR) {
+			CU_ASSERT_EQUAL(x, -EAGAIN); /* at the write position */
+		} else {
+			unsigned j;
+
+			CU_ASSERT_FATAL(x > 0);
+			memcpy(&j, out, 4);
+			/* an old record, but one still held in the ring */
+			CU_ASSERT(j > 3 && j < k);
+			CU_ASSERT_EQUAL((size_t)x, 100 + j % 150);
+			CU_ASSERT(rec_ok(out, j, (size_t)x));
+			for (j++; j < k; j++) {
+				x = bw_stream_read(r, out, sizeof(out));
+				CU_ASSERT_EQUAL_FATAL(x, (ssize_t)(100 + j % 150));
+				CU_ASSERT(rec_ok(out, j, (size_t)x));
+			}
+			CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)),
+					-EAGAIN);
+		}
+		CU_ASSERT_EQUAL(bw_stream_stat(r, &st), 0);
+		CU_ASSERT(st.lost > 0);
+		/* and it goes on from there */
+		rec_fill(buf, 99999, 33);
+		CU_ASSERT_EQUAL(bw_stream_write(w, buf, 33), 33);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 33);
+		CU_ASSERT(rec_ok(out, 99999, 33));
+		bw_stream_close(r);
+		bw_stream_close(w);
+	}
+}
+
+/* Payloads land so that payload + offset is aligned. */
+static void test_alignment(void)
+{
+	static const struct {
+		unsigned layout;
+		uint32_t size, align, off;
+	} c[] = {
+		{BW_LAYOUT_VR, 0, 64, 14}, {BW_LAYOUT_VR, 0, 8, 0},
+		{BW_LAYOUT_DR, 0, 64, 14}, {BW_LAYOUT_DR, 0, 128, 0},
+		{BW_LAYOUT_FR, 256, 64, 14}, {BW_LAYOUT_FR, 2048, 64, 0},
+	};
+
+	for (unsigned i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		struct bw_stream *r, *w;
+		uint8_t buf[200];
+		const void *p;
+
+		CU_ASSERT_EQUAL_FATAL(mk("ral", c[i].layout, 0, c[i].size,
+					 c[i].align, c[i].off),
+				      0);
+		open2("ral", &r, &w);
+		for (unsigned k = 0; k < 200; k++) {
+			size_t n = 1 + k % 199;
+
+			rec_fill(buf, k, n);
+			CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, n),
+					      (ssize_t)n);
+			CU_ASSERT_EQUAL_FATAL(bw_stream_peek(r, &p, 200),
+					      (ssize_t)n);
+			CU_ASSERT_EQUAL(((uintptr_t)p + c[i].off) % c[i].align,
+					0);
+			CU_ASSERT(rec_ok(p, k, n));
+		}
+		bw_stream_close(r);
+		bw_stream_close(w);
+	}
+}
+
+/* Combinations that cannot work are refused at create, naming why. */
+static void test_refused(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+
+	o.flags = BW_RING_INDEX;
+	o.layout = BW_LAYOUT_VR;
+	CU_ASSERT_EQUAL(bw_mkfifo("rx", &o), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "IBuf"));
+	CU_ASSERT_EQUAL(mk("rx", BW_LAYOUT_FR, 0, 1000, 0, 0), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "power of two"));
+	CU_ASSERT_EQUAL(mk("rx", BW_LAYOUT_FR, 0, RING, 0, 0), -EINVAL);
+	CU_ASSERT_EQUAL(mk("rx", BW_LAYOUT_VR, 0, 0, 12, 0), -EINVAL);
+	CU_ASSERT_EQUAL(mk("rx", BW_LAYOUT_VR, 0, 0, 16, 16), -EINVAL);
+	CU_ASSERT_EQUAL(mk("rx", BW_LAYOUT_VR, 0, RING / 2, 0, 0), -EINVAL);
+	CU_ASSERT_EQUAL(mk("rx", BW_LAYOUT_BYTES, 0, 100, 0, 0), -EINVAL);
+	CU_ASSERT_EQUAL(mk("rx", 7, 0, 0, 0, 0), -EINVAL);
+	CU_ASSERT_EQUAL(mk("rx", 1, 0, 0, 0, 0), -EINVAL); /* index: a flag */
+	o = (struct bw_ring_opts)BW_RING_OPTS_INIT;
+	o.layout = BW_LAYOUT_DR;
+	o.size = UINT64_C(1) << 32;
+	o.record_align = 8;
+	CU_ASSERT_EQUAL(bw_mkfifo("rx", &o), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "alignment"));
+	CU_ASSERT_EQUAL(bw_ring_stat("rx", &(struct bw_ring_info){0}, NULL, 0),
+			-ENOENT);
+}
+
+/* Maps the named ring's file and returns its data area (capacity RING). */
+static uint8_t *map_data(const char *name, uint8_t **base, size_t *len)
+{
+	char path[512];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", bw_ring_dir(), name);
+	fd = open(path, O_RDWR);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(fstat(fd, &st) == 0);
+	*len = (size_t)st.st_size;
+	*base = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	CU_ASSERT_FATAL(*base != MAP_FAILED);
+	return *base + *len - RING;
+}
+
+/* Headers scribbled on by another process: an error, never a read out of
+ * bounds or a wrong record. */
+static void test_corrupt_headers(void)
+{
+	static const uint64_t bad[] = {
+		0,			 /* check word wrong */
+		UINT64_C(0xffffffff),	 /* huge length */
+		UINT64_C(0x7fffffff),
+	};
+
+	for (unsigned l = 1; l < 3; l++) {
+		for (unsigned i = 0; i < 3; i++) {
+			struct bw_stream *r, *w;
+			uint8_t buf[100], out[4096], *base, *data, *e;
+			size_t len;
+			uint64_t v;
+
+			CU_ASSERT_EQUAL_FATAL(mk("rc", layouts[l], 0, 0, 0, 0), 0);
+			open2("rc", &r, &w);
+			rec_fill(buf, 1, 100);
+			CU_ASSERT_EQUAL(bw_stream_write(w, buf, 100), 100);
+			data = map_data("rc", &base, &len);
+			if (layouts[l] == BW_LAYOUT_VR) {
+				e = data; /* the header before the record */
+			} else {
+				/* white-box: dr's header ring follows the
+				 * slot table (64 readers and 16 writers of
+				 * 128 bytes from 1536) and the writers' posts
+				 * (128 bytes each); position 0 is entry 0 */
+				e = base + 1536 + (64 + 16) * 128 + 16 * 128;
+			}
+			memcpy(&v, e, 8);
+			/* keep the check word for the length cases */
+			v = i == 0 ? 0 : (v & ~UINT64_C(0xffffffff)) | bad[i];
+			memcpy(e, &v, 8);
+			CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)),
+					-EBADMSG);
+			CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)),
+					-EBADMSG); /* and it stays put */
+			munmap(base, len);
+			bw_stream_close(r);
+			bw_stream_close(w);
+		}
+	}
+}
+
+/* Two writers: one holds a record open for append while the other writes
+ * behind it; the first closes short, and the rest of its reservation is a
+ * pad span no reader ever sees. */
+static void test_writers_and_pad(void)
+{
+	for (unsigned l = 0; l < 3; l++) {
+		struct bw_stream *r, *a, *b;
+		uint8_t buf[300], out[4096];
+
+		CU_ASSERT_EQUAL_FATAL(mk("rw", layouts[l], 0, 1024, 0, 0), 0);
+		open2("rw", &r, &a);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("rw", BW_WRITE, &b), 0);
+		rec_fill(buf, 1, 300);
+		CU_ASSERT_EQUAL(bw_stream_append(a, buf, 300), 300);
+		rec_fill(buf, 2, 40);
+		CU_ASSERT_EQUAL(bw_stream_write(b, buf, 40), 40);
+		/* b's record waits behind a's open one */
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), -EAGAIN);
+		CU_ASSERT_EQUAL(bw_stream_flush(a), 0);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 300);
+		CU_ASSERT(rec_ok(out, 1, 300));
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 40);
+		CU_ASSERT(rec_ok(out, 2, 40));
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), -EAGAIN);
+		/* poke_complete short, and of nothing, with a writer behind */
+		{
+			void *p;
+
+			CU_ASSERT_EQUAL(bw_stream_poke_acquire(a, &p, 500), 500);
+			rec_fill(p, 3, 20);
+			rec_fill(buf, 4, 60);
+			CU_ASSERT_EQUAL(bw_stream_write(b, buf, 60), 60);
+			CU_ASSERT_EQUAL(bw_stream_poke_complete(a, 501), -EINVAL);
+			CU_ASSERT_EQUAL(bw_stream_poke_complete(a, 20), 0);
+			CU_ASSERT_EQUAL(bw_stream_poke_acquire(a, &p, 500), 500);
+			CU_ASSERT_EQUAL(bw_stream_write(b, buf, 60), 60);
+			CU_ASSERT_EQUAL(bw_stream_poke_complete(a, 0), 0);
+		}
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 20);
+		CU_ASSERT(rec_ok(out, 3, 20));
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 60);
+		CU_ASSERT(rec_ok(out, 4, 60));
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 60);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), -EAGAIN);
+		bw_stream_close(r);
+		bw_stream_close(a);
+		bw_stream_close(b);
+	}
+}
+
+/* peek_acquire and peek_complete take the whole record or nothing; poke
+ * publishes at the next call; lseek lands on record starts only. */
+static void test_calls(void)
+{
+	for (unsigned l = 0; l < 3; l++) {
+		struct bw_stream *r, *w;
+		uint8_t buf[300], out[300];
+		const void *p;
+		void *q;
+		int64_t pos1;
+
+		CU_ASSERT_EQUAL_FATAL(mk("rk", layouts[l], 0, 0, 0, 0), 0);
+		open2("rk", &r, &w);
+		CU_ASSERT_EQUAL(bw_stream_poke(w, &q, 0), -EINVAL);
+		CU_ASSERT_EQUAL(bw_stream_poke(w, &q, 100), 100);
+		rec_fill(q, 1, 100);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), -EAGAIN);
+		pos1 = bw_stream_lseek(w, 0, SEEK_CUR); /* publishes the poke */
+		CU_ASSERT(pos1 > 0);
+		rec_fill(buf, 2, 50);
+		CU_ASSERT_EQUAL(bw_stream_write(w, buf, 50), 50);
+		CU_ASSERT_EQUAL(bw_stream_peek_acquire(r, &p, 300), 100);
+		CU_ASSERT(rec_ok(p, 1, 100));
+		CU_ASSERT_EQUAL(bw_stream_peek_complete(r, 50), -EINVAL);
+		CU_ASSERT_EQUAL(bw_stream_peek_acquire(r, &p, 300), 100);
+		CU_ASSERT_EQUAL(bw_stream_peek_complete(r, 0), 0); /* leave it */
+		CU_ASSERT_EQUAL(bw_stream_peek_acquire(r, &p, 300), 100);
+		CU_ASSERT_EQUAL(bw_stream_peek_complete(r, 100), 0);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 50);
+		CU_ASSERT(rec_ok(out, 2, 50));
+		/* back to the first record: fr and dr can, vr cannot */
+		if (layouts[l] == BW_LAYOUT_VR) {
+			CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_SET), -EINVAL);
+			CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_END),
+					bw_stream_lseek(w, 0, SEEK_CUR));
+		} else {
+			CU_ASSERT_EQUAL(bw_stream_lseek(r, 1, SEEK_SET), -EINVAL);
+			CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_SET), 0);
+			CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 100);
+			CU_ASSERT(rec_ok(out, 1, 100));
+			CU_ASSERT_EQUAL(bw_stream_lseek(r, pos1, SEEK_SET), pos1);
+			CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 50);
+		}
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), -EAGAIN);
+		bw_stream_close(r);
+		bw_stream_close(w);
+	}
+}
+
+/* A reader in another process sees every record whole, with the ring
+ * wrapping many times; the layers come from the ring's header. */
+static void test_other_process(void)
+{
+	for (unsigned l = 0; l < 3; l++) {
+		struct bw_ring_info in;
+		struct bw_stream *r;
+		uint8_t out[2048];
+		unsigned k;
+		pid_t pid;
+
+		CU_ASSERT_EQUAL_FATAL(mk("rp", layouts[l], 0, 0, 0, 0), 0);
+		CU_ASSERT_FATAL(bw_ring_stat("rp", &in, NULL, 0) >= 0);
+		CU_ASSERT_EQUAL(in.layout, layouts[l]);
+		CU_ASSERT(in.record_size > 0 && in.record_align >= 8);
+		pid = fork();
+		CU_ASSERT_FATAL(pid >= 0);
+		if (pid == 0) {
+			struct bw_stream *w;
+			uint8_t buf[2048];
+			int bad = 0;
+
+			if (bw_stream_open("rp", BW_WRITE, &w) < 0)
+				_exit(2);
+			for (k = 0; k < 3000; k++) {
+				size_t n = rec_len(k, 1500);
+
+				rec_fill(buf, k, n);
+				bad |= bw_stream_write(w, buf, n) != (ssize_t)n;
+			}
+			bw_stream_close(w);
+			_exit(bad);
+		}
+		/* FIFO opens: each side waits for the other */
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("rp", BW_READ, &r), 0);
+		for (k = 0;; k++) {
+			ssize_t x = bw_stream_read(r, out, sizeof(out));
+
+			if (x <= 0) {
+				CU_ASSERT_EQUAL(x, 0);
+				if (x < 0)
+					fprintf(stderr, "record %u: %s\n", k,
+						bw_strerror_last());
+				break;
+			}
+			CU_ASSERT_EQUAL_FATAL(x, (ssize_t)rec_len(k, 1500));
+			CU_ASSERT_FATAL(rec_ok(out, k, (size_t)x));
+		}
+		CU_ASSERT_EQUAL(k, 3000);
+		bw_stream_close(r); /* a writer left waiting gets EPIPE */
+		CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+	}
+}
+
+static void reg(void)
+{
+	bwt_add("record boundaries through wraps", test_boundaries);
+	bwt_add("append", test_append);
+	bwt_add("EMSGSIZE and append on a byte ring", test_emsgsize);
+	bwt_add("resync after overwrite", test_resync);
+	bwt_add("alignment", test_alignment);
+	bwt_add("refused combinations", test_refused);
+	bwt_add("corrupted headers", test_corrupt_headers);
+	bwt_add("several writers, pad spans", test_writers_and_pad);
+	bwt_add("peek_acquire, poke, lseek", test_calls);
+	bwt_add("reader in another process", test_other_process);
+}
+
+int main(void)
+{
+	return bwt_main("record", reg);
+}
