@@ -389,6 +389,15 @@ static inline uint64_t bwi_rec_foot(const struct bwi_geom *g, uint64_t len)
 	return f ? f : a;
 }
 
+/* The largest payload one record may carry; 0 on byte rings and IBufs. */
+static inline uint32_t bwi_rec_max(const struct bwi_geom *g)
+{
+	if (g->layout < BWI_LAYOUT_FR)
+		return 0;
+	return g->layout == BWI_LAYOUT_FR ? g->rec_size - bwi_rec_hoff(g)
+					  : g->rec_size;
+}
+
 /* ---- slots.c ---- */
 enum bwi_role { BWI_READER = 0, BWI_WRITER = 1 };
 

@@ -3,6 +3,8 @@
 #ifndef BWI_STREAM_H
 #define BWI_STREAM_H
 
+#include <string.h>
+
 #include "bwi_ring.h"
 #include <beltway/index.h>
 
@@ -149,6 +151,33 @@ struct bw_stream {
 
 	struct bw_stream *next, *prev; /* this process's handles */
 };
+
+/* memcpy, with small copies done inline as two overlapping moves: a 64-byte
+ * call is then no call at all. */
+static inline void bwi_copy(void *dst, const void *src, size_t n)
+{
+	uint8_t *d = dst;
+	const uint8_t *c = src;
+
+	if (n < 16 || n > 64) {
+		memcpy(d, c, n);
+	} else if (n >= 32) {
+		__builtin_memcpy(d, c, 32);
+		__builtin_memcpy(d + n - 32, c + n - 32, 32);
+	} else {
+		__builtin_memcpy(d, c, 16);
+		__builtin_memcpy(d + n - 16, c + n - 16, 16);
+	}
+}
+
+/* The fast path of read and peek applies: a registered reader with n > 0
+ * bytes already known to be there, and nothing to validate. */
+static inline bool bwi_rd_fast(const struct bw_stream *s, size_t n,
+			       uint8_t slow)
+{
+	return s && s->slow == slow && s->reader && n && s->tail_seen - s->rpos >= n &&
+	       s->rpos >= s->safe_from;
+}
 
 #define BWI_NO_PEER_WAIT (1 << 16) /* open flag: both ends made together */
 

@@ -77,6 +77,7 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 	info->record_size = m->g.rec_size;
 	info->record_align = m->g.rec_align;
 	info->record_align_offset = m->g.rec_align_off;
+	info->record_max = bwi_rec_max(&m->g);
 	for (uint32_t i = 0; i < m->g.max_readers + m->g.max_writers; i++) {
 		const struct bwi_slot *sl = &h->slots[i];
 		bool rd = i < m->g.max_readers;

@@ -80,12 +80,6 @@ static inline uint64_t hdr_get(const struct bw_stream *s, uint64_t p)
 			       __ATOMIC_RELAXED);
 }
 
-/* The largest payload one record may carry. */
-static inline uint64_t rec_max(const struct bwi_geom *g)
-{
-	return g->layout == BWI_LAYOUT_FR ? g->rec_size - bwi_rec_hoff(g)
-					  : g->rec_size;
-}
 
 static inline uint64_t align_up(uint64_t p, uint64_t a)
 {
@@ -145,26 +139,37 @@ static int too_big(const struct bw_stream *s, uint64_t n)
 	return bwi_err(EMSGSIZE, "a record of %llu bytes exceeds the ring's "
 				 "largest, %llu (layout %s)",
 		       (unsigned long long)n,
-		       (unsigned long long)rec_max(&s->m->g),
+		       (unsigned long long)bwi_rec_max(&s->m->g),
 		       bw_layout_name(s->m->g.layout));
+}
+
+/* Nothing to do before a call: no open record, no poke, no error, and the
+ * handle still valid in this process (enter_slow's checks, which bit
+ * BWI_SLOW_LAYER alone never needs). */
+static inline bool plain(const struct bw_stream *s)
+{
+	return s && s->rec_w == BWI_REC_W_NONE && s->slow == BWI_SLOW_LAYER;
 }
 
 static ssize_t rec_write(struct bw_stream *s, const void *buf, size_t n)
 {
 	const struct bwi_geom *g;
 	uint64_t p, foot;
-	int r = w_enter(s);
+	int r;
 
-	if (r == 0)
-		r = bwi_need_writer(s);
-	if (r < 0)
-		return r;
+	if (__builtin_expect(!plain(s) || !s->writer || s->acq, 0)) {
+		r = w_enter(s);
+		if (r == 0)
+			r = bwi_need_writer(s);
+		if (r < 0)
+			return r;
+	}
 	if (n == 0)
 		return 0; /* records are never empty: 0 reads as the end */
 	if (!buf)
 		return bwi_err(EFAULT, "write buffer is NULL");
 	g = &s->m->g;
-	if (n > rec_max(g))
+	if (n > bwi_rec_max(g))
 		return too_big(s, n);
 	foot = bwi_rec_foot(g, n);
 	r = bwi_rec_reserve(s, foot, &p);
@@ -173,7 +178,7 @@ static ssize_t rec_write(struct bw_stream *s, const void *buf, size_t n)
 	if (r < 0)
 		return r;
 	hdr_put(s, p, (uint32_t)n);
-	memcpy(s->data + ((p + bwi_rec_hoff(g)) & s->mask), buf, n);
+	bwi_copy(s->data + ((p + bwi_rec_hoff(g)) & s->mask), buf, n);
 	r = bwi_rec_publish(s, p, foot);
 	if (r < 0)
 		return r;
@@ -209,7 +214,7 @@ static ssize_t rec_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 		return bwi_err(EFAULT, "poke pointer is NULL");
 	if (n == 0)
 		return bwi_err(EINVAL, "a record poke reserves at least 1 byte");
-	if (n > rec_max(&s->m->g))
+	if (n > bwi_rec_max(&s->m->g))
 		return too_big(s, n);
 	r = w_open(s, n, &q);
 	if (r < 0)
@@ -249,17 +254,17 @@ static ssize_t rec_append(struct bw_stream *s, const void *buf, size_t n)
 		r = bwi_need_writer(s);
 		if (r < 0)
 			return r;
-		r = w_open(s, rec_max(&s->m->g), &q);
+		r = w_open(s, bwi_rec_max(&s->m->g), &q);
 		if (r < 0)
 			return r;
 		s->rec_w = BWI_REC_W_APPEND;
 	}
 	g = &s->m->g;
-	if (n > rec_max(g) - s->rec_wlen)
+	if (n > bwi_rec_max(g) - s->rec_wlen)
 		return bwi_err(EMSGSIZE, "appending %zu bytes to an open record "
 					 "of %u would exceed the ring's largest "
 					 "record, %llu",
-			       n, s->rec_wlen, (unsigned long long)rec_max(g));
+			       n, s->rec_wlen, (unsigned long long)bwi_rec_max(g));
 	memcpy(s->data + ((s->acq_start + bwi_rec_hoff(g) + s->rec_wlen) &
 			  s->mask),
 	       buf, n);
@@ -349,7 +354,7 @@ static int64_t rec_next(struct bw_stream *s, const uint8_t **pl,
 			continue;
 		}
 		f = len ? bwi_rec_foot(g, len) : 0;
-		if (!len || len > rec_max(g) || f > (uint64_t)a)
+		if (!len || len > bwi_rec_max(g) || f > (uint64_t)a)
 			return bwi_rd_held(s) ? corrupt(s, "bad length")
 					      : resync(s);
 		*pl = ptr + bwi_rec_hoff(g);
@@ -376,13 +381,41 @@ static int short_buf(int64_t len, size_t n)
 		       (long long)len, n);
 }
 
+/* The common read: a registered reader that needs no validation, a whole
+ * record known to be below the tail, a buffer it fits. */
+static inline int64_t rd_quick(struct bw_stream *s, void *buf, size_t n)
+{
+	const struct bwi_geom *g = &s->m->g;
+	uint64_t v, f, a = s->tail_seen - s->rpos;
+	uint32_t len;
+
+	if (s->rec_w || !buf || !bwi_rd_fast(s, 8, BWI_SLOW_LAYER) ||
+	    s->rec_rfoot)
+		return -1;
+	v = hdr_get(s, s->rpos);
+	len = (uint32_t)v;
+	if ((uint32_t)(v >> 32) != chk(s->rpos) || !len ||
+	    len > bwi_rec_max(g) || len > n)
+		return -1; /* pads, errors: the slow path says */
+	f = bwi_rec_foot(g, len);
+	if (f > a)
+		return -1;
+	bwi_copy(buf, s->data + ((s->rpos + bwi_rec_hoff(g)) & s->mask), len);
+	bwi_rd_move(s, f, true);
+	count(&s->ist, len);
+	return len;
+}
+
 static ssize_t rec_read(struct bw_stream *s, void *buf, size_t n)
 {
 	const uint8_t *pl;
 	uint64_t foot;
-	int64_t len;
-	int r = r_enter(s);
+	int64_t len = rd_quick(s, buf, n);
+	int r;
 
+	if (__builtin_expect(len > 0, 1))
+		return len;
+	r = r_enter(s);
 	if (r < 0)
 		return r;
 	if (!buf)

@@ -173,24 +173,6 @@ static inline void light(const struct bw_stream *s)
 		bw_smp_mb();
 }
 
-/* memcpy, with small copies done inline as two overlapping moves: a 64-byte
- * call is then no call at all. */
-static inline void copy(void *dst, const void *src, size_t n)
-{
-	uint8_t *d = dst;
-	const uint8_t *c = src;
-
-	if (n < 16 || n > 64) {
-		memcpy(d, c, n);
-	} else if (n >= 32) {
-		__builtin_memcpy(d, c, 32);
-		__builtin_memcpy(d + n - 32, c + n - 32, 32);
-	} else {
-		__builtin_memcpy(d, c, 16);
-		__builtin_memcpy(d + n - 16, c + n - 16, 16);
-	}
-}
-
 /* The copy of a validating reader (a tap, or a reader of an MRP or FRP
  * ring): a writer may overwrite the bytes while they are copied, by design;
  * the copy is then discarded (rd_validate), as a seqlock's reader discards
@@ -1402,13 +1384,6 @@ static int need_writer(struct bw_stream *s)
 
 /* ---- reading calls --------------------------------------------------------- */
 
-/* The fast path of read and peek applies: a registered reader with n > 0
- * bytes already known to be there, and nothing to validate. */
-static inline bool rd_fast(const struct bw_stream *s, size_t n)
-{
-	return s && !s->slow && s->reader && n && s->tail_seen - s->rpos >= n &&
-	       s->rpos >= s->safe_from;
-}
 
 __attribute__((noinline)) ssize_t bwi_d_read(struct bw_stream *s, void *buf,
 					     size_t n)
@@ -1431,7 +1406,7 @@ __attribute__((noinline)) ssize_t bwi_d_read(struct bw_stream *s, void *buf,
 	if (s->validate)
 		copy_racy(buf, s->data + (s->rpos & s->mask), (size_t)a);
 	else
-		copy(buf, s->data + (s->rpos & s->mask), (size_t)a);
+		bwi_copy(buf, s->data + (s->rpos & s->mask), (size_t)a);
 	r = rd_validate(s, (uint64_t)a);
 	if (r < 0)
 		return r;
@@ -1449,8 +1424,8 @@ __attribute__((noinline)) ssize_t bwi_d_read(struct bw_stream *s, void *buf,
  * bwi_i_read() for an IBuf. */
 BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 {
-	if (__builtin_expect(buf && rd_fast(s, n), 1)) {
-		copy(buf, s->data + (s->rpos & s->mask), n);
+	if (__builtin_expect(buf && bwi_rd_fast(s, n, 0), 1)) {
+		bwi_copy(buf, s->data + (s->rpos & s->mask), n);
 		if (n >= BWI_SPLICE_MIN)
 			bwi_note_read(buf, n, s->m, s->rpos);
 		s->rpos += n;
@@ -1503,7 +1478,7 @@ __attribute__((noinline)) ssize_t bwi_d_peek(struct bw_stream *s,
  * validate. The previous peek's span is given back first. */
 BW_API ssize_t bw_stream_peek(struct bw_stream *s, const void **ptr, size_t n)
 {
-	if (__builtin_expect(ptr && rd_fast(s, n), 1)) {
+	if (__builtin_expect(ptr && bwi_rd_fast(s, n, 0), 1)) {
 		rd_publish(s);
 		*ptr = s->data + (s->rpos & s->mask);
 		s->rpos += n;
@@ -1583,7 +1558,7 @@ __attribute__((noinline)) ssize_t bwi_d_write(struct bw_stream *s,
 
 		r = wr_reserve(s, c, &hd);
 		if (r == 0) {
-			copy(s->data + (hd & s->mask),
+			bwi_copy(s->data + (hd & s->mask),
 			     (const uint8_t *)buf + done, (size_t)c);
 			r = wr_publish(s, hd, c);
 		} else if (r == -ENOBUFS) {
@@ -1606,7 +1581,7 @@ BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n)
 	if (__builtin_expect(s && !s->slow && buf && wr_fast(s, n, &hd), 1)) {
 		int r;
 
-		copy(s->data + (hd & s->mask), buf, n);
+		bwi_copy(s->data + (hd & s->mask), buf, n);
 		r = wr_publish(s, hd, n);
 		return r < 0 ? r : (ssize_t)n;
 	}
@@ -1622,7 +1597,7 @@ int bwi_rec_write(struct bw_stream *s, const void *rec, size_t n)
 
 	if (r < 0)
 		return r;
-	copy(s->data + (hd & s->mask), rec, n);
+	bwi_copy(s->data + (hd & s->mask), rec, n);
 	return wr_publish(s, hd, n);
 }
 
@@ -1810,7 +1785,7 @@ void bwi_rd_copy(struct bw_stream *s, void *buf, uint64_t off, size_t n)
 	if (s->validate)
 		copy_racy(buf, src, n);
 	else
-		copy(buf, src, n);
+		bwi_copy(buf, src, n);
 }
 
 /* Whether the bytes from the read position on are still intact, checked
@@ -2084,6 +2059,8 @@ BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 		st->lost = p->lost;
 	st->policy = s->policy;
 	st->padded = s->padded;
+	st->layout = s->m->g.layout == BWI_LAYOUT_INDEX ? 0 : s->m->g.layout;
+	st->record_max = bwi_rec_max(&s->m->g);
 	st->spliced = s->iwst.spliced;
 	st->copied = s->iwst.copied;
 	return 0;

@@ -139,6 +139,27 @@ wait_for "IBuf reader attached" sh -c "\"$B\" stat ix | grep -q 'attached *1 rea
 	|| bad "stat ix: $("$B" stat ix)"
 "$B" rm ix && ! "$B" ls | grep -q 'ix.wt' && ok "rm takes the IBuf's DBuf" || bad "rm ix"
 
+# ---- record rings -----------------------------------------------------------------------
+for L in fr vr dr; do
+	"$B" create "rec$L" --layout $L --size 64K || bad "create --layout $L"
+	"$B" read "rec$L" >"$T/rout$L" &
+	pids+=($!)
+	rr=$!
+	wait_for "record reader attached" sh -c "\"$B\" stat rec$L | grep -q 'attached *1 readers'"
+	"$B" write "rec$L" <"$T/iin" && wait $rr && cmp -s "$T/iin" "$T/rout$L" \
+		&& ok "data through a $L ring" || bad "data through a $L ring"
+done
+"$B" stat recdr | grep -q 'layers *record dr (largest [0-9]* bytes, align 64, offset 0) > dbuf, sync lossless' \
+	&& ok "stat shows the layers" || bad "stat recdr: $("$B" stat recdr)"
+"$B" ls | grep -q '^recfr *fr ' && ok "ls shows the layout" || bad "ls: $("$B" ls)"
+"$B" create recal --layout vr --align 64 --align-offset 14 && "$B" stat recal | grep -q 'align 64, offset 14' \
+	&& ok "create --align --align-offset" || bad "create --align"
+expect_fail "fr slot not a power of two" "$B" create recbad --layout fr --record-size 1000
+expect_fail "layout on an IBuf" "$B" create recbad --layout vr --index
+expect_fail "unknown layout" "$B" create recbad --layout xr
+expect_fail "alignment not a power of two" "$B" create recbad --layout vr --align 24
+"$B" ls | grep -q recbad && bad "a refused ring was made" || ok "refused rings are not made"
+
 # ---- bench: the JSON shape (not the speed) --------------------------------------------
 "$B" bench local --quick --runs 1 --sizes 64,4K --json >"$T/bench" 2>/dev/null
 n=$(grep -c -E '^\{"suite":"local","case":"(rw|peekpoke|pipe|pipe_max|limit)","size":(64|4096),"gbps":[0-9.]+,"mops":[0-9.]+\}$' "$T/bench")

@@ -104,6 +104,31 @@ static int cmd_create(int argc, char **argv)
 				return cli_fail("--wake-usec: microseconds, 1 to "
 						"1000000");
 			o.wake_usec = (uint32_t)ul;
+		} else if (cli_opt(argc, argv, &i, "--layout", &v)) {
+			r = v ? bw_layout_parse(v) : -EINVAL;
+			if (r < 0)
+				return cli_fail("--layout '%s': bytes, fr, vr "
+						"or dr",
+						v ? v : "");
+			o.layout = (uint32_t)r;
+		} else if (cli_opt(argc, argv, &i, "--record-size", &v)) {
+			if (!v || cli_parse_size(v, &size) < 0 || !size ||
+			    size > (1u << 30))
+				return cli_fail("--record-size '%s': bytes, 1 "
+						"to 1G (K, M suffixes)",
+						v ? v : "");
+			o.record_size = (uint32_t)size;
+		} else if (cli_opt(argc, argv, &i, "--align", &v)) {
+			if (!v || cli_parse_uint(v, 4096, &ul) < 0 || ul < 8 ||
+			    (ul & (ul - 1)))
+				return cli_fail("--align: a power of two, 8 to "
+						"4096");
+			o.record_align = (uint32_t)ul;
+		} else if (cli_opt(argc, argv, &i, "--align-offset", &v)) {
+			if (!v || cli_parse_uint(v, 4095, &ul) < 0)
+				return cli_fail("--align-offset: bytes, below "
+						"the alignment");
+			o.record_align_offset = (uint32_t)ul;
 		} else if (!strcmp(argv[i], "--hugepage")) {
 			o.flags |= BW_RING_HUGEPAGE;
 		} else if (!strcmp(argv[i], "--index")) {
@@ -175,6 +200,8 @@ static int cmd_write(int argc, char **argv)
 		return cli_fail_bw(r, name);
 	bw_stream_stat(s, &st);
 	chunk = st.capacity / 2 < IO_CHUNK ? st.capacity / 2 : IO_CHUNK;
+	if (st.record_max && st.record_max < chunk)
+		chunk = st.record_max; /* each read(2) of stdin: one record */
 	for (;;) {
 		void *p;
 		ssize_t n = bw_stream_poke_acquire(s, &p, chunk), got;
@@ -209,6 +236,7 @@ static int cmd_write(int argc, char **argv)
 static int cmd_read(int argc, char **argv)
 {
 	const char *name = NULL;
+	struct bw_stream_stat st;
 	struct bw_stream *s;
 	int flags = stream_flags(argc, argv, BW_READ, &name, true);
 	bool strict;
@@ -220,9 +248,12 @@ static int cmd_read(int argc, char **argv)
 	r = bw_stream_open(name, flags & ~(1 << 30) & ~BW_NONBLOCK, &s);
 	if (r < 0)
 		return cli_fail_bw(r, name);
+	bw_stream_stat(s, &st);
 	for (;;) {
 		const void *p;
-		ssize_t n = bw_stream_peek(s, &p, IO_CHUNK);
+		/* a record ring's peek returns whole records, back to back */
+		ssize_t n = bw_stream_peek(s, &p, st.record_max ? SIZE_MAX
+								: IO_CHUNK);
 
 		if (n == -ESTALE) {
 			fprintf(stderr, "beltway read: %s\n", bw_strerror_last());
@@ -261,7 +292,8 @@ static int ls_one(const char *name, void *arg)
 		return 0;
 	}
 	printf("%-24s %-5s %10" PRIu64 " %04o %7u %7u %14" PRIu64 "\n", name,
-	       (in.flags & BW_RING_INDEX) ? "index" : "bytes", in.capacity,
+	       (in.flags & BW_RING_INDEX) ? "index" : bw_layout_name(in.layout),
+	       in.capacity,
 	       in.mode, in.readers, in.writers, in.write_pos);
 	return 0;
 }
@@ -358,6 +390,22 @@ static int cmd_stat(int argc, char **argv)
 	       in.write_pos, in.reserved_pos);
 	printf("attached    %u readers of %u, %u writers of %u\n", in.readers,
 	       in.max_readers, in.writers, in.max_writers);
+	/* the stack, top first: layout layer, the DBuf, its policy */
+	if (in.flags & BW_RING_INDEX)
+		printf("layers      index > dbuf");
+	else if (in.layout == BW_LAYOUT_FR)
+		printf("layers      record fr (slot %u, largest %u bytes, align "
+		       "%u, offset %u) > dbuf",
+		       in.record_size, in.record_max, in.record_align,
+		       in.record_align_offset);
+	else if (in.layout != BW_LAYOUT_BYTES)
+		printf("layers      record %s (largest %u bytes, align %u, "
+		       "offset %u) > dbuf",
+		       bw_layout_name(in.layout), in.record_max,
+		       in.record_align, in.record_align_offset);
+	else
+		printf("layers      dbuf (bytes)");
+	printf(", sync %s\n", bw_policy_name(in.policy));
 	printf("policy      %s", bw_policy_name(in.policy));
 	if (in.policy == BW_POLICY_SRP || in.policy == BW_POLICY_MRP)
 		printf(", %" PRIu64 " writes dropped (%" PRIu64 " bytes)",
@@ -430,7 +478,7 @@ static int cmd_bench(int argc, char **argv)
 {
 	if (argc < 2)
 		return cli_fail("which benchmark? usage: beltway bench "
-				"local|splice|fabric|multiconsumer|ringsize "
+				"local|splice|fabric|multiconsumer|ringsize|layout "
 				"[options]");
 	if (!strcmp(argv[1], "local"))
 		return bench_local_main(argc - 1, argv + 1);
@@ -442,8 +490,10 @@ static int cmd_bench(int argc, char **argv)
 		return bench_multi_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ringsize"))
 		return bench_ringsize_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "layout"))
+		return bench_layout_main(argc - 1, argv + 1);
 	return cli_fail("no benchmark '%s' (available: local, splice, fabric, "
-			"multiconsumer, ringsize)",
+			"multiconsumer, ringsize, layout)",
 			argv[1]);
 }
 
@@ -453,6 +503,7 @@ static const struct verb verbs[] = {
 	{"create", cmd_create,
 	 "NAME [--size BYTES] [--mode OCTAL] [--readers N] [--writers N] "
 	 "[--policy P] [--writer-timeout MS] [--wake-batch N] [--wake-usec US] "
+	 "[--layout L] [--record-size BYTES] [--align N] [--align-offset N] "
 	 "[--hugepage] [--index]",
 	 "Creates the named ring NAME (letters, digits, '.', '_', '-').\n"
 	 "  --size BYTES   capacity, a power of two >= 4096; K, M, G suffixes "
@@ -475,6 +526,17 @@ static const struct verb verbs[] = {
 	 "  --wake-batch N wake sleeping readers once per N writes, not on\n"
 	 "                 every write; --wake-usec US: they look again on\n"
 	 "                 their own at least this often (default 1000)\n"
+	 "  --layout L     bytes (default): a byte stream; fr, vr, dr: every\n"
+	 "                 write is one record and every read returns one:\n"
+	 "                 fr in fixed slots of --record-size bytes (default\n"
+	 "                 2K), vr with a header before each record, dr with\n"
+	 "                 headers in a separate small ring (see README)\n"
+	 "  --record-size BYTES\n"
+	 "                 fr: the slot; vr, dr: the largest record (default\n"
+	 "                 64K or a quarter of the ring)\n"
+	 "  --align N      records start N-aligned (default 8, dr 64);\n"
+	 "                 --align-offset O: payload + O lands aligned (14\n"
+	 "                 aligns the IP header of an Ethernet frame)\n"
 	 "  --hugepage     back the ring with 2 MiB huge pages\n"
 	 "  --index        make an IBuf: a ring of 16-byte indices into other\n"
 	 "                 rings; data written to it from elsewhere goes to its\n"
@@ -498,7 +560,7 @@ static const struct verb verbs[] = {
 	{"rm", cmd_rm, "NAME...",
 	 "Removes named rings. Attached streams keep working until closed.\n"},
 	{"bench", cmd_bench,
-	 "local|splice|fabric|multiconsumer|ringsize [--json] [--runs N] [--sizes LIST] [--cases LIST] "
+	 "local|splice|fabric|multiconsumer|ringsize|layout [--json] [--runs N] [--sizes LIST] [--cases LIST] "
 	 "[--ring BYTES] [--providers LIST] [--quick] [--verbose]",
 	 "Benchmarks. 'local' streams between two processes through Beltway\n"
 	 "read/write and poke/peek, a Unix pipe at its default and maximum\n"
@@ -519,6 +581,9 @@ static const struct verb verbs[] = {
 	 "'ringsize' streams between two processes for every ring size\n"
 	 "(--rings LIST, default 4K to 64M) and call size (default 64 to 64M),\n"
 	 "read (write + read) and peek (poke + peek) (thesis Fig 4.11).\n"
+	 "'layout' writes and reads back records of 64 to 1514 bytes through\n"
+	 "a byte ring, fr, vr and dr record rings and two malloc queues\n"
+	 "(thesis Figs 4.9, 4.10).\n"
 	 "  --json         one JSON object per line\n"
 	 "  --runs N       runs per figure, the median is reported (default 5)\n"
 	 "  --sizes LIST   call sizes, e.g. 64,4K (default 64,1K,4K,64K)\n"

@@ -361,6 +361,9 @@ struct bw_stream_stat {
 	uint32_t policy;    /* enum bw_policy of the ring */
 	uint64_t padded;    /* readers: bytes skipped as padding (spans of
 			     * writers presumed dead) */
+	uint32_t layout;    /* enum bw_layout of the ring */
+	uint32_t record_max; /* record rings: the largest record a write may
+			      * carry; 0 on byte rings */
 };
 
 /* Fills st for this handle. Returns 0. */
@@ -405,6 +408,7 @@ struct bw_ring_info {
 	uint32_t reader_sleepers;	/* handles asleep waiting for data now */
 	uint32_t layout;		/* enum bw_layout (0 for IBufs too) */
 	uint32_t record_size, record_align, record_align_offset;
+	uint32_t record_max; /* the largest record a write may carry */
 };
 
 /* Reads the state of the named ring without attaching. Fills up to
