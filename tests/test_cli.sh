@@ -171,6 +171,11 @@ n=$(grep -c -E '^\{"suite":"ringsize","case":"(read|peek)","ring_bytes":4096,"si
 # peek stops at half the ring: read 64, read 4K, peek 64
 [ "$n" -eq 3 ] && [ "$(wc -l <"$T/rs")" -eq 3 ] && ok "bench ringsize --json shape" \
 	|| bad "bench ringsize --json: $n good lines of $(wc -l <"$T/rs")"
+expect_fail "bench layout record too large" "$B" bench layout --sizes 4096
+"$B" bench layout --quick --runs 1 --sizes 64,1514 --json >"$T/lay" 2>/dev/null
+n=$(grep -c -E '^\{"suite":"layout","case":"(byte|fr|vr|dr|malloc_list|malloc_cached)","size":(64|1514),"gbps":[0-9.]+,"mops":[0-9.]+\}$' "$T/lay")
+[ "$n" -eq 12 ] && [ "$(wc -l <"$T/lay")" -eq 12 ] && ok "bench layout --json shape" \
+	|| bad "bench layout --json: $n good lines of $(wc -l <"$T/lay")"
 
 if [ $fails -ne 0 ]; then
 	echo "$fails failures"
