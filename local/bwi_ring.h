@@ -71,7 +71,9 @@ struct bwi_geom {
 				 * aligned address */
 	uint32_t rec_hdrs;   /* DR: entries of the header ring (cap /
 			      * rec_align), after the posted spans */
-	uint32_t reserved[1];
+	uint32_t owner_pid;  /* dynamic rings: the process whose heap holds
+			      * the data, and its start time */
+	uint64_t owner_start;
 	uint32_t sum;	    /* checksum of the bytes before it */
 	uint32_t pad;
 };
@@ -244,10 +246,12 @@ struct bwi_hdr {
 	struct bwi_slot slots[]; /* max_readers, then max_writers */
 };
 
-_Static_assert(sizeof(struct bwi_geom) == 104, "geometry layout");
+_Static_assert(sizeof(struct bwi_geom) == 112, "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, owner_start) == 96,
+	       "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, capacity) == 16, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, ring_id) == 40, "geometry layout");
-_Static_assert(offsetof(struct bwi_geom, sum) == 96, "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, sum) == 104, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, rec_size) == 76, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, rec_hdrs) == 88, "geometry layout");
 _Static_assert(offsetof(struct bwi_hdr, prod.head) == 256, "reservation line");
@@ -277,6 +281,8 @@ _Static_assert(offsetof(struct bwi_slot, rend) == 88, "slot layout");
 _Static_assert(sizeof(struct bwi_ctl) <= BWI_LINE, "control line");
 _Static_assert(offsetof(struct bwi_ctl, scar) == 32, "control line layout");
 
+struct bwi_dyn;
+
 /* A validated mapping of one segment. A process maps each ring once: its
  * handles share the mapping (counted by refs), so threads touching one ring
  * touch the same addresses, which is also what lets TSan see them. */
@@ -296,10 +302,22 @@ struct bwi_map {
 	bool pinned;	   /* indices use it: mapped until the process ends */
 	uint16_t reg_id;   /* host-wide id, once registered (0: none yet) */
 	uint16_t reg_gen;
+	struct bwi_dyn *dyn; /* dynamic rings: the containers (dynamic.c) */
 	struct bwi_map *next;
 };
 
+/* ---- dynamic.c ---- */
+void bwi_dyn_free(struct bwi_map *m);
+uint64_t bwi_dyn_held(const struct bwi_map *m);
+
 /* ---- segment.c ---- */
+/* Bytes of the segment file: a dynamic ring's data is not in it. */
+static inline uint64_t bwi_seg_bytes(const struct bwi_geom *g)
+{
+	return g->hdr_size +
+	       ((g->flags & BW_RING_DYNAMIC) ? 0 : g->capacity);
+}
+
 int bwi_name_check(const char *name);
 int bwi_ring_create(const char *name, const struct bw_ring_opts *opts,
 		    struct bwi_map *m);

@@ -46,7 +46,7 @@ struct bwi_ops {
 };
 
 extern const struct bwi_ops bwi_enosys_ops, bwi_dbuf_ops, bwi_ibuf_ops,
-	bwi_rec_ops;
+	bwi_rec_ops, bwi_dyn_ops;
 
 /* The op of table t, or the -ENOSYS default for one it lacks. */
 #define BWI_OP(t, op)                                                       \
@@ -145,6 +145,11 @@ struct bw_stream {
 	uint64_t rec_rfoot;  /* reader: the record peek_acquire handed out:
 			      * its footprint (0: none) and length */
 	uint32_t rec_rlen;
+
+	/* dynamic rings (dynamic.c): the containers last used, so a call
+	 * does one lookup */
+	struct bwi_dyn_box *dyn_w, *dyn_r;
+	uint64_t dyn_racq; /* bytes peek_acquire handed out */
 
 	int bell_fd;	     /* doorbell for bw_stream_fd(), or -1 */
 	bool bell_timer;     /* taps: the doorbell is a periodic timer */

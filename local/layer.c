@@ -4,8 +4,9 @@
  * and the stack a handle gets for its ring (thesis section 4.5).
  *
  * A ring's stack is fixed when it is created and recorded in its geometry:
- * the layout layer (index, fr, vr or dr records; none for a byte ring) on
- * the DBuf, whose synchronization layer is the ring's policy. Every process
+ * the layout layer (index, fr, vr or dr records; none for a byte ring) or
+ * the dynamic layer (containers on the heap) on the DBuf, whose
+ * synchronization layer is the ring's policy. Every process
  * that opens the ring reads the same geometry, so builds the same stack.
  */
 #include "config.h"
@@ -124,6 +125,10 @@ int bwi_stack_build(struct bw_stream *s)
 
 	switch (s->m->g.layout) {
 	case BWI_LAYOUT_BYTES:
+		if (s->m->g.flags & BW_RING_DYNAMIC) {
+			top = &bwi_dyn_ops;
+			break;
+		}
 		s->ops = NULL;
 		s->lower = NULL;
 		return 0;

@@ -206,6 +206,31 @@ static int rec_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
 	return 0;
 }
 
+/* A dynamic ring: a lossless or SRP byte ring, owned by this process. */
+static int dyn_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
+{
+	if (!(g->flags & BW_RING_DYNAMIC))
+		return 0;
+	if (o->max_writers > 1)
+		return bwi_err(EINVAL, "a dynamic ring takes one writer, which "
+				       "alone links and frees its containers");
+	g->max_writers = 1;
+	if (g->flags & (BW_RING_INDEX | BW_RING_HUGEPAGE))
+		return bwi_err(EINVAL, "a dynamic ring allocates its data on "
+				       "the heap: it cannot be an IBuf or use "
+				       "huge pages");
+	if (g->layout != BWI_LAYOUT_BYTES)
+		return bwi_err(EINVAL, "a dynamic ring is a byte ring: it takes "
+				       "no record layout");
+	if (g->policy == BW_POLICY_MRP || g->policy == BW_POLICY_FRP)
+		return bwi_err(EINVAL, "a dynamic ring frees what its readers "
+				       "passed, so no reader may be overtaken: "
+				       "lossless or srp only");
+	g->owner_pid = (uint32_t)bwi_self_pid();
+	g->owner_start = bwi_self_starttime();
+	return 0;
+}
+
 static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 {
 	struct bw_ring_opts d = BW_RING_OPTS_INIT;
@@ -217,7 +242,8 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 			       o->struct_size);
 	if (!o)
 		o = &d;
-	if (o->flags & ~(uint32_t)(BW_RING_HUGEPAGE | BW_RING_INDEX))
+	if (o->flags & ~(uint32_t)(BW_RING_HUGEPAGE | BW_RING_INDEX |
+				   BW_RING_DYNAMIC))
 		return bwi_err(EINVAL, "unknown ring flags 0x%x", o->flags);
 	memset(g, 0, sizeof(*g));
 	g->magic = BWI_RING_MAGIC;
@@ -274,6 +300,9 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 	r = rec_opts(o, g);
 	if (r < 0)
 		return r;
+	r = dyn_opts(o, g);
+	if (r < 0)
+		return r;
 	g->hdr_size = (uint32_t)hdr_bytes(g);
 	g->ring_id = bwi_random64();
 	g->created_ns = bwi_now_ns();
@@ -319,11 +348,18 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 	    (g->layout == BWI_LAYOUT_INDEX) != !!(g->flags & BW_RING_INDEX) ||
 	    (g->layout == BWI_LAYOUT_INDEX && g->policy != BW_POLICY_LOSSLESS))
 		return bwi_err(EBADMSG, "%s: unknown layout or policy", what);
-	if (file_size != g->hdr_size + g->capacity)
+	if (!(g->flags & BW_RING_DYNAMIC) != !g->owner_pid ||
+	    ((g->flags & BW_RING_DYNAMIC) &&
+	     (g->flags & (BW_RING_INDEX | BW_RING_HUGEPAGE) ||
+	      g->layout != BWI_LAYOUT_BYTES || g->policy == BW_POLICY_MRP ||
+	      g->policy == BW_POLICY_FRP)))
+		return bwi_err(EBADMSG, "%s: bad dynamic ring owner or options",
+			       what);
+	if (file_size != bwi_seg_bytes(g))
 		return bwi_err(EBADMSG, "%s is %llu bytes; its header says %llu "
 				       "(truncated segment)",
 			       what, (unsigned long long)file_size,
-			       (unsigned long long)(g->hdr_size + g->capacity));
+			       (unsigned long long)bwi_seg_bytes(g));
 	return 0;
 }
 
@@ -344,13 +380,16 @@ static int map_segment(int fd, struct bwi_map *m)
 	if (base > res)
 		munmap(res, (size_t)(base - res));
 	munmap(base + len, (size_t)(res + align - base));
-	/* MAP_POPULATE: fault the ring in now, not in the data path. */
+	/* MAP_POPULATE: fault the ring in now, not in the data path. A
+	 * dynamic ring's data lives elsewhere: its data range stays reserved
+	 * and inaccessible, so a stray access faults at once. */
 	if (mmap(base, hs, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED ||
-	    mmap(base + hs, cap, prot, MAP_SHARED | MAP_FIXED | MAP_POPULATE,
-		 fd, (off_t)hs) == MAP_FAILED ||
-	    mmap(base + hs + cap, cap, prot,
-		 MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd,
-		 (off_t)hs) == MAP_FAILED) {
+	    (!(m->g.flags & BW_RING_DYNAMIC) &&
+	     (mmap(base + hs, cap, prot, MAP_SHARED | MAP_FIXED | MAP_POPULATE,
+		   fd, (off_t)hs) == MAP_FAILED ||
+	      mmap(base + hs + cap, cap, prot,
+		   MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd,
+		   (off_t)hs) == MAP_FAILED))) {
 		int e = errno;
 
 		munmap(base, len);
@@ -596,6 +635,7 @@ void bwi_map_pin(struct bwi_map *m)
 
 void bwi_ring_unmap(struct bwi_map *m)
 {
+	bwi_dyn_free(m);
 	if (m->hdr)
 		munmap(m->hdr, m->map_len);
 	if (m->fd >= 0)
@@ -637,7 +677,7 @@ static int huge_dir(char *out, size_t len)
 static int create_anon(struct bwi_map *m)
 {
 	unsigned fl = MFD_CLOEXEC | MFD_ALLOW_SEALING;
-	uint64_t size = m->g.hdr_size + m->g.capacity;
+	uint64_t size = bwi_seg_bytes(&m->g);
 	int fd, r;
 
 	if (m->g.flags & BW_RING_HUGEPAGE)
@@ -673,7 +713,7 @@ err:
 /* Builds the segment in fd (sized, header written) and maps it. */
 static int build(int fd, struct bwi_map *m, mode_t mode)
 {
-	uint64_t size = m->g.hdr_size + m->g.capacity;
+	uint64_t size = bwi_seg_bytes(&m->g);
 
 	if (fchmod(fd, mode) < 0)
 		return bwi_err(errno, "setting mode %o", (unsigned)mode);

@@ -2061,6 +2061,7 @@ BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	st->padded = s->padded;
 	st->layout = s->m->g.layout == BWI_LAYOUT_INDEX ? 0 : s->m->g.layout;
 	st->record_max = bwi_rec_max(&s->m->g);
+	st->held_bytes = bwi_dyn_held(s->m);
 	st->spliced = s->iwst.spliced;
 	st->copied = s->iwst.copied;
 	return 0;
@@ -2408,6 +2409,16 @@ int bwi_reattach(struct bw_stream *s)
 	s->slow = (uint8_t)((s->slow & BWI_SLOW_LAYER) |
 			    (s->err ? BWI_SLOW_STOP : 0));
 	bwi_bell_child(s);
+	if (s->m->g.flags & BW_RING_DYNAMIC) {
+		/* its data is in the parent's heap: a copy here goes stale */
+		s->reader = s->writer = false;
+		s->rsl = s->wsl = NULL;
+		s->err = bwi_err(EINVAL, "a dynamic ring stays in the process "
+					 "that made it: this child cannot use "
+					 "it");
+		s->slow |= BWI_SLOW_STOP;
+		return s->err;
+	}
 	if (s->writer) {
 		s->poke_len = 0; /* the parent's reservations stay the parent's */
 		s->acq = false;

@@ -292,7 +292,9 @@ static int ls_one(const char *name, void *arg)
 		return 0;
 	}
 	printf("%-24s %-5s %10" PRIu64 " %04o %7u %7u %14" PRIu64 "\n", name,
-	       (in.flags & BW_RING_INDEX) ? "index" : bw_layout_name(in.layout),
+	       (in.flags & BW_RING_INDEX)     ? "index"
+	       : (in.flags & BW_RING_DYNAMIC) ? "dyn"
+					      : bw_layout_name(in.layout),
 	       in.capacity,
 	       in.mode, in.readers, in.writers, in.write_pos);
 	return 0;
@@ -393,6 +395,9 @@ static int cmd_stat(int argc, char **argv)
 	/* the stack, top first: layout layer, the DBuf, its policy */
 	if (in.flags & BW_RING_INDEX)
 		printf("layers      index > dbuf");
+	else if (in.flags & BW_RING_DYNAMIC)
+		printf("layers      dynamic (containers on the heap of its "
+		       "process) > dbuf");
 	else if (in.layout == BW_LAYOUT_FR)
 		printf("layers      record fr (slot %u, largest %u bytes, align "
 		       "%u, offset %u) > dbuf",

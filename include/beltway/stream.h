@@ -54,6 +54,19 @@ enum {
 	BW_RING_HUGEPAGE = 1 << 0, /* back the ring with 2 MiB huge pages */
 	BW_RING_INDEX = 1 << 1,	   /* an IBuf: a ring of rich indices (see
 				    * beltway/index.h and README) */
+	BW_RING_DYNAMIC = 1 << 2,  /* a dynamic ring (thesis 4.5.2): its data
+				    * lives in containers of this process's
+				    * heap (64 KiB, or a quarter of a
+				    * smaller ring), allocated as writes need
+				    * them; each allocation frees those every
+				    * reader passed, so it holds at most the
+				    * size plus two containers. One process,
+				    * one writer: opening it from another
+				    * process (or using it after bw_fork)
+				    * fails with EINVAL. A lossless or SRP
+				    * byte ring; read, peek, write (poke and
+				    * append: -ENOSYS); peeks end at a
+				    * container's end; seeks go forward. */
 };
 
 /*
@@ -364,6 +377,8 @@ struct bw_stream_stat {
 	uint32_t layout;    /* enum bw_layout of the ring */
 	uint32_t record_max; /* record rings: the largest record a write may
 			      * carry; 0 on byte rings */
+	uint64_t held_bytes; /* dynamic rings: container memory allocated in
+			      * this process now */
 };
 
 /* Fills st for this handle. Returns 0. */

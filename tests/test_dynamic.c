@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Dynamic rings: data in heap containers, allocated as writes need them
+ * and freed once every reader passed. The stream across many containers,
+ * the memory bound, peeks that end at a container's end, two readers at
+ * different paces, a late reader, threads, refusals (other processes,
+ * bw_fork children, options that cannot work), and the calls left to the
+ * -ENOSYS default.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define RING 65536u /* containers of RING / 4 */
+#define BOUND (RING + 2 * (RING / 4))
+
+static int mk(const char *name, uint32_t flags, uint32_t policy,
+	      uint32_t writers)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+
+	o.size = RING;
+	o.flags = BW_RING_DYNAMIC | flags;
+	o.policy = policy;
+	o.max_writers = writers;
+	bw_unlink(name);
+	return bw_mkfifo(name, &o);
+}
+
+static uint64_t held(struct bw_stream *s)
+{
+	struct bw_stream_stat st;
+
+	CU_ASSERT_EQUAL_FATAL(bw_stream_stat(s, &st), 0);
+	return st.held_bytes;
+}
+
+/* Writes and reads of many sizes, across container ends; the bytes come
+ * back in order, and memory stays within the bound throughout. */
+static void test_stream_and_bound(void)
+{
+	struct bw_stream *r, *w;
+	static uint8_t buf[RING], out[RING];
+	uint64_t wpos = 0, rpos = 0, peak = 0;
+
+	CU_ASSERT_EQUAL_FATAL(mk("dy", 0, 0, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dy", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dy", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	CU_ASSERT_EQUAL(held(w), 0); /* nothing before the first write */
+	for (unsigned k = 0; rpos < 40 * RING; k++) {
+		size_t n = 1 + (k * 7919u) % (RING / 3);
+		ssize_t x;
+
+		bwt_fill(buf, n, wpos, 3);
+		x = bw_stream_write(w, buf, n);
+		if (x > 0)
+			wpos += (uint64_t)x;
+		else
+			CU_ASSERT_EQUAL_FATAL(x, -EAGAIN); /* full */
+		if (held(w) > peak)
+			peak = held(w);
+		if (k % 3 == 0 || x < 0) {
+			size_t m = 1 + (k * 104729u) % RING;
+
+			x = bw_stream_read(r, out, m);
+			if (x == -EAGAIN)
+				continue;
+			CU_ASSERT_FATAL(x > 0);
+			CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 3),
+					      -1);
+			rpos += (uint64_t)x;
+		}
+	}
+	CU_ASSERT(peak > 0);
+	CU_ASSERT(peak <= BOUND);
+	/* drained: the reader holds at most the container it stands in,
+	 * and the writer the one it writes next */
+	for (ssize_t x; (x = bw_stream_read(r, out, RING)) > 0; rpos += (uint64_t)x)
+		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 3), -1);
+	CU_ASSERT_EQUAL(rpos, wpos);
+	/* the next container the writer needs frees what lies behind: the
+	 * container the reader stands at the end of, and the new ones */
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, RING / 4 + 1), RING / 4 + 1);
+	CU_ASSERT(held(w) <= 3 * (RING / 4));
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("dy");
+}
+
+/* A peek ends at its container's end; peek_acquire and complete. */
+static void test_peek(void)
+{
+	struct bw_stream *r, *w;
+	static uint8_t buf[RING];
+	const void *p;
+
+	CU_ASSERT_EQUAL_FATAL(mk("dp", 0, 0, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dp", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dp", BW_WRITE, &w), 0);
+	bwt_fill(buf, RING / 2, 0, 5);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, RING / 2), RING / 2);
+	CU_ASSERT_EQUAL(bw_stream_peek(r, &p, 100), 100);
+	CU_ASSERT_EQUAL(bwt_verify(p, 100, 0, 5), -1);
+	/* to the container's end, not beyond */
+	CU_ASSERT_EQUAL(bw_stream_peek(r, &p, RING), RING / 4 - 100);
+	CU_ASSERT_EQUAL(bwt_verify(p, RING / 4 - 100, 100, 5), -1);
+	CU_ASSERT_EQUAL(bw_stream_peek_acquire(r, &p, RING), RING / 4);
+	CU_ASSERT_EQUAL(bwt_verify(p, RING / 4, RING / 4, 5), -1);
+	CU_ASSERT_EQUAL(bw_stream_peek_complete(r, RING / 4 + 1), -EINVAL);
+	CU_ASSERT_EQUAL(bw_stream_peek_complete(r, 10), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), RING / 4 - 10);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), -EAGAIN);
+	/* seeks go forward only */
+	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_SET), -EINVAL);
+	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_CUR), RING / 2);
+	{
+		void *q;
+
+		CU_ASSERT_EQUAL(bw_stream_poke(w, &q, 10), -ENOSYS);
+		CU_ASSERT_EQUAL(bw_stream_append(w, buf, 10), -ENOSYS);
+		CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "dynamic"));
+	}
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("dp");
+}
+
+/* Two readers at different paces: a container is freed only once both
+ * passed it, so the slow one reads everything; a reader attaching late
+ * starts at the write position and reads what follows. */
+static void test_two_readers(void)
+{
+	struct bw_stream *fast, *slow, *late, *w;
+	static uint8_t buf[RING], out[RING];
+	uint64_t wpos = 0, fpos = 0, spos = 0, lpos;
+
+	CU_ASSERT_EQUAL_FATAL(mk("d2", 0, 0, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("d2", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &fast),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("d2", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &slow),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("d2", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	for (int k = 0; k < 2000; k++) {
+		ssize_t x;
+
+		bwt_fill(buf, 3000, wpos, 9);
+		x = bw_stream_write(w, buf, 3000);
+		if (x > 0)
+			wpos += (uint64_t)x;
+		x = bw_stream_read(fast, out, RING);
+		if (x > 0) {
+			CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, fpos, 9),
+					      -1);
+			fpos += (uint64_t)x;
+		}
+		if (k % 4 == 0 && (x = bw_stream_read(slow, out, 5000)) > 0) {
+			CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, spos, 9),
+					      -1);
+			spos += (uint64_t)x;
+		}
+		CU_ASSERT_FATAL(held(w) <= BOUND);
+	}
+	CU_ASSERT(spos > 4 * RING); /* it went round many times */
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("d2", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &late),
+			      0);
+	lpos = (uint64_t)bw_stream_lseek(late, 0, SEEK_CUR);
+	CU_ASSERT_EQUAL(lpos, wpos);
+	bwt_fill(buf, 100, wpos, 9);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 100), 100);
+	CU_ASSERT_EQUAL(bw_stream_read(late, out, RING), 100);
+	CU_ASSERT_EQUAL(bwt_verify(out, 100, lpos, 9), -1);
+	bw_stream_close(fast);
+	bw_stream_close(slow);
+	bw_stream_close(late);
+	bw_stream_close(w);
+	bw_unlink("d2");
+}
+
+struct pair {
+	struct bw_stream *w;
+	uint64_t total;
+};
+
+static void *writer_thread(void *arg)
+{
+	struct pair *p = arg;
+	static uint8_t buf[9000];
+	uint64_t pos = 0;
+
+	while (pos < p->total) {
+		size_t n = 1 + (size_t)(pos * 31 % 8999);
+		ssize_t x;
+
+		if (n > p->total - pos)
+			n = (size_t)(p->total - pos);
+		bwt_fill(buf, n, pos, 11);
+		x = bw_stream_write(p->w, buf, n);
+		if (x <= 0)
+			break;
+		pos += (uint64_t)x;
+	}
+	bw_stream_close(p->w);
+	return NULL;
+}
+
+/* A writer thread and a reader thread in one process. */
+static void test_threads(void)
+{
+	struct bw_stream *r;
+	struct pair p = {.total = 64 * RING};
+	static uint8_t out[7000];
+	uint64_t pos = 0;
+	pthread_t t;
+
+	CU_ASSERT_EQUAL_FATAL(mk("dt", 0, 0, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dt", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dt", BW_WRITE, &p.w), 0);
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, writer_thread, &p), 0);
+	for (;;) {
+		ssize_t x = bw_stream_read(r, out, 1 + pos % 6999);
+
+		if (x <= 0) {
+			CU_ASSERT_EQUAL(x, 0);
+			break;
+		}
+		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, pos, 11), -1);
+		pos += (uint64_t)x;
+	}
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(pos, p.total);
+	bw_stream_close(r);
+	bw_unlink("dt");
+}
+
+/* Other processes, bw_fork children, and options that cannot work. */
+static void test_refused(void)
+{
+	struct bw_stream *r, *w;
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	uint8_t b[16] = {0};
+	pid_t pid;
+
+	CU_ASSERT_EQUAL_FATAL(mk("dx", 0, 0, 0), 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		struct bw_stream *s;
+		int e = bw_stream_open("dx", BW_READ | BW_NOWAIT, &s);
+
+		_exit(e == -EINVAL && strstr(bw_strerror_last(), "dynamic") ? 0
+									    : 1);
+	}
+	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dx", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dx", BW_WRITE, &w), 0);
+	pid = bw_fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0)
+		_exit(bw_stream_write(w, b, 16) == -EINVAL &&
+			      bw_stream_read(r, b, 16) == -EINVAL
+		      ? 0
+		      : 1);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+	/* the parent's handles go on */
+	CU_ASSERT_EQUAL(bw_stream_write(w, b, 16), 16);
+	CU_ASSERT_EQUAL(bw_stream_read(r, b, 16), 16);
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("dx");
+
+	CU_ASSERT_EQUAL(mk("dx", BW_RING_INDEX, 0, 0), -EINVAL);
+	CU_ASSERT_EQUAL(mk("dx", 0, BW_POLICY_FRP, 0), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "lossless or srp"));
+	CU_ASSERT_EQUAL(mk("dx", 0, BW_POLICY_MRP, 0), -EINVAL);
+	CU_ASSERT_EQUAL(mk("dx", 0, 0, 2), -EINVAL);
+	CU_ASSERT_EQUAL(mk("dx", 0, BW_POLICY_SRP, 1), 0);
+	bw_unlink("dx");
+	o.flags = BW_RING_DYNAMIC;
+	o.layout = BW_LAYOUT_VR;
+	CU_ASSERT_EQUAL(bw_mkfifo("dx", &o), -EINVAL);
+	/* a pipe works too, in this process */
+	{
+		struct bw_stream *e[2];
+
+		o.layout = 0;
+		o.size = RING;
+		CU_ASSERT_EQUAL_FATAL(bw_pipe(e, &o), 0);
+		CU_ASSERT_EQUAL(bw_stream_write(e[1], "abc", 3), 3);
+		CU_ASSERT_EQUAL(bw_stream_read(e[0], b, 16), 3);
+		CU_ASSERT_EQUAL(memcmp(b, "abc", 3), 0);
+		bw_stream_close(e[0]);
+		bw_stream_close(e[1]);
+	}
+}
+
+static void reg(void)
+{
+	bwt_add("stream across containers, memory bound", test_stream_and_bound);
+	bwt_add("peek, seek, and the -ENOSYS defaults", test_peek);
+	bwt_add("two readers, a late reader", test_two_readers);
+	bwt_add("writer and reader threads", test_threads);
+	bwt_add("refused: other processes, forks, options", test_refused);
+}
+
+int main(void)
+{
+	return bwt_main("dynamic", reg);
+}
