@@ -181,6 +181,10 @@ BW_API int bw_stream_fd(struct bw_stream *s)
 	r = bw_stream_flush(s);
 	if (r < 0)
 		return r;
+	if (s->m->g.scale)
+		return bwi_err(ENOSYS, "a self-scaling ring moves between "
+				       "regions: it has no one descriptor to "
+				       "poll (use bw_stream_block or select)");
 	if (s->bell_fd >= 0)
 		return s->bell_fd;
 	if (s->tap) {

@@ -74,9 +74,36 @@ struct bwi_geom {
 	uint32_t owner_pid;  /* dynamic rings: the process whose heap holds
 			      * the data, and its start time */
 	uint64_t owner_start;
+	uint32_t scale;	     /* enum bw_scale: this is the control segment
+			      * of a self-scaling ring (scale.c) */
+	uint32_t scale_shifts; /* log2 of the initial, least and largest
+				* sizes, in bits 0-7, 8-15, 16-23 */
 	uint32_t sum;	    /* checksum of the bytes before it */
 	uint32_t pad;
 };
+
+/* Internal geometry flags, above the public BW_RING_* ones. */
+#define BWI_GF_EPOCH (1u << 30) /* a region of a self-scaling ring */
+#define BWI_GF_DECK (1u << 29)	/* whose data is in NAME@deck */
+#define BWI_GF_PUBLIC (BW_RING_HUGEPAGE | BW_RING_INDEX | BW_RING_DYNAMIC)
+
+/* Self-scaling rings: the table of regions (epochs) in the control
+ * segment, after the DR header ring. Epoch k lives in entry k % BWI_EPOCHS:
+ * start, shift, end (BWI_NO_POS while it is the producer's), then seq = k
+ * (release) once it is filled in. cur: the producer's epoch. */
+#define BWI_EPOCHS 8u
+struct bwi_epoch {
+	bwi_a64 seq;
+	bwi_a64 start;
+	bwi_a64 end;
+	bwi_a64 shift;
+};
+struct bwi_scale_area {
+	bwi_a64 cur;
+	uint64_t pad[3];
+	struct bwi_epoch ev[BWI_EPOCHS];
+};
+_Static_assert(sizeof(struct bwi_scale_area) == 288, "scale area layout");
 
 /* Written by writers on every call, each word on its own line: readers poll
  * tail, while head is touched only by writers (and validating readers), so a
@@ -195,7 +222,10 @@ struct bwi_slot {
 	bwi_a64 calls;
 	bwi_a64 waits;
 	bwi_a64 lost;
-	uint64_t rsv0[2]; /* unused */
+	bwi_a64 adopt;	  /* readers of self-scaling rings: a slot claimed
+			   * for another process's reader is adopted by it
+			   * (CAS 0 -> 1) or abandoned (0 -> 2), once */
+	uint64_t rsv1;	  /* unused */
 	/* Writers: the reservation this writer holds, once head has moved
 	 * for it: rend first, then rstart (release). A marker pos = start |
 	 * OPEN with rstart == start names the holder and rend its end. */
@@ -246,12 +276,14 @@ struct bwi_hdr {
 	struct bwi_slot slots[]; /* max_readers, then max_writers */
 };
 
-_Static_assert(sizeof(struct bwi_geom) == 112, "geometry layout");
+_Static_assert(sizeof(struct bwi_geom) == 120, "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, scale_shifts) == 108,
+	       "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, owner_start) == 96,
 	       "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, capacity) == 16, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, ring_id) == 40, "geometry layout");
-_Static_assert(offsetof(struct bwi_geom, sum) == 104, "geometry layout");
+_Static_assert(offsetof(struct bwi_geom, sum) == 112, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, rec_size) == 76, "geometry layout");
 _Static_assert(offsetof(struct bwi_geom, rec_hdrs) == 88, "geometry layout");
 _Static_assert(offsetof(struct bwi_hdr, prod.head) == 256, "reservation line");
@@ -277,6 +309,7 @@ _Static_assert(sizeof(struct bwi_slot) == BWI_LINE, "slot size");
 _Static_assert(offsetof(struct bwi_slot, pos) == 8, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, lost) == 56, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, rstart) == 80, "slot layout");
+_Static_assert(offsetof(struct bwi_slot, adopt) == 64, "slot layout");
 _Static_assert(offsetof(struct bwi_slot, rend) == 88, "slot layout");
 _Static_assert(sizeof(struct bwi_ctl) <= BWI_LINE, "control line");
 _Static_assert(offsetof(struct bwi_ctl, scar) == 32, "control line layout");
@@ -303,6 +336,7 @@ struct bwi_map {
 	uint16_t reg_id;   /* host-wide id, once registered (0: none yet) */
 	uint16_t reg_gen;
 	struct bwi_dyn *dyn; /* dynamic rings: the containers (dynamic.c) */
+	uint64_t start_pos;  /* a new epoch's first position (hdr_init) */
 	struct bwi_map *next;
 };
 
@@ -315,8 +349,13 @@ uint64_t bwi_dyn_held(const struct bwi_map *m);
 static inline uint64_t bwi_seg_bytes(const struct bwi_geom *g)
 {
 	return g->hdr_size +
-	       ((g->flags & BW_RING_DYNAMIC) ? 0 : g->capacity);
+	       ((g->flags & (BW_RING_DYNAMIC | BWI_GF_DECK)) ? 0 : g->capacity);
 }
+
+int bwi_epoch_create(const struct bwi_map *root, uint64_t k, unsigned shift,
+		     uint64_t start);
+int bwi_part_name(char *out, size_t len, const char *root, uint64_t k);
+void bwi_part_unlink(const char *root, uint64_t k);
 
 int bwi_name_check(const char *name);
 int bwi_ring_create(const char *name, const struct bw_ring_opts *opts,
@@ -416,11 +455,19 @@ static inline uint32_t bwi_rec_max(const struct bwi_geom *g)
 					  : g->rec_size;
 }
 
+/* The epoch table of a self-scaling ring's control segment. */
+static inline struct bwi_scale_area *bwi_scale_area(const struct bwi_map *m)
+{
+	return (struct bwi_scale_area *)(bwi_rec_hdrs(m) + m->g.rec_hdrs);
+}
+
 /* ---- slots.c ---- */
 enum bwi_role { BWI_READER = 0, BWI_WRITER = 1 };
 
 int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 		   uint32_t *idx, uint32_t *gen);
+int bwi_slot_claim_for(struct bwi_map *m, uint32_t idx, uint64_t pos,
+		       pid_t pid, uint64_t starttime, uint32_t *gen);
 void bwi_slot_release(struct bwi_map *m, enum bwi_role role, uint32_t idx,
 		      uint32_t gen);
 unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role);

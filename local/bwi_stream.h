@@ -43,10 +43,14 @@ struct bwi_ops {
 	int64_t (*lseek)(struct bw_stream *s, int64_t off, int whence);
 	/* readable without waiting on the ring (data held by the layer) */
 	bool (*held)(struct bw_stream *s);
+	/* the handle block and select wait on (the default: s itself) */
+	struct bw_stream *(*wait_on)(struct bw_stream *s, int events);
+	/* fills in what the layer knows better than its ring (default: 0) */
+	int (*stat)(struct bw_stream *s, struct bw_stream_stat *st);
 };
 
 extern const struct bwi_ops bwi_enosys_ops, bwi_dbuf_ops, bwi_ibuf_ops,
-	bwi_rec_ops, bwi_dyn_ops;
+	bwi_rec_ops, bwi_dyn_ops, bwi_scale_ops;
 
 /* The op of table t, or the -ENOSYS default for one it lacks. */
 #define BWI_OP(t, op)                                                       \
@@ -151,6 +155,9 @@ struct bw_stream {
 	struct bwi_dyn_box *dyn_w, *dyn_r;
 	uint64_t dyn_racq; /* bytes peek_acquire handed out */
 
+	/* self-scaling rings (scale.c): handles on the current regions */
+	struct bwi_scaler *sc;
+
 	int bell_fd;	     /* doorbell for bw_stream_fd(), or -1 */
 	bool bell_timer;     /* taps: the doorbell is a periodic timer */
 
@@ -246,6 +253,9 @@ void bwi_handles_unlock(void);
 struct bw_stream *bwi_handles_first(void);
 int bwi_reattach(struct bw_stream *s);
 int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags);
+int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
+		     int flags);
+int bwi_wr_room(struct bw_stream *s, uint64_t n);
 int bwi_stream_new(struct bw_stream **out);
 void bwi_stream_free(struct bw_stream *s);
 

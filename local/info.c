@@ -25,6 +25,31 @@ static void peer_fill(struct bw_ring_peer *p, int role, uint32_t idx,
 	p->lost = bw_load_relaxed(&sl->lost);
 }
 
+/* A self-scaling ring: its sizes, and the positions of its region now. */
+static void scale_info(struct bwi_map *m, struct bw_ring_info *info)
+{
+	struct bwi_scale_area *a = bwi_scale_area(m);
+	uint64_t k = bw_load_acquire(&a->cur), sh;
+	struct bwi_epoch *e = &a->ev[k % BWI_EPOCHS];
+	char part[BWI_NAME_MAX + 1];
+	struct bwi_map *r;
+
+	info->scale = m->g.scale;
+	info->scale_min = UINT64_C(1) << ((m->g.scale_shifts >> 8) & 0xff);
+	info->scale_max = UINT64_C(1) << ((m->g.scale_shifts >> 16) & 0xff);
+	sh = bw_load_relaxed(&e->shift);
+	if (bw_load_acquire(&e->seq) != k || sh > 63)
+		return;
+	info->scale_epoch = k;
+	info->scale_size = UINT64_C(1) << sh;
+	if (bwi_part_name(part, sizeof(part), m->name, k) < 0 ||
+	    bwi_map_open(part, BWI_ACC_RO, &r) < 0)
+		return;
+	info->write_pos = bw_load_acquire(&r->hdr->prod.tail);
+	info->reserved_pos = bw_load_relaxed(&r->hdr->prod.head);
+	bwi_map_put(r);
+}
+
 BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 			struct bw_ring_peer *peers, unsigned max_peers)
 {
@@ -78,6 +103,8 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 	info->record_align = m->g.rec_align;
 	info->record_align_offset = m->g.rec_align_off;
 	info->record_max = bwi_rec_max(&m->g);
+	if (m->g.scale)
+		scale_info(m, info);
 	for (uint32_t i = 0; i < m->g.max_readers + m->g.max_writers; i++) {
 		const struct bwi_slot *sl = &h->slots[i];
 		bool rd = i < m->g.max_readers;

@@ -6,7 +6,9 @@
  * A ring's stack is fixed when it is created and recorded in its geometry:
  * the layout layer (index, fr, vr or dr records; none for a byte ring) or
  * the dynamic layer (containers on the heap) on the DBuf, whose
- * synchronization layer is the ring's policy. Every process
+ * synchronization layer is the ring's policy; or the scaling layer, whose
+ * ring is a control segment and which forwards to the DBuf of the region
+ * the stream is in. Every process
  * that opens the ring reads the same geometry, so builds the same stack.
  */
 #include "config.h"
@@ -99,6 +101,18 @@ static bool enosys_held(struct bw_stream *s)
 	return false;
 }
 
+static struct bw_stream *enosys_wait_on(struct bw_stream *s, int events)
+{
+	(void)events;
+	return s;
+}
+
+static int enosys_stat(struct bw_stream *s, struct bw_stream_stat *st)
+{
+	(void)s, (void)st;
+	return 0;
+}
+
 /* Attach and detach do nothing by default: a layer without state of its
  * own needs neither. held: nothing is held above the ring. */
 const struct bwi_ops bwi_enosys_ops = {
@@ -117,6 +131,8 @@ const struct bwi_ops bwi_enosys_ops = {
 	.check = enosys_check,
 	.lseek = enosys_lseek,
 	.held = enosys_held,
+	.wait_on = enosys_wait_on,
+	.stat = enosys_stat,
 };
 
 int bwi_stack_build(struct bw_stream *s)
@@ -125,6 +141,10 @@ int bwi_stack_build(struct bw_stream *s)
 
 	switch (s->m->g.layout) {
 	case BWI_LAYOUT_BYTES:
+		if (s->m->g.scale) {
+			top = &bwi_scale_ops;
+			break;
+		}
 		if (s->m->g.flags & BW_RING_DYNAMIC) {
 			top = &bwi_dyn_ops;
 			break;

@@ -63,6 +63,8 @@ static int dir_open(bool create)
 }
 
 static int unlink_one(const char *name);
+static void unlink_parts(const char *name);
+static int scale_create(const char *name, const struct bwi_map *root);
 
 int bwi_name_check(const char *name)
 {
@@ -90,6 +92,44 @@ int bwi_name_check(const char *name)
 	return 0;
 }
 
+/* A ring name, or a part of a self-scaling ring: ROOT@K (K decimal) or
+ * ROOT@deck, made by this library only. */
+static int name_or_part(const char *name)
+{
+	const char *at = name ? strchr(name, '@') : NULL;
+	char root[BWI_NAME_MAX + 1];
+	size_t n;
+
+	if (!at)
+		return bwi_name_check(name);
+	n = (size_t)(at - name);
+	if (n > BWI_NAME_MAX || strlen(name) > BWI_NAME_MAX)
+		return bwi_err(EINVAL, "ring name '%.64s' is too long", name);
+	memcpy(root, name, n);
+	root[n] = 0;
+	if (bwi_name_check(root) < 0)
+		return -EINVAL;
+	if (strcmp(at + 1, "deck") == 0)
+		return 0;
+	if (!at[1] || strspn(at + 1, "0123456789") != strlen(at + 1))
+		return bwi_err(EINVAL, "ring name '%.64s' holds '@'", name);
+	return 0;
+}
+
+/* The name of part k of the self-scaling ring root (UINT64_MAX: the deck). */
+int bwi_part_name(char *out, size_t len, const char *root, uint64_t k)
+{
+	int n = k == UINT64_MAX
+			? snprintf(out, len, "%s@deck", root)
+			: snprintf(out, len, "%s@%llu", root, (unsigned long long)k);
+
+	if (n < 0 || (size_t)n >= len || n > BWI_NAME_MAX)
+		return bwi_err(ENAMETOOLONG, "ring name '%s' leaves no room "
+					     "for its parts",
+			       root);
+	return 0;
+}
+
 /* FNV-1a over the geometry up to its checksum. */
 uint32_t bwi_geom_sum(const struct bwi_geom *g)
 {
@@ -102,7 +142,8 @@ static size_t hdr_bytes(const struct bwi_geom *g)
 		   (size_t)(g->max_readers + g->max_writers) *
 			   sizeof(struct bwi_slot) +
 		   (size_t)g->max_writers * BWI_POSTS * sizeof(struct bwi_post) +
-		   (size_t)g->rec_hdrs * sizeof(uint64_t);
+		   (size_t)g->rec_hdrs * sizeof(uint64_t) +
+		   (g->scale ? sizeof(struct bwi_scale_area) : 0);
 	size_t page = g->page_size;
 
 	return (n + page - 1) / page * page;
@@ -231,6 +272,77 @@ static int dyn_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
 	return 0;
 }
 
+#define BWI_SCALE_MIN_DEFAULT (64u << 10)
+
+static unsigned log2u(uint64_t v)
+{
+	return 63u - (unsigned)__builtin_clzll(v);
+}
+
+/* What is wrong with a self-scaling control segment's options, or NULL. */
+static const char *scale_bad(const struct bwi_geom *g)
+{
+	unsigned init = g->scale_shifts & 0xff, lo = (g->scale_shifts >> 8) & 0xff,
+		 hi = (g->scale_shifts >> 16) & 0xff;
+
+	if (!g->scale)
+		return g->scale_shifts ? "scale sizes without scaling" : NULL;
+	if (g->scale > BW_SCALE_DECKCUT)
+		return "unknown scaling (realloc or deckcut)";
+	if (lo < 12 || lo > init || init > hi || (1ull << hi) > BWI_MAX_CAPACITY)
+		return "scale sizes must be powers of two with 4096 <= least "
+		       "<= size <= largest";
+	if (g->flags & BWI_GF_PUBLIC)
+		return "a self-scaling ring cannot be an IBuf, dynamic, or use "
+		       "huge pages";
+	if (g->layout != BWI_LAYOUT_BYTES)
+		return "a self-scaling ring is a byte ring";
+	if (g->policy == BW_POLICY_MRP || g->policy == BW_POLICY_FRP)
+		return "a self-scaling ring keeps its readers' places when it "
+		       "resizes: lossless or srp only";
+	if (g->max_writers != 1)
+		return "a self-scaling ring has one writer: the producer "
+		       "resizes it as it wraps";
+	if (g->capacity != BWI_MIN_CAPACITY)
+		return "bad control segment size";
+	return NULL;
+}
+
+/* Self-scaling options into g: the control segment keeps the smallest
+ * capacity (it holds no data) and the sizes as shifts. */
+static int scale_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
+{
+	uint64_t size = g->capacity, lo, hi;
+	const char *bad;
+
+	if (o->struct_size < offsetof(struct bw_ring_opts, scale_max) +
+				     sizeof(o->scale_max) ||
+	    !o->scale)
+		return 0;
+	lo = o->scale_min ? o->scale_min : BWI_SCALE_MIN_DEFAULT;
+	if (lo > size)
+		lo = size;
+	hi = o->scale_max ? o->scale_max
+	     : o->scale == BW_SCALE_REALLOC
+		     ? (size * 4 < BWI_MAX_CAPACITY ? size * 4 : BWI_MAX_CAPACITY)
+		     : size;
+	if (!is_pow2(lo) || !is_pow2(hi) || lo < 4096 || hi < size)
+		return bwi_err(EINVAL, "scale sizes %llu to %llu around %llu: "
+				       "powers of two with 4096 <= least <= "
+				       "size <= largest",
+			       (unsigned long long)lo, (unsigned long long)hi,
+			       (unsigned long long)size);
+	g->scale = o->scale;
+	g->scale_shifts = log2u(size) | log2u(lo) << 8 | log2u(hi) << 16;
+	if (o->max_writers > 1)
+		return bwi_err(EINVAL, "a self-scaling ring has one writer: the "
+				       "producer resizes it as it wraps");
+	g->max_writers = 1;
+	g->capacity = BWI_MIN_CAPACITY;
+	bad = scale_bad(g);
+	return bad ? bwi_err(EINVAL, "%s", bad) : 0;
+}
+
 static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 {
 	struct bw_ring_opts d = BW_RING_OPTS_INIT;
@@ -303,6 +415,9 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 	r = dyn_opts(o, g);
 	if (r < 0)
 		return r;
+	r = scale_opts(o, g);
+	if (r < 0)
+		return r;
 	g->hdr_size = (uint32_t)hdr_bytes(g);
 	g->ring_id = bwi_random64();
 	g->created_ns = bwi_now_ns();
@@ -355,12 +470,50 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 	      g->policy == BW_POLICY_FRP)))
 		return bwi_err(EBADMSG, "%s: bad dynamic ring owner or options",
 			       what);
+	if (scale_bad(g) || (g->flags & ~(BWI_GF_PUBLIC | BWI_GF_EPOCH |
+					   BWI_GF_DECK)) ||
+	    ((g->flags & BWI_GF_DECK) && !(g->flags & BWI_GF_EPOCH)))
+		return bwi_err(EBADMSG, "%s: bad scaling options: %s", what,
+			       scale_bad(g) ? scale_bad(g) : "flags");
 	if (file_size != bwi_seg_bytes(g))
 		return bwi_err(EBADMSG, "%s is %llu bytes; its header says %llu "
 				       "(truncated segment)",
 			       what, (unsigned long long)file_size,
 			       (unsigned long long)bwi_seg_bytes(g));
 	return 0;
+}
+
+/* NAME@deck, the data of the deck-cut ring whose region m is, checked to
+ * hold cap bytes. Returns the descriptor. */
+static int deck_open(const struct bwi_map *m, size_t cap)
+{
+	char root[BWI_NAME_MAX + 1], deck[BWI_NAME_MAX + 1];
+	const char *at = strchr(m->name, '@');
+	struct stat st;
+	int dfd, fd, r;
+
+	if (!at)
+		return bwi_err(EBADMSG, "deck-cut region without a name");
+	snprintf(root, sizeof(root), "%.*s", (int)(at - m->name), m->name);
+	r = bwi_part_name(deck, sizeof(deck), root, UINT64_MAX);
+	if (r < 0)
+		return r;
+	dfd = dir_open(false);
+	if (dfd < 0)
+		return dfd;
+	fd = openat(dfd, deck, (m->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC |
+				       O_NONBLOCK);
+	close(dfd);
+	if (fd < 0)
+		return bwi_err(errno, "deck-cut ring data '%s'", deck);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < cap) {
+		close(fd);
+		return bwi_err(EBADMSG, "deck-cut ring data '%s' is not a "
+					"file of %zu bytes",
+			       deck, cap);
+	}
+	return fd;
 }
 
 /* Maps header and data, the data twice. Uses only the validated copy m->g. */
@@ -370,6 +523,8 @@ static int map_segment(int fd, struct bwi_map *m)
 	size_t hs = m->g.hdr_size, cap = (size_t)m->g.capacity;
 	size_t align = m->g.page_size, len = hs + 2 * cap;
 	uint8_t *res, *base;
+	off_t doff = (off_t)hs;
+	int dfd = fd, pop = MAP_POPULATE;
 
 	res = mmap(NULL, len + align, PROT_NONE,
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -380,21 +535,37 @@ static int map_segment(int fd, struct bwi_map *m)
 	if (base > res)
 		munmap(res, (size_t)(base - res));
 	munmap(base + len, (size_t)(res + align - base));
-	/* MAP_POPULATE: fault the ring in now, not in the data path. A
-	 * dynamic ring's data lives elsewhere: its data range stays reserved
-	 * and inaccessible, so a stray access faults at once. */
+	/* A deck-cut region's data is the first cap bytes of NAME@deck. */
+	if (m->g.flags & BWI_GF_DECK) {
+		dfd = deck_open(m, cap);
+		if (dfd < 0) {
+			munmap(base, len);
+			return dfd;
+		}
+		doff = 0;
+	}
+	/* MAP_POPULATE: fault the ring in now, not in the data path; but not
+	 * a deck-cut region's, whose pages the deck shares with every size
+	 * (mapping an old, larger region would bring back pages given to the
+	 * kernel). A dynamic ring's data lives elsewhere: its data range stays
+	 * reserved and inaccessible, so a stray access faults at once. */
+	if (m->g.flags & BWI_GF_DECK)
+		pop = 0;
 	if (mmap(base, hs, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED ||
 	    (!(m->g.flags & BW_RING_DYNAMIC) &&
-	     (mmap(base + hs, cap, prot, MAP_SHARED | MAP_FIXED | MAP_POPULATE,
-		   fd, (off_t)hs) == MAP_FAILED ||
-	      mmap(base + hs + cap, cap, prot,
-		   MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd,
-		   (off_t)hs) == MAP_FAILED))) {
+	     (mmap(base + hs, cap, prot, MAP_SHARED | MAP_FIXED | pop, dfd,
+		   doff) == MAP_FAILED ||
+	      mmap(base + hs + cap, cap, prot, MAP_SHARED | MAP_FIXED | pop,
+		   dfd, doff) == MAP_FAILED))) {
 		int e = errno;
 
 		munmap(base, len);
+		if (dfd != fd)
+			close(dfd);
 		return bwi_err(e, "mapping ring segment");
 	}
+	if (dfd != fd)
+		close(dfd);
 	m->hdr = (struct bwi_hdr *)base;
 	m->data = base + hs;
 	m->mask = m->g.capacity - 1;
@@ -572,7 +743,7 @@ int bwi_map_open(const char *name, enum bwi_access acc, struct bwi_map **out)
 	bool writable;
 	int fd, r;
 
-	r = bwi_name_check(name);
+	r = name_or_part(name);
 	if (r < 0)
 		return r;
 	fd = open_named(name, acc, &writable);
@@ -648,6 +819,17 @@ static void hdr_init(struct bwi_map *m)
 {
 	memset(m->hdr, 0, m->g.hdr_size);
 	memcpy(&m->hdr->g, &m->g, sizeof(m->g));
+	/* A region of a self-scaling ring continues the stream at its
+	 * start: nothing below it was ever here. */
+	bw_store_relaxed(&m->hdr->prod.head, m->start_pos);
+	bw_store_relaxed(&m->hdr->prod.tail, m->start_pos);
+	bw_store_relaxed(&m->hdr->ctl.scar, m->start_pos);
+	if (m->g.scale) {
+		struct bwi_epoch *e = &bwi_scale_area(m)->ev[0];
+
+		bw_store_relaxed(&e->end, BWI_NO_POS);
+		bw_store_relaxed(&e->shift, m->g.scale_shifts & 0xff);
+	}
 }
 
 /* Where huge-page rings live: the first hugetlbfs mount with 2 MiB pages. */
@@ -829,7 +1011,7 @@ int bwi_ring_create(const char *name, const struct bw_ring_opts *opts,
 	m->fd = -1;
 	m->writable = true;
 	if (name) {
-		r = bwi_name_check(name);
+		r = name_or_part(name);
 		if (r < 0)
 			return r;
 		snprintf(m->name, sizeof(m->name), "%s", name);
@@ -837,6 +1019,9 @@ int bwi_ring_create(const char *name, const struct bw_ring_opts *opts,
 	r = opts_check(opts, &m->g);
 	if (r < 0)
 		return r;
+	if (!name && m->g.scale)
+		return bwi_err(EINVAL, "a self-scaling ring must be named: its "
+				       "regions are files in the ring directory");
 	mode = opts && opts->mode ? (mode_t)opts->mode : 0600;
 	if (mode & ~(mode_t)0777)
 		return bwi_err(EINVAL, "mode %o: only permission bits (0777)",
@@ -902,9 +1087,31 @@ BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)
 		return bwi_err(EINVAL, "IBuf name '%.64s' is longer than %d "
 				       "(its DBuf is named NAME.wt)",
 			       name, BWI_NAME_MAX - 3);
+	r = bwi_name_check(name);
+	if (r < 0)
+		return r;
+	if (opts && opts->struct_size >= offsetof(struct bw_ring_opts, scale) +
+						 sizeof(opts->scale) &&
+	    opts->scale && strlen(name) > BWI_NAME_MAX - 5)
+		return bwi_err(EINVAL, "self-scaling ring name '%.64s' is "
+				       "longer than %d (its parts are NAME@K)",
+			       name, BWI_NAME_MAX - 5);
 	r = bwi_ring_create(name, opts, &m);
 	if (r < 0)
 		return r;
+	if (m.g.scale) {
+		r = scale_create(name, &m);
+		bwi_ring_unmap(&m);
+		if (r < 0) {
+			int e = r;
+
+			unlink_parts(name);
+			unlink_one(name);
+			return bwi_err(-e, "creating self-scaling ring '%s': %s",
+				       name, bw_strerror_last());
+		}
+		return 0;
+	}
 	bwi_ring_unmap(&m);
 	if (!(m.g.flags & BW_RING_INDEX))
 		return 0;
@@ -960,6 +1167,127 @@ static int unlink_one(const char *name)
 	return r < 0 ? r : lay;
 }
 
+/* Removes the parts NAME@* of a self-scaling ring (any left). */
+static void unlink_parts(const char *name)
+{
+	size_t n = strlen(name);
+	struct dirent *de;
+	DIR *d;
+	int dfd = dir_open(false);
+
+	if (dfd < 0)
+		return;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, name, n) && de->d_name[n] == '@' &&
+		    name_or_part(de->d_name) == 0)
+			unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+}
+
+/* Removes part k of the self-scaling ring root, if it is there. */
+void bwi_part_unlink(const char *root, uint64_t k)
+{
+	char part[BWI_NAME_MAX + 1];
+
+	if (bwi_part_name(part, sizeof(part), root, k) == 0)
+		unlink_one(part);
+}
+
+/* A deck-cut ring's data: NAME@deck of the largest size, mode as NAME. */
+static int deck_create(const char *name, uint64_t size, mode_t mode)
+{
+	char deck[BWI_NAME_MAX + 1];
+	int dfd, fd, r = bwi_part_name(deck, sizeof(deck), name, UINT64_MAX);
+
+	if (r < 0)
+		return r;
+	dfd = dir_open(true);
+	if (dfd < 0)
+		return dfd;
+	unlinkat(dfd, deck, 0); /* a stale one from a ring of that name */
+	fd = openat(dfd, deck, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
+	close(dfd);
+	if (fd < 0)
+		return bwi_err(errno, "creating deck-cut ring data '%s'", deck);
+	r = fchmod(fd, mode) < 0 || ftruncate(fd, (off_t)size) < 0
+		    ? bwi_err(errno, "sizing deck-cut ring data '%s' to %llu "
+				     "bytes",
+			      deck, (unsigned long long)size)
+		    : 0;
+	close(fd);
+	return r;
+}
+
+int bwi_epoch_create(const struct bwi_map *root, uint64_t k, unsigned shift,
+		     uint64_t start)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	char part[BWI_NAME_MAX + 1];
+	struct bwi_map m;
+	struct stat st;
+	mode_t mode = 0600;
+	int dfd, r;
+
+	r = bwi_part_name(part, sizeof(part), root->name, k);
+	if (r < 0)
+		return r;
+	dfd = dir_open(false);
+	if (dfd >= 0) {
+		if (fstatat(dfd, root->name, &st, 0) == 0)
+			mode = st.st_mode & 0777;
+		unlinkat(dfd, part, 0); /* a stale one from an earlier ring */
+		close(dfd);
+	}
+	o.size = UINT64_C(1) << shift;
+	o.max_readers = root->g.max_readers;
+	o.max_writers = 1;
+	o.policy = root->g.policy;
+	o.writer_timeout_ms = root->g.writer_timeout_ms;
+	o.wake_batch = root->g.wake_batch;
+	o.wake_usec = root->g.wake_usec;
+	memset(&m, 0, sizeof(m));
+	m.fd = -1;
+	m.writable = true;
+	snprintf(m.name, sizeof(m.name), "%s", part);
+	r = opts_check(&o, &m.g);
+	if (r < 0)
+		return r;
+	m.g.flags |= BWI_GF_EPOCH |
+		     (root->g.scale == BW_SCALE_DECKCUT ? BWI_GF_DECK : 0);
+	m.g.sum = bwi_geom_sum(&m.g);
+	m.start_pos = start;
+	r = create_named(part, mode, &m);
+	if (m.hdr)
+		bwi_ring_unmap(&m);
+	return r;
+}
+
+/* A self-scaling ring's parts: the deck, and region 0 at its size. */
+static int scale_create(const char *name, const struct bwi_map *root)
+{
+	unsigned init = root->g.scale_shifts & 0xff,
+		 hi = (root->g.scale_shifts >> 16) & 0xff;
+	mode_t mode = 0600;
+	struct stat st;
+	int dfd = dir_open(false), r = 0;
+
+	if (dfd >= 0) {
+		if (fstatat(dfd, name, &st, 0) == 0)
+			mode = st.st_mode & 0777;
+		close(dfd);
+	}
+	if (root->g.scale == BW_SCALE_DECKCUT)
+		r = deck_create(name, UINT64_C(1) << hi, mode);
+	if (r == 0)
+		r = bwi_epoch_create(root, 0, init, 0);
+	return r;
+}
+
 BW_API int bw_unlink(const char *name)
 {
 	char wt[BWI_NAME_MAX + 8];
@@ -968,6 +1296,7 @@ BW_API int bw_unlink(const char *name)
 	r = bwi_name_check(name);
 	if (r < 0)
 		return r;
+	unlink_parts(name);
 	r = unlink_one(name);
 	if (r == -ENOENT)
 		return bwi_err(ENOENT, "no ring '%s'", name);

@@ -82,54 +82,86 @@ static bool writer_slot_held(const struct bwi_map *m, uint32_t i,
 	       bw_load_acquire(&s->rstart) == BWI_MARK_POS(p);
 }
 
+/* Claims slot i of the role's range for pid (started at starttime) at
+ * pos, if it is free. Returns its generation, or 0. */
+static uint32_t claim_at(struct bwi_map *m, enum bwi_role role, uint32_t i,
+			 uint64_t pos, pid_t pid, uint64_t starttime)
+{
+	uint32_t base, n, cur;
+	bwi_a32 *hi;
+	struct bwi_slot *s;
+	uint64_t w;
+	uint32_t g;
+
+	slot_range(m, role, &base, &n, &hi);
+	s = &m->hdr->slots[base + i];
+	w = bw_load_relaxed(&s->state);
+	g = BWI_SLOT_GEN(w) + 1;
+	/* A writer slot keeps a completed span that the tail has not passed
+	 * yet (its writer died or left before): not reused. */
+	if (role == BWI_WRITER && writer_slot_held(m, i, s))
+		return 0;
+	if (BWI_SLOT_STATE(w) != BWI_SLOT_FREE ||
+	    !bw_cas(&s->state, &w,
+		    BWI_SLOT_WORD(g, ((uint32_t)bwi_self_pid() << 2) |
+					     BWI_SLOT_CLAIMING)))
+		return 0;
+	/* Raise the scan bound first, so a reaper sees the slot even if we
+	 * die before it is filled in. */
+	cur = bw_load_relaxed(hi);
+	while (cur < i + 1 && !bw_cas(hi, &cur, i + 1))
+		;
+	bw_store_relaxed(&s->pos, pos);
+	bw_store_relaxed(&s->pid, (uint32_t)pid);
+	bw_store_relaxed(&s->starttime, starttime);
+	bw_store_relaxed(&s->bell, BWI_BELL_OFF);
+	bw_store_relaxed(&s->bytes, 0);
+	bw_store_relaxed(&s->calls, 0);
+	bw_store_relaxed(&s->waits, 0);
+	bw_store_relaxed(&s->lost, 0);
+	bw_store_relaxed(&s->adopt, 0);
+	/* S1: seq_cst store; a scanner that sees ACTIVE (acquire) sees pos
+	 * and pid. Also ordered before the caller's fence in the reader
+	 * registration protocol (stream.c, reader_attach). */
+	atomic_store(&s->state, BWI_SLOT_WORD(g, BWI_SLOT_ACTIVE));
+	bw_fetch_add(role == BWI_READER ? &m->hdr->ctl.rattach
+					: &m->hdr->ctl.wattach,
+		     1);
+	bwi_bump_peers(m);
+	return g;
+}
+
 int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 		   uint32_t *idx, uint32_t *gen)
 {
-	uint32_t base, n, cur;
+	uint32_t base, n;
 	bwi_a32 *hi;
 
 	slot_range(m, role, &base, &n, &hi);
 	for (uint32_t i = 0; i < n; i++) {
-		struct bwi_slot *s = &m->hdr->slots[base + i];
-		uint64_t w = bw_load_relaxed(&s->state);
-		uint32_t g = BWI_SLOT_GEN(w) + 1;
+		uint32_t g = claim_at(m, role, i, pos, bwi_self_pid(),
+				      bwi_self_starttime());
 
-		/* A writer slot keeps a completed span that the tail has not
-		 * passed yet (its writer died or left before): not reused. */
-		if (role == BWI_WRITER && writer_slot_held(m, i, s))
-			continue;
-		if (BWI_SLOT_STATE(w) != BWI_SLOT_FREE ||
-		    !bw_cas(&s->state, &w,
-			    BWI_SLOT_WORD(g, ((uint32_t)bwi_self_pid() << 2) |
-						     BWI_SLOT_CLAIMING)))
-			continue;
-		/* Raise the scan bound first, so a reaper sees the slot even
-		 * if we die before it is filled in. */
-		cur = bw_load_relaxed(hi);
-		while (cur < i + 1 && !bw_cas(hi, &cur, i + 1))
-			;
-		bw_store_relaxed(&s->pos, pos);
-		bw_store_relaxed(&s->pid, (uint32_t)bwi_self_pid());
-		bw_store_relaxed(&s->starttime, bwi_self_starttime());
-		bw_store_relaxed(&s->bell, BWI_BELL_OFF);
-		bw_store_relaxed(&s->bytes, 0);
-		bw_store_relaxed(&s->calls, 0);
-		bw_store_relaxed(&s->waits, 0);
-		bw_store_relaxed(&s->lost, 0);
-		/* S1: seq_cst store; a scanner that sees ACTIVE (acquire) sees
-		 * pos and pid. Also ordered before the caller's fence in the
-		 * reader registration protocol (stream.c, reader_attach). */
-		atomic_store(&s->state, BWI_SLOT_WORD(g, BWI_SLOT_ACTIVE));
-		bw_fetch_add(role == BWI_READER ? &m->hdr->ctl.rattach
-						: &m->hdr->ctl.wattach,
-			     1);
-		*idx = i;
-		*gen = g;
-		bwi_bump_peers(m);
-		return 0;
+		if (g) {
+			*idx = i;
+			*gen = g;
+			return 0;
+		}
 	}
 	return bwi_err(ENOSPC, "all %u %s slots of ring are taken", n,
 		       role == BWI_READER ? "reader" : "writer");
+}
+
+/* Reader slot idx, claimed on behalf of another process's reader, which
+ * adopts it later (self-scaling rings: the producer keeps each reader's
+ * place in a new region). Returns 0, or -EBUSY when the slot is taken. */
+int bwi_slot_claim_for(struct bwi_map *m, uint32_t idx, uint64_t pos,
+		       pid_t pid, uint64_t starttime, uint32_t *gen)
+{
+	if (idx >= m->g.max_readers)
+		return bwi_err(EINVAL, "reader slot %u out of range", idx);
+	*gen = claim_at(m, BWI_READER, idx, pos, pid, starttime);
+	return *gen ? 0 : bwi_err(EBUSY, "reader slot %u is taken", idx);
 }
 
 void bwi_slot_release(struct bwi_map *m, enum bwi_role role, uint32_t idx,

@@ -1996,6 +1996,8 @@ BW_API int bw_stream_select(struct bw_pollitem *items, unsigned n,
 	for (unsigned i = 0; i < n; i++) {
 		struct bw_stream *s = items[i].s;
 
+		if (LAYERED(s)) /* a layer may keep its data in another ring */
+			s = BWI_OP(s->ops, wait_on)(s, items[i].events);
 		r = enter(s);
 		if (r < 0)
 			return r;
@@ -2064,7 +2066,7 @@ BW_API int bw_stream_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	st->held_bytes = bwi_dyn_held(s->m);
 	st->spliced = s->iwst.spliced;
 	st->copied = s->iwst.copied;
-	return 0;
+	return LAYERED(s) ? BWI_OP(s->ops, stat)(s, st) : 0;
 }
 
 /* ---- attaching -------------------------------------------------------------- */
@@ -2326,11 +2328,15 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 	s->flags = flags;
 	s->policy = (uint8_t)m->g.policy;
 	s->nreaders = -1;
-	if (flags & BW_WRITE)
+	/* A self-scaling ring's reader takes its place in the region first:
+	 * a writer that sees it in the control segment writes for it. */
+	if (m->g.scale)
+		r = bwi_stack_build(s);
+	if (r == 0 && (flags & BW_WRITE))
 		r = writer_attach(s);
 	if (r == 0 && (flags & BW_READ))
 		r = reader_attach(s, flags & BW_FROM_START);
-	if (r == 0)
+	if (r == 0 && !m->g.scale)
 		r = bwi_stack_build(s);
 	if (r == 0 && !(flags & (BW_NOWAIT | BWI_NO_PEER_WAIT)) &&
 	    (flags & (BW_READ | BW_WRITE)) != (BW_READ | BW_WRITE))
@@ -2345,6 +2351,53 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 	}
 	handles_add(s);
 	return 0;
+}
+
+/* Attaches s to m as the reader whose slot someone claimed for this
+ * process (bwi_slot_claim_for): s takes over the caller's reference.
+ * Returns -ESRCH when the slot is not one this process may adopt. */
+int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
+		     int flags)
+{
+	struct bwi_slot *sl;
+	uint64_t w, pos;
+
+	if (slot >= m->g.max_readers || !m->writable)
+		return -ESRCH;
+	sl = bwi_rslot(m, slot);
+	w = bw_load_acquire(&sl->state);
+	pos = bw_load_relaxed(&sl->pos);
+	if (BWI_SLOT_STATE(w) != BWI_SLOT_ACTIVE ||
+	    bw_load_relaxed(&sl->pid) != (uint32_t)bwi_self_pid() ||
+	    bw_load_relaxed(&sl->starttime) != bwi_self_starttime() ||
+	    pos > bw_load_acquire(&m->hdr->prod.tail))
+		return -ESRCH;
+	s->m = m;
+	s->hdr = m->hdr;
+	s->data = m->data;
+	s->mask = m->mask;
+	s->flags = flags;
+	s->policy = (uint8_t)m->g.policy;
+	s->nreaders = -1;
+	s->drop0 = bw_load_relaxed(&H(s)->grp.dropped_bytes);
+	s->pad_next = pads_floor(m);
+	s->reader = true;
+	s->rslot = slot;
+	s->rgen = BWI_SLOT_GEN(w);
+	s->rsl = sl;
+	/* the slot held pos since before any byte past it was written */
+	s->rpos = s->rpub = s->tail_seen = pos;
+	handles_add(s);
+	return 0;
+}
+
+/* Waits for room for n bytes at head (n <= capacity): with n the
+ * capacity, until every reader has read all that was written. */
+int bwi_wr_room(struct bw_stream *s, uint64_t n)
+{
+	int r = need_writer(s);
+
+	return r < 0 ? r : wr_room(s, n);
 }
 
 void bwi_stream_free(struct bw_stream *s)
@@ -2368,6 +2421,9 @@ BW_API int bw_stream_open(const char *name, int flags, struct bw_stream **out)
 			       flags & ~BWI_OPEN_FLAGS);
 	if (!(flags & (BW_READ | BW_WRITE)))
 		return bwi_err(EINVAL, "open needs BW_READ, BW_WRITE or both");
+	r = bwi_name_check(name); /* parts of rings (NAME@K) are not opened */
+	if (r < 0)
+		return r;
 	r = bwi_stream_new(&s);
 	if (r < 0)
 		return r;

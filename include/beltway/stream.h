@@ -189,6 +189,39 @@ struct bw_ring_opts {
 	uint32_t record_size;
 	uint32_t record_align;
 	uint32_t record_align_offset;
+	/* Self-scaling (enum bw_scale): the ring starts at size and doubles
+	 * or halves, between scale_min (0: 64 KiB) and scale_max (0: 4 x size
+	 * for REALLOC; size for DECKCUT, which allocates it once). */
+	uint32_t scale;
+	uint64_t scale_min;
+	uint64_t scale_max;
+};
+
+/*
+ * Self-scaling rings (thesis section 4.5.1). The producer resizes the ring
+ * only as it wraps, doubling or halving it: it grows when the distance to
+ * the slowest reader passes a high watermark of the size, and otherwise
+ * looks for the size this machine streams fastest at, by measurement: it
+ * halves the ring while readers keep up and the smaller size is not known
+ * to be slower, and doubles it back when the larger one was faster. Each
+ * size is a region of its own; positions stay absolute across resizes and
+ * nothing is copied: readers finish the old region and follow into the new
+ * one, taking with them the place the producer kept for them there.
+ *  - REALLOC: each region is allocated when the ring resizes and freed
+ *    once every reader has left it.
+ *  - DECKCUT: one allocation of scale_max bytes; a smaller ring uses its
+ *    first part and gives the rest back to the kernel. The producer waits
+ *    for the readers to leave the old region before reusing its memory.
+ * A self-scaling ring is named (its regions are files NAME@K and NAME@deck
+ * in the ring directory, which bw_unlink removes with it), has one writer,
+ * is a lossless or SRP byte ring, and is read and written by processes
+ * with write permission. bw_stream_stat's capacity is the size now.
+ * bw_stream_fd is not available on it (-ENOSYS); block and select are.
+ */
+enum bw_scale {
+	BW_SCALE_NONE = 0,
+	BW_SCALE_REALLOC = 1,
+	BW_SCALE_DECKCUT = 2,
 };
 #define BW_RING_OPTS_INIT {.struct_size = sizeof(struct bw_ring_opts)}
 
@@ -424,6 +457,11 @@ struct bw_ring_info {
 	uint32_t layout;		/* enum bw_layout (0 for IBufs too) */
 	uint32_t record_size, record_align, record_align_offset;
 	uint32_t record_max; /* the largest record a write may carry */
+	uint32_t scale;	     /* enum bw_scale */
+	uint64_t scale_size; /* self-scaling: the size now (capacity is the
+			      * control segment's), and resizes so far */
+	uint64_t scale_epoch;
+	uint64_t scale_min, scale_max;
 };
 
 /* Reads the state of the named ring without attaching. Fills up to

@@ -1,0 +1,704 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Self-scaling rings (thesis section 4.5.1): a layer over a chain of
+ * regions, each a DBuf of its own size.
+ *
+ * The named ring is a control segment: its slots say who is attached (FIFO
+ * opens, end of stream, liveness work as for any ring), and it holds the
+ * table of regions, epoch k in entry k % BWI_EPOCHS. Region k is the ring
+ * NAME@K, whose positions start where region k - 1 ended (its head, tail
+ * and scar start there), so positions stay absolute and nothing is copied.
+ * A handle forwards every call to a handle on the region it is in; the
+ * fast paths are the DBuf's own.
+ *
+ * Resizing, by the one writer, only as it starts a new loop through the
+ * region (the write that would pass the loop's end):
+ *  1. it creates region k + 1 at position B (the write's start);
+ *  2. it claims there, for each reader attached to region k, the slot of
+ *     the same index at B, with that reader's pid: the writer then waits
+ *     for those readers in k + 1 as for any (lossless), before they
+ *     arrive;
+ *  0. deck-cut only (its regions share NAME@deck's pages), before
+ *     anything else: it waits until every reader has read to B (a
+ *     non-blocking writer tries again a loop later), then gives the pages
+ *     beyond a smaller size back to the kernel (MADV_REMOVE);
+ *  4. it fills in entry k + 1 (seq last, release), sets entry k's end to B
+ *     and cur to k + 1;
+ *  5. it attaches to region k + 1 and leaves region k, whose readers then
+ *     read to B and see its end;
+ *  6. it removes the regions before k that no reader is in any more
+ *     (collect), and resizes at all only once none is left: so at most
+ *     two regions are held, and no reader falls a region behind.
+ * A reader that reaches the end of region k finds entry k's end set, opens
+ * region k + 1 and adopts the slot kept for it (CAS adopt 0 -> 1); one
+ * that attached too late to be seen, or whose slot was given up, attaches
+ * there as a new reader. A slot kept for a reader that left region k
+ * without following is given up (CAS adopt 0 -> 2) by whichever of the
+ * two notices first: the writer after step 4, or the reader as it closes.
+ *
+ * When to resize: the writer samples the distance to its slowest reader
+ * four times a loop, and times each loop. The first loop at a size warms
+ * the caches; from the second, its rate counts (mean of the last two). It
+ * doubles the ring when the distance passed the high watermark; else it
+ * halves it while the readers stay under the low watermark and the smaller
+ * size is not known to be slower; else it goes back to a size it measured
+ * faster. Deck-cut resizes cost less, so its watermarks lie closer (the
+ * thesis's rule). The optimum is what this machine measures, not a cache
+ * size.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "bwi_stream.h"
+
+#define ADOPT_FREE 0
+#define ADOPT_TAKEN 1
+#define ADOPT_GIVEN_UP 2
+
+struct bwi_scaler {
+	struct bw_stream *r, *w; /* handles on the regions we are in */
+	uint64_t kr, kw;	 /* their epochs */
+	struct bwi_stats racc, wacc; /* counts of regions left behind */
+	/* the writer's measurements */
+	uint64_t loop_end, sample_at, loop_t0, maxdist;
+	unsigned loops;		/* loops completed at this size */
+	uint64_t gc;		/* the oldest region not yet removed */
+	bool stuck;		/* a resize failed: stay at this size */
+	double rate[64];	/* bytes/ns by shift, 0: never measured */
+	double last[64];
+};
+
+static struct bwi_scale_area *area(const struct bw_stream *s)
+{
+	return bwi_scale_area(s->m);
+}
+
+static unsigned lo_shift(const struct bw_stream *s)
+{
+	return (s->m->g.scale_shifts >> 8) & 0xff;
+}
+
+static unsigned hi_shift(const struct bw_stream *s)
+{
+	return (s->m->g.scale_shifts >> 16) & 0xff;
+}
+
+/* Entry k, checked: it names epoch k and a size within the ring's range. */
+static int entry(const struct bw_stream *s, uint64_t k, uint64_t *start,
+		 uint64_t *end, unsigned *shift)
+{
+	struct bwi_epoch *e = &area(s)->ev[k % BWI_EPOCHS];
+	uint64_t sh;
+
+	if (bw_load_acquire(&e->seq) != k)
+		return bwi_err(EIO, "self-scaling ring '%s': region %llu is no "
+				    "longer in its table (this handle fell "
+				    "behind)",
+			       s->m->name, (unsigned long long)k);
+	*start = bw_load_relaxed(&e->start);
+	*end = bw_load_acquire(&e->end);
+	sh = bw_load_relaxed(&e->shift);
+	if (sh < lo_shift(s) || sh > hi_shift(s) ||
+	    (*end != BWI_NO_POS && *end < *start))
+		return bwi_err(EBADMSG, "self-scaling ring '%s': region %llu "
+					"is corrupt",
+			       s->m->name, (unsigned long long)k);
+	*shift = (unsigned)sh;
+	return 0;
+}
+
+/* Opens a handle on region k with flags; a reader adopts slot (if it was
+ * kept for it), else attaches anew. */
+static int region_open(struct bw_stream *s, uint64_t k, int flags,
+		       int64_t slot, struct bw_stream **out)
+{
+	char part[BWI_NAME_MAX + 1];
+	struct bw_stream *h;
+	struct bwi_map *m;
+	int r = bwi_part_name(part, sizeof(part), s->m->name, k);
+
+	if (r < 0)
+		return r;
+	r = bwi_map_open(part, BWI_ACC_RW, &m);
+	if (r < 0)
+		return r;
+	if (!(m->g.flags & BWI_GF_EPOCH)) {
+		bwi_map_put(m);
+		return bwi_err(EBADMSG, "'%s' is not a region of a self-scaling "
+					"ring",
+			       part);
+	}
+	r = bwi_stream_new(&h);
+	if (r < 0) {
+		bwi_map_put(m);
+		return r;
+	}
+	flags |= BW_NOWAIT | BWI_NO_PEER_WAIT;
+	r = -ESRCH;
+	if (slot >= 0 && (uint32_t)slot < m->g.max_readers) {
+		uint64_t want = ADOPT_FREE;
+
+		if (bw_cas(&bwi_rslot(m, (uint32_t)slot)->adopt, &want,
+			   ADOPT_TAKEN))
+			r = bwi_attach_adopt(h, m, (uint32_t)slot, flags);
+	}
+	if (r == -ESRCH)
+		r = bwi_attach(h, m, flags);
+	if (r < 0) {
+		bwi_map_put(m);
+		bwi_stream_free(h);
+		return r;
+	}
+	*out = h;
+	return 0;
+}
+
+static void add_stats(struct bwi_stats *acc, struct bw_stream *h)
+{
+	struct bw_stream_stat st;
+
+	if (bw_stream_stat(h, &st) == 0) {
+		acc->bytes += st.bytes;
+		acc->calls += st.calls;
+		acc->waits += st.waits;
+		acc->lost += st.lost;
+	}
+}
+
+/* Gives up the slot kept in region k for reader slot idx of this process,
+ * unless its reader adopted it. */
+static void give_up(struct bw_stream *s, uint64_t k, uint32_t idx)
+{
+	char part[BWI_NAME_MAX + 1];
+	struct bwi_map *m;
+	struct bwi_slot *sl;
+	uint64_t want = ADOPT_FREE, w;
+
+	if (bwi_part_name(part, sizeof(part), s->m->name, k) < 0 ||
+	    bwi_map_open(part, BWI_ACC_RW, &m) < 0)
+		return;
+	if (idx < m->g.max_readers) {
+		sl = bwi_rslot(m, idx);
+		w = bw_load_acquire(&sl->state);
+		if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
+		    bw_cas(&sl->adopt, &want, ADOPT_GIVEN_UP))
+			bwi_slot_release(m, BWI_READER, idx, BWI_SLOT_GEN(w));
+	}
+	bwi_map_put(m);
+}
+
+static int sc_attach(struct bw_stream *s)
+{
+	struct bwi_scaler *sc = calloc(1, sizeof(*sc));
+	uint64_t k, start, end;
+	unsigned shift;
+	int r;
+
+	if (!sc)
+		return bwi_err(ENOMEM, "allocating a self-scaling handle");
+	s->sc = sc;
+	k = bw_load_acquire(&area(s)->cur);
+	/* before the control segment's slots (bwi_attach): s->flags says
+	 * what s will be */
+	r = entry(s, k, &start, &end, &shift);
+	if (r == 0 && (s->flags & BW_WRITE))
+		r = region_open(s, k, BW_WRITE, -1, &sc->w);
+	if (r == 0 && (s->flags & BW_WRITE)) {
+		sc->kw = k;
+		sc->gc = k > 2 ? k - 2 : 0; /* an earlier writer's leftovers */
+		sc->loop_t0 = bwi_now_ns();
+		sc->loop_end = sc->w->wpos + (UINT64_C(1) << shift);
+		sc->sample_at = sc->w->wpos + (UINT64_C(1) << shift) / 4;
+	}
+	if (r == 0 && (s->flags & BW_READ))
+		r = region_open(s, k, BW_READ | (s->flags & BW_FROM_START), -1,
+				&sc->r);
+	sc->kr = k;
+	return r;
+}
+
+static void sc_detach(struct bw_stream *s)
+{
+	struct bwi_scaler *sc = s->sc;
+	uint64_t k, start, end;
+	unsigned shift;
+
+	if (!sc)
+		return;
+	if (sc->r) {
+		uint32_t idx = sc->r->rslot;
+		bool had = sc->r->reader;
+
+		bw_stream_close(sc->r);
+		/* the slot kept for us ahead, if the writer moved on: see the
+		 * top (the Dekker with the writer's check after step 4) */
+		bw_smp_mb();
+		k = sc->kr + 1;
+		if (had && entry(s, k, &start, &end, &shift) == 0)
+			give_up(s, k, idx);
+	}
+	if (sc->w)
+		bw_stream_close(sc->w);
+	free(sc);
+	s->sc = NULL;
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+/* At the end of the reader's region: follows into the next. Returns 1
+ * when it moved, 0 at the end of the stream, or -errno. */
+static int follow(struct bw_stream *s)
+{
+	struct bwi_scaler *sc = s->sc;
+	uint64_t start, end, k = sc->kr;
+	struct bw_stream *h;
+	unsigned shift;
+	int r = entry(s, k, &start, &end, &shift);
+
+	if (r < 0)
+		return r;
+	if (end == BWI_NO_POS)
+		return 0; /* the writer left without resizing: the end */
+	r = entry(s, k + 1, &start, &end, &shift);
+	if (r < 0)
+		return r;
+	r = region_open(s, k + 1, BW_READ | (s->flags & BW_NONBLOCK),
+			(int64_t)sc->r->rslot, &h);
+	if (r < 0)
+		return r;
+	add_stats(&sc->racc, sc->r);
+	bw_stream_close(sc->r);
+	sc->r = h;
+	sc->kr = k + 1;
+	return 1;
+}
+
+static void sync_flags(struct bw_stream *s, struct bw_stream *h)
+{
+	h->flags = (h->flags & ~(BW_NONBLOCK | BW_LOW_LATENCY)) |
+		   (s->flags & (BW_NONBLOCK | BW_LOW_LATENCY));
+}
+
+static int r_enter(struct bw_stream *s)
+{
+	int r = bwi_need_reader(s);
+
+	if (r == 0)
+		sync_flags(s, s->sc->r);
+	return r;
+}
+
+static ssize_t sc_read(struct bw_stream *s, void *buf, size_t n)
+{
+	int r = r_enter(s);
+
+	if (r < 0)
+		return r;
+	for (;;) {
+		ssize_t x = bw_stream_read(s->sc->r, buf, n);
+
+		if (x != 0 || n == 0)
+			return x;
+		r = follow(s);
+		if (r <= 0)
+			return r;
+		sync_flags(s, s->sc->r);
+	}
+}
+
+static ssize_t sc_peek(struct bw_stream *s, const void **ptr, size_t n,
+		       bool move)
+{
+	int r = r_enter(s);
+
+	while (r >= 0) {
+		ssize_t x = move ? bw_stream_peek(s->sc->r, ptr, n)
+				 : bw_stream_peek_acquire(s->sc->r, ptr, n);
+
+		if (x != 0 || n == 0)
+			return x;
+		r = follow(s);
+		if (r <= 0)
+			return r;
+		sync_flags(s, s->sc->r);
+	}
+	return r;
+}
+
+static int sc_peek_complete(struct bw_stream *s, size_t n)
+{
+	int r = r_enter(s);
+
+	return r < 0 ? r : bw_stream_peek_complete(s->sc->r, n);
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+/* The distance from the writer to its slowest reader now. */
+static void sample(struct bw_stream *s, uint64_t hd)
+{
+	struct bwi_scaler *sc = s->sc;
+	struct bwi_map *m = sc->w->m;
+	uint64_t min, t = bw_load_acquire(&m->hdr->prod.tail);
+
+	if (bwi_min_reader(m, hd, t, &min) > 0 && hd - min > sc->maxdist)
+		sc->maxdist = hd - min;
+	sc->sample_at = hd + m->g.capacity / 4;
+}
+
+/* The size for the next loop, from the loop just done (see the top). */
+static unsigned decide(struct bw_stream *s, unsigned shift)
+{
+	struct bwi_scaler *sc = s->sc;
+	bool deck = s->m->g.scale == BW_SCALE_DECKCUT;
+	double p = (double)sc->maxdist / (double)(UINT64_C(1) << shift);
+	double hi = deck ? 0.625 : 0.75, lo = deck ? 0.375 : 0.25;
+
+	if (p > hi && shift < hi_shift(s))
+		return shift + 1;
+	if (sc->loops < 3 || !sc->rate[shift])
+		return shift; /* not measured yet */
+	if (p < lo && shift > lo_shift(s) &&
+	    (!sc->rate[shift - 1] || sc->rate[shift - 1] >= 0.95 * sc->rate[shift]))
+		return shift - 1;
+	if (shift < hi_shift(s) && sc->rate[shift + 1] > 1.05 * sc->rate[shift])
+		return shift + 1;
+	if (shift > lo_shift(s) && p < hi / 2 &&
+	    sc->rate[shift - 1] > 1.05 * sc->rate[shift])
+		return shift - 1;
+	return shift;
+}
+
+/* Gives up the slots kept in the new region for readers that left the
+ * old one meanwhile (see the top). */
+static void check_kept(struct bwi_map *old, struct bwi_map *m1,
+		       const uint32_t *gens, uint32_t hi)
+{
+	bw_smp_mb();
+	for (uint32_t i = 0; i < hi; i++) {
+		struct bwi_slot *o = bwi_rslot(old, i), *n = bwi_rslot(m1, i);
+		uint64_t w = bw_load_acquire(&o->state), want = ADOPT_FREE;
+		uint64_t wn = bw_load_acquire(&n->state);
+
+		if (!gens[i] || (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
+				 BWI_SLOT_GEN(w) == gens[i]))
+			continue;
+		if (BWI_SLOT_STATE(wn) == BWI_SLOT_ACTIVE &&
+		    bw_cas(&n->adopt, &want, ADOPT_GIVEN_UP))
+			bwi_slot_release(m1, BWI_READER, i, BWI_SLOT_GEN(wn));
+	}
+}
+
+/* Steps 1-6 at the top: the writer moves to a region of 2^shift bytes
+ * starting at b. */
+static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
+{
+	struct bwi_scaler *sc = s->sc;
+	struct bw_stream *w = sc->w, *h;
+	struct bwi_map *old = w->m, *m1;
+	struct bwi_scale_area *a = area(s);
+	uint64_t k = sc->kw, cap = old->g.capacity;
+	uint64_t cap1 = UINT64_C(1) << shift;
+	char part[BWI_NAME_MAX + 1];
+	uint32_t hi, *gens;
+	int r;
+
+	if (s->m->g.scale == BW_SCALE_DECKCUT) {
+		/* step 0: nothing is made until the readers are at b,
+		 * so a non-blocking writer that would wait resizes later */
+		r = bwi_wr_room(w, cap);
+		if (r < 0 && r != -EPIPE)
+			return r;
+		if (cap1 < cap)
+			madvise(w->data + cap1, (size_t)(cap - cap1),
+				MADV_REMOVE); /* advice: a failure costs memory */
+	}
+	r = bwi_epoch_create(s->m, k + 1, shift, b);
+	if (r < 0)
+		return r;
+	r = bwi_part_name(part, sizeof(part), s->m->name, k + 1);
+	if (r == 0)
+		r = bwi_map_open(part, BWI_ACC_RW, &m1);
+	if (r < 0) {
+		bwi_part_unlink(s->m->name, k + 1);
+		return r;
+	}
+	hi = bwi_slots_hi(old, BWI_READER);
+	gens = calloc(hi + 1, sizeof(*gens));
+	if (!gens) {
+		bwi_map_put(m1);
+		bwi_part_unlink(s->m->name, k + 1);
+		return bwi_err(ENOMEM, "resizing");
+	}
+	for (uint32_t i = 0; i < hi; i++) { /* step 2 */
+		struct bwi_slot *o = bwi_rslot(old, i);
+		uint64_t st = bw_load_acquire(&o->state);
+		uint32_t g;
+
+		if (BWI_SLOT_STATE(st) == BWI_SLOT_ACTIVE &&
+		    bwi_slot_claim_for(m1, i, b, (pid_t)bw_load_relaxed(&o->pid),
+				       bw_load_relaxed(&o->starttime),
+				       &g) == 0)
+			gens[i] = BWI_SLOT_GEN(st);
+	}
+	/* step 4 */
+	struct bwi_epoch *e1 = &a->ev[(k + 1) % BWI_EPOCHS];
+
+	bw_store_relaxed(&e1->start, b);
+	bw_store_relaxed(&e1->end, BWI_NO_POS);
+	bw_store_relaxed(&e1->shift, shift);
+	bw_store_release(&e1->seq, k + 1);
+	bw_store_release(&a->ev[k % BWI_EPOCHS].end, b);
+	bw_store_release(&a->cur, k + 1);
+	check_kept(old, m1, gens, hi);
+	free(gens);
+	/* step 5 */
+	r = bwi_stream_new(&h);
+	if (r == 0) {
+		r = bwi_attach(h, m1, BW_WRITE | BW_NOWAIT | BWI_NO_PEER_WAIT |
+					      (w->flags & BW_NONBLOCK));
+		if (r < 0)
+			bwi_stream_free(h);
+	}
+	if (r < 0) {
+		bwi_map_put(m1);
+		/* the table already names region k + 1: its readers will
+		 * find no writer there, which is the end */
+		return r;
+	}
+	add_stats(&sc->wacc, w);
+	bw_stream_close(w);
+	sc->w = h;
+	sc->kw = k + 1;
+	return 0;
+}
+
+/* Step 6: removes the regions before the writer's that no reader is in
+ * (readers enter only the writer's region, or follow from the one before,
+ * opening the next before they leave). Returns whether none is left. */
+static bool collect(struct bw_stream *s)
+{
+	struct bwi_scaler *sc = s->sc;
+
+	while (sc->gc < sc->kw) {
+		char part[BWI_NAME_MAX + 1];
+		struct bwi_map *m;
+		unsigned n;
+
+		if (bwi_part_name(part, sizeof(part), s->m->name, sc->gc) < 0)
+			return false;
+		if (bwi_map_open(part, BWI_ACC_RW, &m) == 0) {
+			bwi_reap(m); /* readers that died are not in it */
+			n = bwi_slot_count(m, BWI_READER);
+			bwi_map_put(m);
+			if (n)
+				return false;
+			bwi_part_unlink(s->m->name, sc->gc);
+		}
+		sc->gc++;
+	}
+	return true;
+}
+
+/* A new loop starts at hd: measure the last, and resize if it says so. */
+static int loop_done(struct bw_stream *s, uint64_t hd)
+{
+	struct bwi_scaler *sc = s->sc;
+	uint64_t now = bwi_now_ns(), cap = sc->w->m->g.capacity;
+	unsigned shift = (unsigned)__builtin_ctzll(cap), to;
+	int r = 0;
+
+	sc->loops++;
+	if (sc->loops >= 2 && now > sc->loop_t0) {
+		double rate = (double)cap / (double)(now - sc->loop_t0);
+
+		sc->rate[shift] = sc->last[shift] ? (rate + sc->last[shift]) / 2
+						  : rate;
+		sc->last[shift] = rate;
+	}
+	sample(s, hd);
+	to = sc->stuck ? shift : decide(s, shift);
+	/* a reader still in an older region: no third region, so at most
+	 * two are held and no reader falls a region behind */
+	if (to != shift && collect(s)) {
+		r = resize(s, hd, to);
+		if (r == 0)
+			sc->loops = 0;
+		else if (r != -EAGAIN && r != -EINTR)
+			sc->stuck = true; /* go on at this size */
+	}
+	cap = sc->w->m->g.capacity;
+	sc->maxdist = 0;
+	sc->loop_t0 = bwi_now_ns();
+	sc->loop_end = hd + cap;
+	sc->sample_at = hd + cap / 4;
+	return r == -EPIPE ? r : 0;
+}
+
+static int w_enter(struct bw_stream *s)
+{
+	int r = bwi_need_writer(s);
+
+	if (r == 0)
+		sync_flags(s, s->sc->w);
+	return r;
+}
+
+static ssize_t sc_write(struct bw_stream *s, const void *buf, size_t n)
+{
+	struct bwi_scaler *sc = s->sc;
+	size_t done = 0;
+	int r = w_enter(s);
+
+	if (r < 0)
+		return r;
+	if (n && !buf)
+		return bwi_err(EFAULT, "write buffer is NULL");
+	while (done < n) {
+		uint64_t hd = sc->w->wpos, cap = sc->w->m->g.capacity;
+		size_t c = n - done < cap ? n - done : (size_t)cap;
+		ssize_t x;
+
+		if (hd + c > sc->sample_at)
+			sample(s, hd);
+		if (hd + c > sc->loop_end) {
+			r = loop_done(s, hd);
+			if (r < 0)
+				return done ? (ssize_t)done : r;
+			sync_flags(s, sc->w);
+			cap = sc->w->m->g.capacity;
+			c = n - done < cap ? n - done : (size_t)cap;
+		}
+		x = bw_stream_write(sc->w, (const uint8_t *)buf + done, c);
+		if (x <= 0)
+			return done ? (ssize_t)done : x;
+		done += (size_t)x;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t sc_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
+{
+	struct bwi_scaler *sc = s->sc;
+	int r = w_enter(s);
+
+	if (r < 0)
+		return r;
+	if (sc->w->wpos + n > sc->loop_end && n) {
+		r = loop_done(s, sc->w->wpos);
+		if (r < 0)
+			return r;
+		sync_flags(s, sc->w);
+	}
+	return acq ? bw_stream_poke_acquire(sc->w, ptr, n)
+		   : bw_stream_poke(sc->w, ptr, n);
+}
+
+static int sc_poke_complete(struct bw_stream *s, size_t n)
+{
+	int r = w_enter(s);
+
+	return r < 0 ? r : bw_stream_poke_complete(s->sc->w, n);
+}
+
+/* ---- other calls -------------------------------------------------------------- */
+
+static int sc_flush(struct bw_stream *s)
+{
+	int r = bwi_d_flush(s);
+
+	if (r == 0 && s->sc->w)
+		r = bw_stream_flush(s->sc->w);
+	if (r == 0 && s->sc->r)
+		r = bw_stream_flush(s->sc->r);
+	return r;
+}
+
+static struct bw_stream *role(struct bw_stream *s, int events)
+{
+	struct bwi_scaler *sc = s->sc;
+
+	if (sc->r && (!sc->w || (events & BW_POLLIN)))
+		return sc->r;
+	return sc->w ? sc->w : s;
+}
+
+static int64_t sc_check(struct bw_stream *s, int64_t stamp, int flags)
+{
+	int r = bwi_d_flush(s);
+
+	if (r < 0)
+		return r;
+	if (flags == BW_CHECK_WRITE && s->sc->w)
+		return bw_stream_check(s->sc->w, stamp, flags);
+	if (s->sc->r)
+		return bw_stream_check(s->sc->r, stamp, flags);
+	return bwi_d_check(s, stamp, flags);
+}
+
+static int64_t sc_lseek(struct bw_stream *s, int64_t off, int whence)
+{
+	int r = bwi_d_flush(s);
+
+	if (r < 0)
+		return r;
+	if (s->sc->r)
+		return bw_stream_lseek(s->sc->r, off, whence);
+	if (s->sc->w)
+		return bw_stream_lseek(s->sc->w, off, whence);
+	return bwi_d_lseek(s, off, whence);
+}
+
+static struct bw_stream *sc_wait_on(struct bw_stream *s, int events)
+{
+	return role(s, events);
+}
+
+static int sc_stat(struct bw_stream *s, struct bw_stream_stat *st)
+{
+	struct bwi_scaler *sc = s->sc;
+	struct bw_stream *h = sc->r ? sc->r : sc->w;
+	const struct bwi_stats *acc = sc->r ? &sc->racc : &sc->wacc;
+	struct bw_stream_stat sub;
+	int r;
+
+	if (!h)
+		return 0;
+	r = bw_stream_stat(h, &sub);
+	if (r < 0)
+		return r;
+	st->capacity = sub.capacity;
+	st->read_pos = sub.read_pos;
+	st->write_pos = sub.write_pos;
+	st->bytes = acc->bytes + sub.bytes;
+	st->calls = acc->calls + sub.calls;
+	st->waits = acc->waits + sub.waits;
+	st->lost = acc->lost + sub.lost;
+	st->dropped = sub.dropped;
+	return 0;
+}
+
+/* The scaling layer: its ring is the control segment; the data is in the
+ * regions. */
+const struct bwi_ops bwi_scale_ops = {
+	.size = sizeof(struct bwi_ops),
+	.name = "scale",
+	.attach = sc_attach,
+	.detach = sc_detach,
+	.read = sc_read,
+	.peek = sc_peek,
+	.peek_complete = sc_peek_complete,
+	.write = sc_write,
+	.poke = sc_poke,
+	.poke_complete = sc_poke_complete,
+	.flush = sc_flush,
+	.check = sc_check,
+	.lseek = sc_lseek,
+	.wait_on = sc_wait_on,
+	.stat = sc_stat,
+};

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Self-scaling rings, reallocating and deck-cut: the ring shrinks while
+ * readers keep up and grows under pressure, only between loops; the stream
+ * stays whole and in order across every resize, for a reader in this
+ * process and one in another; old regions are removed; a deck-cut ring
+ * gives the pages beyond its size back; a reader that leaves while the
+ * ring resizes does not hold the writer; refused combinations.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define MIB (1u << 20)
+
+static int mk(const char *name, uint32_t scale, uint64_t size, uint64_t lo,
+	      uint64_t hi)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+
+	o.size = size;
+	o.scale = scale;
+	o.scale_min = lo;
+	o.scale_max = hi;
+	bw_unlink(name);
+	return bw_mkfifo(name, &o);
+}
+
+static uint64_t cap(struct bw_stream *s)
+{
+	struct bw_stream_stat st;
+
+	CU_ASSERT_EQUAL_FATAL(bw_stream_stat(s, &st), 0);
+	return st.capacity;
+}
+
+/* Files of the ring directory whose name starts with prefix. */
+static int parts(const char *prefix)
+{
+	DIR *d = opendir(bw_ring_dir());
+	struct dirent *de;
+	int n = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+	while ((de = readdir(d)))
+		n += !strncmp(de->d_name, prefix, strlen(prefix));
+	closedir(d);
+	return n;
+}
+
+/* One writer and one reader in this process, taking turns: a reader that
+ * keeps up lets the ring shrink; one that reads a quarter of what is
+ * written makes it grow. The bytes come back in order throughout. */
+static void run_turns(uint32_t scale)
+{
+	struct bw_stream *r, *w;
+	static uint8_t buf[64 << 10], out[64 << 10];
+	uint64_t wpos = 0, rpos = 0, c0, lo, hi;
+	struct bw_ring_info in;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sc", scale, MIB, 64 << 10, 0), 0);
+	CU_ASSERT_EQUAL(parts("sc@"), scale == BW_SCALE_DECKCUT ? 2 : 1);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sc", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sc", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	c0 = cap(w);
+	CU_ASSERT_EQUAL(c0, MIB);
+	lo = hi = c0;
+	/* keeping up: reads everything after every write */
+	for (int i = 0; i < 4000; i++) {
+		ssize_t x;
+
+		bwt_fill(buf, 4096, wpos, 21);
+		x = bw_stream_write(w, buf, 4096);
+		CU_ASSERT_EQUAL_FATAL(x, 4096);
+		wpos += 4096;
+		while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
+			CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 21),
+					      -1);
+			rpos += (uint64_t)x;
+		}
+		CU_ASSERT_EQUAL_FATAL(x, -EAGAIN);
+		if (cap(w) < lo)
+			lo = cap(w);
+		CU_ASSERT_EQUAL_FATAL(cap(r) <= MIB * 4, 1);
+	}
+	CU_ASSERT(lo < c0); /* it shrank */
+	CU_ASSERT(lo >= 64 << 10);
+	/* falling behind: the writer fills the ring, the reader takes a
+	 * little; the ring grows */
+	for (int i = 0; i < 20000 && hi < 4 * MIB; i++) {
+		ssize_t x;
+
+		bwt_fill(buf, 16384, wpos, 21);
+		x = bw_stream_write(w, buf, 16384);
+		if (x > 0)
+			wpos += (uint64_t)x;
+		else
+			CU_ASSERT_EQUAL_FATAL(x, -EAGAIN);
+		if (i % 4 == 0 || x < 0) {
+			x = bw_stream_read(r, out, 8192);
+			if (x > 0) {
+				CU_ASSERT_EQUAL_FATAL(
+					bwt_verify(out, (size_t)x, rpos, 21), -1);
+				rpos += (uint64_t)x;
+			}
+		}
+		if (cap(w) > hi)
+			hi = cap(w);
+	}
+	CU_ASSERT(hi > lo); /* it grew */
+	CU_ASSERT(hi <= 4 * MIB);
+	for (ssize_t x; (x = bw_stream_read(r, out, sizeof(out))) > 0;) {
+		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 21), -1);
+		rpos += (uint64_t)x;
+	}
+	CU_ASSERT_EQUAL(rpos, wpos);
+	CU_ASSERT_FATAL(bw_ring_stat("sc", &in, NULL, 0) >= 0);
+	CU_ASSERT_EQUAL(in.scale, scale);
+	CU_ASSERT(in.scale_epoch >= 2);
+	CU_ASSERT_EQUAL(in.scale_size, cap(w));
+	/* regions left behind are removed: the current and the one
+	 * before at most (and the deck) */
+	CU_ASSERT(parts("sc@") <= (scale == BW_SCALE_DECKCUT ? 3 : 2));
+	if (scale == BW_SCALE_DECKCUT) {
+		/* pages beyond the size now went back to the kernel */
+		char path[512];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s/sc@deck", bw_ring_dir());
+		CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+		CU_ASSERT_EQUAL((uint64_t)st.st_size, MIB);
+		CU_ASSERT((uint64_t)st.st_blocks * 512 <= cap(w) + (64 << 10) ||
+			  cap(w) == MIB);
+	}
+	bw_stream_close(w);
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 0); /* the end */
+	bw_stream_close(r);
+	CU_ASSERT_EQUAL(bw_unlink("sc"), 0);
+	CU_ASSERT_EQUAL(parts("sc@"), 0);
+}
+
+static void test_realloc_turns(void)
+{
+	run_turns(BW_SCALE_REALLOC);
+}
+
+static void test_deckcut_turns(void)
+{
+	run_turns(BW_SCALE_DECKCUT);
+}
+
+/* A reader in another process follows every resize: it checks each byte,
+ * and the stream ends when the writer closes. */
+static void run_other_process(uint32_t scale)
+{
+	struct bw_stream *w;
+	static uint8_t buf[1 << 16];
+	uint64_t wpos = 0, lo = UINT64_MAX, hi = 0;
+	pid_t pid;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sp", scale, 2 * MIB, 64 << 10, 2 * MIB), 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		struct bw_stream *r;
+		static uint8_t out[1 << 16];
+		uint64_t pos = 0;
+		ssize_t x;
+
+		if (bw_stream_open("sp", BW_READ, &r) < 0)
+			_exit(2);
+		while ((x = bw_stream_read(r, out, 1 + pos % 60000)) > 0) {
+			if (bwt_verify(out, (size_t)x, pos, 33) != -1)
+				_exit(3);
+			pos += (uint64_t)x;
+		}
+		_exit(x == 0 && pos > 0 ? 0 : 4);
+	}
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sp", BW_WRITE, &w), 0);
+	for (int i = 0; i < 6000; i++) {
+		/* bursts of large and small writes */
+		size_t n = (i / 500) % 2 ? 60000 : 700;
+
+		bwt_fill(buf, n, wpos, 33);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, n), (ssize_t)n);
+		wpos += n;
+		if (cap(w) < lo)
+			lo = cap(w);
+		if (cap(w) > hi)
+			hi = cap(w);
+	}
+	bw_stream_close(w);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+	CU_ASSERT(lo < hi); /* it resized while the child read */
+	bw_unlink("sp");
+}
+
+static void test_realloc_other_process(void)
+{
+	run_other_process(BW_SCALE_REALLOC);
+}
+
+static void test_deckcut_other_process(void)
+{
+	run_other_process(BW_SCALE_DECKCUT);
+}
+
+/* Two readers; one leaves while the ring keeps resizing. The slot kept for
+ * it ahead is given up, so the writer and the other reader go on. */
+static void test_reader_leaves(void)
+{
+	struct bw_stream *a, *b, *w;
+	static uint8_t buf[4096], out[1 << 16];
+	uint64_t wpos = 0, apos = 0;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sl", BW_SCALE_REALLOC, MIB, 64 << 10, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sl", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &a),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sl", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &b),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sl", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	for (int i = 0; i < 6000; i++) {
+		ssize_t x;
+
+		bwt_fill(buf, 4096, wpos, 5);
+		x = bw_stream_write(w, buf, 4096);
+		CU_ASSERT_EQUAL_FATAL(x, 4096); /* never held up by b */
+		wpos += 4096;
+		while ((x = bw_stream_read(a, out, sizeof(out))) > 0) {
+			CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, apos, 5),
+					      -1);
+			apos += (uint64_t)x;
+		}
+		if (b && i < 2000)
+			while (bw_stream_read(b, out, sizeof(out)) > 0)
+				;
+		if (b && i == 2000) {
+			bw_stream_close(b); /* leaves mid-stream */
+			b = NULL;
+		}
+	}
+	CU_ASSERT_EQUAL(apos, wpos);
+	bw_stream_close(a);
+	bw_stream_close(w);
+	bw_unlink("sl");
+}
+
+/* Combinations that cannot work are refused at create, naming why. */
+static void test_refused(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_stream *e[2];
+	char name[80];
+
+	o.scale = BW_SCALE_REALLOC;
+	CU_ASSERT_EQUAL(bw_pipe(e, &o), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "named"));
+	o.policy = BW_POLICY_FRP;
+	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "lossless or srp"));
+	o.policy = 0;
+	o.max_writers = 2;
+	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	o.max_writers = 0;
+	o.layout = BW_LAYOUT_VR;
+	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	o.layout = 0;
+	o.flags = BW_RING_INDEX;
+	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	o.flags = 0;
+	o.scale_min = 3000;
+	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	o.scale_min = 0;
+	o.size = 1 << 20;
+	o.scale_max = 1 << 19; /* below the size */
+	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	o.scale_max = 0;
+	o.scale = 7;
+	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	o.scale = BW_SCALE_DECKCUT;
+	memset(name, 'n', 62);
+	name[62] = 0;
+	CU_ASSERT_EQUAL(bw_mkfifo(name, &o), -EINVAL);
+	CU_ASSERT_EQUAL(parts("sx"), 0);
+	/* a region is not opened by name, nor made by bw_mkfifo */
+	CU_ASSERT_EQUAL(mk("sy", BW_SCALE_REALLOC, 1 << 20, 0, 0), 0);
+	CU_ASSERT_EQUAL(bw_stream_open("sy@0", BW_READ, &e[0]), -EINVAL);
+	CU_ASSERT_EQUAL(bw_mkfifo("sy@1", NULL), -EINVAL);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sy", BW_READ | BW_WRITE, &e[0]),
+			      0);
+	CU_ASSERT_EQUAL(bw_stream_fd(e[0]), -ENOSYS);
+	CU_ASSERT_EQUAL(bw_stream_write(e[0], "xyz", 3), 3);
+	CU_ASSERT_EQUAL(bw_stream_block(e[0], BW_POLLIN, 1000), BW_POLLIN);
+	bw_stream_close(e[0]);
+	bw_unlink("sy");
+	CU_ASSERT_EQUAL(parts("sy"), 0);
+}
+
+static void reg(void)
+{
+	bwt_add("realloc: shrink and grow in turns", test_realloc_turns);
+	bwt_add("deck-cut: shrink and grow in turns", test_deckcut_turns);
+	bwt_add("realloc: reader in another process",
+		test_realloc_other_process);
+	bwt_add("deck-cut: reader in another process",
+		test_deckcut_other_process);
+	bwt_add("a reader leaves while the ring resizes", test_reader_leaves);
+	bwt_add("refused combinations", test_refused);
+}
+
+int main(void)
+{
+	return bwt_main("scale", reg);
+}
