@@ -42,6 +42,7 @@ static void scale_info(struct bwi_map *m, struct bw_ring_info *info)
 		return;
 	info->scale_epoch = k;
 	info->scale_size = UINT64_C(1) << sh;
+	info->capacity = info->scale_size; /* the data's, not the control's */
 	if (bwi_part_name(part, sizeof(part), m->name, k) < 0 ||
 	    bwi_map_open(part, BWI_ACC_RO, &r) < 0)
 		return;

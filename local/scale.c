@@ -38,13 +38,16 @@
  *
  * When to resize: the writer samples the distance to its slowest reader
  * four times a loop, and times each loop. The first loop at a size warms
- * the caches; from the second, its rate counts (mean of the last two). It
- * doubles the ring when the distance passed the high watermark; else it
- * halves it while the readers stay under the low watermark and the smaller
- * size is not known to be slower; else it goes back to a size it measured
- * faster. Deck-cut resizes cost less, so its watermarks lie closer (the
- * thesis's rule). The optimum is what this machine measures, not a cache
- * size.
+ * the caches; from the second, its rate counts (mean of the last two).
+ * Pressure says where to look first: past the high watermark it tries the
+ * double size, under the low one the half, if it has not measured it yet.
+ * Measurement decides: it moves to a neighbouring size measured 5% faster,
+ * and once settled (8 loops) tries a neighbour it has not measured, and
+ * every 64 loops forgets its neighbours' rates to measure them again.
+ * Deck-cut resizes cost less, so its watermarks lie closer (the thesis's
+ * rule). The optimum is what this machine measures, not a cache size: on
+ * a stream whose writer outruns its reader the ring is always full, and
+ * the thesis's rule alone would grow it to the largest size.
  */
 #include "config.h"
 
@@ -138,7 +141,9 @@ static int region_open(struct bw_stream *s, uint64_t k, int flags,
 		bwi_map_put(m);
 		return r;
 	}
-	flags |= BW_NOWAIT | BWI_NO_PEER_WAIT;
+	/* the control segment did the FIFO waiting; a writer without
+	 * readers gets EPIPE as the handle would (BW_NOWAIT comes from it) */
+	flags |= BWI_NO_PEER_WAIT | (s->flags & BW_NOWAIT);
 	r = -ESRCH;
 	if (slot >= 0 && (uint32_t)slot < m->g.max_readers) {
 		uint64_t want = ADOPT_FREE;
@@ -358,19 +363,40 @@ static unsigned decide(struct bw_stream *s, unsigned shift)
 	bool deck = s->m->g.scale == BW_SCALE_DECKCUT;
 	double p = (double)sc->maxdist / (double)(UINT64_C(1) << shift);
 	double hi = deck ? 0.625 : 0.75, lo = deck ? 0.375 : 0.25;
+	const double *rate = sc->rate;
+	bool up = shift < hi_shift(s), down = shift > lo_shift(s);
+	double best;
+	unsigned to = shift;
 
-	if (p > hi && shift < hi_shift(s))
+	if (sc->loops < 3 || !rate[shift])
+		return shift; /* not measured here yet */
+	/* the watermarks say where to look first */
+	if (p > hi && up && !rate[shift + 1])
 		return shift + 1;
-	if (sc->loops < 3 || !sc->rate[shift])
-		return shift; /* not measured yet */
-	if (p < lo && shift > lo_shift(s) &&
-	    (!sc->rate[shift - 1] || sc->rate[shift - 1] >= 0.95 * sc->rate[shift]))
+	if (p < lo && down && !rate[shift - 1])
 		return shift - 1;
-	if (shift < hi_shift(s) && sc->rate[shift + 1] > 1.05 * sc->rate[shift])
+	/* then the measurements: the faster neighbour, by 5% at least */
+	best = rate[shift] * 1.05;
+	if (up && rate[shift + 1] > best) {
+		best = rate[shift + 1];
+		to = shift + 1;
+	}
+	if (down && rate[shift - 1] > best)
+		to = shift - 1;
+	if (to != shift)
+		return to;
+	/* settled: now and then look at a neighbour again, as the stream
+	 * and the machine change (smaller first: it frees memory) */
+	if (sc->loops % 64 == 63) {
+		if (down)
+			sc->rate[shift - 1] = 0;
+		if (up)
+			sc->rate[shift + 1] = 0;
+	}
+	if (sc->loops >= 8 && down && !rate[shift - 1])
+		return shift - 1;
+	if (sc->loops >= 8 && up && !rate[shift + 1])
 		return shift + 1;
-	if (shift > lo_shift(s) && p < hi / 2 &&
-	    sc->rate[shift - 1] > 1.05 * sc->rate[shift])
-		return shift - 1;
 	return shift;
 }
 
@@ -460,8 +486,8 @@ static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 	/* step 5 */
 	r = bwi_stream_new(&h);
 	if (r == 0) {
-		r = bwi_attach(h, m1, BW_WRITE | BW_NOWAIT | BWI_NO_PEER_WAIT |
-					      (w->flags & BW_NONBLOCK));
+		r = bwi_attach(h, m1, BW_WRITE | BWI_NO_PEER_WAIT |
+					      (w->flags & (BW_NONBLOCK | BW_NOWAIT)));
 		if (r < 0)
 			bwi_stream_free(h);
 	}

@@ -160,6 +160,27 @@ expect_fail "unknown layout" "$B" create recbad --layout xr
 expect_fail "alignment not a power of two" "$B" create recbad --layout vr --align 24
 "$B" ls | grep -q recbad && bad "a refused ring was made" || ok "refused rings are not made"
 
+# ---- self-scaling rings ------------------------------------------------------------------
+for S in realloc deckcut; do
+	"$B" create "sc$S" --scale $S --size 1M --scale-min 64K || bad "create --scale $S"
+	"$B" read "sc$S" >"$T/sout$S" &
+	pids+=($!)
+	rr=$!
+	wait_for "scaling reader attached" sh -c "\"$B\" stat sc$S | grep -q 'attached *1 readers'"
+	head -c 20000000 /dev/urandom >"$T/sin"
+	"$B" write "sc$S" <"$T/sin" && wait $rr && cmp -s "$T/sin" "$T/sout$S" \
+		&& ok "data through a $S ring" || bad "data through a $S ring"
+	"$B" stat "sc$S" | grep -q "layers *scale $S (size now [0-9]*, [0-9]* resizes, 65536 to" \
+		&& ok "stat shows the $S layer" || bad "stat sc$S: $("$B" stat sc$S)"
+done
+"$B" ls | grep -q '^screalloc *scale ' && ok "ls shows a self-scaling ring" || bad "ls: $("$B" ls)"
+"$B" ls | grep -q '@' && bad "ls shows regions: $("$B" ls)" || ok "ls hides the regions"
+"$B" rm screalloc scdeckcut && ! ls "$BELTWAY_DIR" | grep -q '^sc.*@' && ok "rm takes the regions" \
+	|| bad "regions left: $(ls "$BELTWAY_DIR")"
+expect_fail "scale-min not a power of two" "$B" create scbad --scale realloc --scale-min 3000
+expect_fail "unknown scaling" "$B" create scbad --scale sideways
+expect_fail "scale with frp" "$B" create scbad --scale deckcut --policy frp
+
 # ---- bench: the JSON shape (not the speed) --------------------------------------------
 "$B" bench local --quick --runs 1 --sizes 64,4K --json >"$T/bench" 2>/dev/null
 n=$(grep -c -E '^\{"suite":"local","case":"(rw|peekpoke|pipe|pipe_max|limit)","size":(64|4096),"gbps":[0-9.]+,"mops":[0-9.]+\}$' "$T/bench")
@@ -176,6 +197,11 @@ expect_fail "bench layout record too large" "$B" bench layout --sizes 4096
 n=$(grep -c -E '^\{"suite":"layout","case":"(byte|fr|vr|dr|malloc_list|malloc_cached)","size":(64|1514),"gbps":[0-9.]+,"mops":[0-9.]+\}$' "$T/lay")
 [ "$n" -eq 12 ] && [ "$(wc -l <"$T/lay")" -eq 12 ] && ok "bench layout --json shape" \
 	|| bad "bench layout --json: $n good lines of $(wc -l <"$T/lay")"
+expect_fail "bench scaling bad loops" "$B" bench scaling --loops 2
+"$B" bench scaling --quick --runs 1 --loops 4 --json >"$T/scl" 2>/dev/null
+n=$(grep -c -E '^\{"suite":"scaling","case":"(static|realloc|deckcut)","loop":[0-3],"ring_bytes":[0-9]+,"gbps":[0-9.]+\}$' "$T/scl")
+[ "$n" -eq 12 ] && [ "$(wc -l <"$T/scl")" -eq 12 ] && ok "bench scaling --json shape" \
+	|| bad "bench scaling --json: $n good lines of $(wc -l <"$T/scl")"
 
 if [ $fails -ne 0 ]; then
 	echo "$fails failures"

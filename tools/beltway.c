@@ -49,6 +49,20 @@ static int bad_option(const char *arg)
 
 /* ---- create ---------------------------------------------------------------- */
 
+/* A size of a self-scaling ring: a power of two of at least 4096. */
+static int scale_size(const char *opt, const char *v, uint64_t *out)
+{
+	uint64_t size;
+
+	if (!v || cli_parse_size(v, &size) < 0 || !size ||
+	    (size & (size - 1)) || size < 4096)
+		return cli_fail("%s '%s': a power of two of at least 4096 (K, "
+				"M, G suffixes)",
+				opt, v ? v : "");
+	*out = size;
+	return 0;
+}
+
 static int cmd_create(int argc, char **argv)
 {
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
@@ -129,6 +143,20 @@ static int cmd_create(int argc, char **argv)
 				return cli_fail("--align-offset: bytes, below "
 						"the alignment");
 			o.record_align_offset = (uint32_t)ul;
+		} else if (cli_opt(argc, argv, &i, "--scale", &v)) {
+			if (v && !strcmp(v, "realloc"))
+				o.scale = BW_SCALE_REALLOC;
+			else if (v && !strcmp(v, "deckcut"))
+				o.scale = BW_SCALE_DECKCUT;
+			else
+				return cli_fail("--scale '%s': realloc or deckcut",
+						v ? v : "");
+		} else if (cli_opt(argc, argv, &i, "--scale-min", &v)) {
+			if (scale_size("--scale-min", v, &o.scale_min))
+				return 1;
+		} else if (cli_opt(argc, argv, &i, "--scale-max", &v)) {
+			if (scale_size("--scale-max", v, &o.scale_max))
+				return 1;
 		} else if (!strcmp(argv[i], "--hugepage")) {
 			o.flags |= BW_RING_HUGEPAGE;
 		} else if (!strcmp(argv[i], "--index")) {
@@ -294,6 +322,7 @@ static int ls_one(const char *name, void *arg)
 	printf("%-24s %-5s %10" PRIu64 " %04o %7u %7u %14" PRIu64 "\n", name,
 	       (in.flags & BW_RING_INDEX)     ? "index"
 	       : (in.flags & BW_RING_DYNAMIC) ? "dyn"
+	       : in.scale		      ? "scale"
 					      : bw_layout_name(in.layout),
 	       in.capacity,
 	       in.mode, in.readers, in.writers, in.write_pos);
@@ -393,7 +422,13 @@ static int cmd_stat(int argc, char **argv)
 	printf("attached    %u readers of %u, %u writers of %u\n", in.readers,
 	       in.max_readers, in.writers, in.max_writers);
 	/* the stack, top first: layout layer, the DBuf, its policy */
-	if (in.flags & BW_RING_INDEX)
+	if (in.scale)
+		printf("layers      scale %s (size now %" PRIu64 ", %" PRIu64
+		       " resizes, %" PRIu64 " to %" PRIu64 ") > dbuf",
+		       in.scale == BW_SCALE_REALLOC ? "realloc" : "deckcut",
+		       in.scale_size, in.scale_epoch, in.scale_min,
+		       in.scale_max);
+	else if (in.flags & BW_RING_INDEX)
 		printf("layers      index > dbuf");
 	else if (in.flags & BW_RING_DYNAMIC)
 		printf("layers      dynamic (containers on the heap of its "
@@ -483,7 +518,7 @@ static int cmd_bench(int argc, char **argv)
 {
 	if (argc < 2)
 		return cli_fail("which benchmark? usage: beltway bench "
-				"local|splice|fabric|multiconsumer|ringsize|layout "
+				"local|splice|fabric|multiconsumer|ringsize|layout|scaling "
 				"[options]");
 	if (!strcmp(argv[1], "local"))
 		return bench_local_main(argc - 1, argv + 1);
@@ -497,8 +532,10 @@ static int cmd_bench(int argc, char **argv)
 		return bench_ringsize_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "layout"))
 		return bench_layout_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "scaling"))
+		return bench_scaling_main(argc - 1, argv + 1);
 	return cli_fail("no benchmark '%s' (available: local, splice, fabric, "
-			"multiconsumer, ringsize, layout)",
+			"multiconsumer, ringsize, layout, scaling)",
 			argv[1]);
 }
 
@@ -509,6 +546,7 @@ static const struct verb verbs[] = {
 	 "NAME [--size BYTES] [--mode OCTAL] [--readers N] [--writers N] "
 	 "[--policy P] [--writer-timeout MS] [--wake-batch N] [--wake-usec US] "
 	 "[--layout L] [--record-size BYTES] [--align N] [--align-offset N] "
+	 "[--scale realloc|deckcut] [--scale-min BYTES] [--scale-max BYTES] "
 	 "[--hugepage] [--index]",
 	 "Creates the named ring NAME (letters, digits, '.', '_', '-').\n"
 	 "  --size BYTES   capacity, a power of two >= 4096; K, M, G suffixes "
@@ -542,6 +580,13 @@ static const struct verb verbs[] = {
 	 "  --align N      records start N-aligned (default 8, dr 64);\n"
 	 "                 --align-offset O: payload + O lands aligned (14\n"
 	 "                 aligns the IP header of an Ethernet frame)\n"
+	 "  --scale realloc|deckcut\n"
+	 "                 a self-scaling ring: it starts at --size and its\n"
+	 "                 writer doubles or halves it as it wraps, to the\n"
+	 "                 size it measures fastest (README); realloc makes a\n"
+	 "                 region per size, deckcut cuts one of --scale-max;\n"
+	 "                 --scale-min (default 64K), --scale-max (default\n"
+	 "                 4 x size for realloc, size for deckcut)\n"
 	 "  --hugepage     back the ring with 2 MiB huge pages\n"
 	 "  --index        make an IBuf: a ring of 16-byte indices into other\n"
 	 "                 rings; data written to it from elsewhere goes to its\n"
@@ -565,7 +610,7 @@ static const struct verb verbs[] = {
 	{"rm", cmd_rm, "NAME...",
 	 "Removes named rings. Attached streams keep working until closed.\n"},
 	{"bench", cmd_bench,
-	 "local|splice|fabric|multiconsumer|ringsize|layout [--json] [--runs N] [--sizes LIST] [--cases LIST] "
+	 "local|splice|fabric|multiconsumer|ringsize|layout|scaling [--json] [--runs N] [--sizes LIST] [--cases LIST] "
 	 "[--ring BYTES] [--providers LIST] [--quick] [--verbose]",
 	 "Benchmarks. 'local' streams between two processes through Beltway\n"
 	 "read/write and poke/peek, a Unix pipe at its default and maximum\n"
@@ -589,6 +634,10 @@ static const struct verb verbs[] = {
 	 "'layout' writes and reads back records of 64 to 1514 bytes through\n"
 	 "a byte ring, fr, vr and dr record rings and two malloc queues\n"
 	 "(thesis Figs 4.9, 4.10).\n"
+	 "'scaling' streams between two processes through a static 16 MiB\n"
+	 "ring and reallocating and deck-cut rings that start at 16 MiB, and\n"
+	 "reports size and GB/s loop by loop (--loops N, default 64; thesis\n"
+	 "Fig 4.8).\n"
 	 "  --json         one JSON object per line\n"
 	 "  --runs N       runs per figure, the median is reported (default 5)\n"
 	 "  --sizes LIST   call sizes, e.g. 64,4K (default 64,1K,4K,64K)\n"

@@ -458,8 +458,8 @@ struct bw_ring_info {
 	uint32_t record_size, record_align, record_align_offset;
 	uint32_t record_max; /* the largest record a write may carry */
 	uint32_t scale;	     /* enum bw_scale */
-	uint64_t scale_size; /* self-scaling: the size now (capacity is the
-			      * control segment's), and resizes so far */
+	uint64_t scale_size; /* self-scaling: the size now (capacity too),
+			      * and resizes so far */
 	uint64_t scale_epoch;
 	uint64_t scale_min, scale_max;
 };
