@@ -298,14 +298,22 @@ static int r_enter(struct bw_stream *s)
 	return r;
 }
 
-static ssize_t sc_read(struct bw_stream *s, void *buf, size_t n)
+enum { RD_READ, RD_PEEK, RD_ACQUIRE };
+
+/* A reading call on the reader's region, following into the next region
+ * at the end of one. */
+static ssize_t rd_call(struct bw_stream *s, int kind, void *buf,
+		       const void **ptr, size_t n)
 {
 	int r = r_enter(s);
 
 	if (r < 0)
 		return r;
 	for (;;) {
-		ssize_t x = bw_stream_read(s->sc->r, buf, n);
+		struct bw_stream *h = s->sc->r;
+		ssize_t x = kind == RD_READ   ? bw_stream_read(h, buf, n)
+			    : kind == RD_PEEK ? bw_stream_peek(h, ptr, n)
+					      : bw_stream_peek_acquire(h, ptr, n);
 
 		if (x != 0 || n == 0)
 			return x;
@@ -316,23 +324,15 @@ static ssize_t sc_read(struct bw_stream *s, void *buf, size_t n)
 	}
 }
 
+static ssize_t sc_read(struct bw_stream *s, void *buf, size_t n)
+{
+	return rd_call(s, RD_READ, buf, NULL, n);
+}
+
 static ssize_t sc_peek(struct bw_stream *s, const void **ptr, size_t n,
 		       bool move)
 {
-	int r = r_enter(s);
-
-	while (r >= 0) {
-		ssize_t x = move ? bw_stream_peek(s->sc->r, ptr, n)
-				 : bw_stream_peek_acquire(s->sc->r, ptr, n);
-
-		if (x != 0 || n == 0)
-			return x;
-		r = follow(s);
-		if (r <= 0)
-			return r;
-		sync_flags(s, s->sc->r);
-	}
-	return r;
+	return rd_call(s, move ? RD_PEEK : RD_ACQUIRE, NULL, ptr, n);
 }
 
 static int sc_peek_complete(struct bw_stream *s, size_t n)

@@ -2312,6 +2312,18 @@ static int wait_peer(struct bw_stream *s, enum bwi_role other,
 	}
 }
 
+/* The handle's copies of the mapping's hot fields, and its flags. */
+static void handle_bind(struct bw_stream *s, struct bwi_map *m, int flags)
+{
+	s->m = m;
+	s->hdr = m->hdr;
+	s->data = m->data;
+	s->mask = m->mask;
+	s->flags = flags;
+	s->policy = (uint8_t)m->g.policy;
+	s->nreaders = -1;
+}
+
 /* Attaches s to the ring m (s takes over the caller's reference) with the
  * open flags. On failure the reference is still the caller's. */
 int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
@@ -2321,13 +2333,7 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 		peers_now(m, (flags & BW_WRITE) ? BWI_READER : BWI_WRITER);
 	int r = 0;
 
-	s->m = m;
-	s->hdr = m->hdr;
-	s->data = m->data;
-	s->mask = m->mask;
-	s->flags = flags;
-	s->policy = (uint8_t)m->g.policy;
-	s->nreaders = -1;
+	handle_bind(s, m, flags);
 	/* A self-scaling ring's reader takes its place in the region first:
 	 * a writer that sees it in the control segment writes for it. */
 	if (m->g.scale)
@@ -2372,13 +2378,7 @@ int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 	    bw_load_relaxed(&sl->starttime) != bwi_self_starttime() ||
 	    pos > bw_load_acquire(&m->hdr->prod.tail))
 		return -ESRCH;
-	s->m = m;
-	s->hdr = m->hdr;
-	s->data = m->data;
-	s->mask = m->mask;
-	s->flags = flags;
-	s->policy = (uint8_t)m->g.policy;
-	s->nreaders = -1;
+	handle_bind(s, m, flags);
 	s->drop0 = bw_load_relaxed(&H(s)->grp.dropped_bytes);
 	s->pad_next = pads_floor(m);
 	s->reader = true;
