@@ -143,7 +143,7 @@ int bench_scaling_main(int argc, char **argv)
 	struct bench_opts o = {.runs = 5, .nsizes = 1, .sizes = {16384}};
 	static struct loop lp[NCASES][64][MAXLOOPS];
 	static double g[NCASES][MAXLOOPS], ring[NCASES][MAXLOOPS];
-	int loops = 64, ncpu = bench_ncpus(), pin = ncpu >= 2;
+	int loops = 256, ncpu = bench_ncpus(), pin = ncpu >= 2;
 	unsigned long ul;
 	const char *v;
 

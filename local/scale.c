@@ -38,7 +38,8 @@
  *
  * When to resize: the writer samples the distance to its slowest reader
  * four times a loop, and times each loop. The first loop at a size warms
- * the caches; from the second, its rate counts (mean of the last two).
+ * the caches; from the second, its rate counts: the median of the last
+ * three, so it decides after four loops at a size.
  * Pressure says where to look first: past the high watermark it tries the
  * double size, under the low one the half, if it has not measured it yet.
  * Measurement decides: it moves to a neighbouring size measured 5% faster,
@@ -73,7 +74,8 @@ struct bwi_scaler {
 	uint64_t gc;		/* the oldest region not yet removed */
 	bool stuck;		/* a resize failed: stay at this size */
 	double rate[64];	/* bytes/ns by shift, 0: never measured */
-	double last[64];
+	double recent[3];	/* the last loops' rates at this size */
+	unsigned nrecent;
 };
 
 static struct bwi_scale_area *area(const struct bw_stream *s)
@@ -368,7 +370,7 @@ static unsigned decide(struct bw_stream *s, unsigned shift)
 	double best;
 	unsigned to = shift;
 
-	if (sc->loops < 3 || !rate[shift])
+	if (!rate[shift] || sc->nrecent < 3)
 		return shift; /* not measured here yet */
 	/* the watermarks say where to look first */
 	if (p > hi && up && !rate[shift + 1])
@@ -541,11 +543,15 @@ static int loop_done(struct bw_stream *s, uint64_t hd)
 
 	sc->loops++;
 	if (sc->loops >= 2 && now > sc->loop_t0) {
-		double rate = (double)cap / (double)(now - sc->loop_t0);
+		double *v = sc->recent, a, b, c;
 
-		sc->rate[shift] = sc->last[shift] ? (rate + sc->last[shift]) / 2
-						  : rate;
-		sc->last[shift] = rate;
+		v[sc->nrecent++ % 3] = (double)cap / (double)(now - sc->loop_t0);
+		if (sc->nrecent >= 3) { /* the median of three: one slow loop
+					 * (a preemption) does not count */
+			a = v[0], b = v[1], c = v[2];
+			sc->rate[shift] = a > b ? (b > c ? b : a > c ? c : a)
+						: (a > c ? a : b > c ? c : b);
+		}
 	}
 	sample(s, hd);
 	to = sc->stuck ? shift : decide(s, shift);
@@ -554,7 +560,7 @@ static int loop_done(struct bw_stream *s, uint64_t hd)
 	if (to != shift && collect(s)) {
 		r = resize(s, hd, to);
 		if (r == 0)
-			sc->loops = 0;
+			sc->loops = sc->nrecent = 0;
 		else if (r != -EAGAIN && r != -EINTR)
 			sc->stuck = true; /* go on at this size */
 	}

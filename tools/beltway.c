@@ -636,7 +636,7 @@ static const struct verb verbs[] = {
 	 "(thesis Figs 4.9, 4.10).\n"
 	 "'scaling' streams between two processes through a static 16 MiB\n"
 	 "ring and reallocating and deck-cut rings that start at 16 MiB, and\n"
-	 "reports size and GB/s loop by loop (--loops N, default 64; thesis\n"
+	 "reports size and GB/s loop by loop (--loops N, default 256; thesis\n"
 	 "Fig 4.8).\n"
 	 "  --json         one JSON object per line\n"
 	 "  --runs N       runs per figure, the median is reported (default 5)\n"
