@@ -189,6 +189,16 @@ struct bwi_pad {
 };
 #define BWI_PAD_BUSY UINT64_MAX
 
+/* A reader slot claimed for another process's reader (KEPT) is adopted by
+ * it (CAS KEPT -> TAKEN) or given up (KEPT -> GIVEN_UP), once. A slot its
+ * reader claimed itself is OWN. */
+enum {
+	BWI_ADOPT_OWN = 0,
+	BWI_ADOPT_KEPT = 1,
+	BWI_ADOPT_TAKEN = 2,
+	BWI_ADOPT_GIVEN_UP = 3,
+};
+
 #define BWI_SLEEPER UINT64_C(1)
 #define BWI_ARMED (UINT64_C(1) << 32)
 
@@ -222,10 +232,10 @@ struct bwi_slot {
 	bwi_a64 calls;
 	bwi_a64 waits;
 	bwi_a64 lost;
-	bwi_a64 adopt;	  /* readers of self-scaling rings: a slot claimed
-			   * for another process's reader is adopted by it
-			   * (CAS 0 -> 1) or abandoned (0 -> 2), once */
-	uint64_t rsv1;	  /* unused */
+	bwi_a64 adopt;	  /* BWI_ADOPT_*: readers of self-scaling rings */
+	bwi_a64 kept_for; /* a KEPT slot: (index << 32) | generation of the
+			   * slot, in the region before, of the reader it is
+			   * kept for */
 	/* Writers: the reservation this writer holds, once head has moved
 	 * for it: rend first, then rstart (release). A marker pos = start |
 	 * OPEN with rstart == start names the holder and rend its end. */
@@ -385,7 +395,7 @@ void bwi_maps_child(void);
 void bwi_ring_unmap(struct bwi_map *m);
 uint32_t bwi_geom_sum(const struct bwi_geom *g);
 
-void bwi_head_rollback(struct bwi_map *m, uint64_t from, uint64_t to);
+bool bwi_head_rollback(struct bwi_map *m, uint64_t from, uint64_t to);
 
 /* The oldest position whose byte is still intact in the ring. */
 static inline uint64_t bwi_oldest_held(const struct bwi_map *m)
@@ -466,8 +476,9 @@ enum bwi_role { BWI_READER = 0, BWI_WRITER = 1 };
 
 int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 		   uint32_t *idx, uint32_t *gen);
-int bwi_slot_claim_for(struct bwi_map *m, uint32_t idx, uint64_t pos,
-		       pid_t pid, uint64_t starttime, uint32_t *gen);
+int bwi_slot_keep(struct bwi_map *m, uint64_t pos, pid_t pid,
+		  uint64_t starttime, uint64_t kept_for, uint32_t *idx,
+		  uint32_t *gen);
 void bwi_slot_release(struct bwi_map *m, enum bwi_role role, uint32_t idx,
 		      uint32_t gen);
 unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role);

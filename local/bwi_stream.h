@@ -256,6 +256,7 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags);
 int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 		     int flags);
 int bwi_wr_room(struct bw_stream *s, uint64_t n);
+bool bwi_scale_continues(struct bw_stream *s);
 int bwi_stream_new(struct bw_stream **out);
 void bwi_stream_free(struct bw_stream *s);
 

@@ -107,10 +107,15 @@ static int dyn_attach(struct bw_stream *s)
 	if (r < 0)
 		return r;
 	if (s->reader || s->tap) {
+		/* Below the oldest container there is nothing; with none at
+		 * all (every handle of this process closed, which freed
+		 * them), nothing before the tail is held any more. */
 		pthread_mutex_lock(&d->mu);
 		if (d->first && s->rpos < d->first->start)
 			r = (int)bwi_d_lseek(s, (int64_t)d->first->start,
 					     SEEK_SET);
+		else if (!d->first)
+			r = (int)bwi_d_lseek(s, 0, SEEK_END);
 		pthread_mutex_unlock(&d->mu);
 	}
 	return r < 0 ? r : 0;
@@ -285,18 +290,33 @@ static ssize_t dyn_write(struct bw_stream *s, const void *buf, size_t n)
 	return (ssize_t)done;
 }
 
-/* The reader's container for its position. */
+/* The reader's container for its position: from its cached one, or, with
+ * none (after attaching, or a move that skipped containers: its cache may
+ * have been freed), found under the mutex. NULL when none holds it. */
 static struct bwi_dyn_box *rd_box(struct bw_stream *s)
 {
 	struct bwi_dyn *d = s->m->dyn;
+	struct bwi_dyn_box *b;
 
-	if (!s->dyn_r) {
+	if (s->dyn_r) {
+		b = walk(s->dyn_r, d->box, s->rpos);
+	} else {
 		pthread_mutex_lock(&d->mu);
-		s->dyn_r = d->first;
+		b = walk(d->first, d->box, s->rpos);
 		pthread_mutex_unlock(&d->mu);
 	}
-	s->dyn_r = walk(s->dyn_r, d->box, s->rpos);
-	return s->dyn_r;
+	if (b && b->start > s->rpos)
+		b = NULL;
+	s->dyn_r = b;
+	return b;
+}
+
+/* The read position moved without us (a seek, padding skipped while
+ * acquiring): the cached container may lie behind what was freed. */
+static void rd_moved(struct bw_stream *s, uint64_t was)
+{
+	if (s->rpos != was)
+		s->dyn_r = NULL;
 }
 
 static int no_box(struct bw_stream *s)
@@ -308,6 +328,7 @@ static int no_box(struct bw_stream *s)
 static ssize_t dyn_read(struct bw_stream *s, void *buf, size_t n)
 {
 	const uint8_t *p;
+	uint64_t was;
 	int64_t a;
 	int r = bwi_need_reader(s);
 
@@ -317,7 +338,9 @@ static ssize_t dyn_read(struct bw_stream *s, void *buf, size_t n)
 		return bwi_err(EFAULT, "read buffer is NULL");
 	if (n == 0)
 		return 0;
+	was = s->rpos;
 	a = bwi_rd_acquire(s, n, &p); /* p: the segment's, never used */
+	rd_moved(s, was);
 	if (a <= 0)
 		return a;
 	if ((uint64_t)a > n)
@@ -351,7 +374,9 @@ static ssize_t dyn_peek(struct bw_stream *s, const void **ptr, size_t n,
 	if (move)
 		bwi_rd_release(s); /* the previous peek's span */
 	s->dyn_racq = 0;
+	off = s->rpos;
 	a = bwi_rd_acquire(s, n ? n : 1, &p);
+	rd_moved(s, off);
 	if (a <= 0)
 		return a;
 	b = rd_box(s);
@@ -408,6 +433,7 @@ static int64_t dyn_lseek(struct bw_stream *s, int64_t off, int whence)
 				       "passed: it seeks forward only");
 	}
 	s->dyn_racq = 0;
+	rd_moved(s, (uint64_t)cur);
 	return r;
 }
 

@@ -346,6 +346,10 @@ static int64_t rec_next(struct bw_stream *s, const uint8_t **pl,
 			return bwi_rd_held(s) ? corrupt(s, "bad check word")
 					      : resync(s);
 		if (len & REC_PAD) {
+			/* a validating reader trusts no header it has not
+			 * seen held */
+			if (s->validate && !bwi_rd_held(s))
+				return resync(s);
 			f = len & ~REC_PAD;
 			if (!f || f % g->rec_align || f > (uint64_t)a)
 				return bwi_rd_held(s) ? corrupt(s, "bad pad")
@@ -537,6 +541,15 @@ static void rec_detach(struct bw_stream *s)
 		w_close(s, s->rec_wlen);
 }
 
+/* Block and select: a poked record is published first, as any call on a
+ * byte ring publishes its poke (an open append record stays open). */
+static struct bw_stream *rec_wait_on(struct bw_stream *s, int events)
+{
+	(void)events;
+	rec_enter(s);
+	return s;
+}
+
 /* The record layer: fr, vr and dr rings. */
 const struct bwi_ops bwi_rec_ops = {
 	.size = sizeof(struct bwi_ops),
@@ -552,4 +565,5 @@ const struct bwi_ops bwi_rec_ops = {
 	.flush = rec_flush,
 	.check = rec_check,
 	.lseek = rec_lseek,
+	.wait_on = rec_wait_on,
 };

@@ -12,29 +12,38 @@
  * fast paths are the DBuf's own.
  *
  * Resizing, by the one writer, only as it starts a new loop through the
- * region (the write that would pass the loop's end):
- *  1. it creates region k + 1 at position B (the write's start);
- *  2. it claims there, for each reader attached to region k, the slot of
- *     the same index at B, with that reader's pid: the writer then waits
- *     for those readers in k + 1 as for any (lossless), before they
+ * region (the write that would pass the loop's end), at position B (that
+ * write's start):
+ *  0. deck-cut only (its regions share NAME@deck's pages): it waits until
+ *     every reader has read to B (a non-blocking or SRP writer tries again
+ *     a loop later), then gives the pages beyond a smaller size back to
+ *     the kernel (MADV_REMOVE);
+ *  1. it creates region k + 1, starting at B;
+ *  2. it keeps a slot there at B for each reader attached to region k: a
+ *     slot with that reader's pid, marked KEPT and tagged with the
+ *     reader's slot in region k (index and generation). The writer then
+ *     waits for those readers in k + 1 as for any (lossless), before they
  *     arrive;
- *  0. deck-cut only (its regions share NAME@deck's pages), before
- *     anything else: it waits until every reader has read to B (a
- *     non-blocking writer tries again a loop later), then gives the pages
- *     beyond a smaller size back to the kernel (MADV_REMOVE);
+ *  3. it attaches to region k + 1 (before anyone can find it: a reader
+ *     that finds the region finds its writer);
  *  4. it fills in entry k + 1 (seq last, release), sets entry k's end to B
- *     and cur to k + 1;
- *  5. it attaches to region k + 1 and leaves region k, whose readers then
- *     read to B and see its end;
+ *     and cur to k + 1; then, after a full fence, gives up the slots kept
+ *     for readers that left region k meanwhile and keeps slots for
+ *     readers that came after step 2 (check_kept);
+ *  5. it leaves region k, whose readers then read to B and see its end;
  *  6. it removes the regions before k that no reader is in any more
  *     (collect), and resizes at all only once none is left: so at most
  *     two regions are held, and no reader falls a region behind.
  * A reader that reaches the end of region k finds entry k's end set, opens
- * region k + 1 and adopts the slot kept for it (CAS adopt 0 -> 1); one
- * that attached too late to be seen, or whose slot was given up, attaches
- * there as a new reader. A slot kept for a reader that left region k
- * without following is given up (CAS adopt 0 -> 2) by whichever of the
- * two notices first: the writer after step 4, or the reader as it closes.
+ * region k + 1 and adopts the slot kept for it (found by its tag; CAS
+ * adopt KEPT -> TAKEN). A slot kept for a reader that left region k
+ * without following is given up (CAS KEPT -> GIVEN_UP) and freed by
+ * whichever of the two notices first: the writer in step 4, or the reader
+ * as it closes (it leaves region k, fences, then looks for region k + 1).
+ * A new reader takes its slot in region cur, fences, and reads cur again:
+ * if the writer moved on meanwhile (its step-4 scan may have missed the
+ * slot) it leaves and tries the new region (reader_enter). So no reader
+ * that attached ever finds its place not kept.
  *
  * When to resize: the writer samples the distance to its slowest reader
  * four times a loop, and times each loop. The first loop at a size warms
@@ -59,10 +68,6 @@
 #include <unistd.h>
 
 #include "bwi_stream.h"
-
-#define ADOPT_FREE 0
-#define ADOPT_TAKEN 1
-#define ADOPT_GIVEN_UP 2
 
 struct bwi_scaler {
 	struct bw_stream *r, *w; /* handles on the regions we are in */
@@ -117,11 +122,49 @@ static int entry(const struct bw_stream *s, uint64_t k, uint64_t *start,
 	return 0;
 }
 
-/* Opens a handle on region k with flags; a reader adopts slot (if it was
- * kept for it), else attaches anew. */
-static int region_open(struct bw_stream *s, uint64_t k, int flags,
-		       int64_t slot, struct bw_stream **out)
+/* The tag of a kept slot: the slot, in the region before, of the reader
+ * it is kept for (index and generation). */
+static uint64_t tag_of(uint32_t idx, uint32_t gen)
 {
+	return (uint64_t)idx << 32 | gen;
+}
+
+/* The slot of m kept for this process's reader with tag, or -1. */
+static int64_t find_kept(struct bwi_map *m, uint64_t tag)
+{
+	uint32_t hi = bwi_slots_hi(m, BWI_READER);
+
+	for (uint32_t i = 0; i < hi && i < m->g.max_readers; i++) {
+		struct bwi_slot *sl = bwi_rslot(m, i);
+
+		if (BWI_SLOT_STATE(bw_load_acquire(&sl->state)) ==
+			    BWI_SLOT_ACTIVE &&
+		    bw_load_relaxed(&sl->adopt) == BWI_ADOPT_KEPT &&
+		    bw_load_relaxed(&sl->kept_for) == tag &&
+		    bw_load_relaxed(&sl->pid) == (uint32_t)bwi_self_pid() &&
+		    bw_load_relaxed(&sl->starttime) == bwi_self_starttime())
+			return i;
+	}
+	return -1;
+}
+
+/* Gives up kept slot idx of m (CAS KEPT -> GIVEN_UP), then frees it. */
+static void release_kept(struct bwi_map *m, uint32_t idx)
+{
+	struct bwi_slot *sl = bwi_rslot(m, idx);
+	uint64_t w = bw_load_acquire(&sl->state), want = BWI_ADOPT_KEPT;
+
+	if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
+	    bw_cas(&sl->adopt, &want, BWI_ADOPT_GIVEN_UP))
+		bwi_slot_release(m, BWI_READER, idx, BWI_SLOT_GEN(w));
+}
+
+/* Opens a handle on region k with flags; a reader adopts the slot kept for
+ * it (tag, 0: none), else attaches anew. */
+static int region_open(struct bw_stream *s, uint64_t k, int flags,
+		       uint64_t tag, struct bw_stream **out)
+{
+	int64_t slot;
 	char part[BWI_NAME_MAX + 1];
 	struct bw_stream *h;
 	struct bwi_map *m;
@@ -147,11 +190,12 @@ static int region_open(struct bw_stream *s, uint64_t k, int flags,
 	 * readers gets EPIPE as the handle would (BW_NOWAIT comes from it) */
 	flags |= BWI_NO_PEER_WAIT | (s->flags & BW_NOWAIT);
 	r = -ESRCH;
-	if (slot >= 0 && (uint32_t)slot < m->g.max_readers) {
-		uint64_t want = ADOPT_FREE;
+	slot = tag ? find_kept(m, tag) : -1;
+	if (slot >= 0) {
+		uint64_t want = BWI_ADOPT_KEPT;
 
 		if (bw_cas(&bwi_rslot(m, (uint32_t)slot)->adopt, &want,
-			   ADOPT_TAKEN))
+			   BWI_ADOPT_TAKEN))
 			r = bwi_attach_adopt(h, m, (uint32_t)slot, flags);
 	}
 	if (r == -ESRCH)
@@ -173,30 +217,67 @@ static void add_stats(struct bwi_stats *acc, struct bw_stream *h)
 		acc->bytes += st.bytes;
 		acc->calls += st.calls;
 		acc->waits += st.waits;
-		acc->lost += st.lost;
+		acc->lost += h->writer ? st.dropped : st.lost;
 	}
 }
 
-/* Gives up the slot kept in region k for reader slot idx of this process,
+/* Gives up the slot kept in region k for this process's reader with tag,
  * unless its reader adopted it. */
-static void give_up(struct bw_stream *s, uint64_t k, uint32_t idx)
+static void give_up(struct bw_stream *s, uint64_t k, uint64_t tag)
 {
 	char part[BWI_NAME_MAX + 1];
 	struct bwi_map *m;
-	struct bwi_slot *sl;
-	uint64_t want = ADOPT_FREE, w;
+	int64_t idx;
 
 	if (bwi_part_name(part, sizeof(part), s->m->name, k) < 0 ||
 	    bwi_map_open(part, BWI_ACC_RW, &m) < 0)
 		return;
-	if (idx < m->g.max_readers) {
-		sl = bwi_rslot(m, idx);
-		w = bw_load_acquire(&sl->state);
-		if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
-		    bw_cas(&sl->adopt, &want, ADOPT_GIVEN_UP))
-			bwi_slot_release(m, BWI_READER, idx, BWI_SLOT_GEN(w));
-	}
+	idx = find_kept(m, tag);
+	if (idx >= 0)
+		release_kept(m, (uint32_t)idx);
 	bwi_map_put(m);
+}
+
+/* A new reader takes a slot in the writer's region k. If the writer moved
+ * on meanwhile, its scan of region k may have missed the slot (the Dekker
+ * with check_kept: slot, fence, cur; against cur, fence, scan): it leaves
+ * and tries the new region, giving up what may have been kept for it. A
+ * region removed under it (collect) is retried too. */
+static int reader_enter(struct bw_stream *s, uint64_t *k)
+{
+	struct bwi_scaler *sc = s->sc;
+	/* a deck-cut region's old data may be the next region's already:
+	 * its readers start at the write position */
+	int from_start = s->m->g.scale == BW_SCALE_DECKCUT
+				 ? 0
+				 : (s->flags & BW_FROM_START);
+	int r = -EAGAIN;
+
+	for (int tries = 0; tries < 64; tries++) {
+		uint64_t start, end, k2, tag;
+		unsigned shift;
+
+		r = region_open(s, *k, BW_READ | from_start, 0, &sc->r);
+		if (r == -ENOENT) {
+			*k = bw_load_acquire(&area(s)->cur);
+			continue;
+		}
+		if (r < 0)
+			return r;
+		bw_smp_mb();
+		k2 = bw_load_acquire(&area(s)->cur);
+		if (k2 == *k)
+			return 0;
+		tag = tag_of(sc->r->rslot, sc->r->rgen);
+		bw_stream_close(sc->r);
+		sc->r = NULL;
+		if (entry(s, *k + 1, &start, &end, &shift) == 0)
+			give_up(s, *k + 1, tag);
+		*k = k2;
+	}
+	return bwi_err(EAGAIN, "self-scaling ring '%s' kept resizing while "
+			       "this reader attached",
+		       s->m->name);
 }
 
 static int sc_attach(struct bw_stream *s)
@@ -214,7 +295,7 @@ static int sc_attach(struct bw_stream *s)
 	 * what s will be */
 	r = entry(s, k, &start, &end, &shift);
 	if (r == 0 && (s->flags & BW_WRITE))
-		r = region_open(s, k, BW_WRITE, -1, &sc->w);
+		r = region_open(s, k, BW_WRITE, 0, &sc->w);
 	if (r == 0 && (s->flags & BW_WRITE)) {
 		sc->kw = k;
 		sc->gc = k > 2 ? k - 2 : 0; /* an earlier writer's leftovers */
@@ -223,8 +304,7 @@ static int sc_attach(struct bw_stream *s)
 		sc->sample_at = sc->w->wpos + (UINT64_C(1) << shift) / 4;
 	}
 	if (r == 0 && (s->flags & BW_READ))
-		r = region_open(s, k, BW_READ | (s->flags & BW_FROM_START), -1,
-				&sc->r);
+		r = reader_enter(s, &k);
 	sc->kr = k;
 	return r;
 }
@@ -238,7 +318,7 @@ static void sc_detach(struct bw_stream *s)
 	if (!sc)
 		return;
 	if (sc->r) {
-		uint32_t idx = sc->r->rslot;
+		uint64_t tag = tag_of(sc->r->rslot, sc->r->rgen);
 		bool had = sc->r->reader;
 
 		bw_stream_close(sc->r);
@@ -247,7 +327,7 @@ static void sc_detach(struct bw_stream *s)
 		bw_smp_mb();
 		k = sc->kr + 1;
 		if (had && entry(s, k, &start, &end, &shift) == 0)
-			give_up(s, k, idx);
+			give_up(s, k, tag);
 	}
 	if (sc->w)
 		bw_stream_close(sc->w);
@@ -275,7 +355,7 @@ static int follow(struct bw_stream *s)
 	if (r < 0)
 		return r;
 	r = region_open(s, k + 1, BW_READ | (s->flags & BW_NONBLOCK),
-			(int64_t)sc->r->rslot, &h);
+			tag_of(sc->r->rslot, sc->r->rgen), &h);
 	if (r < 0)
 		return r;
 	add_stats(&sc->racc, sc->r);
@@ -402,108 +482,136 @@ static unsigned decide(struct bw_stream *s, unsigned shift)
 	return shift;
 }
 
-/* Gives up the slots kept in the new region for readers that left the
- * old one meanwhile (see the top). */
-static void check_kept(struct bwi_map *old, struct bwi_map *m1,
-		       const uint32_t *gens, uint32_t hi)
-{
-	bw_smp_mb();
-	for (uint32_t i = 0; i < hi; i++) {
-		struct bwi_slot *o = bwi_rslot(old, i), *n = bwi_rslot(m1, i);
-		uint64_t w = bw_load_acquire(&o->state), want = ADOPT_FREE;
-		uint64_t wn = bw_load_acquire(&n->state);
+/* The slot kept in the new region for old reader slot i: the old slot's
+ * generation (0: none kept) and the new slot's index. */
+struct kept {
+	uint32_t gen, idx;
+};
 
-		if (!gens[i] || (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
-				 BWI_SLOT_GEN(w) == gens[i]))
-			continue;
-		if (BWI_SLOT_STATE(wn) == BWI_SLOT_ACTIVE &&
-		    bw_cas(&n->adopt, &want, ADOPT_GIVEN_UP))
-			bwi_slot_release(m1, BWI_READER, i, BWI_SLOT_GEN(wn));
+/* Keeps, in the new region m1 at b, a slot for every reader of the old
+ * region that has none there yet (step 2). */
+static void keep_slots(struct bwi_map *old, struct bwi_map *m1, uint64_t b,
+		       struct kept *kept)
+{
+	uint32_t hi = bwi_slots_hi(old, BWI_READER);
+
+	for (uint32_t i = 0; i < hi && i < old->g.max_readers; i++) {
+		struct bwi_slot *o = bwi_rslot(old, i);
+		uint64_t st = bw_load_acquire(&o->state);
+		uint32_t idx, g;
+
+		if (!kept[i].gen && BWI_SLOT_STATE(st) == BWI_SLOT_ACTIVE &&
+		    bwi_slot_keep(m1, b, (pid_t)bw_load_relaxed(&o->pid),
+				  bw_load_relaxed(&o->starttime),
+				  tag_of(i, BWI_SLOT_GEN(st)), &idx, &g) == 0)
+			kept[i] = (struct kept){BWI_SLOT_GEN(st), idx};
 	}
 }
 
-/* Steps 1-6 at the top: the writer moves to a region of 2^shift bytes
- * starting at b. */
+/* After step 4, with a full fence (the Dekker with reader_enter and with
+ * sc_detach): gives up the slots kept for readers that left the old
+ * region meanwhile (those that followed adopted theirs: the CAS fails),
+ * then keeps slots for readers that came after the first scan, an index
+ * freed by one that left included. */
+static void check_kept(struct bwi_map *old, struct bwi_map *m1, uint64_t b,
+		       struct kept *kept)
+{
+	bw_smp_mb();
+	for (uint32_t i = 0; i < old->g.max_readers; i++) {
+		uint64_t w = bw_load_acquire(&bwi_rslot(old, i)->state);
+
+		if (kept[i].gen && !(BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
+				     BWI_SLOT_GEN(w) == kept[i].gen)) {
+			release_kept(m1, kept[i].idx);
+			kept[i].gen = 0;
+		}
+	}
+	keep_slots(old, m1, b, kept);
+}
+
+/* Step 0 of a deck-cut resize: every reader has read to b. A lossless
+ * writer waits for that (or, non-blocking, tries a loop later); an SRP
+ * writer never waits, and tries again a loop later. */
+static int drained(struct bw_stream *w, uint64_t b)
+{
+	struct bwi_map *m = w->m;
+	uint64_t min;
+
+	if (w->policy == BW_POLICY_LOSSLESS)
+		return bwi_wr_room(w, m->g.capacity);
+	if (bwi_min_reader(m, b, bw_load_acquire(&m->hdr->prod.tail), &min) <=
+		    0 ||
+	    min >= b)
+		return 0;
+	return -EAGAIN;
+}
+
+/* The writer moves to a region of 2^shift bytes starting at b (steps 0-5
+ * at the top; region k + 1 is invisible until step 4, so every failure
+ * before it leaves the ring as it was). */
 static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 {
 	struct bwi_scaler *sc = s->sc;
-	struct bw_stream *w = sc->w, *h;
+	struct bw_stream *w = sc->w, *h = NULL;
 	struct bwi_map *old = w->m, *m1;
 	struct bwi_scale_area *a = area(s);
 	uint64_t k = sc->kw, cap = old->g.capacity;
 	uint64_t cap1 = UINT64_C(1) << shift;
 	char part[BWI_NAME_MAX + 1];
-	uint32_t hi, *gens;
+	struct bwi_epoch *e1 = &a->ev[(k + 1) % BWI_EPOCHS];
+	struct kept *kept;
 	int r;
 
 	if (s->m->g.scale == BW_SCALE_DECKCUT) {
-		/* step 0: nothing is made until the readers are at b,
-		 * so a non-blocking writer that would wait resizes later */
-		r = bwi_wr_room(w, cap);
+		r = drained(w, b);
 		if (r < 0 && r != -EPIPE)
 			return r;
 		if (cap1 < cap)
 			madvise(w->data + cap1, (size_t)(cap - cap1),
 				MADV_REMOVE); /* advice: a failure costs memory */
 	}
+	kept = calloc(old->g.max_readers, sizeof(*kept));
+	if (!kept)
+		return bwi_err(ENOMEM, "resizing");
 	r = bwi_epoch_create(s->m, k + 1, shift, b);
-	if (r < 0)
-		return r;
-	r = bwi_part_name(part, sizeof(part), s->m->name, k + 1);
+	if (r == 0)
+		r = bwi_part_name(part, sizeof(part), s->m->name, k + 1);
 	if (r == 0)
 		r = bwi_map_open(part, BWI_ACC_RW, &m1);
+	if (r < 0)
+		goto err_region;
+	keep_slots(old, m1, b, kept); /* step 2 */
+	r = bwi_stream_new(&h); /* step 5 before 4: a reader that finds the
+				 * region finds its writer */
+	if (r == 0) {
+		r = bwi_attach(h, m1, BW_WRITE | BWI_NO_PEER_WAIT |
+					      (w->flags &
+					       (BW_NONBLOCK | BW_NOWAIT)));
+		if (r < 0)
+			bwi_stream_free(h);
+	}
 	if (r < 0) {
-		bwi_part_unlink(s->m->name, k + 1);
-		return r;
-	}
-	hi = bwi_slots_hi(old, BWI_READER);
-	gens = calloc(hi + 1, sizeof(*gens));
-	if (!gens) {
 		bwi_map_put(m1);
-		bwi_part_unlink(s->m->name, k + 1);
-		return bwi_err(ENOMEM, "resizing");
-	}
-	for (uint32_t i = 0; i < hi; i++) { /* step 2 */
-		struct bwi_slot *o = bwi_rslot(old, i);
-		uint64_t st = bw_load_acquire(&o->state);
-		uint32_t g;
-
-		if (BWI_SLOT_STATE(st) == BWI_SLOT_ACTIVE &&
-		    bwi_slot_claim_for(m1, i, b, (pid_t)bw_load_relaxed(&o->pid),
-				       bw_load_relaxed(&o->starttime),
-				       &g) == 0)
-			gens[i] = BWI_SLOT_GEN(st);
+		goto err_region;
 	}
 	/* step 4 */
-	struct bwi_epoch *e1 = &a->ev[(k + 1) % BWI_EPOCHS];
-
 	bw_store_relaxed(&e1->start, b);
 	bw_store_relaxed(&e1->end, BWI_NO_POS);
 	bw_store_relaxed(&e1->shift, shift);
 	bw_store_release(&e1->seq, k + 1);
 	bw_store_release(&a->ev[k % BWI_EPOCHS].end, b);
 	bw_store_release(&a->cur, k + 1);
-	check_kept(old, m1, gens, hi);
-	free(gens);
-	/* step 5 */
-	r = bwi_stream_new(&h);
-	if (r == 0) {
-		r = bwi_attach(h, m1, BW_WRITE | BWI_NO_PEER_WAIT |
-					      (w->flags & (BW_NONBLOCK | BW_NOWAIT)));
-		if (r < 0)
-			bwi_stream_free(h);
-	}
-	if (r < 0) {
-		bwi_map_put(m1);
-		/* the table already names region k + 1: its readers will
-		 * find no writer there, which is the end */
-		return r;
-	}
+	check_kept(old, m1, b, kept);
+	free(kept);
 	add_stats(&sc->wacc, w);
-	bw_stream_close(w);
+	bw_stream_close(w); /* its readers read to b and see its end */
 	sc->w = h;
 	sc->kw = k + 1;
 	return 0;
+err_region:
+	free(kept);
+	bwi_part_unlink(s->m->name, k + 1);
+	return r;
 }
 
 /* Step 6: removes the regions before the writer's that no reader is in
@@ -572,13 +680,25 @@ static int loop_done(struct bw_stream *s, uint64_t hd)
 	return r == -EPIPE ? r : 0;
 }
 
+/* Every writing call starts here: a poke is published, so the write
+ * position (wpos) is where the next byte goes. */
 static int w_enter(struct bw_stream *s)
 {
 	int r = bwi_need_writer(s);
 
-	if (r == 0)
+	if (r == 0) {
 		sync_flags(s, s->sc->w);
+		r = bw_stream_flush(s->sc->w);
+	}
 	return r;
+}
+
+static int no_acq(struct bw_stream *s)
+{
+	if (s->sc->w->acq)
+		return bwi_err(EBUSY, "a poke_acquire is outstanding: "
+				      "complete it first");
+	return 0;
 }
 
 static ssize_t sc_write(struct bw_stream *s, const void *buf, size_t n)
@@ -587,6 +707,8 @@ static ssize_t sc_write(struct bw_stream *s, const void *buf, size_t n)
 	size_t done = 0;
 	int r = w_enter(s);
 
+	if (r == 0)
+		r = no_acq(s);
 	if (r < 0)
 		return r;
 	if (n && !buf)
@@ -619,6 +741,8 @@ static ssize_t sc_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 	struct bwi_scaler *sc = s->sc;
 	int r = w_enter(s);
 
+	if (r == 0)
+		r = no_acq(s);
 	if (r < 0)
 		return r;
 	if (sc->w->wpos + n > sc->loop_end && n) {
@@ -691,6 +815,18 @@ static struct bw_stream *sc_wait_on(struct bw_stream *s, int events)
 	return role(s, events);
 }
 
+/* The reader's region has ended but the stream goes on in the next: a
+ * hang-up seen there is a resize, not the writer leaving. */
+bool bwi_scale_continues(struct bw_stream *s)
+{
+	uint64_t start, end;
+	unsigned shift;
+
+	return s->sc && s->sc->r &&
+	       entry(s, s->sc->kr, &start, &end, &shift) == 0 &&
+	       end != BWI_NO_POS;
+}
+
 static int sc_stat(struct bw_stream *s, struct bw_stream_stat *st)
 {
 	struct bwi_scaler *sc = s->sc;
@@ -710,8 +846,13 @@ static int sc_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	st->bytes = acc->bytes + sub.bytes;
 	st->calls = acc->calls + sub.calls;
 	st->waits = acc->waits + sub.waits;
-	st->lost = acc->lost + sub.lost;
-	st->dropped = sub.dropped;
+	if (h == sc->r) {
+		st->lost = acc->lost + sub.lost;
+		st->dropped = sub.dropped;
+	} else {
+		st->dropped = acc->lost + sub.dropped;
+	}
+	st->padded = sub.padded;
 	return 0;
 }
 

@@ -83,9 +83,11 @@ static bool writer_slot_held(const struct bwi_map *m, uint32_t i,
 }
 
 /* Claims slot i of the role's range for pid (started at starttime) at
- * pos, if it is free. Returns its generation, or 0. */
+ * pos, if it is free, marked adopt (BWI_ADOPT_*). Returns its generation,
+ * or 0. */
 static uint32_t claim_at(struct bwi_map *m, enum bwi_role role, uint32_t i,
-			 uint64_t pos, pid_t pid, uint64_t starttime)
+			 uint64_t pos, pid_t pid, uint64_t starttime,
+			 uint64_t adopt, uint64_t kept_for)
 {
 	uint32_t base, n, cur;
 	bwi_a32 *hi;
@@ -119,7 +121,8 @@ static uint32_t claim_at(struct bwi_map *m, enum bwi_role role, uint32_t i,
 	bw_store_relaxed(&s->calls, 0);
 	bw_store_relaxed(&s->waits, 0);
 	bw_store_relaxed(&s->lost, 0);
-	bw_store_relaxed(&s->adopt, 0);
+	bw_store_relaxed(&s->adopt, adopt);
+	bw_store_relaxed(&s->kept_for, kept_for);
 	/* S1: seq_cst store; a scanner that sees ACTIVE (acquire) sees pos
 	 * and pid. Also ordered before the caller's fence in the reader
 	 * registration protocol (stream.c, reader_attach). */
@@ -140,7 +143,7 @@ int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 	slot_range(m, role, &base, &n, &hi);
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t g = claim_at(m, role, i, pos, bwi_self_pid(),
-				      bwi_self_starttime());
+				      bwi_self_starttime(), BWI_ADOPT_OWN, 0);
 
 		if (g) {
 			*idx = i;
@@ -152,16 +155,25 @@ int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 		       role == BWI_READER ? "reader" : "writer");
 }
 
-/* Reader slot idx, claimed on behalf of another process's reader, which
+/* A reader slot claimed on behalf of another process's reader, which
  * adopts it later (self-scaling rings: the producer keeps each reader's
- * place in a new region). Returns 0, or -EBUSY when the slot is taken. */
-int bwi_slot_claim_for(struct bwi_map *m, uint32_t idx, uint64_t pos,
-		       pid_t pid, uint64_t starttime, uint32_t *gen)
+ * place in a new region), tagged with kept_for. Returns 0 with its index
+ * and generation, or -ENOSPC. */
+int bwi_slot_keep(struct bwi_map *m, uint64_t pos, pid_t pid,
+		  uint64_t starttime, uint64_t kept_for, uint32_t *idx,
+		  uint32_t *gen)
 {
-	if (idx >= m->g.max_readers)
-		return bwi_err(EINVAL, "reader slot %u out of range", idx);
-	*gen = claim_at(m, BWI_READER, idx, pos, pid, starttime);
-	return *gen ? 0 : bwi_err(EBUSY, "reader slot %u is taken", idx);
+	for (uint32_t i = 0; i < m->g.max_readers; i++) {
+		uint32_t g = claim_at(m, BWI_READER, i, pos, pid, starttime,
+				      BWI_ADOPT_KEPT, kept_for);
+
+		if (g) {
+			*idx = i;
+			*gen = g;
+			return 0;
+		}
+	}
+	return bwi_err(ENOSPC, "no reader slot left to keep");
 }
 
 void bwi_slot_release(struct bwi_map *m, enum bwi_role role, uint32_t idx,

@@ -141,14 +141,14 @@ static inline struct bwi_hdr *H(const struct bw_stream *s)
 /* Moves head back from `from` to `to` (an abandoned reservation). The bytes a
  * writer may have scribbled there belong to positions [to - cap, from - cap):
  * the scar marks them damaged first. */
-void bwi_head_rollback(struct bwi_map *m, uint64_t from, uint64_t to)
+bool bwi_head_rollback(struct bwi_map *m, uint64_t from, uint64_t to)
 {
 	uint64_t sc = from > m->g.capacity ? from - m->g.capacity : 0;
 	uint64_t cur = bw_load_relaxed(&m->hdr->ctl.scar);
 
 	while (cur < sc && !bw_cas(&m->hdr->ctl.scar, &cur, sc))
 		;
-	bw_cas(&m->hdr->prod.head, &from, to);
+	return bw_cas(&m->hdr->prod.head, &from, to);
 }
 
 /* Store-store order between a head reservation and the data stores after it,
@@ -1701,8 +1701,9 @@ int bwi_d_poke_complete(struct bw_stream *s, size_t n)
 			}
 		}
 		bw_store_release(&s->wsl->rend, s->acq_start + n);
-		bwi_head_rollback(s->m, end, s->acq_start + n);
-		if (bw_load_relaxed(&H(s)->prod.head) >= end) {
+		/* only a failed rollback says another writer reserved after
+		 * us: once it succeeded, head may pass end again for others */
+		if (!bwi_head_rollback(s->m, end, s->acq_start + n)) {
 			/* still ours, whole, and open to the timeout */
 			bw_store_release(&s->wsl->rend, end);
 			if (s->fence)
@@ -2011,8 +2012,12 @@ BW_API int bw_stream_select(struct bw_pollitem *items, unsigned n,
 	r = wait_any(w, n, timeout_ms);
 	if (r < 0)
 		return r;
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
 		items[i].revents = (short)w[i].revents;
+		if ((items[i].revents & BW_POLLHUP) && LAYERED(items[i].s) &&
+		    items[i].s->m->g.scale && bwi_scale_continues(items[i].s))
+			items[i].revents &= ~BW_POLLHUP; /* a resize */
+	}
 	return r;
 }
 
@@ -2334,8 +2339,10 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 	int r = 0;
 
 	handle_bind(s, m, flags);
-	/* A self-scaling ring's reader takes its place in the region first:
-	 * a writer that sees it in the control segment writes for it. */
+	/* A self-scaling ring's handle takes its place in the region before
+	 * the control segment's: a writer that sees a reader there writes
+	 * for it, a reader that sees a writer there reads what it writes. A
+	 * second writer finds the region's one writer slot taken. */
 	if (m->g.scale)
 		r = bwi_stack_build(s);
 	if (r == 0 && (flags & BW_WRITE))
@@ -2360,7 +2367,7 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 }
 
 /* Attaches s to m as the reader whose slot someone claimed for this
- * process (bwi_slot_claim_for): s takes over the caller's reference.
+ * process (bwi_slot_keep): s takes over the caller's reference.
  * Returns -ESRCH when the slot is not one this process may adopt. */
 int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 		     int flags)
