@@ -317,6 +317,58 @@ static void test_refused(void)
 	}
 }
 
+/* A reader whose position moves past its cached container (a seek) and a
+ * reader of a ring whose containers were all freed (every handle closed):
+ * neither reads through a freed or a missing container. */
+static void test_moves(void)
+{
+	struct bw_stream *r, *w;
+	static uint8_t buf[RING], out[RING];
+	int64_t end;
+
+	CU_ASSERT_EQUAL_FATAL(mk("dm", 0, 0, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dm", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dm", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	bwt_fill(buf, RING, 0, 13);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 100), 100);
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, 10), 10); /* caches box 0 */
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf + 100, RING / 2), RING / 2);
+	end = bw_stream_lseek(r, 0, SEEK_END);
+	CU_ASSERT_EQUAL(end, 100 + RING / 2);
+	for (int i = 0; i < 8; i++) { /* frees what lies behind the seek */
+		uint64_t at = (uint64_t)end + (uint64_t)i * (RING / 8);
+
+		bwt_fill(buf, RING / 8, at, 13);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, RING / 8),
+				      RING / 8);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_read(r, out, RING / 8), RING / 8);
+		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, RING / 8, at, 13), -1);
+	}
+	bw_stream_close(r);
+	bw_stream_close(w); /* every handle closed: the containers go */
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dm", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK |
+							   BW_FROM_START,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("dm", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	end = bw_stream_lseek(r, 0, SEEK_CUR);
+	CU_ASSERT_EQUAL(end, 100 + RING / 2 + RING); /* the tail: nothing
+							* older is held */
+	bwt_fill(buf, 10, (uint64_t)end, 13);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 10), 10);
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, RING), 10);
+	CU_ASSERT_EQUAL(bwt_verify(out, 10, (uint64_t)end, 13), -1);
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("dm");
+}
+
 static void reg(void)
 {
 	bwt_add("stream across containers, memory bound", test_stream_and_bound);
@@ -324,6 +376,7 @@ static void reg(void)
 	bwt_add("two readers, a late reader", test_two_readers);
 	bwt_add("writer and reader threads", test_threads);
 	bwt_add("refused: other processes, forks, options", test_refused);
+	bwt_add("seeks and reopening", test_moves);
 }
 
 int main(void)

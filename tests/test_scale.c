@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,10 @@ static void run_turns(uint32_t scale)
 			rpos += (uint64_t)x;
 		}
 		CU_ASSERT_EQUAL_FATAL(x, -EAGAIN);
+		/* a region that ended in a resize is no hang-up */
+		CU_ASSERT_EQUAL_FATAL(bw_stream_block(r, BW_POLLIN, 0) &
+					      BW_POLLHUP,
+				      0);
 		if (cap(w) < lo)
 			lo = cap(w);
 		CU_ASSERT_EQUAL_FATAL(cap(r) <= MIB * 4, 1);
@@ -313,6 +318,147 @@ static void test_refused(void)
 	CU_ASSERT_EQUAL(parts("sy"), 0);
 }
 
+struct stress {
+	struct bw_stream *w;
+	_Atomic int readers_done;
+	_Atomic long opens, gaps, errs;
+};
+
+static void *stress_writer(void *arg)
+{
+	struct stress *st = arg;
+	static uint64_t buf[512];
+	uint64_t pos = 0;
+
+	while (st->readers_done < 2) {
+		for (int i = 0; i < 512; i++)
+			buf[i] = pos + 8 * (uint64_t)i;
+		ssize_t x = bw_stream_write(st->w, buf, sizeof(buf));
+
+		if (x != (ssize_t)sizeof(buf)) {
+			fprintf(stderr, "stress writer: %zd: %s\n", x,
+				bw_strerror_last());
+			st->errs++;
+			break;
+		}
+		pos += (uint64_t)x;
+	}
+	bw_stream_close(st->w);
+	return NULL;
+}
+
+/* Readers that attach and leave all the time, while the ring resizes
+ * (the writer's scans may miss them, and they reuse slot indices of
+ * readers that left): each sees the stream without a gap from where it
+ * attached. */
+static void *stress_reader(void *arg)
+{
+	struct stress *st = arg;
+	static _Thread_local uint64_t buf[1024];
+
+	for (int n = 0; n < 300; n++) {
+		struct bw_stream *r;
+		uint64_t next;
+
+		if (bw_stream_open("ss", BW_READ | BW_NOWAIT, &r) < 0) {
+			st->errs++;
+			break;
+		}
+		st->opens++;
+		next = (uint64_t)bw_stream_lseek(r, 0, SEEK_CUR);
+		for (int k = 0; k < 20; k++) {
+			ssize_t x = bw_stream_read(r, buf, sizeof(buf));
+
+			if (x <= 0) {
+				fprintf(stderr, "stress reader: %zd: %s\n", x,
+					bw_strerror_last());
+				st->errs++;
+				break;
+			}
+			/* the writer writes whole 8-byte words */
+			for (ssize_t i = 0; i + 8 <= x; i += 8, next += 8)
+				if (buf[i / 8] != next) {
+					st->gaps++;
+					next = buf[i / 8];
+				}
+			if (x % 8)
+				break;
+		}
+		bw_stream_close(r);
+	}
+	st->readers_done++;
+	return NULL;
+}
+
+static void test_attach_during_resizes(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct stress st = {0};
+	struct bw_stream *keeper;
+	struct bw_ring_info in;
+	pthread_t t[3];
+	static uint8_t buf[65536];
+
+	o.size = 8 << 10;
+	o.scale = BW_SCALE_REALLOC;
+	o.scale_min = 4 << 10;
+	o.scale_max = 32 << 10;
+	bw_unlink("ss");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("ss", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ss", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &keeper),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ss", BW_WRITE, &st.w), 0);
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t[0], NULL, stress_writer, &st),
+			      0);
+	for (int i = 1; i < 3; i++)
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, stress_reader,
+						     &st),
+				      0);
+	while (st.readers_done < 2) /* the keeper keeps the writer going */
+		bw_stream_read(keeper, buf, sizeof(buf));
+	while (bw_stream_read(keeper, buf, sizeof(buf)) != 0)
+		;
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	CU_ASSERT_FATAL(bw_ring_stat("ss", &in, NULL, 0) >= 0);
+	CU_ASSERT(in.scale_epoch > 0); /* it did resize meanwhile */
+	CU_ASSERT_EQUAL(st.opens, 600);
+	CU_ASSERT_EQUAL(st.gaps, 0);
+	CU_ASSERT_EQUAL(st.errs, 0);
+	bw_stream_close(keeper);
+	bw_unlink("ss");
+}
+
+/* An outstanding poke_acquire holds the region: no write (and so no
+ * resize) until it is completed. */
+static void test_acquire_holds(void)
+{
+	struct bw_stream *r, *w;
+	static uint8_t buf[4096];
+	void *p;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sa", BW_SCALE_REALLOC, 64 << 10, 16384, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sa", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sa", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	for (int i = 0; i < 400; i++) {
+		CU_ASSERT_EQUAL_FATAL(bw_stream_poke_acquire(w, &p, 8), 8);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 4096), -EBUSY);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_poke_complete(w, 8), 0);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 4096), 4096);
+		while (bw_stream_read(r, buf, sizeof(buf)) > 0)
+			;
+	}
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("sa");
+}
+
 static void reg(void)
 {
 	bwt_add("realloc: shrink and grow in turns", test_realloc_turns);
@@ -323,6 +469,8 @@ static void reg(void)
 		test_deckcut_other_process);
 	bwt_add("a reader leaves while the ring resizes", test_reader_leaves);
 	bwt_add("refused combinations", test_refused);
+	bwt_add("readers attach during resizes", test_attach_during_resizes);
+	bwt_add("an outstanding poke_acquire", test_acquire_holds);
 }
 
 int main(void)
