@@ -199,6 +199,23 @@ static void pull_lossless_by_handshake(void)
 	mkring("pull1", 256u << 10);
 	server_start(NULL);
 	CU_ASSERT_EQUAL(bw_remote_open(url("nosuch"), BW_READ, &o, &r), -ENOENT);
+	{
+		/* record and self-scaling rings are not served (yet) */
+		struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+
+		ro.size = 64u << 10;
+		ro.layout = BW_LAYOUT_VR;
+		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("pullvr", &ro), 0);
+		CU_ASSERT_EQUAL(bw_remote_open(url("pullvr"), BW_READ, &o, &r),
+				-ENOTSUP);
+		ro.layout = 0;
+		ro.scale = BW_SCALE_REALLOC;
+		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("pullsc", &ro), 0);
+		CU_ASSERT_EQUAL(bw_remote_open(url("pullsc"), BW_READ, &o, &r),
+				-ENOTSUP);
+		bw_unlink("pullvr");
+		bw_unlink("pullsc");
+	}
 	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("pull1"), BW_READ, &o, &r), 0);
 	CU_ASSERT_FATAL(pipe(tok) == 0);
 	/* The writer stays within half a ring of what the reader has
