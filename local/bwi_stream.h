@@ -182,6 +182,13 @@ static inline void bwi_copy(void *dst, const void *src, size_t n)
 	}
 }
 
+/* Counts one call that moved bytes. */
+static inline void bwi_count_call(struct bwi_stats *st, uint64_t bytes)
+{
+	st->bytes += bytes;
+	st->calls++;
+}
+
 /* The fast path of read and peek applies: a registered reader with n > 0
  * bytes already known to be there, and nothing to validate. */
 static inline bool bwi_rd_fast(const struct bw_stream *s, size_t n,

@@ -282,8 +282,7 @@ static ssize_t dyn_write(struct bw_stream *s, const void *buf, size_t n)
 		if (r < 0 && r != -ENOBUFS) /* ENOBUFS: dropped, counted */
 			return done ? (ssize_t)done : r;
 		if (r == 0) {
-			s->iwst.bytes += c;
-			s->iwst.calls++;
+			bwi_count_call(&s->iwst, c);
 		}
 		done += c;
 	}
@@ -352,8 +351,7 @@ static ssize_t dyn_read(struct bw_stream *s, void *buf, size_t n)
 	move_bytes(&s->dyn_r, s->m->dyn->box, s->rpos, buf, (size_t)a, false);
 	s->dyn_racq = 0;
 	bwi_rd_move(s, (uint64_t)a, true);
-	s->ist.bytes += (uint64_t)a;
-	s->ist.calls++;
+	bwi_count_call(&s->ist, (uint64_t)a);
 	return a;
 }
 
@@ -392,8 +390,7 @@ static ssize_t dyn_peek(struct bw_stream *s, const void **ptr, size_t n,
 	if (move) {
 		/* the span stays ours until the next call publishes */
 		bwi_rd_move(s, (uint64_t)a, false);
-		s->ist.bytes += (uint64_t)a;
-		s->ist.calls++;
+		bwi_count_call(&s->ist, (uint64_t)a);
 	} else {
 		s->dyn_racq = (uint64_t)a;
 	}
@@ -413,8 +410,7 @@ static int dyn_peek_complete(struct bw_stream *s, size_t n)
 	s->dyn_racq -= n;
 	if (n) {
 		bwi_rd_move(s, n, true);
-		s->ist.bytes += n;
-		s->ist.calls++;
+		bwi_count_call(&s->ist, n);
 	}
 	return 0;
 }

@@ -86,12 +86,6 @@ static inline uint64_t align_up(uint64_t p, uint64_t a)
 	return (p + a - 1) & ~(a - 1);
 }
 
-static inline void count(struct bwi_stats *st, uint64_t bytes)
-{
-	st->bytes += bytes;
-	st->calls++;
-}
-
 /* ---- writing ---------------------------------------------------------------- */
 
 /* Publishes the writer's open record with len payload bytes (0: none). */
@@ -112,7 +106,7 @@ static int w_close(struct bw_stream *s, uint32_t len)
 		r = bwi_d_poke_complete(s, all);
 	}
 	if (r == 0 && len)
-		count(&s->iwst, len);
+		bwi_count_call(&s->iwst, len);
 	return r;
 }
 
@@ -182,7 +176,7 @@ static ssize_t rec_write(struct bw_stream *s, const void *buf, size_t n)
 	r = bwi_rec_publish(s, p, foot);
 	if (r < 0)
 		return r;
-	count(&s->iwst, n);
+	bwi_count_call(&s->iwst, n);
 	return (ssize_t)n;
 }
 
@@ -406,7 +400,7 @@ static inline int64_t rd_quick(struct bw_stream *s, void *buf, size_t n)
 		return -1;
 	bwi_copy(buf, s->data + ((s->rpos + bwi_rec_hoff(g)) & s->mask), len);
 	bwi_rd_move(s, f, true);
-	count(&s->ist, len);
+	bwi_count_call(&s->ist, len);
 	return len;
 }
 
@@ -434,7 +428,7 @@ static ssize_t rec_read(struct bw_stream *s, void *buf, size_t n)
 	if (s->validate && !bwi_rd_held(s))
 		return resync(s);
 	bwi_rd_move(s, foot, true);
-	count(&s->ist, (uint64_t)len);
+	bwi_count_call(&s->ist, (uint64_t)len);
 	return len;
 }
 
@@ -462,7 +456,7 @@ static ssize_t rec_peek(struct bw_stream *s, const void **ptr, size_t n,
 	*ptr = pl;
 	if (move) {
 		bwi_rd_move(s, foot, false);
-		count(&s->ist, (uint64_t)len);
+		bwi_count_call(&s->ist, (uint64_t)len);
 	} else {
 		s->rec_rfoot = foot;
 		s->rec_rlen = (uint32_t)len;
@@ -486,7 +480,7 @@ static int rec_peek_complete(struct bw_stream *s, size_t n)
 				       "acquired (%u bytes)",
 			       n, foot ? len : 0);
 	bwi_rd_move(s, foot, true);
-	count(&s->ist, len);
+	bwi_count_call(&s->ist, len);
 	return 0;
 }
 

@@ -775,15 +775,6 @@ static int sc_flush(struct bw_stream *s)
 	return r;
 }
 
-static struct bw_stream *role(struct bw_stream *s, int events)
-{
-	struct bwi_scaler *sc = s->sc;
-
-	if (sc->r && (!sc->w || (events & BW_POLLIN)))
-		return sc->r;
-	return sc->w ? sc->w : s;
-}
-
 static int64_t sc_check(struct bw_stream *s, int64_t stamp, int flags)
 {
 	int r = bwi_d_flush(s);
@@ -810,9 +801,14 @@ static int64_t sc_lseek(struct bw_stream *s, int64_t off, int whence)
 	return bwi_d_lseek(s, off, whence);
 }
 
+/* Block and select wait on the region handle of the role asked for. */
 static struct bw_stream *sc_wait_on(struct bw_stream *s, int events)
 {
-	return role(s, events);
+	struct bwi_scaler *sc = s->sc;
+
+	if (sc->r && (!sc->w || (events & BW_POLLIN)))
+		return sc->r;
+	return sc->w ? sc->w : s;
 }
 
 /* The reader's region has ended but the stream goes on in the next: a

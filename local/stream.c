@@ -218,15 +218,10 @@ static void pace(uint64_t *last)
 	*last = now;
 }
 
-/* Statistics live in the handle. A slot mirrors them for other processes
- * (beltway stat) whenever its owner looks at the other side's position, so
- * the mirror lags by at most one batch and the fast path stores nothing. */
-static inline void count_call(struct bwi_stats *st, uint64_t bytes)
-{
-	st->bytes += bytes;
-	st->calls++;
-}
-
+/* Statistics live in the handle (bwi_count_call). A slot mirrors them for
+ * other processes (beltway stat) whenever its owner looks at the other
+ * side's position, so the mirror lags by at most one batch and the fast
+ * path stores nothing. */
 static void mirror(const struct bwi_stats *st, struct bwi_slot *sl)
 {
 	if (!sl)
@@ -1308,7 +1303,7 @@ static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 		if (r < 0)
 			return r;
 		s->wpos = hd + n;
-		count_call(&s->wst, n);
+		bwi_count_call(&s->wst, n);
 		return 0;
 	}
 	/* R1: pairs with A1 in rd_refresh: the bytes below hd + n are written
@@ -1317,7 +1312,7 @@ static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 	bw_store_release(&h->prod.tail, hd + n);
 	/* The slot keeps saying hd | OPEN: harmless, as tail has passed hd. */
 	s->wpos = hd + n;
-	count_call(&s->wst, n);
+	bwi_count_call(&s->wst, n);
 	light(s);
 	wake_readers(s->m);
 	if (bw_load_relaxed(&h->ctl.multi))
@@ -1415,7 +1410,7 @@ __attribute__((noinline)) ssize_t bwi_d_read(struct bw_stream *s, void *buf,
 	s->rpos += (uint64_t)a;
 	s->racq = 0;
 	rd_publish(s);
-	count_call(&s->rst, (uint64_t)a);
+	bwi_count_call(&s->rst, (uint64_t)a);
 	return a;
 }
 
@@ -1431,7 +1426,7 @@ BW_API ssize_t bw_stream_read(struct bw_stream *s, void *buf, size_t n)
 		s->rpos += n;
 		s->racq = 0;
 		rd_publish(s);
-		count_call(&s->rst, n);
+		bwi_count_call(&s->rst, n);
 		return (ssize_t)n;
 	}
 	return CALL(s, read, buf, n);
@@ -1467,7 +1462,7 @@ __attribute__((noinline)) ssize_t bwi_d_peek(struct bw_stream *s,
 	if (move) {
 		s->rpos += (uint64_t)a;
 		s->racq = 0;
-		count_call(&s->rst, (uint64_t)a);
+		bwi_count_call(&s->rst, (uint64_t)a);
 	} else {
 		s->racq = (uint64_t)a;
 	}
@@ -1483,7 +1478,7 @@ BW_API ssize_t bw_stream_peek(struct bw_stream *s, const void **ptr, size_t n)
 		*ptr = s->data + (s->rpos & s->mask);
 		s->rpos += n;
 		s->racq = 0;
-		count_call(&s->rst, n);
+		bwi_count_call(&s->rst, n);
 		return (ssize_t)n;
 	}
 	return CALL(s, peek, ptr, n, true);
@@ -1514,7 +1509,7 @@ int bwi_d_peek_complete(struct bw_stream *s, size_t n)
 	s->racq -= n;
 	rd_publish(s);
 	if (n)
-		count_call(&s->rst, n);
+		bwi_count_call(&s->rst, n);
 	return 0;
 }
 
@@ -1805,7 +1800,7 @@ void bwi_rd_move(struct bw_stream *s, uint64_t n, bool publish)
 {
 	s->rpos += n;
 	s->racq = 0;
-	count_call(&s->rst, n);
+	bwi_count_call(&s->rst, n);
 	if (publish)
 		rd_publish(s);
 }
