@@ -140,6 +140,10 @@ _Static_assert(offsetof(struct bwf_desc, sum) == 352, "descriptor layout");
 #define BWF_POS_WDETACH 316u
 #define BWF_POS_LEN 320u
 
+struct bwi_map;
+/* 0, or -ENOTSUP with a message naming who cannot take ring name. */
+int bwf_exportable(const char *name, const struct bwi_map *m, const char *who);
+
 void bwf_desc_seal(struct bwf_desc *d);
 /* Checks a descriptor from a peer: returns 0 or -EPROTO with a message. */
 int bwf_desc_check(const struct bwf_desc *d, uint32_t access);

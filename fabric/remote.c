@@ -38,6 +38,7 @@
 
 #include "bwf.h"
 #include "bwi_ring.h"
+#include "bws.h"
 
 #define STAGE_SLOTS 16u
 #define STAGE_SLOT_MAX (512u << 10)
@@ -676,6 +677,170 @@ int bw_remote_close(struct bw_remote *r)
 		e = bw_remote_flush(r);
 	remote_free(r);
 	return e;
+}
+
+/* ---- the origin of a shadow (shadow/bws.h) ------------------------------------ */
+
+/* A pull session used by a shadow: its window reads and data reads posted
+ * into memory the shadow registered, several in flight. */
+#define SHADOW_REGS 4
+
+struct fab_src {
+	struct bws_src b;
+	struct bw_remote *r;
+	struct bwf_mr reg[SHADOW_REGS];
+};
+
+_Static_assert(sizeof(struct bwf_op) <= sizeof(((struct bws_req *)0)->op),
+	       "a request holds a fabric operation");
+
+static struct bw_remote *fab(struct bws_src *s)
+{
+	return ((struct fab_src *)s)->r;
+}
+
+static int fab_window(struct bws_src *s, struct bws_win *w)
+{
+	struct bw_remote *r = fab(s);
+	int e = window_read(r);
+
+	if (e < 0)
+		return e;
+	w->tail = r->tail_seen;
+	w->oldest = r->oldest;
+	w->ended = r->ended;
+	return 0;
+}
+
+static int fab_post(struct bws_src *s, void *dst, uint64_t pos, size_t len,
+		    struct bws_req *rq)
+{
+	struct fab_src *f = (struct fab_src *)s;
+	struct bw_remote *r = f->r;
+	struct bwf_op *op = (struct bwf_op *)rq->op;
+	void *desc = NULL;
+	int e;
+
+	if (len == 0 || len > r->cap || len > r->ep.max_msg)
+		return bwi_err(EINVAL, "a shadow read of %zu bytes (the ring "
+				       "holds %llu)",
+			       len, (unsigned long long)r->cap);
+	for (unsigned i = 0; i < SHADOW_REGS; i++) {
+		const struct bwf_mr *m = &f->reg[i];
+
+		if (m->base && (uint8_t *)dst >= (uint8_t *)m->base &&
+		    (uint8_t *)dst + len <= (uint8_t *)m->base + m->len)
+			desc = m->desc;
+	}
+	if (!desc && (r->ep.mr_mode & FI_MR_LOCAL))
+		return bwi_err(EFAULT, "provider %s reads only into registered "
+				       "memory",
+			       r->ep.prov);
+	rq->done = false;
+	/* the data window is mapped twice: len <= capacity stays inside */
+	e = bwf_read(&r->ep, r->peer, dst, len, desc,
+		     r->d.data_raddr + (pos & r->mask), r->d.data_key, op);
+	return e < 0 ? op_error(r, e, "reading ring data") : 0;
+}
+
+static int fab_test(struct bws_src *s, struct bws_req *rq, bool wait)
+{
+	struct bw_remote *r = fab(s);
+	struct bwf_op *op = (struct bwf_op *)rq->op;
+	int e;
+
+	if (rq->done)
+		return 1;
+	e = wait ? bwf_wait(&r->ep, op) : bwf_progress(&r->ep);
+	if (e < 0 || (op->done && op->err))
+		return op_error(r, e < 0 ? e : op->err, "reading ring data");
+	rq->done = op->done;
+	return op->done ? 1 : 0;
+}
+
+static const void *fab_inplace(struct bws_src *s, uint64_t pos)
+{
+	(void)s;
+	(void)pos;
+	return NULL;
+}
+
+static int fab_reg(struct bws_src *s, void *buf, size_t len)
+{
+	struct fab_src *f = (struct fab_src *)s;
+
+	for (unsigned i = 0; i < SHADOW_REGS; i++)
+		if (!f->reg[i].base)
+			return bwf_mr_reg(&f->r->ep, buf, len, FI_READ | FI_WRITE,
+					  &f->reg[i]);
+	return bwi_err(ENOSPC, "a shadow registers at most %d buffers",
+		       SHADOW_REGS);
+}
+
+static void fab_unreg(struct bws_src *s, void *buf)
+{
+	struct fab_src *f = (struct fab_src *)s;
+
+	for (unsigned i = 0; i < SHADOW_REGS; i++)
+		if (f->reg[i].base == buf) {
+			bwf_mr_close(&f->reg[i]);
+			memset(&f->reg[i], 0, sizeof(f->reg[i]));
+		}
+}
+
+static int fab_alive(struct bws_src *s)
+{
+	struct bw_remote *r = fab(s);
+
+	return r->ep.err ? r->ep.err : session_alive(r);
+}
+
+static void fab_close(struct bws_src *s)
+{
+	struct fab_src *f = (struct fab_src *)s;
+
+	/* the endpoint first: nothing completes into a buffer after that */
+	for (unsigned i = 0; i < SHADOW_REGS; i++)
+		bwf_mr_close(&f->reg[i]);
+	remote_free(f->r);
+	free(f);
+}
+
+static const struct bws_src_ops fab_ops = {
+	.name = "fabric",
+	.window = fab_window,
+	.post = fab_post,
+	.test = fab_test,
+	.inplace = fab_inplace,
+	.reg = fab_reg,
+	.unreg = fab_unreg,
+	.alive = fab_alive,
+	.close = fab_close,
+};
+
+int bwf_shadow_src(const char *url, const struct bw_fabric_opts *fabric_opts,
+		   struct bws_src **out)
+{
+	struct fab_src *f = calloc(1, sizeof(*f));
+	int e;
+
+	if (!f)
+		return bwi_err(ENOMEM, "allocating a shadow");
+	e = bw_remote_open(url, BW_READ, fabric_opts, &f->r);
+	if (e < 0) {
+		free(f);
+		return e;
+	}
+	f->b.ops = &fab_ops;
+	f->b.capacity = f->r->cap;
+	f->b.max_xfer = f->r->ep.max_msg < f->r->cap ? f->r->ep.max_msg
+						      : f->r->cap;
+	f->b.timeout_ms = f->r->ep.timeout_ms;
+	f->b.origin_node = -1;
+	f->b.nic_node = bws_nic_node(f->r->fd);
+	snprintf(f->b.link, sizeof(f->b.link), "%s", f->r->ep.prov);
+	*out = &f->b;
+	return 0;
 }
 
 /* ---- white-box hooks for the tests (not exported) ---------------------------- */

@@ -342,18 +342,20 @@ void bw_server_stop(struct bw_server *s)
 /* ---- requests -------------------------------------------------------------- */
 
 /* Rings whose bytes are not a plain stream in their one data segment
- * cannot be read or fed remotely (yet). */
-static int exportable(const char *name, const struct bwi_map *m)
+ * cannot be read or fed remotely, nor shadowed (yet). who: the reader. */
+#define REMOTE_WHO "remote readers and writers"
+
+int bwf_exportable(const char *name, const struct bwi_map *m, const char *who)
 {
 	if (m->g.scale || (m->g.flags & BW_RING_DYNAMIC) ||
 	    m->g.layout >= BWI_LAYOUT_FR)
-		return bwi_err(ENOTSUP, "ring '%s' is a %s ring: remote readers "
-					"and writers take byte rings and IBufs "
-					"only",
+		return bwi_err(ENOTSUP, "ring '%s' is a %s ring: %s take byte "
+					"rings and IBufs only",
 			       name,
 			       m->g.scale			  ? "self-scaling"
 			       : (m->g.flags & BW_RING_DYNAMIC) ? "dynamic"
-								  : "record");
+								  : "record",
+			       who);
 	return 0;
 }
 
@@ -362,7 +364,7 @@ static int open_pull(struct bw_server *s, struct session *x, struct bwf_desc *d)
 	int r = bwi_map_open(x->name, BWI_ACC_RO, &x->m);
 
 	if (r == 0)
-		r = exportable(x->name, x->m);
+		r = bwf_exportable(x->name, x->m, REMOTE_WHO);
 	if (r < 0)
 		return r;
 	if ((r = bwf_mr_reg(&s->ep, (uint8_t *)x->m->hdr + BWF_POS_OFF,
@@ -405,7 +407,7 @@ static int open_push(struct bw_server *s, struct session *x,
 	r = bw_stream_open(x->name, BW_WRITE | BW_NOWAIT | BW_NONBLOCK, &x->w);
 	if (r < 0)
 		return r;
-	if ((r = exportable(x->name, x->w->m)) < 0 ||
+	if ((r = bwf_exportable(x->name, x->w->m, REMOTE_WHO)) < 0 ||
 	    (r = bwi_remote_writer_claim(x->w)) < 0)
 		return r;
 	m = x->w->m;

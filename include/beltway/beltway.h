@@ -7,5 +7,6 @@
 #include <beltway/stream.h>
 #include <beltway/index.h>
 #include <beltway/fabric.h>
+#include <beltway/shadow.h>
 
 #endif

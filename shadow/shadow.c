@@ -1,0 +1,947 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shadow buffers: the four access methods of thesis Table 4.3, written once
+ * against the source interface (bws.h), so each works on a ring on another
+ * host, on a ring in another NUMA node's memory, and behind the latency
+ * layer alike.
+ *
+ * Positions are the origin's absolute positions. The local replica is
+ * mapped twice back to back, so the origin's byte p lives at replica offset
+ * p mod its size and any span of up to its size is contiguous: nothing is
+ * ever moved inside it.
+ *
+ * Validation (FRP without feedback). A fetch copies bytes the writer may be
+ * overwriting; the positions are read after it completed, and the fetched
+ * byte at p is what was written at p if p >= oldest then (the origin raises
+ * its reservation before it writes). What fails is discarded; the reader
+ * loses only what it has not already got a valid copy of.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <numa.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <beltway/shadow.h>
+#include <beltway/stream.h>
+
+#include "bwi_ring.h"
+#include "bws.h"
+
+#define CH_MAX 16u		  /* operations in flight */
+#define HC_MAX 16u		  /* hybrid: headers fetched at once */
+#define HDR_DEFAULT 64u		  /* hybrid: a frame's headers */
+#define HDR_MAX 4096u
+#define REP_DEFAULT (4u << 20)	  /* replica: at most this by default */
+#define LANDING (256u << 10)	  /* zero-copy over the fabric: peeks land */
+#define PF_START (256u << 10)	  /* prefetch: the first window */
+#define PF_CHUNK_MIN 4096u
+
+struct chunk {
+	struct bws_req rq;
+	uint64_t pos, len;
+};
+
+struct bw_shadow {
+	struct bws_src *src;
+	int flags;
+	unsigned method;
+	uint64_t cap;
+	uint64_t pos;	     /* next byte to deliver */
+	uint64_t acq;	     /* bytes peek_acquire handed out */
+	struct bws_win w;    /* the origin's positions, last read */
+	uint32_t hdr_n, rec; /* hybrid: header bytes; record size (0: any) */
+	uint32_t lat_us;
+	int node;	     /* of the replica, or -1 */
+
+	/* the replica: validated copies of [pos, r_hi) at rep + (p & mask) */
+	uint8_t *rep;
+	uint64_t rep_len, rep_mask;
+	uint64_t r_hi;
+
+	/* prefetch: reads in flight for [r_hi, r_next), oldest first */
+	struct chunk ch[CH_MAX];
+	unsigned ch_head, ch_n, depth;
+	uint64_t r_next, window;
+	bool fixed_window;
+
+	/* hybrid over the fabric: validated headers of the records at
+	 * hc_pos[0..hc_n), hdr_n bytes each (fewer at the write position) */
+	uint8_t *hc;
+	uint64_t hc_pos[HC_MAX];
+	uint32_t hc_len[HC_MAX];
+	unsigned hc_n;
+
+	uint64_t ip_end; /* end of the last span served in place */
+	int tfd;	 /* bw_shadow_fd's timer */
+	uint64_t bytes, calls, lost, ops, fetched;
+};
+
+static const char *const method_names[] = {
+	[BW_SHADOW_ZEROCOPY] = "zero-copy",
+	[BW_SHADOW_COPYONCE] = "copy-once",
+	[BW_SHADOW_HYBRID] = "hybrid",
+	[BW_SHADOW_PREFETCH] = "prefetch",
+};
+
+BW_API const char *bw_shadow_method_name(unsigned m)
+{
+	return m >= 1 && m <= BW_SHADOW_PREFETCH ? method_names[m] : NULL;
+}
+
+BW_API int bw_shadow_method_parse(const char *name)
+{
+	static const char *const bare[] = {NULL, "zerocopy", "copyonce",
+					   "hybrid", "prefetch"};
+
+	for (unsigned m = 1; name && m <= BW_SHADOW_PREFETCH; m++)
+		if (!strcmp(name, method_names[m]) || !strcmp(name, bare[m]))
+			return (int)m;
+	return bwi_err(EINVAL, "'%s' is not a shadow method (zero-copy, "
+			       "copy-once, hybrid, prefetch)",
+		       name ? name : "(null)");
+}
+
+/* ---- the origin ------------------------------------------------------------ */
+
+static int win(struct bw_shadow *sh)
+{
+	sh->ops++;
+	return sh->src->ops->window(sh->src, &sh->w);
+}
+
+static int post(struct bw_shadow *sh, void *dst, uint64_t pos, uint64_t len,
+		struct bws_req *rq)
+{
+	sh->ops++;
+	sh->fetched += len;
+	return sh->src->ops->post(sh->src, dst, pos, (size_t)len, rq);
+}
+
+static int test(struct bw_shadow *sh, struct bws_req *rq, bool wait)
+{
+	return sh->src->ops->test(sh->src, rq, wait);
+}
+
+static uint64_t min64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Spins first, then sleeps up to a millisecond between looks. */
+static void backoff(unsigned *k)
+{
+	struct timespec ts = {0, 0};
+
+	if (++*k < 16) {
+		sched_yield();
+		return;
+	}
+	ts.tv_nsec = *k < 23 ? 10000L << (*k - 16) : 1000000L;
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t rep_have(const struct bw_shadow *sh)
+{
+	return sh->r_hi > sh->pos ? sh->r_hi - sh->pos : 0;
+}
+
+static uint8_t *rep_at(const struct bw_shadow *sh, uint64_t p)
+{
+	return sh->rep + (p & sh->rep_mask);
+}
+
+/* Waits for every read in flight (their memory is about to be reused). */
+static int drain(struct bw_shadow *sh)
+{
+	int r = 0;
+
+	while (sh->ch_n) {
+		int e = test(sh, &sh->ch[sh->ch_head].rq, true);
+
+		if (e < 0 && r == 0)
+			r = e;
+		sh->ch_head = (sh->ch_head + 1) % CH_MAX;
+		sh->ch_n--;
+	}
+	return r;
+}
+
+/* The read position moved to p: what the replica and the reads in flight
+ * hold from p on stays, the rest goes. */
+static int moved_to(struct bw_shadow *sh, uint64_t p)
+{
+	int r = 0;
+
+	sh->pos = p;
+	sh->acq = 0;
+	if (sh->r_next > p && sh->r_hi <= p) {
+		/* reads in flight cover p: they land and are validated as
+		 * usual; serving waits for them */
+	} else if (sh->r_hi < p) {
+		r = drain(sh);
+		sh->r_hi = sh->r_next = p;
+	}
+	return r;
+}
+
+static ssize_t lose(struct bw_shadow *sh)
+{
+	uint64_t n = sh->w.oldest - sh->pos;
+	int r;
+
+	sh->lost += n;
+	r = moved_to(sh, sh->w.oldest);
+	if (r < 0)
+		return r;
+	return bwi_err(ESTALE, "the origin overwrote %llu bytes before this "
+			       "shadow fetched them",
+		       (unsigned long long)n);
+}
+
+/* Ensures the origin has bytes at the read position. Returns 1, 0 at end of
+ * stream, -ESTALE (they were overwritten: counted, position moved), -EAGAIN,
+ * or -errno from the origin. */
+static int avail(struct bw_shadow *sh)
+{
+	unsigned idle = 0;
+	bool looked = false, ended = false;
+	int r;
+
+	for (;;) {
+		if (sh->pos < sh->w.oldest)
+			return (int)lose(sh);
+		if (sh->w.tail > sh->pos)
+			return 1;
+		if (looked && sh->w.ended) {
+			/* one look more: a window read in one piece may show
+			 * the writer gone before its last tail */
+			if (ended)
+				return 0;
+			ended = true;
+		} else if (looked) {
+			if (sh->flags & BW_NONBLOCK)
+				return bwi_err(EAGAIN, "no data");
+			if ((r = sh->src->ops->alive(sh->src)) < 0)
+				return r;
+			backoff(&idle);
+		}
+		if ((r = win(sh)) < 0)
+			return r;
+		looked = true;
+	}
+}
+
+/* Copies [a, a + k) of the origin into the replica, in pieces of at most a
+ * transfer, all in flight at once; then reads the positions. */
+static int fetch_sync(struct bw_shadow *sh, uint64_t a, uint64_t k)
+{
+	uint64_t step = sh->src->max_xfer;
+
+	while (k) {
+		unsigned n = 0;
+		int r = 0;
+
+		while (k && n < CH_MAX) {
+			uint64_t l = min64(k, step);
+
+			if ((r = post(sh, rep_at(sh, a), a, l, &sh->ch[n].rq)) < 0)
+				break;
+			n++;
+			a += l;
+			k -= l;
+		}
+		for (unsigned i = 0; i < n; i++) {
+			int e = test(sh, &sh->ch[i].rq, true);
+
+			if (e < 0 && r == 0)
+				r = e;
+		}
+		if (r < 0)
+			return r;
+	}
+	return win(sh);
+}
+
+/* Copy-once, and hybrid's payloads: copies up to limit bytes the origin
+ * holds past the replica's end (as much as the replica takes). Returns 1,
+ * 0 at end of stream, or -errno. */
+static int fill(struct bw_shadow *sh, uint64_t limit)
+{
+	uint64_t a, k;
+	int r;
+
+	if (rep_have(sh) == 0) {
+		sh->r_hi = sh->pos;
+		if ((r = avail(sh)) <= 0)
+			return r;
+	}
+	a = sh->r_hi;
+	if (sh->w.tail <= a)
+		return 1; /* the replica holds all there is */
+	k = min64(min64(sh->w.tail - a, sh->rep_len - (a - sh->pos)), limit);
+	if (k == 0)
+		return 1;
+	if ((r = fetch_sync(sh, a, k)) < 0)
+		return r;
+	if (sh->w.oldest > a) {
+		/* some of it was overwritten while it came: keep none (the
+		 * copies before a stay valid) */
+		return sh->pos < a ? 1 : (int)lose(sh);
+	}
+	sh->r_hi = a + k;
+	return 1;
+}
+
+/* ---- the methods: each makes bytes at the read position available --------- */
+
+/* Points *p at up to n bytes at the read position. Returns the count, 0 at
+ * end of stream, or -errno. dst: a read's buffer (zero-copy may fetch
+ * straight into it: then *p == dst), or NULL. */
+static ssize_t zc_get(struct bw_shadow *sh, size_t n, void *dst,
+		      const void **p)
+{
+	const void *ip;
+	uint64_t k;
+	int r = avail(sh);
+
+	if (r <= 0)
+		return r;
+	k = min64(n, sh->w.tail - sh->pos);
+	ip = sh->src->ops->inplace(sh->src, sh->pos);
+	if (ip) {
+		/* in place on this host: the caller's copy or use is checked
+		 * by a look at the positions after it (read: now; peek:
+		 * bw_shadow_check) */
+		if (dst) {
+			bws_copy_racy(dst, ip, (size_t)k);
+			*p = dst;
+		} else {
+			*p = ip;
+			sh->ip_end = sh->pos + k;
+		}
+		sh->ops++; /* the load of the data */
+		sh->fetched += k;
+	} else {
+		struct bws_req rq;
+
+		k = min64(k, sh->src->max_xfer);
+		if (!dst)
+			k = min64(k, sh->rep_len);
+		*p = dst ? dst : sh->rep;
+		r = post(sh, (void *)*p, sh->pos, k, &rq);
+		if (r == -EFAULT && dst) { /* the provider wants registered
+					    * memory: land, then copy */
+			sh->ops--;
+			sh->fetched -= k;
+			k = min64(k, sh->rep_len);
+			*p = sh->rep;
+			r = post(sh, sh->rep, sh->pos, k, &rq);
+		}
+		if (r == 0)
+			r = test(sh, &rq, true);
+		if (r < 0)
+			return r;
+	}
+	if ((r = win(sh)) < 0)
+		return r;
+	if (sh->pos < sh->w.oldest)
+		return lose(sh);
+	return (ssize_t)k;
+}
+
+/* Copy-once: from the replica, filled in bulk when it is empty. */
+static ssize_t co_get(struct bw_shadow *sh, size_t n, const void **p)
+{
+	int r;
+
+	if (rep_have(sh) == 0 || (rep_have(sh) < n && sh->w.tail > sh->r_hi)) {
+		r = fill(sh, UINT64_MAX);
+		if (r <= 0)
+			return r;
+	}
+	*p = rep_at(sh, sh->pos);
+	return (ssize_t)min64(n, rep_have(sh));
+}
+
+/* Hybrid over the fabric: the headers of the next records, fetched at once
+ * and validated by one look at the positions. */
+static int hc_fetch(struct bw_shadow *sh)
+{
+	unsigned n = 0;
+	int r = 0;
+
+	sh->hc_n = 0;
+	for (uint64_t p = sh->pos; n < HC_MAX && p < sh->w.tail;) {
+		sh->hc_pos[n] = p;
+		sh->hc_len[n] = (uint32_t)min64(sh->hdr_n, sh->w.tail - p);
+		r = post(sh, sh->hc + (size_t)n * sh->hdr_n, p, sh->hc_len[n],
+			 &sh->ch[n].rq);
+		if (r < 0)
+			break;
+		n++;
+		if (!sh->rec) /* where the next record starts is not known */
+			break;
+		p += sh->rec;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		int e = test(sh, &sh->ch[i].rq, true);
+
+		if (e < 0 && r == 0)
+			r = e;
+	}
+	if (r < 0 || (r = win(sh)) < 0)
+		return r;
+	/* valid: the headers at or past the oldest byte held */
+	for (unsigned i = 0; i < n; i++)
+		if (sh->hc_pos[i] >= sh->w.oldest) {
+			memmove(sh->hc, sh->hc + (size_t)i * sh->hdr_n,
+				(size_t)(n - i) * sh->hdr_n);
+			memmove(sh->hc_pos, sh->hc_pos + i, (n - i) * sizeof(uint64_t));
+			memmove(sh->hc_len, sh->hc_len + i, (n - i) * sizeof(uint32_t));
+			sh->hc_n = n - i;
+			break;
+		}
+	return 0;
+}
+
+static int hc_find(const struct bw_shadow *sh)
+{
+	for (unsigned i = 0; i < sh->hc_n; i++)
+		if (sh->hc_pos[i] == sh->pos)
+			return (int)i;
+	return -1;
+}
+
+/* Hybrid: up to header_bytes in place (from the header cache over the
+ * fabric), more from the replica, copied once when asked for. */
+static ssize_t hy_get(struct bw_shadow *sh, size_t n, void *dst,
+		      const void **p)
+{
+	int i, r;
+
+	if (rep_have(sh))
+		return co_get(sh, n, p);
+	if (n > sh->hdr_n) {
+		/* the payload: this record (or this call), copied once */
+		r = fill(sh, n > sh->rec ? n : sh->rec);
+		if (r <= 0)
+			return r;
+		*p = rep_at(sh, sh->pos);
+		return (ssize_t)min64(n, rep_have(sh));
+	}
+	if (sh->src->ops->inplace(sh->src, sh->pos))
+		return zc_get(sh, n, dst, p);
+	if ((i = hc_find(sh)) < 0) {
+		if ((r = avail(sh)) <= 0)
+			return r;
+		if ((r = hc_fetch(sh)) < 0)
+			return r;
+		if ((i = hc_find(sh)) < 0) /* overwritten while it came */
+			return lose(sh);
+	}
+	*p = sh->hc + (size_t)i * sh->hdr_n;
+	return (ssize_t)min64(n, sh->hc_len[i]);
+}
+
+/* Prefetch: keeps reads in flight for a window past the read position,
+ * within what the origin has written. */
+static int pump(struct bw_shadow *sh)
+{
+	uint64_t chunk = sh->window / sh->depth;
+
+	if (chunk < PF_CHUNK_MIN)
+		chunk = PF_CHUNK_MIN;
+	chunk = min64(chunk, sh->src->max_xfer);
+	if (sh->r_next < sh->r_hi)
+		sh->r_next = sh->r_hi;
+	while (sh->ch_n < sh->depth) {
+		uint64_t a = sh->r_next, k;
+		struct chunk *c = &sh->ch[(sh->ch_head + sh->ch_n) % CH_MAX];
+		int r;
+
+		if (a >= sh->w.tail || a - sh->pos >= sh->window)
+			break;
+		k = min64(min64(chunk, sh->w.tail - a),
+			  sh->pos + sh->rep_len - a);
+		if (k == 0)
+			break;
+		if ((r = post(sh, rep_at(sh, a), a, k, &c->rq)) < 0)
+			return r;
+		c->pos = a;
+		c->len = k;
+		sh->ch_n++;
+		sh->r_next = a + k;
+	}
+	return 0;
+}
+
+static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
+{
+	int r;
+
+	while (rep_have(sh) == 0) {
+		uint64_t end;
+		bool waited = false;
+
+		if (sh->ch_n == 0) {
+			sh->r_hi = sh->r_next = sh->pos;
+			if ((r = avail(sh)) <= 0)
+				return r;
+			if ((r = pump(sh)) < 0)
+				return r;
+		}
+		/* the oldest read, and every later one already done */
+		if ((r = test(sh, &sh->ch[sh->ch_head].rq, false)) == 0) {
+			waited = true;
+			r = test(sh, &sh->ch[sh->ch_head].rq, true);
+		}
+		if (r < 0)
+			return r;
+		do {
+			end = sh->ch[sh->ch_head].pos + sh->ch[sh->ch_head].len;
+			sh->ch_head = (sh->ch_head + 1) % CH_MAX;
+			sh->ch_n--;
+		} while (sh->ch_n &&
+			 (r = test(sh, &sh->ch[sh->ch_head].rq, false)) == 1);
+		if (r < 0)
+			return r;
+		if ((r = win(sh)) < 0)
+			return r;
+		if (sh->w.oldest > sh->r_hi) {
+			/* overwritten while they came: nothing of them is
+			 * kept; the reads still in flight are dropped too */
+			if ((r = drain(sh)) < 0)
+				return r;
+			sh->r_hi = sh->r_next = sh->pos;
+			if (sh->pos < sh->w.oldest)
+				return lose(sh);
+			continue;
+		}
+		sh->r_hi = end;
+		if (waited && !sh->fixed_window && sh->window < sh->rep_len)
+			sh->window *= 2;
+		if ((r = pump(sh)) < 0)
+			return r;
+	}
+	/* keep the reads moving on providers that progress only when asked */
+	if (sh->ch_n && (r = test(sh, &sh->ch[sh->ch_head].rq, false)) < 0)
+		return r;
+	if ((r = pump(sh)) < 0)
+		return r;
+	*p = rep_at(sh, sh->pos);
+	return (ssize_t)min64(n, rep_have(sh));
+}
+
+static ssize_t get(struct bw_shadow *sh, size_t n, void *dst, const void **p)
+{
+	switch (sh->method) {
+	case BW_SHADOW_ZEROCOPY:
+		return zc_get(sh, n, dst, p);
+	case BW_SHADOW_COPYONCE:
+		return co_get(sh, n, p);
+	case BW_SHADOW_HYBRID:
+		return hy_get(sh, n, dst, p);
+	default:
+		return pf_get(sh, n, p);
+	}
+}
+
+/* ---- the stream calls ------------------------------------------------------- */
+
+static void delivered(struct bw_shadow *sh, uint64_t k)
+{
+	sh->bytes += k;
+	sh->calls++;
+}
+
+BW_API ssize_t bw_shadow_read(struct bw_shadow *sh, void *buf, size_t n)
+{
+	const void *p;
+	ssize_t k;
+
+	bwi_err_clear();
+	if (!sh || (!buf && n))
+		return bwi_err(EINVAL, "bw_shadow_read: no shadow or buffer");
+	if (n == 0)
+		return 0;
+	k = get(sh, n, buf, &p);
+	if (k <= 0)
+		return k;
+	if (p != buf)
+		memcpy(buf, p, (size_t)k);
+	delivered(sh, (uint64_t)k);
+	sh->pos += (uint64_t)k;
+	sh->acq = 0;
+	return k;
+}
+
+static ssize_t peek(struct bw_shadow *sh, const void **ptr, size_t n, bool move)
+{
+	ssize_t k;
+
+	bwi_err_clear();
+	if (!sh || !ptr)
+		return bwi_err(EINVAL, "bw_shadow_peek: no shadow or pointer");
+	if (n == 0)
+		return 0;
+	if (sh->rep && n > sh->rep_len)
+		n = (size_t)sh->rep_len; /* one contiguous span */
+	k = get(sh, n, NULL, ptr);
+	if (k <= 0)
+		return k;
+	if (move) {
+		delivered(sh, (uint64_t)k);
+		sh->pos += (uint64_t)k;
+		sh->acq = 0;
+	} else {
+		sh->acq = (uint64_t)k;
+	}
+	return k;
+}
+
+BW_API ssize_t bw_shadow_peek(struct bw_shadow *sh, const void **ptr, size_t n)
+{
+	return peek(sh, ptr, n, true);
+}
+
+BW_API ssize_t bw_shadow_peek_acquire(struct bw_shadow *sh, const void **ptr,
+				      size_t n)
+{
+	return peek(sh, ptr, n, false);
+}
+
+BW_API int bw_shadow_peek_complete(struct bw_shadow *sh, size_t n)
+{
+	int r;
+
+	bwi_err_clear();
+	if (!sh)
+		return bwi_err(EINVAL, "bw_shadow_peek_complete: no shadow");
+	if (n > sh->acq && sh->pos + n > sh->w.tail) {
+		/* a skip past what we know is written: look again */
+		if ((r = win(sh)) < 0)
+			return r;
+		if (sh->pos + n > sh->w.tail)
+			return bwi_err(EINVAL, "cannot complete %zu bytes: the "
+					       "origin has written %llu past "
+					       "the read position",
+				       n, (unsigned long long)(sh->w.tail - sh->pos));
+	}
+	delivered(sh, min64(n, sh->acq));
+	return moved_to(sh, sh->pos + n);
+}
+
+BW_API int64_t bw_shadow_check(struct bw_shadow *sh, int64_t stamp)
+{
+	int r;
+
+	bwi_err_clear();
+	if (!sh)
+		return bwi_err(EINVAL, "bw_shadow_check: no shadow");
+	if (stamp < 0)
+		return (int64_t)sh->pos;
+	if ((uint64_t)stamp > sh->pos)
+		return bwi_err(EINVAL, "stamp %lld is from the future",
+			       (long long)stamp);
+	/* copies are always intact; bytes used in place since stamp are if
+	 * the origin still holds every byte from stamp on */
+	if (sh->ip_end > (uint64_t)stamp) {
+		if ((r = win(sh)) < 0)
+			return r;
+		if ((uint64_t)stamp < sh->w.oldest)
+			return bwi_err(ESTALE, "bytes this shadow served in "
+					       "place have been overwritten");
+	}
+	return (int64_t)sh->pos;
+}
+
+BW_API int bw_shadow_block(struct bw_shadow *sh, int timeout_ms)
+{
+	uint64_t deadline = bwi_now_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) *
+						   1000000u;
+	unsigned idle = 0;
+	int r;
+
+	bwi_err_clear();
+	if (!sh)
+		return bwi_err(EINVAL, "bw_shadow_block: no shadow");
+	for (;;) {
+		if (rep_have(sh) || hc_find(sh) >= 0)
+			return BW_POLLIN;
+		if ((r = win(sh)) < 0)
+			return r;
+		if (sh->w.tail > sh->pos || sh->pos < sh->w.oldest)
+			return BW_POLLIN;
+		if (sh->w.ended)
+			return BW_POLLIN | BW_POLLHUP;
+		if (timeout_ms >= 0 && bwi_now_ns() >= deadline)
+			return 0;
+		if ((r = sh->src->ops->alive(sh->src)) < 0)
+			return r;
+		backoff(&idle);
+	}
+}
+
+BW_API int bw_shadow_fd(struct bw_shadow *sh)
+{
+	struct itimerspec it = {.it_interval = {0, 1000000},
+				.it_value = {0, 1000000}};
+
+	bwi_err_clear();
+	if (!sh)
+		return bwi_err(EINVAL, "bw_shadow_fd: no shadow");
+	if (sh->tfd >= 0)
+		return sh->tfd;
+	sh->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (sh->tfd < 0)
+		return bwi_err(errno, "making a shadow's timer");
+	if (timerfd_settime(sh->tfd, 0, &it, NULL) < 0) {
+		int e = errno;
+
+		close(sh->tfd);
+		sh->tfd = -1;
+		return bwi_err(e, "arming a shadow's timer");
+	}
+	return sh->tfd;
+}
+
+BW_API int bw_shadow_stat(const struct bw_shadow *sh, struct bw_shadow_stat *st)
+{
+	if (!sh || !st)
+		return bwi_err(EINVAL, "bw_shadow_stat: no shadow or buffer");
+	memset(st, 0, sizeof(*st));
+	st->bytes = sh->bytes;
+	st->calls = sh->calls;
+	st->lost = sh->lost;
+	st->remote_ops = sh->ops;
+	st->fetched = sh->fetched;
+	st->position = sh->pos;
+	st->capacity = sh->cap;
+	st->replica_bytes = sh->rep ? sh->rep_len : 0;
+	st->window = sh->method == BW_SHADOW_PREFETCH ? sh->window : 0;
+	st->method = sh->method;
+	st->latency_us = sh->lat_us;
+	st->node = sh->rep ? sh->node : -1;
+	st->origin_node = sh->src->origin_node;
+	snprintf(st->link, sizeof(st->link), "%s", sh->src->link);
+	return 0;
+}
+
+static void shadow_free(struct bw_shadow *sh)
+{
+	if (sh->src) {
+		drain(sh);
+		if (sh->rep)
+			sh->src->ops->unreg(sh->src, sh->rep);
+		if (sh->hc)
+			sh->src->ops->unreg(sh->src, sh->hc);
+		sh->src->ops->close(sh->src);
+	}
+	bws_mirror_free(sh->rep, sh->rep_len);
+	free(sh->hc);
+	if (sh->tfd >= 0)
+		close(sh->tfd);
+	free(sh);
+}
+
+BW_API int bw_shadow_close(struct bw_shadow *sh)
+{
+	if (!sh)
+		return bwi_err(EINVAL, "bw_shadow_close: no shadow");
+	shadow_free(sh);
+	return 0;
+}
+
+/* ---- opening ---------------------------------------------------------------- */
+
+static bool pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+/* $BELTWAY_LATENCY_US: a whole number of microseconds up to one second. */
+static int env_latency(uint32_t *out)
+{
+	const char *e = getenv("BELTWAY_LATENCY_US");
+	char *end;
+	unsigned long v;
+
+	*out = 0;
+	if (!e || !*e)
+		return 0;
+	errno = 0;
+	v = strtoul(e, &end, 10);
+	if (errno || *end || v > 1000000 || e[0] == '-')
+		return bwi_err(EINVAL, "BELTWAY_LATENCY_US='%s' is not a number "
+				       "of microseconds up to 1000000",
+			       e);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int opts_check(const struct bw_shadow_opts *o, int flags)
+{
+	if (o->method > BW_SHADOW_PREFETCH)
+		return bwi_err(EINVAL, "unknown shadow method %u", o->method);
+	if (o->header_bytes > HDR_MAX)
+		return bwi_err(EINVAL, "header_bytes %u: at most %u", o->header_bytes,
+			       HDR_MAX);
+	if (o->record_size && o->header_bytes > o->record_size)
+		return bwi_err(EINVAL, "header_bytes %u exceed record_size %u",
+			       o->header_bytes, o->record_size);
+	if (o->depth > CH_MAX)
+		return bwi_err(EINVAL, "depth %u: at most %u reads in flight",
+			       o->depth, CH_MAX);
+	if (o->replica_bytes &&
+	    (!pow2(o->replica_bytes) || o->replica_bytes < 4096 ||
+	     o->replica_bytes > (UINT64_C(1) << 30)))
+		return bwi_err(EINVAL, "replica_bytes %llu: a power of two from "
+				       "4 KiB to 1 GiB",
+			       (unsigned long long)o->replica_bytes);
+	if (o->latency_us > 1000000)
+		return bwi_err(EINVAL, "latency_us %u: at most one second",
+			       o->latency_us);
+	if ((flags & BW_SHADOW_NODE) &&
+	    (o->numa_node < 0 || numa_available() < 0 ||
+	     o->numa_node > numa_max_node()))
+		return bwi_err(EINVAL, "NUMA node %d does not exist here (nodes "
+				       "0 to %d)",
+			       o->numa_node,
+			       numa_available() < 0 ? 0 : numa_max_node());
+	return 0;
+}
+
+/* The default method of the link (thesis Table 4.3). */
+static unsigned default_method(const struct bw_shadow *sh, bool remote)
+{
+	int here = bws_cpu_node();
+
+	if (sh->flags & BW_SHADOW_HEADERS)
+		return BW_SHADOW_HYBRID;
+	if (remote || sh->lat_us)
+		return BW_SHADOW_PREFETCH;
+	if (sh->src->origin_node >= 0 && here >= 0 && sh->src->origin_node != here)
+		return BW_SHADOW_COPYONCE;
+	return BW_SHADOW_ZEROCOPY;
+}
+
+static int setup(struct bw_shadow *sh, const struct bw_shadow_opts *o,
+		 bool remote)
+{
+	uint64_t want;
+	int r;
+
+	sh->method = o->method ? o->method : default_method(sh, remote);
+	sh->hdr_n = o->header_bytes ? o->header_bytes : HDR_DEFAULT;
+	sh->rec = o->record_size;
+	if (sh->rec > sh->cap)
+		return bwi_err(EINVAL, "record_size %u exceeds the ring (%llu bytes)",
+			       sh->rec, (unsigned long long)sh->cap);
+	sh->depth = o->depth ? o->depth : 4;
+	if (sh->flags & BW_SHADOW_NODE)
+		sh->node = o->numa_node;
+	else
+		sh->node = sh->src->nic_node >= 0 ? sh->src->nic_node : bws_cpu_node();
+	/* the replica: none for zero-copy in place; a landing for zero-copy
+	 * over a link */
+	want = o->replica_bytes ? o->replica_bytes : min64(sh->cap, REP_DEFAULT);
+	if (sh->method == BW_SHADOW_ZEROCOPY)
+		want = sh->src->ops->inplace(sh->src, 0) ? 0 : min64(want, LANDING);
+	if (want) {
+		sh->rep = bws_mirror_alloc((size_t)want, sh->node);
+		if (!sh->rep)
+			return bwi_err(ENOMEM, "allocating a %llu-byte replica",
+				       (unsigned long long)want);
+		sh->rep_len = want;
+		sh->rep_mask = want - 1;
+		if ((r = sh->src->ops->reg(sh->src, sh->rep, 2 * want)) < 0) {
+			bws_mirror_free(sh->rep, sh->rep_len);
+			sh->rep = NULL;
+			return r;
+		}
+	}
+	if (sh->method == BW_SHADOW_HYBRID) {
+		sh->hc = aligned_alloc(4096, ((size_t)HC_MAX * sh->hdr_n + 4095) &
+						     ~(size_t)4095);
+		if (!sh->hc)
+			return bwi_err(ENOMEM, "allocating a header cache");
+		if ((r = sh->src->ops->reg(sh->src, sh->hc,
+					   (size_t)HC_MAX * sh->hdr_n)) < 0) {
+			free(sh->hc);
+			sh->hc = NULL;
+			return r;
+		}
+	}
+	sh->window = o->window ? o->window : PF_START;
+	sh->fixed_window = o->window != 0;
+	if (sh->rep && sh->window > sh->rep_len)
+		sh->window = sh->rep_len;
+	return 0;
+}
+
+BW_API int bw_shadow_open(const char *where, int flags,
+			  const struct bw_shadow_opts *opts,
+			  struct bw_shadow **out)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+	bool remote;
+	struct bws_src *src;
+	int r;
+
+	bwi_err_clear();
+	if (!out || !where)
+		return bwi_err(EINVAL, "bw_shadow_open: no name or out pointer");
+	*out = NULL;
+	if (flags & ~(BW_READ | BW_FROM_START | BW_NONBLOCK | BW_SHADOW_HEADERS |
+		      BW_SHADOW_NODE))
+		return bwi_err(EINVAL, "bw_shadow_open: unknown flags 0x%x", flags);
+	if (opts) {
+		if (opts->struct_size < offsetof(struct bw_shadow_opts, fabric) ||
+		    opts->struct_size > sizeof(o))
+			return bwi_err(EINVAL, "bw_shadow_opts.struct_size %u is not "
+					       "one this library knows",
+				       opts->struct_size);
+		memcpy(&o, opts, opts->struct_size);
+	}
+	if ((r = opts_check(&o, flags)) < 0)
+		return r;
+	if (!o.latency_us && (r = env_latency(&o.latency_us)) < 0)
+		return r;
+	sh = calloc(1, sizeof(*sh));
+	if (!sh)
+		return bwi_err(ENOMEM, "allocating a shadow");
+	sh->tfd = -1;
+	sh->flags = flags;
+	sh->lat_us = o.latency_us;
+	remote = strchr(where, '/') != NULL;
+	r = remote ? bwf_shadow_src(where, o.fabric, &sh->src)
+		   : bws_local_open(where, &sh->src);
+	if (r == 0 && sh->lat_us) {
+		r = bws_latency_wrap(sh->src, sh->lat_us, &src);
+		if (r < 0)
+			sh->src->ops->close(sh->src);
+		sh->src = r < 0 ? NULL : src;
+	}
+	if (r < 0) {
+		sh->src = NULL;
+		shadow_free(sh);
+		return r;
+	}
+	sh->cap = sh->src->capacity;
+	if ((r = setup(sh, &o, remote)) < 0 || (r = win(sh)) < 0) {
+		shadow_free(sh);
+		return r;
+	}
+	sh->pos = (flags & BW_FROM_START) ? sh->w.oldest : sh->w.tail;
+	sh->r_hi = sh->r_next = sh->pos;
+	*out = sh;
+	return 0;
+}
