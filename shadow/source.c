@@ -48,11 +48,13 @@ static int local_window(struct bws_src *s, struct bws_win *w)
 	/* A3: the loads of data a caller copied before this call are
 	 * ordered before the loads of the positions that validate them. */
 	bw_smp_rmb();
-	w->tail = bw_load_acquire(&h->prod.tail);
-	w->oldest = bwi_oldest_held(m);
+	/* the writer counts first: a writer publishes its last tail before
+	 * it counts itself gone, so the tail read after them is final */
 	wa = bw_load_acquire(&h->ctl.wattach);
 	wd = bw_load_acquire(&h->ctl.wdetach);
 	w->ended = wa != 0 && wa == wd;
+	w->tail = bw_load_acquire(&h->prod.tail);
+	w->oldest = bwi_oldest_held(m);
 	return 0;
 }
 

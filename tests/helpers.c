@@ -200,3 +200,69 @@ int bwt_main(const char *name, void (*reg)(void))
 	}
 	return 0;
 }
+
+pid_t bwt_server_start(const char *prov, uint32_t timeout_ms,
+		       const char *const *names, int *port_out)
+{
+	int p[2], port = -1;
+	pid_t pid;
+
+	CU_ASSERT_FATAL(pipe(p) == 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		struct bw_fabric_opts o = BW_FABRIC_OPTS_INIT;
+		struct bw_server *s;
+
+		close(p[0]);
+		o.provider = prov;
+		o.timeout_ms = timeout_ms;
+		o.names = names;
+		if (bw_server_open("127.0.0.1:0", &o, &s) == 0)
+			port = bw_server_port(s);
+		else
+			fprintf(stderr, "server: %s\n", bw_strerror_last());
+		if (write(p[1], &port, sizeof(port)) != sizeof(port) || port < 0)
+			_exit(1);
+		close(p[1]);
+		_exit(bw_server_run(s, -1) < 0 ? 2 : 0);
+	}
+	close(p[1]);
+	CU_ASSERT_FATAL(read(p[0], &port, sizeof(port)) == sizeof(port));
+	close(p[0]);
+	CU_ASSERT_FATAL(port > 0);
+	*port_out = port;
+	return pid;
+}
+
+pid_t bwt_writer_child(const char *name, uint64_t total, size_t blk,
+		       uint32_t seed, int tokfd, uint64_t window)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct bw_stream *w;
+		uint8_t *buf = malloc(blk);
+		uint64_t pos = 0, next_tok = window;
+
+		if (!buf || bw_stream_open(name, BW_WRITE | BW_NOWAIT, &w) < 0)
+			_exit(3);
+		while (pos < total) {
+			size_t n = total - pos < blk ? (size_t)(total - pos) : blk;
+			char c;
+
+			if (tokfd >= 0 && pos >= next_tok) {
+				if (read(tokfd, &c, 1) != 1)
+					_exit(4);
+				next_tok += window;
+			}
+			bwt_fill(buf, n, pos, seed);
+			if (bw_stream_write(w, buf, n) != (ssize_t)n)
+				_exit(5);
+			pos += n;
+		}
+		bw_stream_close(w);
+		_exit(0);
+	}
+	return pid;
+}

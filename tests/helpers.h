@@ -31,6 +31,15 @@ uint64_t bwt_fold(uint64_t h, const void *p, size_t n);
 
 /* Waits for pid; returns its exit status, or 128 + signal. */
 int bwt_wait(pid_t pid);
+/* Starts a fabric server on 127.0.0.1 in a child (only `names` exported
+ * when given); returns its pid and sets *port. */
+pid_t bwt_server_start(const char *prov, uint32_t timeout_ms,
+		       const char *const *names, int *port);
+/* A child that writes total bytes of stream `seed` into NAME in blocks of
+ * blk; with a token pipe it writes `window` bytes, then waits for a token
+ * byte before each further window. Exits 0 when all was written. */
+pid_t bwt_writer_child(const char *name, uint64_t total, size_t blk,
+		       uint32_t seed, int tokfd, uint64_t window);
 /* Records that part of a test could not run here (a missing resource), and
  * why. A binary with a skip and no failure exits 77: a visible skip, never a
  * pass. */

@@ -46,32 +46,7 @@ static struct bw_fabric_opts fopts(void)
 /* Starts a server in a child; only `names` exported when given. */
 static void server_start(const char *const *names)
 {
-	int p[2];
-
-	CU_ASSERT_FATAL(pipe(p) == 0);
-	server_pid = fork();
-	CU_ASSERT_FATAL(server_pid >= 0);
-	if (server_pid == 0) {
-		struct bw_fabric_opts o = fopts();
-		struct bw_server *s;
-		int port = -1;
-
-		close(p[0]);
-		o.names = names;
-		if (bw_server_open("127.0.0.1:0", &o, &s) == 0)
-			port = bw_server_port(s);
-		else
-			fprintf(stderr, "server: %s\n", bw_strerror_last());
-		if (write(p[1], &port, sizeof(port)) != sizeof(port) || port < 0)
-			_exit(1);
-		close(p[1]);
-		_exit(bw_server_run(s, -1) < 0 ? 2 : 0);
-	}
-	close(p[1]);
-	CU_ASSERT_FATAL(read(p[0], &server_port, sizeof(server_port)) ==
-			sizeof(server_port));
-	close(p[0]);
-	CU_ASSERT_FATAL(server_port > 0);
+	server_pid = bwt_server_start(prov, TMO, names, &server_port);
 }
 
 /* Stops the server; it must still be running (no crash on bad input). */
@@ -101,40 +76,7 @@ static void mkring(const char *name, uint64_t size)
 	CU_ASSERT_EQUAL_FATAL(bw_mkfifo(name, &o), 0);
 }
 
-/* A child that writes total bytes of stream `seed` into NAME in blocks of
- * blk; with a token pipe it writes `window` bytes, then waits for a token
- * byte before each further window. Exits 0 when all was written. */
-static pid_t writer_child(const char *name, uint64_t total, size_t blk,
-			  uint32_t seed, int tokfd, uint64_t window)
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		struct bw_stream *w;
-		uint8_t *buf = malloc(blk);
-		uint64_t pos = 0, next_tok = window;
-
-		if (!buf || bw_stream_open(name, BW_WRITE | BW_NOWAIT, &w) < 0)
-			_exit(3);
-		while (pos < total) {
-			size_t n = total - pos < blk ? (size_t)(total - pos) : blk;
-			char c;
-
-			if (tokfd >= 0 && pos >= next_tok) {
-				if (read(tokfd, &c, 1) != 1)
-					_exit(4);
-				next_tok += window;
-			}
-			bwt_fill(buf, n, pos, seed);
-			if (bw_stream_write(w, buf, n) != (ssize_t)n)
-				_exit(5);
-			pos += n;
-		}
-		bw_stream_close(w);
-		_exit(0);
-	}
-	return pid;
-}
+#define writer_child bwt_writer_child
 
 /* Reads r to its end; checks every byte at its stream position (the ring
  * was fresh, so stream position = ring position). Returns bytes read, or

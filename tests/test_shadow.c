@@ -1,0 +1,590 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shadow buffers: each access method on each link (a ring on this host, and
+ * rings exported over the tcp and shm providers), reading whole records and
+ * headers only, with every delivered byte checked at its stream position.
+ * Then the FRP cases: a writer overrunning a shadow while it reads, and a
+ * shadow that falls a ring behind; NUMA placement on this machine's node;
+ * the latency layer on and off; bad input; a server killed under a shadow.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <numa.h>
+#include <numaif.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define TMO 5000u
+#define REC 4096u
+#define HDR 64u
+
+static const char *link_name = "local"; /* "local", or a provider */
+static pid_t server_pid = -1;
+static int server_port;
+
+static void mkring(const char *name, uint64_t size)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+
+	o.size = size;
+	bw_unlink(name);
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo(name, &o), 0);
+}
+
+static bool remote(void)
+{
+	return strcmp(link_name, "local") != 0;
+}
+
+static void server_up(void)
+{
+	if (remote() && server_pid < 0)
+		server_pid = bwt_server_start(link_name, TMO, NULL, &server_port);
+}
+
+static void server_down(void)
+{
+	if (server_pid > 0) {
+		CU_ASSERT_EQUAL(waitpid(server_pid, NULL, WNOHANG), 0);
+		kill(server_pid, SIGKILL);
+		bwt_wait(server_pid);
+	}
+	server_pid = -1;
+}
+
+/* Where a shadow of NAME is opened on the current link. */
+static const char *where(const char *name)
+{
+	static char u[128];
+
+	if (!remote())
+		return name;
+	snprintf(u, sizeof(u), "127.0.0.1:%d/%s", server_port, name);
+	return u;
+}
+
+static int sh_open(const char *name, int flags, struct bw_shadow_opts *o,
+		   struct bw_shadow **out)
+{
+	struct bw_fabric_opts fo = BW_FABRIC_OPTS_INIT;
+	int r;
+
+	fo.provider = remote() ? link_name : NULL;
+	fo.timeout_ms = TMO;
+	o->fabric = &fo;
+	server_up();
+	r = bw_shadow_open(where(name), flags, o, out);
+	o->fabric = NULL;
+	if (r < 0)
+		fprintf(stderr, "bw_shadow_open(%s): %s\n", where(name),
+			bw_strerror_last());
+	return r;
+}
+
+/* Tells a paced writer it may write another window (one that has written
+ * everything and left needs none: EPIPE). */
+static void token(int fd)
+{
+	ssize_t r = write(fd, "t", 1);
+
+	CU_ASSERT(r == 1 || (r < 0 && errno == EPIPE));
+}
+
+/* Reads the stream through sh to its end: whole records (header_only
+ * false) or the first HDR bytes of each record, checked at their stream
+ * positions. A token goes to tokfd (if any) per `window` bytes passed.
+ * Returns the bytes passed (read or skipped), or -1 on a wrong byte or an
+ * error; sets *stale to the -ESTALE returns seen and *stale_pos to where
+ * the last one left the shadow. */
+static int64_t drain_records(struct bw_shadow *sh, bool header_only, int tokfd,
+			     uint64_t window, uint32_t seed, unsigned *stale,
+			     uint64_t *stale_pos)
+{
+	static uint8_t buf[REC];
+	uint64_t next_tok = window;
+	struct bw_shadow_stat st;
+
+	*stale = 0;
+	for (;;) {
+		const void *p;
+		ssize_t k;
+		uint64_t pos;
+
+		bw_shadow_stat(sh, &st);
+		pos = st.position;
+		if (tokfd >= 0 && pos >= next_tok) {
+			token(tokfd);
+			next_tok += window;
+		}
+		if (header_only && pos % REC == 0) {
+			k = bw_shadow_peek_acquire(sh, &p, HDR);
+			if (k > 0 && (k != HDR || bwt_verify(p, HDR, pos, seed) >= 0 ||
+				      bw_shadow_peek_complete(sh, REC) < 0))
+				return -1;
+		} else {
+			/* whole records, or the rest of one entered mid-way */
+			k = bw_shadow_read(sh, buf, REC - pos % REC);
+			if (k > 0 && bwt_verify(buf, (size_t)k, pos, seed) >= 0)
+				return -1;
+		}
+		if (k == -ESTALE) {
+			(*stale)++;
+			bw_shadow_stat(sh, &st);
+			*stale_pos = st.position;
+		} else if (k == 0) {
+			return (int64_t)pos;
+		} else if (k < 0) {
+			fprintf(stderr, "shadow: %s\n", bw_strerror_last());
+			return -1;
+		}
+	}
+}
+
+/* A paced writer: nothing is overwritten before the shadow passed it, so
+ * every byte must arrive, in order, intact. */
+static void stream_all(unsigned method, bool header_only, uint32_t latency_us)
+{
+	const uint64_t total = 2u << 20, window = 128u << 10;
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_shadow *sh;
+	unsigned stale;
+	uint64_t spos = 0;
+	int tok[2];
+	pid_t w;
+	int64_t got;
+
+	mkring("sh_all", 512u << 10);
+	o.method = method;
+	o.record_size = REC;
+	o.header_bytes = HDR;
+	o.latency_us = latency_us;
+	CU_ASSERT_EQUAL_FATAL(sh_open("sh_all", BW_FROM_START, &o, &sh), 0);
+	CU_ASSERT_FATAL(pipe(tok) == 0);
+	w = bwt_writer_child("sh_all", total, REC, 7, tok[0], window);
+	close(tok[0]);
+	got = drain_records(sh, header_only, tok[1], window, 7, &stale, &spos);
+	close(tok[1]);
+	CU_ASSERT_EQUAL(bwt_wait(w), 0);
+	CU_ASSERT_EQUAL(got, (int64_t)total);
+	CU_ASSERT_EQUAL(stale, 0);
+	bw_shadow_stat(sh, &st);
+	CU_ASSERT_EQUAL(st.lost, 0);
+	CU_ASSERT_EQUAL(st.method, method);
+	CU_ASSERT_EQUAL(st.latency_us, latency_us);
+	CU_ASSERT(st.remote_ops > 0);
+	CU_ASSERT_STRING_EQUAL(st.link, remote() ? link_name : "shm");
+	if (header_only && method == BW_SHADOW_HYBRID) {
+		/* the payloads were never moved: headers only */
+		CU_ASSERT(st.fetched <= total / REC * HDR);
+	}
+	if (!header_only)
+		CU_ASSERT_EQUAL(st.bytes, total);
+	bw_shadow_close(sh);
+	bw_unlink("sh_all");
+}
+
+/* An unpaced writer laps a small ring many times while the shadow reads:
+ * whatever is delivered is right, and delivered + lost is everything. */
+static void overrun(unsigned method)
+{
+	const uint64_t total = 16u << 20;
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_shadow *sh;
+	unsigned stale;
+	uint64_t spos = 0;
+	pid_t w;
+	int64_t got;
+
+	mkring("sh_over", 64u << 10);
+	o.method = method;
+	o.record_size = REC;
+	CU_ASSERT_EQUAL_FATAL(sh_open("sh_over", BW_FROM_START, &o, &sh), 0);
+	w = bwt_writer_child("sh_over", total, REC, 9, -1, 0);
+	got = drain_records(sh, false, -1, 0, 9, &stale, &spos);
+	CU_ASSERT_EQUAL(bwt_wait(w), 0);
+	CU_ASSERT_EQUAL(got, (int64_t)total);
+	bw_shadow_stat(sh, &st);
+	CU_ASSERT_EQUAL(st.bytes + st.lost, total);
+	CU_ASSERT_EQUAL(st.lost == 0, stale == 0);
+	bw_shadow_close(sh);
+	bw_unlink("sh_over");
+}
+
+/* The shadow reads a little, the writer writes four rings more and leaves:
+ * the shadow serves what it holds a valid copy of, then loses exactly the
+ * bytes the origin overwrote, once, and reads the rest to the end. */
+static void ring_behind(unsigned method)
+{
+	const uint64_t cap = 64u << 10, first = 32u << 10, total = first + 4 * cap;
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_shadow *sh;
+	uint8_t buf[REC];
+	unsigned stale;
+	uint64_t spos = 0;
+	int tok[2];
+	pid_t w;
+	int64_t got;
+
+	mkring("sh_behind", cap);
+	o.method = method;
+	o.record_size = REC;
+	o.window = 64u << 10;
+	CU_ASSERT_EQUAL_FATAL(sh_open("sh_behind", BW_FROM_START, &o, &sh), 0);
+	CU_ASSERT_FATAL(pipe(tok) == 0);
+	w = bwt_writer_child("sh_behind", total, REC, 11, tok[0], first);
+	close(tok[0]);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, REC), REC);
+	CU_ASSERT(bwt_verify(buf, REC, 0, 11) < 0);
+	/* the writer runs to its end; every further window needs a token */
+	for (unsigned i = 0; i < total / first; i++)
+		token(tok[1]);
+	close(tok[1]);
+	CU_ASSERT_EQUAL(bwt_wait(w), 0);
+	got = drain_records(sh, false, -1, 0, 11, &stale, &spos);
+	CU_ASSERT_EQUAL(got, (int64_t)total);
+	CU_ASSERT_EQUAL(stale, 1);
+	bw_shadow_stat(sh, &st);
+	CU_ASSERT_EQUAL(st.bytes + st.lost, total);
+	/* the loss ends at the oldest byte the origin holds, and what the
+	 * shadow held valid copies of before the lap was not lost */
+	CU_ASSERT_EQUAL(spos, total - cap);
+	CU_ASSERT(st.bytes >= cap + REC);
+	bw_shadow_close(sh);
+	bw_unlink("sh_behind");
+}
+
+#define METHODS(X)                                                           \
+	X(zerocopy, BW_SHADOW_ZEROCOPY)                                       \
+	X(copyonce, BW_SHADOW_COPYONCE)                                       \
+	X(hybrid, BW_SHADOW_HYBRID)                                           \
+	X(prefetch, BW_SHADOW_PREFETCH)
+#define CASES(name, m)                                                       \
+	static void full_##name(void) { stream_all(m, false, 0); }            \
+	static void header_##name(void) { stream_all(m, true, 0); }           \
+	static void latency_##name(void) { stream_all(m, false, 200); }       \
+	static void overrun_##name(void) { overrun(m); }                      \
+	static void behind_##name(void) { ring_behind(m); }
+METHODS(CASES)
+
+/* ---- this host only ------------------------------------------------------ */
+
+/* One node here: the replica lands on it, the origin is on it, and the
+ * default for a ring in the reader's own node is zero-copy. */
+static void numa_one_node(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_shadow *sh;
+	struct bw_stream *w;
+	uint8_t buf[REC];
+	const void *p;
+	int node = -1;
+
+	if (numa_available() < 0) {
+		bwt_skip("no NUMA support in this kernel: cannot place replicas");
+		return;
+	}
+	mkring("sh_numa", 256u << 10);
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_numa", 0, &o, &sh), 0);
+	bw_shadow_stat(sh, &st);
+	CU_ASSERT_EQUAL(st.method, BW_SHADOW_ZEROCOPY);
+	CU_ASSERT_EQUAL(st.origin_node, 0);
+	CU_ASSERT_EQUAL(st.replica_bytes, 0); /* in place: no replica */
+	bw_shadow_close(sh);
+
+	o.method = BW_SHADOW_COPYONCE;
+	o.numa_node = 0;
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_numa", BW_SHADOW_NODE, &o, &sh), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_numa", BW_WRITE | BW_NOWAIT, &w), 0);
+	bwt_fill(buf, REC, 0, 3);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, REC), REC);
+	CU_ASSERT_EQUAL(bw_shadow_peek(sh, &p, REC), REC);
+	CU_ASSERT(bwt_verify(p, REC, 0, 3) < 0);
+	/* the replica's page is on node 0 */
+	CU_ASSERT_EQUAL(get_mempolicy(&node, NULL, 0, (void *)p,
+				      MPOL_F_NODE | MPOL_F_ADDR), 0);
+	CU_ASSERT_EQUAL(node, 0);
+	bw_shadow_stat(sh, &st);
+	CU_ASSERT_EQUAL(st.node, 0);
+	CU_ASSERT_EQUAL(st.replica_bytes, 256u << 10);
+	bw_shadow_close(sh);
+
+	/* a node that is not there */
+	o.numa_node = 7;
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_numa", BW_SHADOW_NODE, &o, &sh), -EINVAL);
+	/* header-only readers default to hybrid */
+	o.method = 0;
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_numa", BW_SHADOW_HEADERS, &o, &sh), 0);
+	bw_shadow_stat(sh, &st);
+	CU_ASSERT_EQUAL(st.method, BW_SHADOW_HYBRID);
+	bw_shadow_close(sh);
+	bw_stream_close(w);
+	bw_unlink("sh_numa");
+}
+
+/* Bytes used in place are checked after use; an overwrite is seen. */
+static void inplace_check(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+	struct bw_stream *w;
+	uint8_t buf[REC];
+	const void *p;
+	int64_t stamp;
+
+	mkring("sh_check", 16u << 10);
+	o.method = BW_SHADOW_ZEROCOPY;
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_check", 0, &o, &sh), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_check", BW_WRITE | BW_NOWAIT, &w), 0);
+	bwt_fill(buf, REC, 0, 5);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, REC), REC);
+	stamp = bw_shadow_check(sh, -1);
+	CU_ASSERT_EQUAL(stamp, 0);
+	CU_ASSERT_EQUAL(bw_shadow_peek(sh, &p, REC), REC);
+	CU_ASSERT(bwt_verify(p, REC, 0, 5) < 0);
+	CU_ASSERT_EQUAL(bw_shadow_check(sh, stamp), REC);
+	/* the writer laps the ring: the peeked bytes are gone */
+	for (unsigned i = 0; i < 5; i++)
+		CU_ASSERT_EQUAL(bw_stream_write(w, buf, REC), REC);
+	CU_ASSERT_EQUAL(bw_shadow_check(sh, stamp), -ESTALE);
+	CU_ASSERT_EQUAL(bw_shadow_check(sh, 1 << 20), -EINVAL);
+	bw_shadow_close(sh);
+	bw_stream_close(w);
+	bw_unlink("sh_check");
+}
+
+/* The latency layer delays every operation: a zero-copy call makes two
+ * (data, then positions), one after the other, so it takes at least two
+ * latencies. A lower bound only: a slow machine cannot fail it. */
+static void latency_layer(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_shadow *sh;
+	struct bw_stream *w;
+	uint8_t buf[REC];
+	struct timespec a, b;
+	uint64_t ops0, ns;
+
+	mkring("sh_lat", 64u << 10);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_lat", BW_WRITE | BW_NOWAIT, &w), 0);
+	o.method = BW_SHADOW_ZEROCOPY;
+	o.latency_us = 3000;
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_lat", 0, &o, &sh), 0);
+	bwt_fill(buf, REC, 0, 1);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, REC), REC);
+	bw_shadow_stat(sh, &st);
+	ops0 = st.remote_ops;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, REC), REC);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	CU_ASSERT(bwt_verify(buf, REC, 0, 1) < 0);
+	bw_shadow_stat(sh, &st);
+	ns = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000u + (uint64_t)b.tv_nsec -
+	     (uint64_t)a.tv_nsec;
+	CU_ASSERT(st.remote_ops - ops0 >= 2);
+	CU_ASSERT(ns >= (st.remote_ops - ops0) * 3000000u);
+	CU_ASSERT_EQUAL(st.latency_us, 3000);
+	bw_shadow_close(sh);
+
+	/* off: not in the path, and the environment sets it */
+	o.latency_us = 0;
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_lat", 0, &o, &sh), 0);
+	bw_shadow_stat(sh, &st);
+	CU_ASSERT_EQUAL(st.latency_us, 0);
+	bw_shadow_close(sh);
+	setenv("BELTWAY_LATENCY_US", "250", 1);
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_lat", 0, &o, &sh), 0);
+	bw_shadow_stat(sh, &st);
+	CU_ASSERT_EQUAL(st.latency_us, 250);
+	bw_shadow_close(sh);
+	setenv("BELTWAY_LATENCY_US", "12x", 1);
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_lat", 0, &o, &sh), -EINVAL);
+	unsetenv("BELTWAY_LATENCY_US");
+	bw_stream_close(w);
+	bw_unlink("sh_lat");
+}
+
+static void bad_input(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+	struct bw_shadow *sh;
+	const void *p;
+
+	mkring("sh_bad", 64u << 10);
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_nope", 0, &o, &sh), -ENOENT);
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_bad", 1 << 20, &o, &sh), -EINVAL);
+	CU_ASSERT_EQUAL(bw_shadow_open(NULL, 0, &o, &sh), -EINVAL);
+	o.method = 9;
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_bad", 0, &o, &sh), -EINVAL);
+	o.method = 0;
+	o.replica_bytes = 3000;
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_bad", 0, &o, &sh), -EINVAL);
+	o.replica_bytes = 0;
+	o.depth = 99;
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_bad", 0, &o, &sh), -EINVAL);
+	o.depth = 0;
+	o.header_bytes = 128;
+	o.record_size = 64;
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_bad", 0, &o, &sh), -EINVAL);
+	o.header_bytes = 0;
+	o.record_size = 1u << 20; /* larger than the ring */
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_bad", 0, &o, &sh), -EINVAL);
+	o.record_size = 0;
+	o.struct_size = 8;
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_bad", 0, &o, &sh), -EINVAL);
+	o.struct_size = sizeof(o);
+	CU_ASSERT_EQUAL(bw_shadow_method_parse("teleport"), -EINVAL);
+	CU_ASSERT_EQUAL(bw_shadow_method_parse("copy-once"), BW_SHADOW_COPYONCE);
+	CU_ASSERT_EQUAL(bw_shadow_method_parse("zerocopy"), BW_SHADOW_ZEROCOPY);
+	CU_ASSERT_STRING_EQUAL(bw_shadow_method_name(BW_SHADOW_PREFETCH), "prefetch");
+	CU_ASSERT_PTR_NULL(bw_shadow_method_name(0));
+	/* record rings are not one byte stream */
+	ro.size = 64u << 10;
+	ro.layout = BW_LAYOUT_VR;
+	bw_unlink("sh_vr");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sh_vr", &ro), 0);
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_vr", 0, &o, &sh), -ENOTSUP);
+	bw_unlink("sh_vr");
+	/* calls on an empty shadow */
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_bad", BW_NONBLOCK, &o, &sh), 0);
+	CU_ASSERT_EQUAL(bw_shadow_peek(sh, &p, 16), -EAGAIN);
+	CU_ASSERT_EQUAL(bw_shadow_peek_complete(sh, 16), -EINVAL);
+	CU_ASSERT_EQUAL(bw_shadow_block(sh, 0), 0);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, NULL, 4), -EINVAL);
+	bw_shadow_close(sh);
+	bw_unlink("sh_bad");
+}
+
+/* The descriptor reports readable; block sees data and the end. */
+static void fd_and_block(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+	struct bw_stream *w;
+	uint8_t buf[64];
+	struct pollfd pf;
+
+	mkring("sh_fd", 64u << 10);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_fd", BW_WRITE | BW_NOWAIT, &w), 0);
+	o.method = BW_SHADOW_PREFETCH;
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_fd", BW_NONBLOCK, &o, &sh), 0);
+	pf.fd = bw_shadow_fd(sh);
+	pf.events = POLLIN;
+	CU_ASSERT_FATAL(pf.fd >= 0);
+	CU_ASSERT_EQUAL(bw_shadow_fd(sh), pf.fd);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, 64), -EAGAIN);
+	bwt_fill(buf, 64, 0, 2);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 64), 64);
+	CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
+	CU_ASSERT_EQUAL(bw_shadow_block(sh, 5000), BW_POLLIN);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, 64), 64);
+	CU_ASSERT(bwt_verify(buf, 64, 0, 2) < 0);
+	bw_stream_close(w);
+	CU_ASSERT_EQUAL(bw_shadow_block(sh, 5000), BW_POLLIN | BW_POLLHUP);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, 64), 0);
+	bw_shadow_close(sh);
+	bw_unlink("sh_fd");
+}
+
+/* The server dies under a reading shadow: a clear error, not a hang. */
+static void server_killed(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+	struct bw_stream *w;
+	uint8_t buf[REC];
+	ssize_t r;
+
+	mkring("sh_kill", 64u << 10);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_kill", BW_WRITE | BW_NOWAIT, &w), 0);
+	o.method = BW_SHADOW_PREFETCH;
+	CU_ASSERT_EQUAL_FATAL(sh_open("sh_kill", 0, &o, &sh), 0);
+	bwt_fill(buf, REC, 0, 4);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, REC), REC);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, REC), REC);
+	kill(server_pid, SIGKILL);
+	bwt_wait(server_pid);
+	server_pid = -1;
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, REC), REC);
+	r = bw_shadow_read(sh, buf, REC);
+	CU_ASSERT(r == -ECONNRESET || r == -ETIMEDOUT);
+	bw_shadow_close(sh);
+	bw_stream_close(w);
+	bw_unlink("sh_kill");
+}
+
+/* ---- registration ----------------------------------------------------------- */
+
+static const char *links[4];
+static unsigned nlinks;
+
+#define PER_LINK(fn)                                                         \
+	static void fn##_l0(void) { link_name = links[0]; fn(); server_down(); } \
+	static void fn##_l1(void) { link_name = links[1]; fn(); server_down(); } \
+	static void fn##_l2(void) { link_name = links[2]; fn(); server_down(); } \
+	static void (*const fn##_v[3])(void) = {fn##_l0, fn##_l1, fn##_l2};
+#define LINKED(name, m)                                                      \
+	PER_LINK(full_##name)                                                 \
+	PER_LINK(header_##name)                                               \
+	PER_LINK(latency_##name)                                              \
+	PER_LINK(overrun_##name)                                              \
+	PER_LINK(behind_##name)
+METHODS(LINKED)
+PER_LINK(server_killed)
+
+static void reg(void)
+{
+	static char names[160][96];
+	static char list[256];
+	const char *env = getenv("BWT_SHADOW_LINKS");
+	unsigned k = 0;
+
+	snprintf(list, sizeof(list), "%s", env && *env ? env : "local tcp shm");
+	for (char *save = NULL, *t = strtok_r(list, " ,", &save); t && nlinks < 3;
+	     t = strtok_r(NULL, " ,", &save))
+		links[nlinks++] = t;
+	bwt_ring_dir();
+	signal(SIGPIPE, SIG_IGN);
+	bwt_suite("shadow");
+	bwt_add("NUMA shadow on one node", numa_one_node);
+	bwt_add("in-place bytes checked after use", inplace_check);
+	bwt_add("latency layer on and off", latency_layer);
+	bwt_add("bad input", bad_input);
+	bwt_add("descriptor and block", fd_and_block);
+#define ADD(fn)                                                               \
+	for (unsigned i = 0; i < nlinks && k < 160; i++, k++) {               \
+		snprintf(names[k], sizeof(names[k]), "%s (%s)", #fn, links[i]); \
+		bwt_add(names[k], fn##_v[i]);                                 \
+	}
+#define ADD_METHOD(name, m)                                                   \
+	ADD(full_##name)                                                      \
+	ADD(header_##name)                                                    \
+	ADD(latency_##name)                                                   \
+	ADD(overrun_##name)                                                   \
+	ADD(behind_##name)
+	METHODS(ADD_METHOD)
+	for (unsigned i = 0; i < nlinks && k < 160; i++) {
+		if (strcmp(links[i], "local") == 0)
+			continue;
+		snprintf(names[k], sizeof(names[k]), "server killed (%s)", links[i]);
+		bwt_add(names[k++], server_killed_v[i]);
+	}
+}
+
+int main(void)
+{
+	return bwt_main("shadow", reg);
+}
