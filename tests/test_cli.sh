@@ -203,6 +203,28 @@ n=$(grep -c -E '^\{"suite":"scaling","case":"(static|realloc|deckcut)","loop":[0
 [ "$n" -eq 12 ] && [ "$(wc -l <"$T/scl")" -eq 12 ] && ok "bench scaling --json shape" \
 	|| bad "bench scaling --json: $n good lines of $(wc -l <"$T/scl")"
 
+# ---- tail through shadow buffers (a ring on this host) -------------------------
+"$B" create shd --size 1M && head -c 262144 /dev/urandom >"$T/shin" \
+	&& "$B" write shd --nowait <"$T/shin" || bad "shadow ring setup"
+for m in zero-copy copy-once hybrid prefetch; do
+	"$B" tail shd --from-start --shadow $m --verbose >"$T/shout" 2>"$T/sherr"
+	cmp -s "$T/shin" "$T/shout" && grep -q "^beltway tail: $m over shm" "$T/sherr" \
+		&& ok "tail --shadow $m" || bad "tail --shadow $m: $(cat "$T/sherr")"
+done
+"$B" tail shd --from-start --shadow copy-once --latency-us 100 --verbose >"$T/shout" 2>"$T/sherr"
+cmp -s "$T/shin" "$T/shout" && grep -q "latency 100 us" "$T/sherr" \
+	&& ok "tail --latency-us" || bad "tail --latency-us: $(cat "$T/sherr")"
+# headers only: the first 16 bytes of each 4 KiB record, payloads not fetched
+"$B" tail shd --from-start --headers --record-size 4K --header-bytes 16 --verbose \
+	>"$T/shout" 2>"$T/sherr"
+for i in $(seq 0 63); do tail -c +$((i * 4096 + 1)) "$T/shin" | head -c 16; done >"$T/shexp"
+cmp -s "$T/shexp" "$T/shout" && grep -q "^beltway tail: hybrid over shm, 1024 bytes" "$T/sherr" \
+	&& ok "tail --headers (hybrid by default)" || bad "tail --headers: $(cat "$T/sherr")"
+expect_fail "tail bad shadow method" "$B" tail shd --shadow teleport
+expect_fail "tail headers without record size" "$B" tail shd --headers
+expect_fail "tail bad latency" "$B" tail shd --latency-us 2000000
+expect_fail "tail missing ring" "$B" tail nosuchring --shadow prefetch
+
 if [ $fails -ne 0 ]; then
 	echo "$fails failures"
 	exit 1

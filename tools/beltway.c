@@ -657,14 +657,31 @@ static const struct verb verbs[] = {
 	 "                 shm, sockets, verbs\n"
 	 "  --timeout MS   a silent peer is gone after MS (default 5000)\n"},
 	{"tail", cmd_tail,
-	 "HOST:PORT/NAME [--provider P] [--timeout MS] [--bytes N] [--from-start] "
-	 "[--strict]",
-	 "Copies a remote ring to stdout by one-sided reads (the writer never\n"
-	 "waits for it), from the write position on, until every writer has\n"
-	 "gone. Data overwritten before it was fetched is reported on stderr.\n"
-	 "  --bytes N      stop after N bytes\n"
-	 "  --from-start   begin with the oldest data still in the ring\n"
-	 "  --strict       exit 2 when data was lost\n"},
+	 "HOST:PORT/NAME | NAME [--shadow METHOD] [--latency-us L] [--bytes N] "
+	 "[--from-start] [--strict] [--headers --record-size R] ...",
+	 "Copies a ring to stdout through a shadow buffer, from the write\n"
+	 "position on, until every writer has gone. The ring is a remote one\n"
+	 "(HOST:PORT/NAME, served by 'beltway serve': one-sided reads) or a\n"
+	 "named ring on this host (read in place, from any NUMA node). The\n"
+	 "writer never waits for the shadow and never learns of it: data\n"
+	 "overwritten before it was fetched is reported on stderr.\n"
+	 "  --shadow M       zero-copy, copy-once, hybrid or prefetch (default:\n"
+	 "                   prefetch over the fabric, zero-copy on this host,\n"
+	 "                   copy-once for a ring on another NUMA node, hybrid\n"
+	 "                   with --headers)\n"
+	 "  --latency-us L   add L us to every remote operation (emulates a long\n"
+	 "                   link; default $BELTWAY_LATENCY_US)\n"
+	 "  --headers        write only the first --header-bytes (default 64) of\n"
+	 "                   each record of --record-size bytes; payloads are\n"
+	 "                   skipped, not fetched\n"
+	 "  --window N       prefetch: read N ahead (default adaptive)\n"
+	 "  --node N         put the local replica on NUMA node N\n"
+	 "  --provider P     libfabric provider (default tcp, $BELTWAY_PROVIDER)\n"
+	 "  --timeout MS     a silent server is gone after MS (default 5000)\n"
+	 "  --bytes N        stop after writing N bytes\n"
+	 "  --from-start     begin with the oldest data still in the ring\n"
+	 "  --strict         exit 2 when data was lost\n"
+	 "  --verbose        the method, link and remote operations on stderr\n"},
 	{"push", cmd_push,
 	 "NAME HOST:PORT/NAME [--frp] [--provider P] [--timeout MS]",
 	 "Replicates the local ring NAME into a remote ring by one-sided\n"

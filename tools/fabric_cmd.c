@@ -141,12 +141,131 @@ int cmd_serve(int argc, char **argv)
 
 /* ---- tail ------------------------------------------------------------------- */
 
+struct tail_opts {
+	struct bw_shadow_opts so;
+	int flags;
+	bool headers; /* write only each record's first header_bytes */
+	bool verbose;
+};
+
+/* Takes the shadow options of tail; returns as fabric_opt does. */
+static int shadow_opt(int argc, char **argv, int *i, struct tail_opts *t)
+{
+	const char *v;
+	unsigned long u;
+	uint64_t z;
+	int m;
+
+	if (cli_opt(argc, argv, i, "--shadow", &v)) {
+		if ((m = bw_shadow_method_parse(v)) < 0) {
+			cli_fail_bw(m, "--shadow");
+			return -1;
+		}
+		t->so.method = (uint32_t)m;
+		return 1;
+	}
+	if (cli_opt(argc, argv, i, "--latency-us", &v)) {
+		if (cli_parse_uint(v, 1000000, &u)) {
+			cli_fail("--latency-us takes microseconds up to 1000000");
+			return -1;
+		}
+		t->so.latency_us = (uint32_t)u;
+		return 1;
+	}
+	if (cli_opt(argc, argv, i, "--header-bytes", &v)) {
+		if (cli_parse_uint(v, 4096, &u) || u == 0) {
+			cli_fail("--header-bytes takes 1 to 4096");
+			return -1;
+		}
+		t->so.header_bytes = (uint32_t)u;
+		return 1;
+	}
+	if (cli_opt(argc, argv, i, "--record-size", &v)) {
+		if (cli_parse_size(v, &z) || z == 0 || z > UINT32_MAX) {
+			cli_fail("bad --record-size '%s'", v);
+			return -1;
+		}
+		t->so.record_size = (uint32_t)z;
+		return 1;
+	}
+	if (cli_opt(argc, argv, i, "--window", &v)) {
+		if (cli_parse_size(v, &z) || z < 4096) {
+			cli_fail("bad --window '%s' (at least 4K)", v);
+			return -1;
+		}
+		t->so.window = z;
+		return 1;
+	}
+	if (cli_opt(argc, argv, i, "--node", &v)) {
+		if (cli_parse_uint(v, 4095, &u)) {
+			cli_fail("bad --node '%s'", v);
+			return -1;
+		}
+		t->so.numa_node = (int32_t)u;
+		t->flags |= BW_SHADOW_NODE;
+		return 1;
+	}
+	if (!strcmp(argv[*i], "--headers")) {
+		t->headers = true;
+		t->flags |= BW_SHADOW_HEADERS;
+		return 1;
+	}
+	if (!strcmp(argv[*i], "--verbose")) {
+		t->verbose = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* One step of tail: up to want bytes to stdout, or with --headers the
+ * header of one record. Returns the bytes written (-EALREADY: none, a
+ * record's rest was passed over), 0 at the end, or -errno. */
+static ssize_t tail_step(struct bw_shadow *sh, const struct tail_opts *t,
+			 char *buf, size_t want)
+{
+	struct bw_shadow_stat st;
+	uint32_t rec = t->so.record_size, into;
+	const void *p = buf;
+	ssize_t n;
+	int r;
+
+	if (!t->headers) {
+		n = bw_shadow_read(sh, buf, want);
+	} else {
+		bw_shadow_stat(sh, &st);
+		into = (uint32_t)(st.position % rec);
+		if (into) { /* entered mid-record (after a loss): to the next */
+			n = bw_shadow_read(sh, buf, rec - into < want ? rec - into
+								     : want);
+			return n > 0 ? -EALREADY : n;
+		}
+		n = bw_shadow_peek_acquire(sh, &p, t->so.header_bytes);
+	}
+	if (n <= 0)
+		return n;
+	if ((r = cli_write_all(STDOUT_FILENO, p, (size_t)n)) < 0) {
+		cli_fail("writing stdout: %s", strerror(-r));
+		return -EPIPE;
+	}
+	if (t->headers) {
+		/* past the payload, unread; if it is not all written yet,
+		 * wait for it */
+		while ((r = bw_shadow_peek_complete(sh, rec)) == -EINVAL &&
+		       bw_shadow_block(sh, -1) > 0)
+			;
+		if (r < 0)
+			return r;
+	}
+	return n;
+}
+
 int cmd_tail(int argc, char **argv)
 {
 	struct fab_opts f = {.o = BW_FABRIC_OPTS_INIT};
-	const char *url = NULL, *v;
-	struct bw_remote *rm;
-	struct bw_remote_stat st;
+	struct tail_opts t = {.so = BW_SHADOW_OPTS_INIT};
+	const char *where = NULL, *v;
+	struct bw_shadow *sh;
+	struct bw_shadow_stat st;
 	struct meter m;
 	char *buf;
 	int r, rc = 0;
@@ -154,6 +273,8 @@ int cmd_tail(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		int k = fabric_opt(argc, argv, &i, &f);
 
+		if (k == 0)
+			k = shadow_opt(argc, argv, &i, &t);
 		if (k < 0)
 			return 1;
 		if (k)
@@ -171,21 +292,27 @@ int cmd_tail(int argc, char **argv)
 				return cli_fail("bad --bytes '%s'", v);
 			continue;
 		}
-		if (argv[i][0] == '-' || url)
+		if (argv[i][0] == '-' || where)
 			return cli_fail("unexpected '%s'", argv[i]);
-		url = argv[i];
+		where = argv[i];
 	}
-	if (!url)
-		return cli_fail("usage: beltway tail HOST:PORT/NAME");
+	if (!where)
+		return cli_fail("usage: beltway tail HOST:PORT/NAME | NAME");
+	if (t.headers && !t.so.record_size)
+		return cli_fail("--headers needs --record-size: where each record "
+				"starts");
+	if (t.headers && !t.so.header_bytes)
+		t.so.header_bytes = 64;
 	buf = malloc(IO_CHUNK);
 	if (!buf)
 		return cli_fail("out of memory");
 	signal(SIGPIPE, SIG_IGN);
-	r = bw_remote_open(url, BW_READ | (f.from_start ? BW_FROM_START : 0),
-			   &f.o, &rm);
+	t.so.fabric = &f.o;
+	r = bw_shadow_open(where, t.flags | (f.from_start ? BW_FROM_START : 0),
+			   &t.so, &sh);
 	if (r < 0) {
 		free(buf);
-		return cli_fail_bw(r, url);
+		return cli_fail_bw(r, where);
 	}
 	meter_start(&m);
 	for (;;) {
@@ -196,7 +323,13 @@ int cmd_tail(int argc, char **argv)
 			want = (size_t)(f.bytes - m.bytes);
 		if (f.bytes && want == 0)
 			break;
-		n = bw_remote_read(rm, buf, want);
+		n = tail_step(sh, &t, buf, want);
+		if (n == -EALREADY)
+			continue;
+		if (n == -EPIPE) { /* stdout: said so */
+			rc = 1;
+			break;
+		}
 		if (n == -ESTALE) {
 			fprintf(stderr, "beltway tail: %s\n", bw_strerror_last());
 			if (f.strict) {
@@ -206,25 +339,27 @@ int cmd_tail(int argc, char **argv)
 			continue;
 		}
 		if (n < 0) {
-			rc = cli_fail_bw((int)n, url);
+			rc = cli_fail_bw((int)n, where);
 			break;
 		}
 		if (n == 0)
 			break;
-		if ((r = cli_write_all(STDOUT_FILENO, buf, (size_t)n)) < 0) {
-			rc = cli_fail("writing stdout: %s", strerror(-r));
-			break;
-		}
 		meter_add(&m, (uint64_t)n);
 	}
 	meter_end(&m);
-	bw_remote_stat(rm, &st);
+	bw_shadow_stat(sh, &st);
 	if (st.lost)
 		fprintf(stderr, "beltway tail: %" PRIu64 " bytes lost to "
-				"overwriting (the writer does not wait for remote "
-				"readers)\n",
+				"overwriting (the writer does not wait for "
+				"shadows)\n",
 			st.lost);
-	bw_remote_close(rm);
+	if (t.verbose)
+		fprintf(stderr, "beltway tail: %s over %s, %" PRIu64 " bytes, %" PRIu64
+				" remote operations, %" PRIu64 " bytes fetched, "
+				"latency %u us, replica node %d\n",
+			bw_shadow_method_name(st.method), st.link, st.bytes,
+			st.remote_ops, st.fetched, st.latency_us, st.node);
+	bw_shadow_close(sh);
 	free(buf);
 	return rc;
 }
