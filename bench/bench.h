@@ -27,6 +27,10 @@ int bench_parse_sizes(const char *s, size_t *sizes, int max);
 /* "64", "4K", "64M": a size for a table heading (rotating buffers). */
 const char *bench_size_name(size_t n);
 
+/* Starts a fabric server on 127.0.0.1 in a child process; returns its pid
+ * and sets *port, or -1. */
+pid_t bench_server_start(const char *prov, int *port);
+
 /* The options every benchmark takes. */
 struct bench_opts {
 	bool json, quick, verbose;

@@ -2,6 +2,8 @@
 /* Helpers shared by the benchmarks. */
 #define _GNU_SOURCE
 #include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,4 +159,36 @@ const char *bench_size_name(size_t n)
 	else
 		snprintf(b, 24, "%zu", n);
 	return b;
+}
+
+pid_t bench_server_start(const char *prov, int *port)
+{
+	int p[2];
+	pid_t pid;
+
+	if (pipe(p))
+		return -1;
+	fflush(stdout); /* not twice */
+	pid = fork();
+	if (pid == 0) {
+		struct bw_fabric_opts fo = BW_FABRIC_OPTS_INIT;
+		struct bw_server *s;
+		int pt = -1;
+
+		fo.provider = prov;
+		close(p[0]);
+		if (bw_server_open("127.0.0.1:0", &fo, &s) == 0)
+			pt = bw_server_port(s);
+		if (write(p[1], &pt, sizeof(pt)) != sizeof(pt) || pt < 0)
+			_exit(1);
+		_exit(bw_server_run(s, -1) < 0);
+	}
+	close(p[1]);
+	if (read(p[0], port, sizeof(*port)) != sizeof(*port) || *port < 0) {
+		close(p[0]);
+		waitpid(pid, NULL, 0);
+		return -1;
+	}
+	close(p[0]);
+	return pid;
 }

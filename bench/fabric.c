@@ -70,37 +70,6 @@ static void emit(const struct fopts *o, const char *cs, const char *prov,
 
 /* ---- the server ------------------------------------------------------------- */
 
-static pid_t server_start(const char *prov, int *port)
-{
-	int p[2];
-	pid_t pid;
-
-	if (pipe(p))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		struct bw_fabric_opts fo = BW_FABRIC_OPTS_INIT;
-		struct bw_server *s;
-		int pt = -1;
-
-		fo.provider = prov;
-		close(p[0]);
-		if (bw_server_open("127.0.0.1:0", &fo, &s) == 0)
-			pt = bw_server_port(s);
-		if (write(p[1], &pt, sizeof(pt)) != sizeof(pt) || pt < 0)
-			_exit(1);
-		_exit(bw_server_run(s, -1) < 0);
-	}
-	close(p[1]);
-	if (read(p[0], port, sizeof(*port)) != sizeof(*port) || *port < 0) {
-		close(p[0]);
-		waitpid(pid, NULL, 0);
-		return -1;
-	}
-	close(p[0]);
-	return pid;
-}
-
 static double now(void)
 {
 	return cli_now();
@@ -423,7 +392,7 @@ int bench_fabric_main(int argc, char **argv)
 	for (int pi = 0; pi < o.nprovs; pi++) {
 		const char *prov = o.provs[pi];
 		int port;
-		pid_t srv = server_start(prov, &port);
+		pid_t srv = bench_server_start(prov, &port);
 
 		if (srv < 0) {
 			fprintf(stderr, "bench fabric: no server on provider %s: "

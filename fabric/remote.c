@@ -127,19 +127,11 @@ static uint32_t win32(const struct bw_remote *r, unsigned off)
 	return v;
 }
 
-/* Reads the position window once and checks it. */
-static int window_read(struct bw_remote *r)
+/* Checks the position window just read and takes it in. */
+static int window_parse(struct bw_remote *r)
 {
-	struct bwf_op op;
 	uint64_t hd, t, sc, o;
-	int e;
 
-	e = bwf_read(&r->ep, r->peer, r->sc->win, BWF_POS_LEN, r->sc_mr.desc,
-		     r->d.pos_raddr, r->d.pos_key, &op);
-	if (e == 0)
-		e = bwf_wait(&r->ep, &op);
-	if (e < 0)
-		return op_error(r, e, "reading the ring's positions");
 	hd = win64(r, BWF_POS_HEAD);
 	t = win64(r, BWF_POS_TAIL);
 	sc = win64(r, BWF_POS_SCAR);
@@ -159,6 +151,26 @@ static int window_read(struct bw_remote *r)
 	r->ended = win32(r, BWF_POS_WATTACH) != 0 &&
 		   win32(r, BWF_POS_WATTACH) == win32(r, BWF_POS_WDETACH);
 	return 0;
+}
+
+/* Starts a read of the position window into the scratch area. */
+static int window_post(struct bw_remote *r, struct bwf_op *op)
+{
+	int e = bwf_read(&r->ep, r->peer, r->sc->win, BWF_POS_LEN, r->sc_mr.desc,
+			 r->d.pos_raddr, r->d.pos_key, op);
+
+	return e < 0 ? op_error(r, e, "reading the ring's positions") : 0;
+}
+
+/* Reads the position window once and checks it. */
+static int window_read(struct bw_remote *r)
+{
+	struct bwf_op op;
+	int e = window_post(r, &op);
+
+	if (e == 0 && (e = bwf_wait(&r->ep, &op)) < 0)
+		e = op_error(r, e, "reading the ring's positions");
+	return e < 0 ? e : window_parse(r);
 }
 
 static void remote_free(struct bw_remote *r);
@@ -699,10 +711,16 @@ static struct bw_remote *fab(struct bws_src *s)
 	return ((struct fab_src *)s)->r;
 }
 
-static int fab_window(struct bws_src *s, struct bws_win *w)
+static int fab_wpost(struct bws_src *s, struct bws_req *rq)
+{
+	rq->done = false;
+	return window_post(fab(s), (struct bwf_op *)rq->op);
+}
+
+static int fab_wresult(struct bws_src *s, struct bws_win *w)
 {
 	struct bw_remote *r = fab(s);
-	int e = window_read(r);
+	int e = window_parse(r);
 
 	if (e < 0)
 		return e;
@@ -808,7 +826,8 @@ static void fab_close(struct bws_src *s)
 
 static const struct bws_src_ops fab_ops = {
 	.name = "fabric",
-	.window = fab_window,
+	.wpost = fab_wpost,
+	.wresult = fab_wresult,
 	.post = fab_post,
 	.test = fab_test,
 	.inplace = fab_inplace,

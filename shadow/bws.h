@@ -5,8 +5,9 @@
  * another host (fabric/remote.c) and the latency-injecting layer (source.c)
  * fill alike. The access methods (shadow.c) are written once against it.
  *
- * A source reads the origin's positions (window) and copies bytes of the
- * ring at absolute positions into local memory (post, then test). Posts may
+ * A source reads the origin's positions (wpost, test, wresult) and copies
+ * bytes of the ring at absolute positions into local memory (post, then
+ * test). Posts may
  * complete out of order with respect to the caller's other work but each is
  * a plain copy of what the ring held at some moment between post and
  * completion; the caller validates with a window read issued after the
@@ -39,8 +40,10 @@ struct bws_req {
 
 struct bws_src_ops {
 	const char *name;
-	/* Reads the positions (one remote operation). */
-	int (*window)(struct bws_src *s, struct bws_win *w);
+	/* Starts a read of the positions (one at a time); once test says it
+	 * is complete, wresult checks and returns what it read. */
+	int (*wpost)(struct bws_src *s, struct bws_req *rq);
+	int (*wresult)(struct bws_src *s, struct bws_win *w);
 	/* Starts copying len bytes at ring position pos into dst, which lies
 	 * in memory made with reg (len <= capacity and <= max_xfer). */
 	int (*post)(struct bws_src *s, void *dst, uint64_t pos, size_t len,
@@ -98,6 +101,9 @@ void bws_mirror_free(void *p, size_t len);
 /* A copy out of a ring a writer may be overwriting: validated afterwards
  * by a window (the seqlock's read; tests/tsan.supp names it). */
 void bws_copy_racy(void *dst, const void *src, size_t n);
+
+/* Reads the positions and waits for them (wpost, test, wresult). */
+int bws_window(struct bws_src *s, struct bws_win *w);
 
 /* Waits until the monotonic clock reaches due_ns: sleeps, then spins the
  * last stretch (timer slack would add tens of microseconds). */

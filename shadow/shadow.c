@@ -65,11 +65,16 @@ struct bw_shadow {
 	uint64_t rep_len, rep_mask;
 	uint64_t r_hi;
 
-	/* prefetch: reads in flight for [r_hi, r_next), oldest first */
+	/* prefetch: reads in flight for [r_done, r_next), oldest first;
+	 * [r_hi, r_done) arrived and awaits a look at the positions, which
+	 * is in flight (wv) for [r_hi, wv_covers) */
 	struct chunk ch[CH_MAX];
 	unsigned ch_head, ch_n, depth;
-	uint64_t r_next, window;
+	uint64_t r_done, r_next, window;
 	bool fixed_window;
+	struct bws_req wv;
+	bool wv_busy;
+	uint64_t wv_covers;
 
 	/* hybrid over the fabric: validated headers of the records at
 	 * hc_pos[0..hc_n), hdr_n bytes each (fewer at the write position) */
@@ -110,10 +115,18 @@ BW_API int bw_shadow_method_parse(const char *name)
 
 /* ---- the origin ------------------------------------------------------------ */
 
+static int pf_validate(struct bw_shadow *sh, bool wait);
+
+/* Reads the positions now (after a look in flight, which shares its
+ * buffer and must not be torn). */
 static int win(struct bw_shadow *sh)
 {
+	int r;
+
+	if (sh->wv_busy && (r = pf_validate(sh, true)) < 0)
+		return r;
 	sh->ops++;
-	return sh->src->ops->window(sh->src, &sh->w);
+	return bws_window(sh->src, &sh->w);
 }
 
 static int post(struct bw_shadow *sh, void *dst, uint64_t pos, uint64_t len,
@@ -162,6 +175,11 @@ static int drain(struct bw_shadow *sh)
 {
 	int r = 0;
 
+	if (sh->wv_busy) {
+		r = test(sh, &sh->wv, true);
+		r = r < 0 ? r : 0;
+		sh->wv_busy = false;
+	}
 	while (sh->ch_n) {
 		int e = test(sh, &sh->ch[sh->ch_head].rq, true);
 
@@ -186,7 +204,7 @@ static int moved_to(struct bw_shadow *sh, uint64_t p)
 		 * usual; serving waits for them */
 	} else if (sh->r_hi < p) {
 		r = drain(sh);
-		sh->r_hi = sh->r_next = p;
+		sh->r_hi = sh->r_done = sh->r_next = p;
 	}
 	return r;
 }
@@ -459,8 +477,8 @@ static int pump(struct bw_shadow *sh)
 	if (chunk < PF_CHUNK_MIN)
 		chunk = PF_CHUNK_MIN;
 	chunk = min64(chunk, sh->src->max_xfer);
-	if (sh->r_next < sh->r_hi)
-		sh->r_next = sh->r_hi;
+	if (sh->r_next < sh->pos) /* a skip past it all */
+		sh->r_hi = sh->r_done = sh->r_next = sh->pos;
 	while (sh->ch_n < sh->depth) {
 		uint64_t a = sh->r_next, k;
 		struct chunk *c = &sh->ch[(sh->ch_head + sh->ch_n) % CH_MAX];
@@ -470,7 +488,9 @@ static int pump(struct bw_shadow *sh)
 			break;
 		k = min64(min64(chunk, sh->w.tail - a),
 			  sh->pos + sh->rep_len - a);
-		if (k == 0)
+		/* a read cut short by the room left, while others are in
+		 * flight, would spend a slot on little: wait for room */
+		if (k == 0 || (k < chunk && k < sh->w.tail - a && sh->ch_n))
 			break;
 		if ((r = post(sh, rep_at(sh, a), a, k, &c->rq)) < 0)
 			return r;
@@ -482,59 +502,87 @@ static int pump(struct bw_shadow *sh)
 	return 0;
 }
 
+/* Prefetch: moves reads that completed, in order, into the done prefix;
+ * with wait, waits for the oldest. */
+static int pf_reap(struct bw_shadow *sh, bool wait)
+{
+	while (sh->ch_n) {
+		struct chunk *c = &sh->ch[sh->ch_head];
+		int r = test(sh, &c->rq, wait);
+
+		if (r <= 0)
+			return r;
+		sh->r_done = c->pos + c->len;
+		sh->ch_head = (sh->ch_head + 1) % CH_MAX;
+		sh->ch_n--;
+		wait = false;
+	}
+	return 0;
+}
+
+/* Prefetch: a look at the positions posted after reads completed covers
+ * them; one is kept in flight while there is something to cover, so
+ * validation overlaps the reads instead of stalling them. */
+static int pf_validate(struct bw_shadow *sh, bool wait)
+{
+	int r;
+
+	if (sh->wv_busy) {
+		if ((r = test(sh, &sh->wv, wait)) <= 0)
+			return r;
+		sh->wv_busy = false;
+		if ((r = sh->src->ops->wresult(sh->src, &sh->w)) < 0)
+			return r;
+		if (sh->w.oldest > sh->r_hi) {
+			/* some of it was overwritten while it came: keep none;
+			 * the reader loses what it has no valid copy of when
+			 * it gets there */
+			if ((r = drain(sh)) < 0)
+				return r;
+			sh->r_done = sh->r_next = sh->r_hi;
+			return 0;
+		}
+		sh->r_hi = sh->wv_covers;
+	}
+	if (sh->r_done > sh->r_hi) {
+		sh->ops++;
+		if ((r = sh->src->ops->wpost(sh->src, &sh->wv)) < 0)
+			return r;
+		sh->wv_busy = true;
+		sh->wv_covers = sh->r_done;
+	}
+	return 0;
+}
+
 static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
 {
 	int r;
 
-	while (rep_have(sh) == 0) {
-		uint64_t end;
-		bool waited = false;
-
-		if (sh->ch_n == 0) {
-			sh->r_hi = sh->r_next = sh->pos;
+	for (;;) {
+		/* what has no valid copy here and is gone at the origin */
+		if (rep_have(sh) == 0 && sh->pos < sh->w.oldest)
+			return lose(sh);
+		/* keep everything moving, without waiting */
+		if ((r = pf_reap(sh, false)) < 0 || (r = pf_validate(sh, false)) < 0 ||
+		    (r = pump(sh)) < 0)
+			return r;
+		if (rep_have(sh))
+			break;
+		if (sh->wv_busy || sh->ch_n) {
+			/* the reader caught up with the reads in flight: wait,
+			 * and read further ahead from now on */
+			r = sh->wv_busy ? pf_validate(sh, true) : pf_reap(sh, true);
+			if (r < 0)
+				return r;
+			if (!sh->fixed_window && sh->window < sh->rep_len)
+				sh->window *= 2;
+		} else {
+			/* nothing in flight: is there anything to read? */
+			sh->r_hi = sh->r_done = sh->r_next = sh->pos;
 			if ((r = avail(sh)) <= 0)
 				return r;
-			if ((r = pump(sh)) < 0)
-				return r;
 		}
-		/* the oldest read, and every later one already done */
-		if ((r = test(sh, &sh->ch[sh->ch_head].rq, false)) == 0) {
-			waited = true;
-			r = test(sh, &sh->ch[sh->ch_head].rq, true);
-		}
-		if (r < 0)
-			return r;
-		do {
-			end = sh->ch[sh->ch_head].pos + sh->ch[sh->ch_head].len;
-			sh->ch_head = (sh->ch_head + 1) % CH_MAX;
-			sh->ch_n--;
-		} while (sh->ch_n &&
-			 (r = test(sh, &sh->ch[sh->ch_head].rq, false)) == 1);
-		if (r < 0)
-			return r;
-		if ((r = win(sh)) < 0)
-			return r;
-		if (sh->w.oldest > sh->r_hi) {
-			/* overwritten while they came: nothing of them is
-			 * kept; the reads still in flight are dropped too */
-			if ((r = drain(sh)) < 0)
-				return r;
-			sh->r_hi = sh->r_next = sh->pos;
-			if (sh->pos < sh->w.oldest)
-				return lose(sh);
-			continue;
-		}
-		sh->r_hi = end;
-		if (waited && !sh->fixed_window && sh->window < sh->rep_len)
-			sh->window *= 2;
-		if ((r = pump(sh)) < 0)
-			return r;
 	}
-	/* keep the reads moving on providers that progress only when asked */
-	if (sh->ch_n && (r = test(sh, &sh->ch[sh->ch_head].rq, false)) < 0)
-		return r;
-	if ((r = pump(sh)) < 0)
-		return r;
 	*p = rep_at(sh, sh->pos);
 	return (ssize_t)min64(n, rep_have(sh));
 }
@@ -844,7 +892,7 @@ static int setup(struct bw_shadow *sh, const struct bw_shadow_opts *o,
 	if (sh->rec > sh->cap)
 		return bwi_err(EINVAL, "record_size %u exceeds the ring (%llu bytes)",
 			       sh->rec, (unsigned long long)sh->cap);
-	sh->depth = o->depth ? o->depth : 4;
+	sh->depth = o->depth ? o->depth : 8;
 	if (sh->flags & BW_SHADOW_NODE)
 		sh->node = o->numa_node;
 	else
@@ -941,7 +989,7 @@ BW_API int bw_shadow_open(const char *where, int flags,
 		return r;
 	}
 	sh->pos = (flags & BW_FROM_START) ? sh->w.oldest : sh->w.tail;
-	sh->r_hi = sh->r_next = sh->pos;
+	sh->r_hi = sh->r_done = sh->r_next = sh->pos;
 	*out = sh;
 	return 0;
 }

@@ -37,12 +37,13 @@
 struct local_src {
 	struct bws_src b;
 	struct bwi_map *m;
+	struct bws_win w; /* the last positions read */
 };
 
-static int local_window(struct bws_src *s, struct bws_win *w)
+static int local_wpost(struct bws_src *s, struct bws_req *rq)
 {
-	struct bwi_map *m = ((struct local_src *)s)->m;
-	struct bwi_hdr *h = m->hdr;
+	struct local_src *l = (struct local_src *)s;
+	struct bwi_hdr *h = l->m->hdr;
 	uint32_t wa, wd;
 
 	/* A3: the loads of data a caller copied before this call are
@@ -52,9 +53,16 @@ static int local_window(struct bws_src *s, struct bws_win *w)
 	 * it counts itself gone, so the tail read after them is final */
 	wa = bw_load_acquire(&h->ctl.wattach);
 	wd = bw_load_acquire(&h->ctl.wdetach);
-	w->ended = wa != 0 && wa == wd;
-	w->tail = bw_load_acquire(&h->prod.tail);
-	w->oldest = bwi_oldest_held(m);
+	l->w.ended = wa != 0 && wa == wd;
+	l->w.tail = bw_load_acquire(&h->prod.tail);
+	l->w.oldest = bwi_oldest_held(l->m);
+	rq->done = true;
+	return 0;
+}
+
+static int local_wresult(struct bws_src *s, struct bws_win *w)
+{
+	*w = ((struct local_src *)s)->w;
 	return 0;
 }
 
@@ -117,7 +125,8 @@ static void local_close(struct bws_src *s)
 
 static const struct bws_src_ops local_ops = {
 	.name = "local",
-	.window = local_window,
+	.wpost = local_wpost,
+	.wresult = local_wresult,
 	.post = local_post,
 	.test = local_test,
 	.inplace = local_inplace,
@@ -196,12 +205,27 @@ void bws_wait_until(uint64_t due_ns)
 	}
 }
 
-static int lat_window(struct bws_src *s, struct bws_win *w)
+static int lat_wpost(struct bws_src *s, struct bws_req *rq)
 {
 	uint64_t due = bwi_now_ns() + ((struct lat_src *)s)->lat_ns;
-	int r = inner(s)->ops->window(inner(s), w);
+	int r = inner(s)->ops->wpost(inner(s), rq);
 
-	bws_wait_until(due);
+	rq->due_ns = due;
+	return r;
+}
+
+static int lat_wresult(struct bws_src *s, struct bws_win *w)
+{
+	return inner(s)->ops->wresult(inner(s), w);
+}
+
+int bws_window(struct bws_src *s, struct bws_win *w)
+{
+	struct bws_req rq;
+	int r = s->ops->wpost(s, &rq);
+
+	if (r == 0 && (r = s->ops->test(s, &rq, true)) >= 0)
+		r = s->ops->wresult(s, w);
 	return r;
 }
 
@@ -256,7 +280,8 @@ static void lat_close(struct bws_src *s)
 
 static const struct bws_src_ops lat_ops = {
 	.name = "latency",
-	.window = lat_window,
+	.wpost = lat_wpost,
+	.wresult = lat_wresult,
 	.post = lat_post,
 	.test = lat_test,
 	.inplace = lat_inplace,

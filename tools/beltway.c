@@ -518,8 +518,8 @@ static int cmd_bench(int argc, char **argv)
 {
 	if (argc < 2)
 		return cli_fail("which benchmark? usage: beltway bench "
-				"local|splice|fabric|multiconsumer|ringsize|layout|scaling "
-				"[options]");
+				"local|splice|fabric|multiconsumer|ringsize|layout|scaling|"
+				"shadow [options]");
 	if (!strcmp(argv[1], "local"))
 		return bench_local_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "splice"))
@@ -534,8 +534,10 @@ static int cmd_bench(int argc, char **argv)
 		return bench_layout_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "scaling"))
 		return bench_scaling_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "shadow"))
+		return bench_shadow_main(argc - 1, argv + 1);
 	return cli_fail("no benchmark '%s' (available: local, splice, fabric, "
-			"multiconsumer, ringsize, layout, scaling)",
+			"multiconsumer, ringsize, layout, scaling, shadow)",
 			argv[1]);
 }
 
@@ -610,7 +612,7 @@ static const struct verb verbs[] = {
 	{"rm", cmd_rm, "NAME...",
 	 "Removes named rings. Attached streams keep working until closed.\n"},
 	{"bench", cmd_bench,
-	 "local|splice|fabric|multiconsumer|ringsize|layout|scaling [--json] [--runs N] [--sizes LIST] [--cases LIST] "
+	 "local|splice|fabric|multiconsumer|ringsize|layout|scaling|shadow [--json] [--runs N] [--sizes LIST] [--cases LIST] "
 	 "[--ring BYTES] [--providers LIST] [--quick] [--verbose]",
 	 "Benchmarks. 'local' streams between two processes through Beltway\n"
 	 "read/write and poke/peek, a Unix pipe at its default and maximum\n"
@@ -638,6 +640,12 @@ static const struct verb verbs[] = {
 	 "ring and reallocating and deck-cut rings that start at 16 MiB, and\n"
 	 "reports size and GB/s loop by loop (--loops N, default 256; thesis\n"
 	 "Fig 4.8).\n"
+	 "'shadow' reads a served ring of records through the four shadow\n"
+	 "methods (zero-copy, copy-once, hybrid, prefetch), headers only and\n"
+	 "full payloads, with 0, 50 and 500 us added per remote operation\n"
+	 "(--latencies LIST), on tcp and shm (--providers LIST); --record-size\n"
+	 "(default 64K), --header-bytes (64) and --ring (64M) shape it (thesis\n"
+	 "Table 4.3).\n"
 	 "  --json         one JSON object per line\n"
 	 "  --runs N       runs per figure, the median is reported (default 5)\n"
 	 "  --sizes LIST   call sizes, e.g. 64,4K (default 64,1K,4K,64K)\n"

@@ -34,6 +34,7 @@ int bench_multi_main(int argc, char **argv);
 int bench_ringsize_main(int argc, char **argv);
 int bench_layout_main(int argc, char **argv);
 int bench_scaling_main(int argc, char **argv);
+int bench_shadow_main(int argc, char **argv);
 int demo_main(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tail(int argc, char **argv);

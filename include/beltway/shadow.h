@@ -70,7 +70,7 @@ struct bw_shadow_opts {
 				 * headers of several records at once */
 	uint64_t window;	/* prefetch: bytes read ahead (0: adaptive,
 				 * from 256 KiB up to the replica) */
-	uint32_t depth;		/* prefetch: reads in flight (0: 4; max 16) */
+	uint32_t depth;		/* prefetch: reads in flight (0: 8; max 16) */
 	uint32_t latency_us;	/* added to every remote operation (0:
 				 * $BELTWAY_LATENCY_US, else none) */
 	uint64_t replica_bytes; /* the local replica: a power of two (0: the
