@@ -22,6 +22,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <beltway/shadow.h>
+
 #include "bwi_stream.h"
 
 static int sender = -1;
@@ -187,6 +189,8 @@ BW_API int bw_stream_fd(struct bw_stream *s)
 				       "poll (use bw_stream_block or select)");
 	if (s->bell_fd >= 0)
 		return s->bell_fd;
+	if (s->shadow)
+		return bw_shadow_fd(s->shadow);
 	if (s->tap) {
 		struct itimerspec its = {
 			.it_interval = {.tv_nsec = 5000000},

@@ -158,6 +158,10 @@ struct bw_stream {
 	/* self-scaling rings (scale.c): handles on the current regions */
 	struct bwi_scaler *sc;
 
+	/* shadows (shadow/shadow.c): the shadow this handle reads through;
+	 * m is then a private placeholder ring */
+	struct bw_shadow *shadow;
+
 	int bell_fd;	     /* doorbell for bw_stream_fd(), or -1 */
 	bool bell_timer;     /* taps: the doorbell is a periodic timer */
 
@@ -265,6 +269,9 @@ int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 int bwi_wr_room(struct bw_stream *s, uint64_t n);
 bool bwi_scale_continues(struct bw_stream *s);
 int bwi_stream_new(struct bw_stream **out);
+struct bw_shadow;
+void bwi_attach_shadow(struct bw_stream *s, struct bwi_map *m, int flags,
+		       struct bw_shadow *sh, const struct bwi_ops *ops);
 void bwi_stream_free(struct bw_stream *s);
 
 #endif

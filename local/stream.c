@@ -26,6 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <beltway/shadow.h>
+
 #include "bwi_index.h"
 #include "bwi_stream.h"
 
@@ -559,7 +561,8 @@ int bwi_ready(struct bw_stream *s, int events, uint64_t need)
 
 static bool handle_sleeps(const struct bw_stream *s)
 {
-	return s->m->writable;
+	/* a shadow's origin cannot wake this process: it is polled */
+	return s->m->writable && !s->shadow;
 }
 
 /* ---- waiting ---------------------------------------------------------------- */
@@ -2361,6 +2364,18 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags)
 	return 0;
 }
 
+/* Binds s to m, a private placeholder ring, as the handle of a shadow: no
+ * slot anywhere; every call goes to the shadow layer (ops). */
+void bwi_attach_shadow(struct bw_stream *s, struct bwi_map *m, int flags,
+		       struct bw_shadow *sh, const struct bwi_ops *ops)
+{
+	handle_bind(s, m, flags);
+	s->shadow = sh;
+	s->ops = ops;
+	s->slow |= BWI_SLOW_LAYER;
+	handles_add(s);
+}
+
 /* Attaches s to m as the reader whose slot someone claimed for this
  * process (bwi_slot_keep): s takes over the caller's reference.
  * Returns -ESRCH when the slot is not one this process may adopt. */
@@ -2423,6 +2438,8 @@ BW_API int bw_stream_open(const char *name, int flags, struct bw_stream **out)
 			       flags & ~BWI_OPEN_FLAGS);
 	if (!(flags & (BW_READ | BW_WRITE)))
 		return bwi_err(EINVAL, "open needs BW_READ, BW_WRITE or both");
+	if (name && strchr(name, '/')) /* HOST:PORT/NAME */
+		return bw_shadow_stream(name, flags, NULL, out);
 	r = bwi_name_check(name); /* parts of rings (NAME@K) are not opened */
 	if (r < 0)
 		return r;
@@ -2467,6 +2484,13 @@ int bwi_reattach(struct bw_stream *s)
 	s->slow = (uint8_t)((s->slow & BWI_SLOW_LAYER) |
 			    (s->err ? BWI_SLOW_STOP : 0));
 	bwi_bell_child(s);
+	if (s->shadow) {
+		/* its endpoint and replica are the parent's */
+		s->err = bwi_err(EINVAL, "a shadow stays in the process that "
+					 "opened it: this child cannot use it");
+		s->slow |= BWI_SLOW_STOP;
+		return s->err;
+	}
 	if (s->m->g.flags & BW_RING_DYNAMIC) {
 		/* its data is in the parent's heap: a copy here goes stale */
 		s->reader = s->writer = false;

@@ -31,7 +31,7 @@
 #include <beltway/shadow.h>
 #include <beltway/stream.h>
 
-#include "bwi_ring.h"
+#include "bwi_stream.h"
 #include "bws.h"
 
 #define CH_MAX 16u		  /* operations in flight */
@@ -85,6 +85,7 @@ struct bw_shadow {
 
 	uint64_t ip_end; /* end of the last span served in place */
 	int tfd;	 /* bw_shadow_fd's timer */
+	pid_t pid;	 /* the process that opened it (owns the source) */
 	uint64_t bytes, calls, lost, ops, fetched;
 };
 
@@ -784,7 +785,8 @@ BW_API int bw_shadow_stat(const struct bw_shadow *sh, struct bw_shadow_stat *st)
 
 static void shadow_free(struct bw_shadow *sh)
 {
-	if (sh->src) {
+	/* in a forked child the endpoint is the parent's: leave it alone */
+	if (sh->src && sh->pid == getpid()) {
 		drain(sh);
 		if (sh->rep)
 			sh->src->ops->unreg(sh->src, sh->rep);
@@ -963,10 +965,19 @@ BW_API int bw_shadow_open(const char *where, int flags,
 		return r;
 	if (!o.latency_us && (r = env_latency(&o.latency_us)) < 0)
 		return r;
+	if (!o.method && getenv("BELTWAY_SHADOW") && *getenv("BELTWAY_SHADOW")) {
+		if ((r = bw_shadow_method_parse(getenv("BELTWAY_SHADOW"))) < 0)
+			return bwi_err(EINVAL, "BELTWAY_SHADOW='%s' is not a "
+					       "shadow method (zero-copy, copy-once, "
+					       "hybrid, prefetch)",
+				       getenv("BELTWAY_SHADOW"));
+		o.method = (uint32_t)r;
+	}
 	sh = calloc(1, sizeof(*sh));
 	if (!sh)
 		return bwi_err(ENOMEM, "allocating a shadow");
 	sh->tfd = -1;
+	sh->pid = getpid();
 	sh->flags = flags;
 	sh->lat_us = o.latency_us;
 	remote = strchr(where, '/') != NULL;
@@ -991,5 +1002,153 @@ BW_API int bw_shadow_open(const char *where, int flags,
 	sh->pos = (flags & BW_FROM_START) ? sh->w.oldest : sh->w.tail;
 	sh->r_hi = sh->r_done = sh->r_next = sh->pos;
 	*out = sh;
+	return 0;
+}
+
+/* ---- as a stream ------------------------------------------------------------ */
+
+/* The handle's calls, after the checks every stream call makes. */
+static struct bw_shadow *stream_shadow(struct bw_stream *s)
+{
+	if (s->epoch != bwi_epoch || s->err) {
+		if (!s->err)
+			bwi_err(ECHILD, "stream inherited through fork(): use "
+					"bw_fork()");
+		return NULL;
+	}
+	/* bw_stream_set_nonblock() changes the handle's flags */
+	s->shadow->flags = (s->shadow->flags & ~BW_NONBLOCK) |
+			   (s->flags & BW_NONBLOCK);
+	return s->shadow;
+}
+
+static int stream_err(struct bw_stream *s)
+{
+	return s->err ? s->err : -ECHILD;
+}
+
+static ssize_t st_read(struct bw_stream *s, void *buf, size_t n)
+{
+	struct bw_shadow *sh = stream_shadow(s);
+
+	return sh ? bw_shadow_read(sh, buf, n) : stream_err(s);
+}
+
+static ssize_t st_peek(struct bw_stream *s, const void **ptr, size_t n,
+		       bool move)
+{
+	struct bw_shadow *sh = stream_shadow(s);
+
+	return sh ? peek(sh, ptr, n, move) : stream_err(s);
+}
+
+static int st_peek_complete(struct bw_stream *s, size_t n)
+{
+	struct bw_shadow *sh = stream_shadow(s);
+
+	return sh ? bw_shadow_peek_complete(sh, n) : stream_err(s);
+}
+
+static int64_t st_check(struct bw_stream *s, int64_t stamp, int flags)
+{
+	struct bw_shadow *sh = stream_shadow(s);
+
+	if (!sh)
+		return stream_err(s);
+	if (flags != BW_CHECK_READ)
+		return bwi_err(EINVAL, "a shadow only reads: BW_CHECK_READ");
+	return bw_shadow_check(sh, stamp);
+}
+
+/* Readable without waiting: data held here, or a look at the origin says
+ * there is some, or the end, or a loss or an error to report. */
+static bool st_held(struct bw_stream *s)
+{
+	struct bw_shadow *sh = stream_shadow(s);
+
+	if (!sh || rep_have(sh) || hc_find(sh) >= 0)
+		return true;
+	if (win(sh) < 0)
+		return true;
+	return sh->w.tail > sh->pos || sh->w.ended || sh->pos < sh->w.oldest;
+}
+
+static int st_stat(struct bw_stream *s, struct bw_stream_stat *st)
+{
+	const struct bw_shadow *sh = s->shadow;
+
+	st->capacity = sh->cap;
+	st->read_pos = sh->pos;
+	st->write_pos = sh->w.tail;
+	st->bytes = sh->bytes;
+	st->calls = sh->calls;
+	st->lost = sh->lost;
+	st->readers = st->writers = 0; /* the origin's are not seen here */
+	st->waits = 0;
+	return 0;
+}
+
+/* Nothing to publish, and nothing here holds the origin's space. */
+static int st_flush(struct bw_stream *s)
+{
+	return stream_shadow(s) ? 0 : stream_err(s);
+}
+
+static void st_detach(struct bw_stream *s)
+{
+	if (s->shadow)
+		shadow_free(s->shadow);
+	s->shadow = NULL;
+}
+
+static const struct bwi_ops shadow_ops = {
+	.size = sizeof(struct bwi_ops),
+	.name = "shadow",
+	.detach = st_detach,
+	.read = st_read,
+	.peek = st_peek,
+	.peek_complete = st_peek_complete,
+	.flush = st_flush,
+	.check = st_check,
+	.held = st_held,
+	.stat = st_stat,
+};
+
+BW_API int bw_shadow_stream(const char *where, int flags,
+			    const struct bw_shadow_opts *opts,
+			    struct bw_stream **out)
+{
+	struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+	struct bw_shadow *sh;
+	struct bw_stream *s;
+	struct bwi_map *m;
+	int r;
+
+	if (!out)
+		return bwi_err(EINVAL, "bw_shadow_stream: no out pointer");
+	*out = NULL;
+	if ((flags & BW_WRITE) || !(flags & BW_READ))
+		return bwi_err(EINVAL, "a shadow is a reader: open '%s' with "
+				       "BW_READ only (remote writers: "
+				       "bw_remote_open with BW_WRITE)",
+			       where ? where : "");
+	/* what a stream open may carry that means nothing to a shadow */
+	flags &= ~(BW_NOWAIT | BW_LOW_LATENCY | BW_NOSPLICE);
+	if ((r = bw_shadow_open(where, flags & ~BW_READ, opts, &sh)) < 0)
+		return r;
+	/* the handle's ring: a page, never written, for what the stream
+	 * calls expect of every handle */
+	ro.size = 4096;
+	if ((r = bwi_stream_new(&s)) < 0) {
+		shadow_free(sh);
+		return r;
+	}
+	if ((r = bwi_map_anon(&ro, &m)) < 0) {
+		free(s);
+		shadow_free(sh);
+		return r;
+	}
+	bwi_attach_shadow(s, m, flags, sh, &shadow_ops);
+	*out = s;
 	return 0;
 }

@@ -203,6 +203,13 @@ n=$(grep -c -E '^\{"suite":"scaling","case":"(static|realloc|deckcut)","loop":[0
 [ "$n" -eq 12 ] && [ "$(wc -l <"$T/scl")" -eq 12 ] && ok "bench scaling --json shape" \
 	|| bad "bench scaling --json: $n good lines of $(wc -l <"$T/scl")"
 
+"$B" bench shadow --quick --runs 1 --latencies 0,50 --providers tcp --json >"$T/shb" 2>"$T/shberr"
+n=$(grep -c -E '^\{"suite":"shadow","case":"(zerocopy|copyonce|hybrid|prefetch)","access":"(header|full)","latency_us":(0|50),"provider":"tcp","gbps":[0-9.]+,"remote_ops_per_record":[0-9.]+\}$' "$T/shb")
+[ "$n" -eq 16 ] && [ "$(wc -l <"$T/shb")" -eq 16 ] && ok "bench shadow --json shape" \
+	|| bad "bench shadow --json: $n good lines of $(wc -l <"$T/shb") ($(head -2 "$T/shberr"))"
+expect_fail "bench shadow bad latency" "$B" bench shadow --latencies 5x
+expect_fail "bench shadow bad ring" "$B" bench shadow --ring 3M
+
 # ---- tail through shadow buffers (a ring on this host) -------------------------
 "$B" create shd --size 1M && head -c 262144 /dev/urandom >"$T/shin" \
 	&& "$B" write shd --nowait <"$T/shin" || bad "shadow ring setup"

@@ -526,6 +526,123 @@ static void server_killed(void)
 	bw_unlink("sh_kill");
 }
 
+/* The stream API over a shadow: an application reads a ring on another
+ * host (or node) with the calls it uses for a local one. */
+static void as_stream(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_stream *w, *s;
+	struct bw_stream_stat st;
+	struct bw_pollitem it;
+	uint8_t buf[REC];
+	const void *p;
+	struct pollfd pf;
+	int64_t stamp;
+
+	mkring("sh_stream", 64u << 10);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_stream", BW_WRITE | BW_NOWAIT, &w), 0);
+	bwt_fill(buf, REC, 0, 8);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, REC), REC);
+	server_up();
+	if (remote()) {
+		struct bw_fabric_opts fo = BW_FABRIC_OPTS_INIT;
+
+		/* bw_stream_open takes HOST:PORT/NAME, with the provider from
+		 * the environment */
+		setenv("BELTWAY_PROVIDER", link_name, 1);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open(where("sh_stream"), BW_READ |
+						     BW_FROM_START | BW_NOWAIT, &s), 0);
+		unsetenv("BELTWAY_PROVIDER");
+		(void)fo;
+	} else {
+		o.method = BW_SHADOW_COPYONCE;
+		CU_ASSERT_EQUAL_FATAL(bw_shadow_stream("sh_stream", BW_READ |
+						       BW_FROM_START, &o, &s), 0);
+	}
+	CU_ASSERT_EQUAL(bw_stream_read(s, buf, 100), 100);
+	CU_ASSERT(bwt_verify(buf, 100, 0, 8) < 0);
+	stamp = bw_stream_check(s, -1, BW_CHECK_READ);
+	CU_ASSERT_EQUAL(stamp, 100);
+	CU_ASSERT_EQUAL(bw_stream_peek_acquire(s, &p, 100), 100);
+	CU_ASSERT(bwt_verify(p, 100, 100, 8) < 0);
+	CU_ASSERT_EQUAL(bw_stream_peek_complete(s, 100), 0);
+	CU_ASSERT_EQUAL(bw_stream_peek(s, &p, REC), REC - 200);
+	CU_ASSERT(bwt_verify(p, REC - 200, 200, 8) < 0);
+	CU_ASSERT(bw_stream_check(s, stamp, BW_CHECK_READ) == REC);
+	/* empty now: non-blocking says so, block and select wait for data */
+	CU_ASSERT_EQUAL(bw_stream_set_nonblock(s, 1), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(s, buf, 16), -EAGAIN);
+	CU_ASSERT_EQUAL(bw_stream_block(s, BW_POLLIN, 0), 0);
+	pf.fd = bw_stream_fd(s);
+	pf.events = POLLIN;
+	CU_ASSERT(pf.fd >= 0);
+	bwt_fill(buf, REC, REC, 8);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, REC), REC);
+	CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
+	it.s = s;
+	it.events = BW_POLLIN;
+	CU_ASSERT_EQUAL(bw_stream_select(&it, 1, 5000), 1);
+	CU_ASSERT(it.revents & BW_POLLIN);
+	CU_ASSERT_EQUAL(bw_stream_read(s, buf, REC), REC);
+	CU_ASSERT(bwt_verify(buf, REC, REC, 8) < 0);
+	CU_ASSERT_EQUAL(bw_stream_stat(s, &st), 0);
+	CU_ASSERT_EQUAL(st.capacity, 64u << 10);
+	CU_ASSERT_EQUAL(st.read_pos, 2 * REC);
+	CU_ASSERT_EQUAL(st.bytes, 2 * REC);
+	CU_ASSERT_EQUAL(st.lost, 0);
+	/* a reader only */
+	CU_ASSERT_EQUAL(bw_stream_write(s, buf, 16), -ENOSYS);
+	CU_ASSERT_EQUAL(bw_stream_check(s, -1, BW_CHECK_WRITE), -EINVAL);
+	/* the end: the writer leaves */
+	bw_stream_close(w);
+	CU_ASSERT_EQUAL(bw_stream_set_nonblock(s, 0), 0);
+	CU_ASSERT(bw_stream_block(s, BW_POLLIN, 5000) & BW_POLLIN);
+	CU_ASSERT_EQUAL(bw_stream_read(s, buf, 16), 0);
+	CU_ASSERT_EQUAL(bw_stream_close(s), 0);
+	/* writers are refused */
+	CU_ASSERT_EQUAL(bw_shadow_stream("sh_stream", BW_WRITE, NULL, &s), -EINVAL);
+	bw_unlink("sh_stream");
+}
+
+/* $BELTWAY_SHADOW picks the method where the application does not. */
+static void env_method(void)
+{
+	struct bw_shadow_stat st;
+	struct bw_shadow *sh;
+
+	mkring("sh_env", 64u << 10);
+	setenv("BELTWAY_SHADOW", "hybrid", 1);
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_env", 0, NULL, &sh), 0);
+	bw_shadow_stat(sh, &st);
+	CU_ASSERT_EQUAL(st.method, BW_SHADOW_HYBRID);
+	bw_shadow_close(sh);
+	setenv("BELTWAY_SHADOW", "warp", 1);
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_env", 0, NULL, &sh), -EINVAL);
+	unsetenv("BELTWAY_SHADOW");
+	bw_unlink("sh_env");
+}
+
+/* A bw_fork() child cannot use its parent's shadow stream. */
+static void forked(void)
+{
+	struct bw_stream *s;
+	uint8_t b[8];
+	pid_t pid;
+
+	mkring("sh_fork", 64u << 10);
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_stream("sh_fork", BW_READ | BW_NONBLOCK,
+					       NULL, &s), 0);
+	pid = bw_fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0)
+		_exit(bw_stream_read(s, b, sizeof(b)) == -EINVAL &&
+		      bw_stream_close(s) == 0 ? 0 : 1);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(s, b, sizeof(b)), -EAGAIN);
+	bw_stream_close(s);
+	bw_unlink("sh_fork");
+}
+
 /* ---- registration ----------------------------------------------------------- */
 
 static const char *links[4];
@@ -544,6 +661,7 @@ static unsigned nlinks;
 	PER_LINK(behind_##name)
 METHODS(LINKED)
 PER_LINK(server_killed)
+PER_LINK(as_stream)
 
 static void reg(void)
 {
@@ -564,6 +682,8 @@ static void reg(void)
 	bwt_add("latency layer on and off", latency_layer);
 	bwt_add("bad input", bad_input);
 	bwt_add("descriptor and block", fd_and_block);
+	bwt_add("BELTWAY_SHADOW picks the method", env_method);
+	bwt_add("a bw_fork child cannot use a shadow", forked);
 #define ADD(fn)                                                               \
 	for (unsigned i = 0; i < nlinks && k < 160; i++, k++) {               \
 		snprintf(names[k], sizeof(names[k]), "%s (%s)", #fn, links[i]); \
@@ -576,6 +696,7 @@ static void reg(void)
 	ADD(overrun_##name)                                                   \
 	ADD(behind_##name)
 	METHODS(ADD_METHOD)
+	ADD(as_stream)
 	for (unsigned i = 0; i < nlinks && k < 160; i++) {
 		if (strcmp(links[i], "local") == 0)
 			continue;

@@ -33,6 +33,7 @@
 
 #include <beltway/common.h>
 #include <beltway/fabric.h>
+#include <beltway/stream.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -93,6 +94,8 @@ struct bw_shadow_opts {
  * zero-copy for a ring on this host in the reader's NUMA node; copy-once for
  * a ring on this host in another node's memory (a slower link that copies
  * well in bulk).
+ *
+ * With no method in opts, $BELTWAY_SHADOW (a method's name) picks one.
  *
  * Returns 0, -EINVAL (bad flags, options or name), -ENOENT, -EACCES,
  * -ENOTSUP (a ring that is not one plain byte stream: record, dynamic and
@@ -167,6 +170,22 @@ BW_API int bw_shadow_stat(const struct bw_shadow *sh, struct bw_shadow_stat *st)
 
 /* Frees the shadow (nothing to tell the origin). */
 BW_API int bw_shadow_close(struct bw_shadow *sh);
+
+/*
+ * A shadow behind the stream API: opens it as bw_shadow_open() does and
+ * returns a stream handle that bw_stream_read, peek, peek_acquire,
+ * peek_complete (which may skip past what was acquired, as above), check
+ * (BW_CHECK_READ), block, select, fd, stat, set_nonblock and close take
+ * like any reader's. bw_stream_open() of "HOST:PORT/NAME" with BW_READ
+ * opens one with the defaults, so an application does not change when its
+ * ring moves to another host; $BELTWAY_SHADOW names the method there.
+ * Writing calls answer -ENOSYS; lseek too. A bw_fork() child cannot use
+ * the handle (-EINVAL). block and select poll the origin (every 5 ms once
+ * they sleep): nothing there can wake this process.
+ */
+BW_API int bw_shadow_stream(const char *where, int flags,
+			    const struct bw_shadow_opts *opts,
+			    struct bw_stream **out);
 
 #ifdef __cplusplus
 }
