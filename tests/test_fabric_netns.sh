@@ -77,6 +77,30 @@ wait $tpid || fail "tail exited $? ($(cat "$dir/tail.err"))"
 cmp -s "$dir/src" "$dir/pulled.out" && echo "ok: pull across hosts, 24 MiB, identical" ||
 	fail "pulled data differs"
 
+# ---- shadows across hosts: the pulled ring holds the whole stream and its
+# writer has gone; every method reads it from B, whole and headers only
+# (the first 16 bytes of each 64 KiB record), once behind 200 us of
+# added latency
+for i in $(seq 0 383); do
+	dd if="$dir/src" bs=16 count=1 skip=$((i * 4096)) status=none
+done >"$dir/heads"
+for m in zero-copy copy-once hybrid prefetch; do
+	inB timeout 60 "$BW" tail "10.77.0.1:$port/pulled" --shadow $m --from-start \
+		--timeout 2000 --strict >"$dir/sh.out" 2>"$dir/sh.err"
+	cmp -s "$dir/src" "$dir/sh.out" && echo "ok: shadow $m across hosts, identical" ||
+		fail "shadow $m across hosts: $(cat "$dir/sh.err")"
+	inB timeout 60 "$BW" tail "10.77.0.1:$port/pulled" --shadow $m --from-start \
+		--headers --record-size 64K --header-bytes 16 --timeout 2000 --strict \
+		>"$dir/sh.out" 2>"$dir/sh.err"
+	cmp -s "$dir/heads" "$dir/sh.out" && echo "ok: shadow $m headers across hosts" ||
+		fail "shadow $m headers across hosts: $(cat "$dir/sh.err")"
+done
+inB timeout 60 "$BW" tail "10.77.0.1:$port/pulled" --from-start --latency-us 200 \
+	--timeout 2000 --strict --verbose >"$dir/sh.out" 2>"$dir/sh.err"
+cmp -s "$dir/src" "$dir/sh.out" && grep -q "prefetch over tcp.*latency 200 us" "$dir/sh.err" &&
+	echo "ok: prefetching shadow behind 200 us across hosts" ||
+	fail "shadow behind latency: $(cat "$dir/sh.err")"
+
 # ---- push: B's local ring replicated into A's ring, read in A
 "$BW" create pushed --size 1M || exit 1
 "$BW" create local --size 1M || exit 1
