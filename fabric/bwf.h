@@ -84,6 +84,9 @@ int bwf_av_insert(struct bwf_ep *e, const void *addr, size_t len,
 int bwf_progress(struct bwf_ep *e);
 /* Waits until op is done, driving progress, for up to the timeout. */
 int bwf_wait(struct bwf_ep *e, struct bwf_op *op);
+/* Waits a little before looking again: spins first, then backs off to
+ * 1 ms (k counts the looks; start it at 0). */
+void bwf_backoff(unsigned *k);
 /* Waits for the CQ to have something, or timeout_ms. */
 void bwf_idle(struct bwf_ep *e, int timeout_ms);
 

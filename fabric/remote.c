@@ -348,21 +348,6 @@ static int op_error(struct bw_remote *r, int e, const char *what)
 		       what);
 }
 
-/* Waits a little before looking again: spins first, then backs off to 1 ms. */
-static void backoff(unsigned *k)
-{
-	struct timespec ts = {0, 0};
-
-	if (++*k < 16) {
-		sched_yield();
-		return;
-	}
-	ts.tv_nsec = *k < 26 ? 10000L << (*k - 16) : 1000000L;
-	if (ts.tv_nsec > 1000000L)
-		ts.tv_nsec = 1000000L;
-	nanosleep(&ts, NULL);
-}
-
 /* ---- pull ------------------------------------------------------------------ */
 
 static ssize_t lose(struct bw_remote *r, uint64_t to)
@@ -421,7 +406,7 @@ ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
 			return bwi_err(EAGAIN, "no data");
 		if ((e = session_alive(r)) < 0)
 			return e;
-		backoff(&idle);
+		bwf_backoff(&idle);
 	}
 	/* Read ahead: up to a staging area's worth of what is there, so
 	 * small calls cost no round trips until it is used up. A call at
@@ -532,7 +517,7 @@ static int push_wait(struct bw_remote *r, bool (*done)(const struct bw_remote *)
 		if (idle > 16 && r->ep.cq_fd >= 0)
 			bwf_idle(&r->ep, 1);
 		else
-			backoff(&idle);
+			bwf_backoff(&idle);
 		idle++;
 	}
 }

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bwf.h"
@@ -412,4 +413,19 @@ int bwf_atomic_max(struct bwf_ep *e, fi_addr_t peer, const uint64_t *val,
 		return e->err;
 	POST_RETRY(e, op, fi_atomicmsg(e->ep, &msg, flags | FI_COMPLETION));
 	return 0;
+}
+
+/* Waits a little before looking again: spins first, then backs off to 1 ms. */
+void bwf_backoff(unsigned *k)
+{
+	struct timespec ts = {0, 0};
+
+	if (++*k < 16) {
+		sched_yield();
+		return;
+	}
+	ts.tv_nsec = *k < 26 ? 10000L << (*k - 16) : 1000000L;
+	if (ts.tv_nsec > 1000000L)
+		ts.tv_nsec = 1000000L;
+	nanosleep(&ts, NULL);
 }

@@ -31,6 +31,7 @@
 #include <beltway/shadow.h>
 #include <beltway/stream.h>
 
+#include "bwf.h"
 #include "bwi_stream.h"
 #include "bws.h"
 
@@ -148,19 +149,6 @@ static uint64_t min64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
-/* Spins first, then sleeps up to a millisecond between looks. */
-static void backoff(unsigned *k)
-{
-	struct timespec ts = {0, 0};
-
-	if (++*k < 16) {
-		sched_yield();
-		return;
-	}
-	ts.tv_nsec = *k < 23 ? 10000L << (*k - 16) : 1000000L;
-	nanosleep(&ts, NULL);
-}
-
 static uint64_t rep_have(const struct bw_shadow *sh)
 {
 	return sh->r_hi > sh->pos ? sh->r_hi - sh->pos : 0;
@@ -249,7 +237,7 @@ static int avail(struct bw_shadow *sh)
 				return bwi_err(EAGAIN, "no data");
 			if ((r = sh->src->ops->alive(sh->src)) < 0)
 				return r;
-			backoff(&idle);
+			bwf_backoff(&idle);
 		}
 		if ((r = win(sh)) < 0)
 			return r;
@@ -734,7 +722,7 @@ BW_API int bw_shadow_block(struct bw_shadow *sh, int timeout_ms)
 			return 0;
 		if ((r = sh->src->ops->alive(sh->src)) < 0)
 			return r;
-		backoff(&idle);
+		bwf_backoff(&idle);
 	}
 }
 
