@@ -104,7 +104,7 @@ int bwf_atomic_max(struct bwf_ep *e, fi_addr_t peer, const uint64_t *val,
 
 /* ---- the descriptor of an exported ring (wire format, little-endian) --- */
 #define BWF_DESC_MAGIC UINT64_C(0x4353454459574c42) /* "BLWYDESC" */
-#define BWF_DESC_VERSION 1u
+#define BWF_DESC_VERSION 2u
 
 enum { BWF_ACC_PULL = 1, BWF_ACC_PUSH = 2 };
 
@@ -124,12 +124,15 @@ struct bwf_desc {
 	uint64_t data_key;
 	uint64_t credit;     /* lossless push: the first write limit */
 	uint8_t addr[BWF_ADDR_MAX];
+	uint64_t pads_raddr; /* pull: the padding table */
+	uint64_t pads_key;
 	uint32_t sum;	     /* FNV-1a of the bytes before it */
 	uint32_t pad;
 };
-_Static_assert(sizeof(struct bwf_desc) == 360, "descriptor wire size");
+_Static_assert(sizeof(struct bwf_desc) == 376, "descriptor wire size");
 _Static_assert(offsetof(struct bwf_desc, addr) == 96, "descriptor layout");
-_Static_assert(offsetof(struct bwf_desc, sum) == 352, "descriptor layout");
+_Static_assert(offsetof(struct bwf_desc, pads_raddr) == 352, "descriptor layout");
+_Static_assert(offsetof(struct bwf_desc, sum) == 368, "descriptor layout");
 
 /* The position window starts at the ring header's prod.head and reaches
  * past ctl.wdetach: head at +0, tail at +128, and from the control line
@@ -139,9 +142,14 @@ _Static_assert(offsetof(struct bwf_desc, sum) == 352, "descriptor layout");
 #define BWF_POS_HEAD 0u
 #define BWF_POS_TAIL 128u
 #define BWF_POS_WATTACH 284u
+#define BWF_POS_PADS 136u
 #define BWF_POS_SCAR 288u
 #define BWF_POS_WDETACH 316u
 #define BWF_POS_LEN 320u
+/* The padding table (struct bwi_pad[BWI_PADS]): spans of writers presumed
+ * dead, which readers skip; pull sessions export it read-only. */
+#define BWF_PADS_OFF 1024u
+#define BWF_PADS_LEN 512u
 
 struct bwi_map;
 /* 0, or -ENOTSUP with a message naming who cannot take ring name. */
@@ -179,7 +187,7 @@ struct bwf_rep {
 	char msg[160];	    /* why, when status < 0 */
 	struct bwf_desc desc;
 };
-_Static_assert(sizeof(struct bwf_rep) == 536, "reply wire size");
+_Static_assert(sizeof(struct bwf_rep) == 552, "reply wire size");
 
 /* Test hooks (remote.c): the descriptor a remote handle uses, and a raw
  * read of len bytes at any remote address and key into its scratch. */

@@ -63,7 +63,8 @@ int bwf_desc_check(const struct bwf_desc *d, uint32_t access)
 	else if (d->pos_len != BWF_POS_LEN)
 		why = "position window of the wrong size";
 	else if (d->pos_raddr > UINT64_MAX - d->pos_len ||
-		 d->data_raddr > UINT64_MAX - 2 * d->capacity)
+		 d->data_raddr > UINT64_MAX - 2 * d->capacity ||
+		 d->pads_raddr > UINT64_MAX - BWF_PADS_LEN)
 		why = "region wraps the address space";
 	if (why)
 		return bwi_err(EPROTO, "the server's ring descriptor is not "

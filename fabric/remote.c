@@ -54,7 +54,9 @@ struct scratch {
 	uint64_t pad2[7];
 	_Atomic uint64_t credit; /* written by the server */
 	uint64_t pad3[7];
+	struct bwi_pad pads[2][BWI_PADS]; /* the padding table, read twice */
 };
+_Static_assert(sizeof(struct scratch) <= 4096, "scratch fits its page");
 
 struct inflight {
 	struct bwf_op op;
@@ -77,6 +79,7 @@ struct bw_remote {
 	struct bwf_mr stage_mr;
 	/* pull */
 	uint64_t tail_seen, oldest;
+	uint64_t pads;	    /* padding spans ever recorded (window) */
 	bool window_fresh;  /* the window was read after the last data */
 	bool ended;	    /* every writer has left */
 	uint64_t ra_pos, ra_len; /* read ahead into stage: [ra_pos, +ra_len) */
@@ -150,6 +153,31 @@ static int window_parse(struct bw_remote *r)
 	r->tail_seen = t;
 	r->ended = win32(r, BWF_POS_WATTACH) != 0 &&
 		   win32(r, BWF_POS_WATTACH) == win32(r, BWF_POS_WDETACH);
+	r->pads = win64(r, BWF_POS_PADS);
+	return 0;
+}
+
+/* Reads the padding table twice: entry k's span is the first read's when
+ * both reads show seq k (the padder writes seq last, after marking it busy
+ * first). Fills found[i] for the entries that were consistent. */
+static int pads_read(struct bw_remote *r, bool found[BWI_PADS])
+{
+	for (unsigned t = 0; t < 2; t++) {
+		struct bwf_op op;
+		int e = bwf_read(&r->ep, r->peer, r->sc->pads[t], BWF_PADS_LEN,
+				 r->sc_mr.desc, r->d.pads_raddr, r->d.pads_key, &op);
+
+		if (e == 0 && (e = bwf_wait(&r->ep, &op)) < 0)
+			e = op_error(r, e, "reading the ring's padding table");
+		if (e < 0)
+			return e;
+	}
+	for (unsigned i = 0; i < BWI_PADS; i++) {
+		uint64_t a = bw_load_relaxed(&r->sc->pads[0][i].seq);
+
+		found[i] = a == bw_load_relaxed(&r->sc->pads[1][i].seq) &&
+			   a != BWI_PAD_BUSY;
+	}
 	return 0;
 }
 
@@ -712,7 +740,25 @@ static int fab_wresult(struct bws_src *s, struct bws_win *w)
 	w->tail = r->tail_seen;
 	w->oldest = r->oldest;
 	w->ended = r->ended;
+	w->pads = r->pads;
 	return 0;
+}
+
+static int fab_pads(struct bws_src *s, struct bws_pad t[BWI_PADS])
+{
+	struct bw_remote *r = fab(s);
+	bool found[BWI_PADS];
+	int e = pads_read(r, found);
+
+	for (unsigned i = 0; e == 0 && i < BWI_PADS; i++) {
+		const struct bwi_pad *p = &r->sc->pads[0][i];
+
+		t[i].ok = found[i];
+		t[i].seq = bw_load_relaxed(&p->seq);
+		t[i].start = bw_load_relaxed(&p->start);
+		t[i].end = bw_load_relaxed(&p->end);
+	}
+	return e;
 }
 
 static int fab_post(struct bws_src *s, void *dst, uint64_t pos, size_t len,
@@ -754,6 +800,11 @@ static int fab_test(struct bws_src *s, struct bws_req *rq, bool wait)
 
 	if (rq->done)
 		return 1;
+	/* once an operation timed out or the session ended, nothing more is
+	 * driven: what is still in flight must not complete into memory the
+	 * caller may reuse, and nobody waits another timeout for it */
+	if (r->ep.err)
+		return r->ep.err;
 	e = wait ? bwf_wait(&r->ep, op) : bwf_progress(&r->ep);
 	if (e < 0 || (op->done && op->err))
 		return op_error(r, e < 0 ? e : op->err, "reading ring data");
@@ -813,6 +864,7 @@ static const struct bws_src_ops fab_ops = {
 	.name = "fabric",
 	.wpost = fab_wpost,
 	.wresult = fab_wresult,
+	.pads = fab_pads,
 	.post = fab_post,
 	.test = fab_test,
 	.inplace = fab_inplace,
@@ -834,6 +886,14 @@ int bwf_shadow_src(const char *url, const struct bw_fabric_opts *fabric_opts,
 	if (e < 0) {
 		free(f);
 		return e;
+	}
+	if (f->r->d.layout == BWI_LAYOUT_INDEX) {
+		remote_free(f->r);
+		free(f);
+		return bwi_err(ENOTSUP, "'%s' is an IBuf: its bytes are indices "
+					"into rings on that host, which a shadow "
+					"cannot resolve",
+			       url);
 	}
 	f->b.ops = &fab_ops;
 	f->b.capacity = f->r->cap;

@@ -47,7 +47,7 @@ struct session {
 	uint64_t generation;
 	struct bwi_map *m;    /* pull: our read-only mapping */
 	struct bw_stream *w;  /* push: the writer slot held for the client */
-	struct bwf_mr pos_mr, data_mr;
+	struct bwf_mr pos_mr, data_mr, pads_mr;
 	/* push */
 	uint64_t tail_seen;
 	fi_addr_t peer;
@@ -290,6 +290,7 @@ static void session_end(struct bw_server *s, struct session *x)
 		(void)bwf_wait(&s->ep, &x->credit_op);
 	bwf_mr_close(&x->pos_mr);
 	bwf_mr_close(&x->data_mr);
+	bwf_mr_close(&x->pads_mr);
 	bwf_mr_close(&x->credit_mr);
 	/* The client's address goes with its session: shm keeps a mapping of
 	 * every peer in the address vector, and touched a departed one. */
@@ -345,6 +346,15 @@ void bw_server_stop(struct bw_server *s)
  * cannot be read or fed remotely, nor shadowed (yet). who: the reader. */
 #define REMOTE_WHO "remote readers and writers"
 
+/* What the descriptor exports of the ring header is where bwf.h says. */
+_Static_assert(offsetof(struct bwi_hdr, prod.head) == BWF_POS_OFF + BWF_POS_HEAD,
+	       "position window");
+_Static_assert(offsetof(struct bwi_hdr, prod.pads) == BWF_POS_OFF + BWF_POS_PADS,
+	       "position window");
+_Static_assert(offsetof(struct bwi_hdr, padv) == BWF_PADS_OFF &&
+		       sizeof(((struct bwi_hdr *)0)->padv) == BWF_PADS_LEN,
+	       "padding table");
+
 int bwf_exportable(const char *name, const struct bwi_map *m, const char *who)
 {
 	if (m->g.scale || (m->g.flags & BW_RING_DYNAMIC) ||
@@ -369,6 +379,8 @@ static int open_pull(struct bw_server *s, struct session *x, struct bwf_desc *d)
 		return r;
 	if ((r = bwf_mr_reg(&s->ep, (uint8_t *)x->m->hdr + BWF_POS_OFF,
 			    BWF_POS_LEN, FI_REMOTE_READ, &x->pos_mr)) < 0 ||
+	    (r = bwf_mr_reg(&s->ep, (uint8_t *)x->m->hdr + BWF_PADS_OFF,
+			    BWF_PADS_LEN, FI_REMOTE_READ, &x->pads_mr)) < 0 ||
 	    (r = bwf_mr_reg(&s->ep, x->m->data, 2 * x->m->g.capacity,
 			    FI_REMOTE_READ, &x->data_mr)) < 0)
 		return r;
@@ -515,6 +527,8 @@ static void accept_one(struct bw_server *s)
 		p.desc.pos_len = BWF_POS_LEN;
 		p.desc.data_raddr = x->data_mr.raddr;
 		p.desc.data_key = x->data_mr.key;
+		p.desc.pads_raddr = x->pads_mr.raddr;
+		p.desc.pads_key = x->pads_mr.key;
 		bwf_desc_seal(&p.desc);
 	} else {
 		p.status = r;

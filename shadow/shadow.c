@@ -84,6 +84,14 @@ struct bw_shadow {
 	uint32_t hc_len[HC_MAX];
 	unsigned hc_n;
 
+	/* padding (spans of writers presumed dead: never delivered): the
+	 * next pad to take from the origin's table, and the spans known that
+	 * end past the read position */
+	uint64_t pad_next;
+	uint64_t padq_a[BWI_PADS], padq_e[BWI_PADS];
+	unsigned padq_n;
+	uint64_t padded;
+
 	uint64_t ip_end; /* end of the last span served in place */
 	int tfd;	 /* bw_shadow_fd's timer */
 	pid_t pid;	 /* the process that opened it (owns the source) */
@@ -117,18 +125,21 @@ BW_API int bw_shadow_method_parse(const char *name)
 
 /* ---- the origin ------------------------------------------------------------ */
 
-static int pf_validate(struct bw_shadow *sh, bool wait);
+static int pf_collect(struct bw_shadow *sh, bool wait);
+static int pads_take(struct bw_shadow *sh);
 
-/* Reads the positions now (after a look in flight, which shares its
- * buffer and must not be torn). */
+/* Reads the positions now, after the look in flight (it shares the
+ * source's buffer: two at once could tear it) has come back. */
 static int win(struct bw_shadow *sh)
 {
 	int r;
 
-	if (sh->wv_busy && (r = pf_validate(sh, true)) < 0)
+	if (sh->wv_busy && (r = pf_collect(sh, true)) < 0)
 		return r;
 	sh->ops++;
-	return bws_window(sh->src, &sh->w);
+	if ((r = bws_window(sh->src, &sh->w)) < 0)
+		return r;
+	return pads_take(sh);
 }
 
 static int post(struct bw_shadow *sh, void *dst, uint64_t pos, uint64_t len,
@@ -212,10 +223,11 @@ static ssize_t lose(struct bw_shadow *sh)
 		       (unsigned long long)n);
 }
 
-/* Ensures the origin has bytes at the read position. Returns 1, 0 at end of
- * stream, -ESTALE (they were overwritten: counted, position moved), -EAGAIN,
- * or -errno from the origin. */
-static int avail(struct bw_shadow *sh)
+/* Ensures the origin has bytes at the read position, and looks again once
+ * if fewer than want are known. Returns 1, 0 at end of stream, -ESTALE
+ * (they were overwritten: counted, position moved), -EAGAIN, or -errno
+ * from the origin. */
+static int avail(struct bw_shadow *sh, uint64_t want)
 {
 	unsigned idle = 0;
 	bool looked = false, ended = false;
@@ -224,9 +236,12 @@ static int avail(struct bw_shadow *sh)
 	for (;;) {
 		if (sh->pos < sh->w.oldest)
 			return (int)lose(sh);
-		if (sh->w.tail > sh->pos)
+		if (sh->w.tail > sh->pos &&
+		    (sh->w.tail - sh->pos >= want || looked))
 			return 1;
-		if (looked && sh->w.ended) {
+		if (sh->w.tail > sh->pos) {
+			/* fewer than wanted: more may be written by now */
+		} else if (looked && sh->w.ended) {
 			/* one look more: a window read in one piece may show
 			 * the writer gone before its last tail */
 			if (ended)
@@ -286,7 +301,7 @@ static int fill(struct bw_shadow *sh, uint64_t limit)
 
 	if (rep_have(sh) == 0) {
 		sh->r_hi = sh->pos;
-		if ((r = avail(sh)) <= 0)
+		if ((r = avail(sh, 1)) <= 0)
 			return r;
 	}
 	a = sh->r_hi;
@@ -316,7 +331,7 @@ static ssize_t zc_get(struct bw_shadow *sh, size_t n, void *dst,
 {
 	const void *ip;
 	uint64_t k;
-	int r = avail(sh);
+	int r = avail(sh, n);
 
 	if (r <= 0)
 		return r;
@@ -368,6 +383,9 @@ static ssize_t co_get(struct bw_shadow *sh, size_t n, const void **p)
 {
 	int r;
 
+	if (rep_have(sh) && rep_have(sh) < n && n <= sh->rep_len &&
+	    sh->w.tail <= sh->r_hi && (r = win(sh)) < 0)
+		return r; /* fewer than asked for: more may be written by now */
 	if (rep_have(sh) == 0 || (rep_have(sh) < n && sh->w.tail > sh->r_hi)) {
 		r = fill(sh, UINT64_MAX);
 		if (r <= 0)
@@ -418,11 +436,13 @@ static int hc_fetch(struct bw_shadow *sh)
 	return 0;
 }
 
-static int hc_find(const struct bw_shadow *sh)
+/* The cached header at the read position with at least want bytes (a
+ * header cut short by the write position then is fetched again). */
+static int hc_find(const struct bw_shadow *sh, uint64_t want)
 {
 	for (unsigned i = 0; i < sh->hc_n; i++)
 		if (sh->hc_pos[i] == sh->pos)
-			return (int)i;
+			return sh->hc_len[i] >= min64(want, sh->hdr_n) ? (int)i : -1;
 	return -1;
 }
 
@@ -445,12 +465,12 @@ static ssize_t hy_get(struct bw_shadow *sh, size_t n, void *dst,
 	}
 	if (sh->src->ops->inplace(sh->src, sh->pos))
 		return zc_get(sh, n, dst, p);
-	if ((i = hc_find(sh)) < 0) {
-		if ((r = avail(sh)) <= 0)
+	if ((i = hc_find(sh, n)) < 0) {
+		if ((r = avail(sh, min64(n, sh->hdr_n))) <= 0)
 			return r;
 		if ((r = hc_fetch(sh)) < 0)
 			return r;
-		if ((i = hc_find(sh)) < 0) /* overwritten while it came */
+		if ((i = hc_find(sh, 1)) < 0) /* overwritten while it came */
 			return lose(sh);
 	}
 	*p = sh->hc + (size_t)i * sh->hdr_n;
@@ -475,8 +495,10 @@ static int pump(struct bw_shadow *sh)
 
 		if (a >= sh->w.tail || a - sh->pos >= sh->window)
 			break;
+		/* room: reads still in flight below the read position (after
+		 * a skip) own their slots until they land */
 		k = min64(min64(chunk, sh->w.tail - a),
-			  sh->pos + sh->rep_len - a);
+			  min64(sh->pos, sh->r_done) + sh->rep_len - a);
 		/* a read cut short by the room left, while others are in
 		 * flight, would spend a slot on little: wait for room */
 		if (k == 0 || (k < chunk && k < sh->w.tail - a && sh->ch_n))
@@ -512,7 +534,7 @@ static int pf_reap(struct bw_shadow *sh, bool wait)
 /* Prefetch: a look at the positions posted after reads completed covers
  * them; one is kept in flight while there is something to cover, so
  * validation overlaps the reads instead of stalling them. */
-static int pf_validate(struct bw_shadow *sh, bool wait)
+static int pf_collect(struct bw_shadow *sh, bool wait)
 {
 	int r;
 
@@ -520,7 +542,8 @@ static int pf_validate(struct bw_shadow *sh, bool wait)
 		if ((r = test(sh, &sh->wv, wait)) <= 0)
 			return r;
 		sh->wv_busy = false;
-		if ((r = sh->src->ops->wresult(sh->src, &sh->w)) < 0)
+		if ((r = sh->src->ops->wresult(sh->src, &sh->w)) < 0 ||
+		    (r = pads_take(sh)) < 0)
 			return r;
 		if (sh->w.oldest > sh->r_hi) {
 			/* some of it was overwritten while it came: keep none;
@@ -533,14 +556,21 @@ static int pf_validate(struct bw_shadow *sh, bool wait)
 		}
 		sh->r_hi = sh->wv_covers;
 	}
-	if (sh->r_done > sh->r_hi) {
+	return 0;
+}
+
+static int pf_validate(struct bw_shadow *sh, bool wait)
+{
+	int r = pf_collect(sh, wait);
+
+	if (r == 0 && !sh->wv_busy && sh->r_done > sh->r_hi) {
 		sh->ops++;
 		if ((r = sh->src->ops->wpost(sh->src, &sh->wv)) < 0)
 			return r;
 		sh->wv_busy = true;
 		sh->wv_covers = sh->r_done;
 	}
-	return 0;
+	return r;
 }
 
 static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
@@ -551,15 +581,24 @@ static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
 		/* what has no valid copy here and is gone at the origin */
 		if (rep_have(sh) == 0 && sh->pos < sh->w.oldest)
 			return lose(sh);
+		uint64_t hi = sh->r_hi, done = sh->r_done, next = sh->r_next;
+		bool busy = sh->wv_busy;
+
 		/* keep everything moving, without waiting */
 		if ((r = pf_reap(sh, false)) < 0 || (r = pf_validate(sh, false)) < 0 ||
 		    (r = pump(sh)) < 0)
 			return r;
 		if (rep_have(sh))
 			break;
+		if (hi != sh->r_hi || done != sh->r_done || next != sh->r_next ||
+		    busy != sh->wv_busy)
+			continue; /* something moved: look again before waiting */
 		if (sh->wv_busy || sh->ch_n) {
 			/* the reader caught up with the reads in flight: wait,
 			 * and read further ahead from now on */
+			if (sh->flags & BW_NONBLOCK)
+				return bwi_err(EAGAIN, "no data yet (reads in "
+						       "flight)");
 			r = sh->wv_busy ? pf_validate(sh, true) : pf_reap(sh, true);
 			if (r < 0)
 				return r;
@@ -568,7 +607,7 @@ static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
 		} else {
 			/* nothing in flight: is there anything to read? */
 			sh->r_hi = sh->r_done = sh->r_next = sh->pos;
-			if ((r = avail(sh)) <= 0)
+			if ((r = avail(sh, 1)) <= 0)
 				return r;
 		}
 	}
@@ -576,7 +615,8 @@ static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
 	return (ssize_t)min64(n, rep_have(sh));
 }
 
-static ssize_t get(struct bw_shadow *sh, size_t n, void *dst, const void **p)
+static ssize_t method_get(struct bw_shadow *sh, size_t n, void *dst,
+			  const void **p)
 {
 	switch (sh->method) {
 	case BW_SHADOW_ZEROCOPY:
@@ -590,12 +630,124 @@ static ssize_t get(struct bw_shadow *sh, size_t n, void *dst, const void **p)
 	}
 }
 
+/* ---- padding ---------------------------------------------------------------- */
+
+/* Forgets every copy held: used when a pad went by unseen (its table entry
+ * was reused before this shadow read it), so no copy can hold its bytes. */
+static int forget_copies(struct bw_shadow *sh)
+{
+	int r = drain(sh);
+
+	sh->r_hi = sh->r_done = sh->r_next = sh->pos;
+	sh->hc_n = 0;
+	return r;
+}
+
+/* Takes the pads the last look at the positions counts and this shadow has
+ * not seen. A pad is recorded before the tail moves over it, so every byte
+ * that look validates is covered. */
+static int pads_take(struct bw_shadow *sh)
+{
+	struct bws_pad t[BWI_PADS];
+	uint64_t n = sh->w.pads, k;
+	int r;
+
+	if (sh->pad_next >= n)
+		return 0;
+	if (n - sh->pad_next > BWI_PADS) { /* entries reused meanwhile */
+		sh->pad_next = n - BWI_PADS;
+		if ((r = forget_copies(sh)) < 0)
+			return r;
+	}
+	sh->ops++;
+	if ((r = sh->src->ops->pads(sh->src, t)) < 0)
+		return r;
+	for (k = sh->pad_next; k < n; k++) {
+		const struct bws_pad *e = &t[k % BWI_PADS];
+
+		if (!e->ok || e->seq != k) {
+			/* reused for a later pad: this one ended a ring
+			 * before the tail, so the origin holds none of it,
+			 * but a copy here might */
+			if ((r = forget_copies(sh)) < 0)
+				return r;
+			continue;
+		}
+		/* the tail moves over a pad in one step, after it counts */
+		if (e->start >= e->end || e->end - e->start > sh->cap ||
+		    (e->start < sh->w.tail && e->end > sh->w.tail))
+			return bwi_err(EBADMSG, "padding record [%llu, %llu) with "
+						"the write position at %llu: the "
+						"origin is corrupted",
+				       (unsigned long long)e->start,
+				       (unsigned long long)e->end,
+				       (unsigned long long)sh->w.tail);
+		if (e->end <= sh->pos)
+			continue;
+		if (sh->padq_n == BWI_PADS) { /* the oldest known is done with */
+			memmove(sh->padq_a, sh->padq_a + 1,
+				(BWI_PADS - 1) * sizeof(uint64_t));
+			memmove(sh->padq_e, sh->padq_e + 1,
+				(BWI_PADS - 1) * sizeof(uint64_t));
+			sh->padq_n--;
+		}
+		sh->padq_a[sh->padq_n] = e->start;
+		sh->padq_e[sh->padq_n++] = e->end;
+	}
+	sh->pad_next = n;
+	return 0;
+}
+
+/* Bytes at the read position, never padding: a span that starts in a pad
+ * moves past it, one that reaches a pad stops before it. */
+static ssize_t get(struct bw_shadow *sh, size_t n, void *dst, const void **p)
+{
+	for (;;) {
+		ssize_t k = method_get(sh, n, dst, p);
+		uint64_t cut, skip = 0;
+		unsigned j = 0;
+		int r;
+
+		if (k <= 0 || sh->padq_n == 0)
+			return k;
+		cut = sh->pos + (uint64_t)k;
+		for (unsigned i = 0; i < sh->padq_n; i++) {
+			if (sh->padq_e[i] <= sh->pos)
+				continue; /* passed: dropped below */
+			if (sh->padq_a[i] <= sh->pos && sh->padq_e[i] > skip)
+				skip = sh->padq_e[i];
+			else if (sh->padq_a[i] < cut)
+				cut = sh->padq_a[i];
+			sh->padq_a[j] = sh->padq_a[i];
+			sh->padq_e[j++] = sh->padq_e[i];
+		}
+		sh->padq_n = j;
+		if (!skip)
+			return (ssize_t)(cut - sh->pos);
+		sh->padded += skip - sh->pos;
+		if ((r = moved_to(sh, skip)) < 0)
+			return r;
+	}
+}
+
 /* ---- the stream calls ------------------------------------------------------- */
 
 static void delivered(struct bw_shadow *sh, uint64_t k)
 {
 	sh->bytes += k;
 	sh->calls++;
+}
+
+/* A call found nothing: the descriptor's timer ticks that made it look are
+ * used up (else poll would report it readable at once, forever). */
+static ssize_t none_yet(struct bw_shadow *sh, ssize_t r)
+{
+	uint64_t ticks;
+
+	if (r == -EAGAIN && sh->tfd >= 0 &&
+	    read(sh->tfd, &ticks, sizeof(ticks)) < 0)
+		(void)0; /* no tick yet: nothing to use up */
+	return r;
 }
 
 BW_API ssize_t bw_shadow_read(struct bw_shadow *sh, void *buf, size_t n)
@@ -610,7 +762,7 @@ BW_API ssize_t bw_shadow_read(struct bw_shadow *sh, void *buf, size_t n)
 		return 0;
 	k = get(sh, n, buf, &p);
 	if (k <= 0)
-		return k;
+		return none_yet(sh, k);
 	if (p != buf)
 		memcpy(buf, p, (size_t)k);
 	delivered(sh, (uint64_t)k);
@@ -632,7 +784,7 @@ static ssize_t peek(struct bw_shadow *sh, const void **ptr, size_t n, bool move)
 		n = (size_t)sh->rep_len; /* one contiguous span */
 	k = get(sh, n, NULL, ptr);
 	if (k <= 0)
-		return k;
+		return none_yet(sh, k);
 	if (move) {
 		delivered(sh, (uint64_t)k);
 		sh->pos += (uint64_t)k;
@@ -661,11 +813,11 @@ BW_API int bw_shadow_peek_complete(struct bw_shadow *sh, size_t n)
 	bwi_err_clear();
 	if (!sh)
 		return bwi_err(EINVAL, "bw_shadow_peek_complete: no shadow");
-	if (n > sh->acq && sh->pos + n > sh->w.tail) {
+	if (n > sh->acq && n > sh->w.tail - sh->pos) {
 		/* a skip past what we know is written: look again */
 		if ((r = win(sh)) < 0)
 			return r;
-		if (sh->pos + n > sh->w.tail)
+		if (n > sh->w.tail - sh->pos)
 			return bwi_err(EINVAL, "cannot complete %zu bytes: the "
 					       "origin has written %llu past "
 					       "the read position",
@@ -699,6 +851,35 @@ BW_API int64_t bw_shadow_check(struct bw_shadow *sh, int64_t stamp)
 	return (int64_t)sh->pos;
 }
 
+/* Readable now: BW_POLLIN (with BW_POLLHUP at the end), 0, or -errno. A
+ * prefetching shadow is readable once a read has landed and been checked:
+ * looking starts its reads, and later looks collect them. */
+static int ready(struct bw_shadow *sh)
+{
+	bool pf = sh->method == BW_SHADOW_PREFETCH;
+	int r;
+
+	if (pf && ((r = pf_reap(sh, false)) < 0 || (r = pf_validate(sh, false)) < 0 ||
+		   (r = pump(sh)) < 0))
+		return r;
+	if (rep_have(sh) || hc_find(sh, sh->hdr_n) >= 0)
+		return BW_POLLIN;
+	if (pf && (sh->ch_n || sh->wv_busy))
+		return 0; /* on their way */
+	if ((r = win(sh)) < 0)
+		return r;
+	if (sh->pos < sh->w.oldest)
+		return BW_POLLIN; /* a loss to report */
+	if (sh->w.tail > sh->pos) {
+		if (!pf)
+			return BW_POLLIN;
+		if (sh->r_hi < sh->pos)
+			sh->r_hi = sh->r_done = sh->r_next = sh->pos;
+		return (r = pump(sh)) < 0 ? r : 0;
+	}
+	return sh->w.ended ? BW_POLLIN | BW_POLLHUP : 0;
+}
+
 BW_API int bw_shadow_block(struct bw_shadow *sh, int timeout_ms)
 {
 	uint64_t deadline = bwi_now_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) *
@@ -710,14 +891,8 @@ BW_API int bw_shadow_block(struct bw_shadow *sh, int timeout_ms)
 	if (!sh)
 		return bwi_err(EINVAL, "bw_shadow_block: no shadow");
 	for (;;) {
-		if (rep_have(sh) || hc_find(sh) >= 0)
-			return BW_POLLIN;
-		if ((r = win(sh)) < 0)
+		if ((r = ready(sh)) != 0)
 			return r;
-		if (sh->w.tail > sh->pos || sh->pos < sh->w.oldest)
-			return BW_POLLIN;
-		if (sh->w.ended)
-			return BW_POLLIN | BW_POLLHUP;
 		if (timeout_ms >= 0 && bwi_now_ns() >= deadline)
 			return 0;
 		if ((r = sh->src->ops->alive(sh->src)) < 0)
@@ -757,6 +932,7 @@ BW_API int bw_shadow_stat(const struct bw_shadow *sh, struct bw_shadow_stat *st)
 	st->bytes = sh->bytes;
 	st->calls = sh->calls;
 	st->lost = sh->lost;
+	st->padded = sh->padded;
 	st->remote_ops = sh->ops;
 	st->fetched = sh->fetched;
 	st->position = sh->pos;
@@ -1054,11 +1230,7 @@ static bool st_held(struct bw_stream *s)
 {
 	struct bw_shadow *sh = stream_shadow(s);
 
-	if (!sh || rep_have(sh) || hc_find(sh) >= 0)
-		return true;
-	if (win(sh) < 0)
-		return true;
-	return sh->w.tail > sh->pos || sh->w.ended || sh->pos < sh->w.oldest;
+	return !sh || ready(sh) != 0; /* errors are for the read to report */
 }
 
 static int st_stat(struct bw_stream *s, struct bw_stream_stat *st)
@@ -1071,6 +1243,7 @@ static int st_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	st->bytes = sh->bytes;
 	st->calls = sh->calls;
 	st->lost = sh->lost;
+	st->padded = sh->padded;
 	st->readers = st->writers = 0; /* the origin's are not seen here */
 	st->waits = 0;
 	return 0;

@@ -54,9 +54,30 @@ static int local_wpost(struct bws_src *s, struct bws_req *rq)
 	wa = bw_load_acquire(&h->ctl.wattach);
 	wd = bw_load_acquire(&h->ctl.wdetach);
 	l->w.ended = wa != 0 && wa == wd;
+	/* pads before tail: a padder records the span, raises pads, then
+	 * moves the tail over it */
+	l->w.pads = bw_load_acquire(&h->prod.pads);
 	l->w.tail = bw_load_acquire(&h->prod.tail);
 	l->w.oldest = bwi_oldest_held(l->m);
 	rq->done = true;
+	return 0;
+}
+
+static int local_pads(struct bws_src *s, struct bws_pad *t)
+{
+	struct bwi_hdr *h = ((struct local_src *)s)->m->hdr;
+
+	for (unsigned i = 0; i < BWI_PADS; i++) {
+		struct bwi_pad *p = &h->padv[i];
+
+		/* seq, the span, seq again: the padder writes seq last */
+		t[i].seq = bw_load_acquire(&p->seq);
+		t[i].start = bw_load_relaxed(&p->start);
+		t[i].end = bw_load_relaxed(&p->end);
+		bw_smp_rmb();
+		t[i].ok = t[i].seq != BWI_PAD_BUSY &&
+			  bw_load_relaxed(&p->seq) == t[i].seq;
+	}
 	return 0;
 }
 
@@ -127,6 +148,7 @@ static const struct bws_src_ops local_ops = {
 	.name = "local",
 	.wpost = local_wpost,
 	.wresult = local_wresult,
+	.pads = local_pads,
 	.post = local_post,
 	.test = local_test,
 	.inplace = local_inplace,
@@ -146,7 +168,12 @@ int bws_local_open(const char *name, struct bws_src **out)
 		return r;
 	if ((r = bwi_map_open(name, BWI_ACC_RO, &m)) < 0)
 		return r;
-	if ((r = bwf_exportable(name, m, "shadows")) < 0) {
+	if ((r = bwf_exportable(name, m, "shadows")) < 0 ||
+	    (m->g.layout == BWI_LAYOUT_INDEX &&
+	     (r = bwi_err(ENOTSUP, "'%s' is an IBuf: a shadow reads bytes, "
+				   "and its bytes are indices (read it with "
+				   "bw_stream_open)",
+			  name)) < 0)) {
 		bwi_map_put(m);
 		return r;
 	}
@@ -219,6 +246,15 @@ static int lat_wresult(struct bws_src *s, struct bws_win *w)
 	return inner(s)->ops->wresult(inner(s), w);
 }
 
+static int lat_pads(struct bws_src *s, struct bws_pad *t)
+{
+	uint64_t due = bwi_now_ns() + ((struct lat_src *)s)->lat_ns;
+	int r = inner(s)->ops->pads(inner(s), t);
+
+	bws_wait_until(due);
+	return r;
+}
+
 int bws_window(struct bws_src *s, struct bws_win *w)
 {
 	struct bws_req rq;
@@ -282,6 +318,7 @@ static const struct bws_src_ops lat_ops = {
 	.name = "latency",
 	.wpost = lat_wpost,
 	.wresult = lat_wresult,
+	.pads = lat_pads,
 	.post = lat_post,
 	.test = lat_test,
 	.inplace = lat_inplace,

@@ -643,6 +643,178 @@ static void forked(void)
 	bw_unlink("sh_fork");
 }
 
+/* A writer that stalls inside a reservation on a ring with a writer
+ * timeout: its span is padded. Shadows skip it as readers do, over every
+ * link (over the fabric, through the exported padding table). */
+static void padding(void)
+{
+	struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_stream *r, *w1, *w2;
+	struct bw_shadow *sh;
+	char buf[100];
+	void *p;
+
+	ro.size = 64u << 10;
+	ro.writer_timeout_ms = 100;
+	bw_unlink("sh_pad");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sh_pad", &ro), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_pad", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_pad", BW_WRITE, &w1), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_pad", BW_WRITE, &w2), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w2, "first", 5), 5);
+	CU_ASSERT_EQUAL(bw_stream_poke_acquire(w1, &p, 30), 30);
+	memset(p, 'x', 30); /* never published */
+	CU_ASSERT_EQUAL(bw_stream_write(w2, "later", 5), 5);
+	/* the local reader waits past the timeout: the span is padded */
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, 5), 5);
+	CU_ASSERT(bw_stream_block(r, BW_POLLIN, 5000) & BW_POLLIN);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
+	CU_ASSERT(memcmp(buf, "later", 5) == 0);
+	for (unsigned m = BW_SHADOW_ZEROCOPY; m <= BW_SHADOW_PREFETCH; m++) {
+		ssize_t a, b;
+
+		o.method = m;
+		CU_ASSERT_EQUAL_FATAL(sh_open("sh_pad", BW_FROM_START, &o, &sh), 0);
+		a = bw_shadow_read(sh, buf, sizeof(buf));
+		CU_ASSERT_EQUAL(a, 5);
+		b = bw_shadow_read(sh, buf + 5, sizeof(buf) - 5);
+		CU_ASSERT_EQUAL(b, 5);
+		CU_ASSERT(memcmp(buf, "firstlater", 10) == 0);
+		bw_shadow_stat(sh, &st);
+		CU_ASSERT_EQUAL(st.padded, 30);
+		CU_ASSERT_EQUAL(st.lost, 0);
+		bw_shadow_close(sh);
+	}
+	bw_stream_close(w1);
+	bw_stream_close(w2);
+	bw_stream_close(r);
+	bw_unlink("sh_pad");
+}
+
+/* An IBuf's bytes are indices into rings on its host: refused. */
+static void ibuf_refused(void)
+{
+	struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+
+	ro.size = 64u << 10;
+	ro.flags = BW_RING_INDEX;
+	bw_unlink("sh_ix");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sh_ix", &ro), 0);
+	CU_ASSERT_EQUAL(sh_open("sh_ix", 0, &o, &sh), -ENOTSUP);
+	bw_unlink("sh_ix");
+}
+
+/* A header cut short by the write position is fetched again once the
+ * writer has finished it, not served short forever. */
+static void short_header(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+	struct bw_stream *w;
+	uint8_t buf[REC];
+	const void *p;
+
+	mkring("sh_short", 64u << 10);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_short", BW_WRITE | BW_NOWAIT, &w), 0);
+	o.method = BW_SHADOW_HYBRID;
+	o.record_size = REC;
+	o.header_bytes = HDR;
+	CU_ASSERT_EQUAL_FATAL(sh_open("sh_short", 0, &o, &sh), 0);
+	bwt_fill(buf, REC, 0, 6);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 10), 10);
+	CU_ASSERT_EQUAL(bw_shadow_peek_acquire(sh, &p, HDR), 10);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf + 10, REC - 10), REC - 10);
+	CU_ASSERT_EQUAL(bw_shadow_peek_acquire(sh, &p, HDR), HDR);
+	CU_ASSERT(bwt_verify(p, HDR, 0, 6) < 0);
+	/* a skip too far is refused, whatever its size, and moves nothing */
+	CU_ASSERT_EQUAL(bw_shadow_peek_complete(sh, SIZE_MAX), -EINVAL);
+	CU_ASSERT_EQUAL(bw_shadow_peek_complete(sh, REC + 1), -EINVAL);
+	CU_ASSERT_EQUAL(bw_shadow_check(sh, -1), 0);
+	CU_ASSERT_EQUAL(bw_shadow_peek_complete(sh, REC), 0);
+	CU_ASSERT_EQUAL(bw_shadow_check(sh, -1), REC);
+	bw_shadow_close(sh);
+	bw_stream_close(w);
+	bw_unlink("sh_short");
+}
+
+/* An event loop on the descriptor of an empty shadow that reads until
+ * -EAGAIN at each wake-up is woken about once a millisecond, not at once
+ * every time. A lower bound: a slow machine cannot fail it. */
+static void fd_paced(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+	struct timespec a, b;
+	struct pollfd pf;
+	uint8_t c;
+	uint64_t ns;
+
+	mkring("sh_pace", 64u << 10);
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_pace", BW_NONBLOCK, &o, &sh), 0);
+	pf.fd = bw_shadow_fd(sh);
+	pf.events = POLLIN;
+	CU_ASSERT_FATAL(pf.fd >= 0);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (unsigned i = 0; i < 21; i++) {
+		CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
+		CU_ASSERT_EQUAL(bw_shadow_read(sh, &c, 1), -EAGAIN);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ns = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000u + (uint64_t)b.tv_nsec -
+	     (uint64_t)a.tv_nsec;
+	CU_ASSERT(ns >= 15000000u);
+	bw_shadow_close(sh);
+	bw_unlink("sh_pace");
+}
+
+/* A server that stops answering (SIGSTOP): the read fails within the
+ * timeout, and nothing waits another timeout per read still in flight. */
+static void server_stalled(void)
+{
+	struct bw_fabric_opts fo = BW_FABRIC_OPTS_INIT;
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+	struct bw_stream *w;
+	static uint8_t buf[256u << 10];
+	struct timespec a, b;
+	ssize_t r;
+	uint64_t ns;
+
+	mkring("sh_stall", 1u << 20);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_stall", BW_WRITE | BW_NOWAIT, &w), 0);
+	for (unsigned i = 0; i < 4; i++)
+		CU_ASSERT_EQUAL(bw_stream_write(w, buf, sizeof(buf)), sizeof(buf));
+	server_up();
+	fo.provider = link_name;
+	fo.timeout_ms = 300;
+	o.fabric = &fo;
+	o.method = BW_SHADOW_PREFETCH;
+	o.depth = 16;
+	o.window = 1u << 20;
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open(where("sh_stall"), BW_FROM_START, &o,
+					     &sh), 0);
+	kill(server_pid, SIGSTOP);
+	do
+		r = bw_shadow_read(sh, buf, 4096);
+	while (r > 0);
+	CU_ASSERT(r == -ETIMEDOUT || r == -ECONNRESET);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, 4096), r);
+	bw_shadow_close(sh);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ns = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000u + (uint64_t)b.tv_nsec -
+	     (uint64_t)a.tv_nsec;
+	/* one timeout is 0.3 s; one per read in flight would be 4.8 s */
+	CU_ASSERT(ns < 2000000000u);
+	kill(server_pid, SIGCONT);
+	bw_stream_close(w);
+	bw_unlink("sh_stall");
+}
+
 /* ---- registration ----------------------------------------------------------- */
 
 static const char *links[4];
@@ -662,6 +834,10 @@ static unsigned nlinks;
 METHODS(LINKED)
 PER_LINK(server_killed)
 PER_LINK(as_stream)
+PER_LINK(padding)
+PER_LINK(ibuf_refused)
+PER_LINK(short_header)
+PER_LINK(server_stalled)
 
 static void reg(void)
 {
@@ -684,6 +860,7 @@ static void reg(void)
 	bwt_add("descriptor and block", fd_and_block);
 	bwt_add("BELTWAY_SHADOW picks the method", env_method);
 	bwt_add("a bw_fork child cannot use a shadow", forked);
+	bwt_add("an event loop on the descriptor is paced", fd_paced);
 #define ADD(fn)                                                               \
 	for (unsigned i = 0; i < nlinks && k < 160; i++, k++) {               \
 		snprintf(names[k], sizeof(names[k]), "%s (%s)", #fn, links[i]); \
@@ -697,11 +874,19 @@ static void reg(void)
 	ADD(behind_##name)
 	METHODS(ADD_METHOD)
 	ADD(as_stream)
+	ADD(padding)
+	ADD(ibuf_refused)
+	ADD(short_header)
 	for (unsigned i = 0; i < nlinks && k < 160; i++) {
 		if (strcmp(links[i], "local") == 0)
 			continue;
 		snprintf(names[k], sizeof(names[k]), "server killed (%s)", links[i]);
 		bwt_add(names[k++], server_killed_v[i]);
+		/* shm: a stopped peer may hold the provider's shared lock */
+		if (strcmp(links[i], "tcp") != 0)
+			continue;
+		snprintf(names[k], sizeof(names[k]), "server stalled (%s)", links[i]);
+		bwt_add(names[k++], server_stalled_v[i]);
 	}
 }
 

@@ -152,6 +152,8 @@ struct bw_shadow_stat {
 				  * peek_complete are not) */
 	uint64_t calls;		 /* calls that delivered bytes */
 	uint64_t lost;		 /* overwritten before they were fetched */
+	uint64_t padded;	 /* skipped as padding (spans of writers the
+				  * origin presumed dead), never delivered */
 	uint64_t remote_ops;	 /* operations on the origin: reads of data
 				  * and of its positions */
 	uint64_t fetched;	 /* bytes moved from the origin */
