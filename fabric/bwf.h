@@ -155,6 +155,34 @@ struct bwi_map;
 /* 0, or -ENOTSUP with a message naming who cannot take ring name. */
 int bwf_exportable(const char *name, const struct bwi_map *m, const char *who);
 
+/* ---- padding, as a reader that holds no slot sees it ------------------ */
+
+/* An entry of a ring's padding table (bwi_ring.h: struct bwi_pad), read
+ * from afar: with ok, pad seq covers [start, end), which readers skip. */
+struct bwf_pad {
+	uint64_t seq, start, end;
+	bool ok;
+};
+
+/* The spans a reader knows of that end past its position, and the next
+ * pad of the ring's count it has not taken. */
+struct bwf_padq {
+	uint64_t next;
+	uint64_t a[16], e[16];
+	unsigned n;
+	uint64_t padded; /* bytes skipped */
+};
+
+/* Takes pads [q->next, count) from table t (pad k in t[k % 16]), read
+ * after a look at the positions that showed count and tail. Returns 0, 1
+ * when a pad went by unseen (its entry was reused: the caller drops any
+ * copy it holds), or -EBADMSG for a corrupted entry. */
+int bwf_padq_take(struct bwf_padq *q, const struct bwf_pad *t, uint64_t count,
+		  uint64_t pos, uint64_t tail, uint64_t cap);
+/* For k bytes readable at pos: the end of the pad pos lies in (skip to
+ * it), or 0 and *k cut short before the next pad. */
+uint64_t bwf_padq_clip(struct bwf_padq *q, uint64_t pos, uint64_t *k);
+
 void bwf_desc_seal(struct bwf_desc *d);
 /* Checks a descriptor from a peer: returns 0 or -EPROTO with a message. */
 int bwf_desc_check(const struct bwf_desc *d, uint32_t access);

@@ -80,6 +80,7 @@ struct bw_remote {
 	/* pull */
 	uint64_t tail_seen, oldest;
 	uint64_t pads;	    /* padding spans ever recorded (window) */
+	struct bwf_padq pq; /* the spans to skip */
 	bool window_fresh;  /* the window was read after the last data */
 	bool ended;	    /* every writer has left */
 	uint64_t ra_pos, ra_len; /* read ahead into stage: [ra_pos, +ra_len) */
@@ -179,6 +180,22 @@ static int pads_read(struct bw_remote *r, bool found[BWI_PADS])
 			   a != BWI_PAD_BUSY;
 	}
 	return 0;
+}
+
+static int pads_fetch(struct bw_remote *r, struct bwf_pad t[BWI_PADS])
+{
+	bool found[BWI_PADS];
+	int e = pads_read(r, found);
+
+	for (unsigned i = 0; e == 0 && i < BWI_PADS; i++) {
+		const struct bwi_pad *p = &r->sc->pads[0][i];
+
+		t[i].ok = found[i];
+		t[i].seq = bw_load_relaxed(&p->seq);
+		t[i].start = bw_load_relaxed(&p->start);
+		t[i].end = bw_load_relaxed(&p->end);
+	}
+	return e;
 }
 
 /* Starts a read of the position window into the scratch area. */
@@ -418,6 +435,7 @@ ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
 		return r->ep.err;
 	if (n == 0)
 		return 0;
+again:
 	if (r->pos >= r->ra_pos && r->pos < r->ra_pos + r->ra_len)
 		return ra_take(r, buf, n);
 	for (;;) {
@@ -436,11 +454,30 @@ ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
 			return e;
 		bwf_backoff(&idle);
 	}
+	/* Padding (spans of writers presumed dead) is never delivered: the
+	 * pads below the tail this window shows are counted in it. */
+	if (r->pads > r->pq.next) {
+		struct bwf_pad t[BWI_PADS];
+
+		if ((e = pads_fetch(r, t)) < 0 ||
+		    (e = bwf_padq_take(&r->pq, t, r->pads, r->pos, r->tail_seen,
+				       r->cap)) < 0)
+			return e;
+	}
 	/* Read ahead: up to a staging area's worth of what is there, so
 	 * small calls cost no round trips until it is used up. A call at
 	 * least that large reads straight into the caller's buffer, where
 	 * the provider allows it. */
 	k = r->tail_seen - r->pos;
+	if (r->pq.n) {
+		uint64_t skip = bwf_padq_clip(&r->pq, r->pos, &k);
+
+		if (skip) {
+			r->pos = r->st.position = skip;
+			r->window_fresh = true; /* still the latest look */
+			goto again;
+		}
+	}
 	if (k > r->ep.max_msg)
 		k = r->ep.max_msg;
 	if (n >= r->stage_len && !(r->ep.mr_mode & FI_MR_LOCAL)) {
@@ -673,6 +710,7 @@ int bw_remote_flush(struct bw_remote *r)
 int bw_remote_stat(const struct bw_remote *r, struct bw_remote_stat *st)
 {
 	*st = r->st;
+	st->padded = r->pq.padded;
 	st->position = r->pos;
 	st->remote_ops = r->ep.ops;
 	return 0;
@@ -744,21 +782,9 @@ static int fab_wresult(struct bws_src *s, struct bws_win *w)
 	return 0;
 }
 
-static int fab_pads(struct bws_src *s, struct bws_pad t[BWI_PADS])
+static int fab_pads(struct bws_src *s, struct bwf_pad t[BWI_PADS])
 {
-	struct bw_remote *r = fab(s);
-	bool found[BWI_PADS];
-	int e = pads_read(r, found);
-
-	for (unsigned i = 0; e == 0 && i < BWI_PADS; i++) {
-		const struct bwi_pad *p = &r->sc->pads[0][i];
-
-		t[i].ok = found[i];
-		t[i].seq = bw_load_relaxed(&p->seq);
-		t[i].start = bw_load_relaxed(&p->start);
-		t[i].end = bw_load_relaxed(&p->end);
-	}
-	return e;
+	return pads_fetch(fab(s), t);
 }
 
 static int fab_post(struct bws_src *s, void *dst, uint64_t pos, size_t len,

@@ -429,3 +429,69 @@ void bwf_backoff(unsigned *k)
 		ts.tv_nsec = 1000000L;
 	nanosleep(&ts, NULL);
 }
+
+int bwf_padq_take(struct bwf_padq *q, const struct bwf_pad *t, uint64_t count,
+		  uint64_t pos, uint64_t tail, uint64_t cap)
+{
+	int unseen = 0;
+
+	if (count > q->next && count - q->next > 16) { /* entries reused */
+		q->next = count - 16;
+		unseen = 1;
+	}
+	for (uint64_t k = q->next; k < count; k++) {
+		const struct bwf_pad *e = &t[k % 16];
+
+		if (!e->ok || e->seq != k) {
+			/* reused for a later pad: this one ended a ring before
+			 * the tail, so the origin holds none of it */
+			unseen = 1;
+			continue;
+		}
+		/* the tail moves over a pad in one step, after it counts */
+		if (e->start >= e->end || e->end - e->start > cap ||
+		    (e->start < tail && e->end > tail))
+			return bwi_err(EBADMSG, "padding record [%llu, %llu) with "
+						"the write position at %llu: the "
+						"ring is corrupted",
+				       (unsigned long long)e->start,
+				       (unsigned long long)e->end,
+				       (unsigned long long)tail);
+		if (e->end <= pos)
+			continue;
+		if (q->n == 16) { /* the oldest known is done with */
+			memmove(q->a, q->a + 1, 15 * sizeof(uint64_t));
+			memmove(q->e, q->e + 1, 15 * sizeof(uint64_t));
+			q->n--;
+		}
+		q->a[q->n] = e->start;
+		q->e[q->n++] = e->end;
+	}
+	if (count > q->next)
+		q->next = count;
+	return unseen;
+}
+
+uint64_t bwf_padq_clip(struct bwf_padq *q, uint64_t pos, uint64_t *k)
+{
+	uint64_t cut = pos + *k, skip = 0;
+	unsigned j = 0;
+
+	for (unsigned i = 0; i < q->n; i++) {
+		if (q->e[i] <= pos)
+			continue; /* passed: dropped */
+		if (q->a[i] <= pos && q->e[i] > skip)
+			skip = q->e[i];
+		else if (q->a[i] < cut)
+			cut = q->a[i];
+		q->a[j] = q->a[i];
+		q->e[j++] = q->e[i];
+	}
+	q->n = j;
+	if (skip) {
+		q->padded += skip - pos;
+		return skip;
+	}
+	*k = cut - pos;
+	return 0;
+}

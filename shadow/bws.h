@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <beltway/fabric.h>
+#include "bwf.h"
 
 struct bws_src;
 
@@ -30,13 +30,6 @@ struct bws_win {
 	uint64_t oldest; /* bytes from here on are intact */
 	bool ended;	 /* every writer that attached has left */
 	uint64_t pads;	 /* padding spans ever recorded */
-};
-
-/* An entry of the origin's padding table (bwi_ring.h: struct bwi_pad):
- * with ok, pad seq covers [start, end), which readers skip. */
-struct bws_pad {
-	uint64_t seq, start, end;
-	bool ok;
 };
 
 /* One copy in flight; owned by the caller until the source reports it. */
@@ -54,7 +47,7 @@ struct bws_src_ops {
 	int (*wresult)(struct bws_src *s, struct bws_win *w);
 	/* Reads the padding table (BWI_PADS entries; entry i may hold pad
 	 * i, i + BWI_PADS, ...). One remote operation, or two. */
-	int (*pads)(struct bws_src *s, struct bws_pad *t);
+	int (*pads)(struct bws_src *s, struct bwf_pad *t);
 	/* Starts copying len bytes at ring position pos into dst, which lies
 	 * in memory made with reg (len <= capacity and <= max_xfer). */
 	int (*post)(struct bws_src *s, void *dst, uint64_t pos, size_t len,

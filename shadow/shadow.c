@@ -87,10 +87,7 @@ struct bw_shadow {
 	/* padding (spans of writers presumed dead: never delivered): the
 	 * next pad to take from the origin's table, and the spans known that
 	 * end past the read position */
-	uint64_t pad_next;
-	uint64_t padq_a[BWI_PADS], padq_e[BWI_PADS];
-	unsigned padq_n;
-	uint64_t padded;
+	struct bwf_padq pq;
 
 	uint64_t ip_end; /* end of the last span served in place */
 	int tfd;	 /* bw_shadow_fd's timer */
@@ -648,54 +645,17 @@ static int forget_copies(struct bw_shadow *sh)
  * that look validates is covered. */
 static int pads_take(struct bw_shadow *sh)
 {
-	struct bws_pad t[BWI_PADS];
-	uint64_t n = sh->w.pads, k;
+	struct bwf_pad t[BWI_PADS];
 	int r;
 
-	if (sh->pad_next >= n)
+	if (sh->pq.next >= sh->w.pads)
 		return 0;
-	if (n - sh->pad_next > BWI_PADS) { /* entries reused meanwhile */
-		sh->pad_next = n - BWI_PADS;
-		if ((r = forget_copies(sh)) < 0)
-			return r;
-	}
 	sh->ops++;
-	if ((r = sh->src->ops->pads(sh->src, t)) < 0)
+	if ((r = sh->src->ops->pads(sh->src, t)) < 0 ||
+	    (r = bwf_padq_take(&sh->pq, t, sh->w.pads, sh->pos, sh->w.tail,
+			       sh->cap)) <= 0)
 		return r;
-	for (k = sh->pad_next; k < n; k++) {
-		const struct bws_pad *e = &t[k % BWI_PADS];
-
-		if (!e->ok || e->seq != k) {
-			/* reused for a later pad: this one ended a ring
-			 * before the tail, so the origin holds none of it,
-			 * but a copy here might */
-			if ((r = forget_copies(sh)) < 0)
-				return r;
-			continue;
-		}
-		/* the tail moves over a pad in one step, after it counts */
-		if (e->start >= e->end || e->end - e->start > sh->cap ||
-		    (e->start < sh->w.tail && e->end > sh->w.tail))
-			return bwi_err(EBADMSG, "padding record [%llu, %llu) with "
-						"the write position at %llu: the "
-						"origin is corrupted",
-				       (unsigned long long)e->start,
-				       (unsigned long long)e->end,
-				       (unsigned long long)sh->w.tail);
-		if (e->end <= sh->pos)
-			continue;
-		if (sh->padq_n == BWI_PADS) { /* the oldest known is done with */
-			memmove(sh->padq_a, sh->padq_a + 1,
-				(BWI_PADS - 1) * sizeof(uint64_t));
-			memmove(sh->padq_e, sh->padq_e + 1,
-				(BWI_PADS - 1) * sizeof(uint64_t));
-			sh->padq_n--;
-		}
-		sh->padq_a[sh->padq_n] = e->start;
-		sh->padq_e[sh->padq_n++] = e->end;
-	}
-	sh->pad_next = n;
-	return 0;
+	return forget_copies(sh); /* a pad went by unseen */
 }
 
 /* Bytes at the read position, never padding: a span that starts in a pad
@@ -704,27 +664,13 @@ static ssize_t get(struct bw_shadow *sh, size_t n, void *dst, const void **p)
 {
 	for (;;) {
 		ssize_t k = method_get(sh, n, dst, p);
-		uint64_t cut, skip = 0;
-		unsigned j = 0;
+		uint64_t kk = (uint64_t)k, skip;
 		int r;
 
-		if (k <= 0 || sh->padq_n == 0)
+		if (k <= 0 || sh->pq.n == 0)
 			return k;
-		cut = sh->pos + (uint64_t)k;
-		for (unsigned i = 0; i < sh->padq_n; i++) {
-			if (sh->padq_e[i] <= sh->pos)
-				continue; /* passed: dropped below */
-			if (sh->padq_a[i] <= sh->pos && sh->padq_e[i] > skip)
-				skip = sh->padq_e[i];
-			else if (sh->padq_a[i] < cut)
-				cut = sh->padq_a[i];
-			sh->padq_a[j] = sh->padq_a[i];
-			sh->padq_e[j++] = sh->padq_e[i];
-		}
-		sh->padq_n = j;
-		if (!skip)
-			return (ssize_t)(cut - sh->pos);
-		sh->padded += skip - sh->pos;
+		if (!(skip = bwf_padq_clip(&sh->pq, sh->pos, &kk)))
+			return (ssize_t)kk;
 		if ((r = moved_to(sh, skip)) < 0)
 			return r;
 	}
@@ -932,7 +878,7 @@ BW_API int bw_shadow_stat(const struct bw_shadow *sh, struct bw_shadow_stat *st)
 	st->bytes = sh->bytes;
 	st->calls = sh->calls;
 	st->lost = sh->lost;
-	st->padded = sh->padded;
+	st->padded = sh->pq.padded;
 	st->remote_ops = sh->ops;
 	st->fetched = sh->fetched;
 	st->position = sh->pos;
@@ -1243,7 +1189,7 @@ static int st_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	st->bytes = sh->bytes;
 	st->calls = sh->calls;
 	st->lost = sh->lost;
-	st->padded = sh->padded;
+	st->padded = sh->pq.padded;
 	st->readers = st->writers = 0; /* the origin's are not seen here */
 	st->waits = 0;
 	return 0;

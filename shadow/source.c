@@ -63,7 +63,7 @@ static int local_wpost(struct bws_src *s, struct bws_req *rq)
 	return 0;
 }
 
-static int local_pads(struct bws_src *s, struct bws_pad *t)
+static int local_pads(struct bws_src *s, struct bwf_pad *t)
 {
 	struct bwi_hdr *h = ((struct local_src *)s)->m->hdr;
 
@@ -246,7 +246,7 @@ static int lat_wresult(struct bws_src *s, struct bws_win *w)
 	return inner(s)->ops->wresult(inner(s), w);
 }
 
-static int lat_pads(struct bws_src *s, struct bws_pad *t)
+static int lat_pads(struct bws_src *s, struct bwf_pad *t)
 {
 	uint64_t due = bwi_now_ns() + ((struct lat_src *)s)->lat_ns;
 	int r = inner(s)->ops->pads(inner(s), t);

@@ -687,6 +687,28 @@ static void padding(void)
 		CU_ASSERT_EQUAL(st.lost, 0);
 		bw_shadow_close(sh);
 	}
+	if (remote()) {
+		/* the fabric's own pull reader skips it too */
+		struct bw_fabric_opts fo = BW_FABRIC_OPTS_INIT;
+		struct bw_remote_stat rs;
+		struct bw_remote *rm;
+		size_t got = 0;
+
+		fo.provider = link_name;
+		fo.timeout_ms = TMO;
+		CU_ASSERT_EQUAL_FATAL(bw_remote_open(where("sh_pad"), BW_READ |
+						     BW_FROM_START | BW_NONBLOCK,
+						     &fo, &rm), 0);
+		for (ssize_t k; got < sizeof(buf) &&
+				(k = bw_remote_read(rm, buf + got,
+						    sizeof(buf) - got)) > 0;)
+			got += (size_t)k;
+		CU_ASSERT_EQUAL(got, 10);
+		CU_ASSERT(memcmp(buf, "firstlater", 10) == 0);
+		bw_remote_stat(rm, &rs);
+		CU_ASSERT_EQUAL(rs.padded, 30);
+		bw_remote_close(rm);
+	}
 	bw_stream_close(w1);
 	bw_stream_close(w2);
 	bw_stream_close(r);

@@ -85,6 +85,8 @@ struct bw_remote_stat {
 	uint64_t bytes;	     /* delivered (read) or written */
 	uint64_t calls;
 	uint64_t lost;	     /* readers: bytes overwritten before fetched */
+	uint64_t padded;     /* readers: bytes skipped as padding (spans of
+			      * writers the ring presumed dead) */
 	uint64_t waits;	     /* writers: times it waited for credit */
 	uint64_t remote_ops; /* one-sided operations issued */
 	uint64_t position;   /* the read or write position */
