@@ -41,8 +41,8 @@
 #define HDR_MAX 4096u
 #define REP_DEFAULT (4u << 20)	  /* replica: at most this by default */
 #define LANDING (256u << 10)	  /* zero-copy over the fabric: peeks land */
-#define PF_START (256u << 10)	  /* prefetch: the first window */
-#define PF_CHUNK_MIN 4096u
+#define PF_START (1u << 20)	  /* prefetch: the first window */
+#define PF_CHUNK_MIN (64u << 10) /* prefetch: the smallest read (one op) */
 
 struct chunk {
 	struct bws_req rq;
@@ -574,6 +574,10 @@ static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
 {
 	int r;
 
+	/* the reader caught up with what was read ahead: read further */
+	if (rep_have(sh) == 0 && !sh->fixed_window && sh->window < sh->rep_len)
+		sh->window *= 2;
+
 	for (;;) {
 		/* what has no valid copy here and is gone at the origin */
 		if (rep_have(sh) == 0 && sh->pos < sh->w.oldest)
@@ -591,16 +595,13 @@ static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
 		    busy != sh->wv_busy)
 			continue; /* something moved: look again before waiting */
 		if (sh->wv_busy || sh->ch_n) {
-			/* the reader caught up with the reads in flight: wait,
-			 * and read further ahead from now on */
+			/* the reader caught up with the reads in flight */
 			if (sh->flags & BW_NONBLOCK)
 				return bwi_err(EAGAIN, "no data yet (reads in "
 						       "flight)");
 			r = sh->wv_busy ? pf_validate(sh, true) : pf_reap(sh, true);
 			if (r < 0)
 				return r;
-			if (!sh->fixed_window && sh->window < sh->rep_len)
-				sh->window *= 2;
 		} else {
 			/* nothing in flight: is there anything to read? */
 			sh->r_hi = sh->r_done = sh->r_next = sh->pos;
