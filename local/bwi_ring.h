@@ -482,6 +482,9 @@ int bwi_slot_keep(struct bwi_map *m, uint64_t pos, pid_t pid,
 void bwi_slot_release(struct bwi_map *m, enum bwi_role role, uint32_t idx,
 		      uint32_t gen);
 unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role);
+/* Slots of role held by live processes (or being claimed by one): read
+ * only, for those who may not reap. */
+unsigned bwi_slot_live(const struct bwi_map *m, enum bwi_role role);
 unsigned bwi_reap(struct bwi_map *m);
 int bwi_min_reader(const struct bwi_map *m, uint64_t head, uint64_t tail,
 		   uint64_t *min);

@@ -206,6 +206,27 @@ unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role)
 	return c;
 }
 
+unsigned bwi_slot_live(const struct bwi_map *m, enum bwi_role role)
+{
+	uint32_t base, n, hi = bwi_slots_hi(m, role);
+	unsigned c = 0;
+	bwi_a32 *hip;
+
+	slot_range(m, role, &base, &n, &hip);
+	for (uint32_t i = 0; i < hi; i++) {
+		const struct bwi_slot *s = &m->hdr->slots[base + i];
+		/* A1: pairs with S1: pid and starttime belong to this word. */
+		uint64_t w = bw_load_acquire(&s->state);
+
+		if (BWI_SLOT_STATE(w) == BWI_SLOT_CLAIMING)
+			c += bwi_starttime(BWI_SLOT_CLAIMER(w)) != 0;
+		else if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE)
+			c += bwi_pid_alive((pid_t)bw_load_relaxed(&s->pid),
+					   bw_load_relaxed(&s->starttime));
+	}
+	return c;
+}
+
 static unsigned reap_role(struct bwi_map *m, enum bwi_role role)
 {
 	uint32_t base, n, hi = bwi_slots_hi(m, role);

@@ -38,6 +38,8 @@ struct local_src {
 	struct bws_src b;
 	struct bwi_map *m;
 	struct bws_win w; /* the last positions read */
+	uint64_t live_next; /* when to look at the writers' liveness next */
+	uint32_t dead_wa;   /* writers ever attached when all were dead */
 };
 
 static int local_wpost(struct bws_src *s, struct bws_req *rq)
@@ -54,6 +56,19 @@ static int local_wpost(struct bws_src *s, struct bws_req *rq)
 	wa = bw_load_acquire(&h->ctl.wattach);
 	wd = bw_load_acquire(&h->ctl.wdetach);
 	l->w.ended = wa != 0 && wa == wd;
+	if (wa != 0 && wa != wd && wa == l->dead_wa) {
+		l->w.ended = true; /* no writer attached since all were dead */
+	} else if (wa != 0 && wa != wd && bwi_now_ns() >= l->live_next) {
+		/* writers killed without detaching: a shadow may not reap
+		 * them, but it sees that none is alive (every liveness
+		 * interval; a dead writer wrote its last byte long ago) */
+		l->live_next = bwi_now_ns() + (uint64_t)bwi_liveness_ms() * 1000000u;
+		if (bwi_slot_live(l->m, BWI_WRITER) == 0 &&
+		    bw_load_acquire(&h->ctl.wattach) == wa) {
+			l->dead_wa = wa;
+			l->w.ended = true;
+		}
+	}
 	/* pads before tail: a padder records the span, raises pads, then
 	 * moves the tail over it */
 	l->w.pads = bw_load_acquire(&h->prod.pads);

@@ -837,6 +837,42 @@ static void server_stalled(void)
 	bw_unlink("sh_stall");
 }
 
+/* A writer killed without detaching: a shadow of a ring on this host sees
+ * the end of the stream although it may not reap the writer. */
+static void writer_killed(void)
+{
+	struct bw_shadow *sh;
+	char buf[64];
+	int p[2];
+	pid_t pid;
+
+	mkring("sh_dead", 64u << 10);
+	CU_ASSERT_FATAL(pipe(p) == 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		struct bw_stream *w;
+
+		if (bw_stream_open("sh_dead", BW_WRITE | BW_NOWAIT, &w) < 0 ||
+		    bw_stream_write(w, "bye", 3) != 3 || write(p[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(read(p[0], buf, 1), 1);
+	kill(pid, SIGKILL);
+	bwt_wait(pid);
+	close(p[0]);
+	close(p[1]);
+	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_dead", BW_FROM_START | BW_NONBLOCK,
+					     NULL, &sh), 0);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, sizeof(buf)), 3);
+	CU_ASSERT_EQUAL(bw_shadow_block(sh, 10000), BW_POLLIN | BW_POLLHUP);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, sizeof(buf)), 0);
+	bw_shadow_close(sh);
+	bw_unlink("sh_dead");
+}
+
 /* ---- registration ----------------------------------------------------------- */
 
 static const char *links[4];
@@ -883,6 +919,7 @@ static void reg(void)
 	bwt_add("BELTWAY_SHADOW picks the method", env_method);
 	bwt_add("a bw_fork child cannot use a shadow", forked);
 	bwt_add("an event loop on the descriptor is paced", fd_paced);
+	bwt_add("end of stream after a killed writer", writer_killed);
 #define ADD(fn)                                                               \
 	for (unsigned i = 0; i < nlinks && k < 160; i++, k++) {               \
 		snprintf(names[k], sizeof(names[k]), "%s (%s)", #fn, links[i]); \
