@@ -17,7 +17,8 @@
  *              place; the payload is copied into the replica once, only when
  *              a call asks for it. Skipped payloads are never moved.
  *   prefetch   reads ahead a window past what was asked, with several reads
- *              in flight; the window grows while calls find it empty.
+ *              in flight; the window grows whenever the reader catches
+ *              up with it.
  *
  * The origin never learns of a shadow (FRP without feedback, for every
  * method): a shadow holds no reader slot and writes nothing to the origin.
@@ -70,7 +71,7 @@ struct bw_shadow_opts {
 				 * (0: not fixed); lets hybrid fetch the
 				 * headers of several records at once */
 	uint64_t window;	/* prefetch: bytes read ahead (0: adaptive,
-				 * from 256 KiB up to the replica) */
+				 * from 1 MiB up to the replica) */
 	uint32_t depth;		/* prefetch: reads in flight (0: 8; max 16) */
 	uint32_t latency_us;	/* added to every remote operation (0:
 				 * $BELTWAY_LATENCY_US, else none) */
@@ -142,9 +143,10 @@ BW_API int64_t bw_shadow_check(struct bw_shadow *sh, int64_t stamp);
 BW_API int bw_shadow_block(struct bw_shadow *sh, int timeout_ms);
 
 /* A descriptor poll/epoll report readable while sh may be readable: an
- * origin elsewhere cannot ring this host's bell, so it is a timer that fires
- * every millisecond while the shadow is empty. After a report, read with
- * BW_NONBLOCK until -EAGAIN. Owned by sh. Returns it or -errno. */
+ * origin elsewhere cannot ring this host's bell, so it is a timer that
+ * fires every millisecond, and a call that finds nothing (-EAGAIN) uses up
+ * its ticks. After a report, read with BW_NONBLOCK until -EAGAIN. Owned by
+ * sh. Returns it or -errno. */
 BW_API int bw_shadow_fd(struct bw_shadow *sh);
 
 struct bw_shadow_stat {
