@@ -170,6 +170,8 @@ struct bwf_padq {
 	uint64_t next;
 	uint64_t a[16], e[16];
 	unsigned n;
+	uint64_t floor;	 /* a span ahead was dropped (more than 16 at once):
+			  * nothing below its end is delivered */
 	uint64_t padded; /* bytes skipped */
 };
 
@@ -179,8 +181,8 @@ struct bwf_padq {
  * copy it holds), or -EBADMSG for a corrupted entry. */
 int bwf_padq_take(struct bwf_padq *q, const struct bwf_pad *t, uint64_t count,
 		  uint64_t pos, uint64_t tail, uint64_t cap);
-/* For k bytes readable at pos: the end of the pad pos lies in (skip to
- * it), or 0 and *k cut short before the next pad. */
+/* For k bytes readable at pos: the end of the pad pos lies in, or the
+ * floor (skip to it), or 0 and *k cut short before the next pad. */
 uint64_t bwf_padq_clip(struct bwf_padq *q, uint64_t pos, uint64_t *k);
 
 void bwf_desc_seal(struct bwf_desc *d);
@@ -190,7 +192,7 @@ int bwf_desc_check(const struct bwf_desc *d, uint32_t access);
 /* ---- the rendezvous (TCP) ----------------------------------------------- */
 #define BWF_REQ_MAGIC 0x51525742u /* "BWRQ" */
 #define BWF_REP_MAGIC 0x50525742u /* "BWRP" */
-#define BWF_PROTO_VERSION 1u
+#define BWF_PROTO_VERSION 2u /* 2: descriptor version 2 (padding table) */
 
 struct bwf_req {
 	uint32_t magic;

@@ -173,11 +173,16 @@ static int pads_read(struct bw_remote *r, bool found[BWI_PADS])
 		if (e < 0)
 			return e;
 	}
+	/* the whole entry equal in both reads: whatever order one read
+	 * copies its words in, a span rewritten between them differs (spans
+	 * only grow) */
 	for (unsigned i = 0; i < BWI_PADS; i++) {
-		uint64_t a = bw_load_relaxed(&r->sc->pads[0][i].seq);
+		const struct bwi_pad *p0 = &r->sc->pads[0][i], *p1 = &r->sc->pads[1][i];
+		uint64_t a = bw_load_relaxed(&p0->seq);
 
-		found[i] = a == bw_load_relaxed(&r->sc->pads[1][i].seq) &&
-			   a != BWI_PAD_BUSY;
+		found[i] = a == bw_load_relaxed(&p1->seq) && a != BWI_PAD_BUSY &&
+			   bw_load_relaxed(&p0->start) == bw_load_relaxed(&p1->start) &&
+			   bw_load_relaxed(&p0->end) == bw_load_relaxed(&p1->end);
 	}
 	return 0;
 }
@@ -469,7 +474,7 @@ again:
 	 * least that large reads straight into the caller's buffer, where
 	 * the provider allows it. */
 	k = r->tail_seen - r->pos;
-	if (r->pq.n) {
+	if (r->pq.n || r->pq.floor > r->pos) {
 		uint64_t skip = bwf_padq_clip(&r->pq, r->pos, &k);
 
 		if (skip) {

@@ -459,7 +459,12 @@ int bwf_padq_take(struct bwf_padq *q, const struct bwf_pad *t, uint64_t count,
 				       (unsigned long long)tail);
 		if (e->end <= pos)
 			continue;
-		if (q->n == 16) { /* the oldest known is done with */
+		if (q->n == 16) {
+			/* full: the oldest goes; if the reader has not passed
+			 * it (its copies lag the ring), it must not deliver
+			 * anything below its end */
+			if (q->e[0] > pos && q->e[0] > q->floor)
+				q->floor = q->e[0];
 			memmove(q->a, q->a + 1, 15 * sizeof(uint64_t));
 			memmove(q->e, q->e + 1, 15 * sizeof(uint64_t));
 			q->n--;
@@ -474,7 +479,7 @@ int bwf_padq_take(struct bwf_padq *q, const struct bwf_pad *t, uint64_t count,
 
 uint64_t bwf_padq_clip(struct bwf_padq *q, uint64_t pos, uint64_t *k)
 {
-	uint64_t cut = pos + *k, skip = 0;
+	uint64_t cut = pos + *k, skip = q->floor > pos ? q->floor : 0;
 	unsigned j = 0;
 
 	for (unsigned i = 0; i < q->n; i++) {

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 
 #include "bwi_ring.h"
 
@@ -206,6 +207,16 @@ unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role)
 	return c;
 }
 
+/* Alive, or not known to be dead: a process this one may not see in /proc
+ * (hidepid, another user) that kill() finds counts as alive. */
+static bool slot_pid_live(pid_t pid, uint64_t starttime)
+{
+	if (bwi_pid_alive(pid, starttime))
+		return true;
+	return pid > 0 && bwi_starttime(pid) == 0 &&
+	       (kill(pid, 0) == 0 || errno == EPERM);
+}
+
 unsigned bwi_slot_live(const struct bwi_map *m, enum bwi_role role)
 {
 	uint32_t base, n, hi = bwi_slots_hi(m, role);
@@ -221,7 +232,7 @@ unsigned bwi_slot_live(const struct bwi_map *m, enum bwi_role role)
 		if (BWI_SLOT_STATE(w) == BWI_SLOT_CLAIMING)
 			c += bwi_starttime(BWI_SLOT_CLAIMER(w)) != 0;
 		else if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE)
-			c += bwi_pid_alive((pid_t)bw_load_relaxed(&s->pid),
+			c += slot_pid_live((pid_t)bw_load_relaxed(&s->pid),
 					   bw_load_relaxed(&s->starttime));
 	}
 	return c;

@@ -88,6 +88,7 @@ struct bw_shadow {
 	 * next pad to take from the origin's table, and the spans known that
 	 * end past the read position */
 	struct bwf_padq pq;
+	bool pad_unseen; /* a pad went by unseen: drop every copy */
 
 	uint64_t ip_end; /* end of the last span served in place */
 	int tfd;	 /* bw_shadow_fd's timer */
@@ -654,9 +655,12 @@ static int pads_take(struct bw_shadow *sh)
 	sh->ops++;
 	if ((r = sh->src->ops->pads(sh->src, t)) < 0 ||
 	    (r = bwf_padq_take(&sh->pq, t, sh->w.pads, sh->pos, sh->w.tail,
-			       sh->cap)) <= 0)
+			       sh->cap)) < 0)
 		return r;
-	return forget_copies(sh); /* a pad went by unseen */
+	/* a pad went by unseen: get() drops every copy, once the method it
+	 * called is done with them */
+	sh->pad_unseen |= r > 0;
+	return 0;
 }
 
 /* Bytes at the read position, never padding: a span that starts in a pad
@@ -668,7 +672,17 @@ static ssize_t get(struct bw_shadow *sh, size_t n, void *dst, const void **p)
 		uint64_t kk = (uint64_t)k, skip;
 		int r;
 
-		if (k <= 0 || sh->pq.n == 0)
+		if (sh->pad_unseen) {
+			/* what the method found may be a copy of it: drop all
+			 * copies and look again (what the origin no longer
+			 * holds is then lost) */
+			sh->pad_unseen = false;
+			if ((r = forget_copies(sh)) < 0)
+				return r;
+			if (k > 0)
+				continue;
+		}
+		if (k <= 0 || (sh->pq.n == 0 && sh->pq.floor <= sh->pos))
 			return k;
 		if (!(skip = bwf_padq_clip(&sh->pq, sh->pos, &kk)))
 			return (ssize_t)kk;

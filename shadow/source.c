@@ -69,10 +69,10 @@ static int local_wpost(struct bws_src *s, struct bws_req *rq)
 			l->w.ended = true;
 		}
 	}
-	/* pads before tail: a padder records the span, raises pads, then
-	 * moves the tail over it */
-	l->w.pads = bw_load_acquire(&h->prod.pads);
+	/* tail, then pads: a padder records the span, raises pads, then
+	 * moves the tail over it, so a tail past a pad comes with its count */
 	l->w.tail = bw_load_acquire(&h->prod.tail);
+	l->w.pads = bw_load_acquire(&h->prod.pads);
 	l->w.oldest = bwi_oldest_held(l->m);
 	rq->done = true;
 	return 0;

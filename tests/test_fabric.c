@@ -768,6 +768,51 @@ static void bootstrap_job(void)
 static const char *provs[4];
 static unsigned nprovs;
 
+/* The pad queue a reader without a slot keeps (bwf_padq_*): spans are
+ * skipped, a span dropped while still ahead keeps the reader from
+ * delivering anything below its end, a reused entry is reported, and a
+ * corrupted one refused. White-box, no provider. */
+static void pad_queue(void)
+{
+	struct bwf_padq q;
+	struct bwf_pad t[16];
+	uint64_t k;
+
+	memset(&q, 0, sizeof(q));
+	for (uint64_t i = 0; i < 16; i++)
+		t[i] = (struct bwf_pad){.seq = i, .start = 1000 + 100 * i,
+					.end = 1050 + 100 * i, .ok = true};
+	CU_ASSERT_EQUAL(bwf_padq_take(&q, t, 16, 0, 1u << 20, 65536), 0);
+	CU_ASSERT_EQUAL(q.n, 16);
+	k = 5000;
+	CU_ASSERT_EQUAL(bwf_padq_clip(&q, 0, &k), 0);
+	CU_ASSERT_EQUAL(k, 1000); /* up to the first pad */
+	k = 10;
+	CU_ASSERT_EQUAL(bwf_padq_clip(&q, 1000, &k), 1050); /* inside: skip */
+	CU_ASSERT_EQUAL(q.padded, 50);
+	/* a 17th while the reader is still at 0: pad 0 is dropped ahead of
+	 * it, so nothing below its end may be delivered */
+	memset(&q, 0, sizeof(q));
+	CU_ASSERT_EQUAL(bwf_padq_take(&q, t, 16, 0, 1u << 20, 65536), 0);
+	t[0] = (struct bwf_pad){.seq = 16, .start = 2600, .end = 2650, .ok = true};
+	CU_ASSERT_EQUAL(bwf_padq_take(&q, t, 17, 0, 1u << 20, 65536), 0);
+	CU_ASSERT_EQUAL(q.floor, 1050);
+	k = 10;
+	CU_ASSERT_EQUAL(bwf_padq_clip(&q, 0, &k), 1050);
+	k = 500;
+	CU_ASSERT_EQUAL(bwf_padq_clip(&q, 1050, &k), 0);
+	CU_ASSERT_EQUAL(k, 50); /* to pad 1 at 1100 */
+	/* pad 17's entry reused (it holds pad 33): reported as unseen */
+	t[1] = (struct bwf_pad){.seq = 33, .start = 9000, .end = 9050, .ok = true};
+	CU_ASSERT_EQUAL(bwf_padq_take(&q, t, 18, 1050, 1u << 20, 65536), 1);
+	/* a span that straddles the tail, or is longer than the ring */
+	memset(&q, 0, sizeof(q));
+	t[0] = (struct bwf_pad){.seq = 0, .start = 100, .end = 300, .ok = true};
+	CU_ASSERT_EQUAL(bwf_padq_take(&q, t, 1, 0, 200, 65536), -EBADMSG);
+	t[0] = (struct bwf_pad){.seq = 0, .start = 0, .end = 1u << 20, .ok = true};
+	CU_ASSERT_EQUAL(bwf_padq_take(&q, t, 1, 0, 1u << 21, 65536), -EBADMSG);
+}
+
 #define PER_PROVIDER(fn)                                                      \
 	static void fn##_0(void) { prov = provs[0]; fn(); }                   \
 	static void fn##_1(void) { prov = provs[1]; fn(); }                   \
@@ -800,6 +845,7 @@ static void reg(void)
 	bwt_ring_dir();
 	signal(SIGPIPE, SIG_IGN);
 	bwt_suite("fabric");
+	bwt_add("pad queue", pad_queue);
 #define ADD(fn)                                                               \
 	for (unsigned i = 0; i < nprovs && k < 64; i++, k++) {                \
 		snprintf(names[k], sizeof(names[k]), "%s (%s)", #fn, provs[i]); \
