@@ -192,21 +192,6 @@ void bwi_slot_release(struct bwi_map *m, enum bwi_role role, uint32_t idx,
 	bwi_bump_peers(m);
 }
 
-unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role)
-{
-	uint32_t base, n, hi = bwi_slots_hi(m, role);
-	unsigned c = 0;
-	bwi_a32 *hip;
-
-	slot_range(m, role, &base, &n, &hip);
-	for (uint32_t i = 0; i < hi; i++) {
-		uint64_t w = bw_load_acquire(&m->hdr->slots[base + i].state);
-
-		c += BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE;
-	}
-	return c;
-}
-
 /* Alive, or not known to be dead: a process this one may not see in /proc
  * (hidepid, another user) that kill() finds counts as alive. */
 static bool slot_pid_live(pid_t pid, uint64_t starttime)
@@ -217,7 +202,10 @@ static bool slot_pid_live(pid_t pid, uint64_t starttime)
 	       (kill(pid, 0) == 0 || errno == EPERM);
 }
 
-unsigned bwi_slot_live(const struct bwi_map *m, enum bwi_role role)
+/* Slots of role that are active (live: held, or being claimed, by a
+ * process that is alive). */
+static unsigned slots_counted(const struct bwi_map *m, enum bwi_role role,
+			      bool live)
 {
 	uint32_t base, n, hi = bwi_slots_hi(m, role);
 	unsigned c = 0;
@@ -229,13 +217,25 @@ unsigned bwi_slot_live(const struct bwi_map *m, enum bwi_role role)
 		/* A1: pairs with S1: pid and starttime belong to this word. */
 		uint64_t w = bw_load_acquire(&s->state);
 
-		if (BWI_SLOT_STATE(w) == BWI_SLOT_CLAIMING)
+		if (!live)
+			c += BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE;
+		else if (BWI_SLOT_STATE(w) == BWI_SLOT_CLAIMING)
 			c += bwi_starttime(BWI_SLOT_CLAIMER(w)) != 0;
 		else if (BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE)
 			c += slot_pid_live((pid_t)bw_load_relaxed(&s->pid),
 					   bw_load_relaxed(&s->starttime));
 	}
 	return c;
+}
+
+unsigned bwi_slot_count(const struct bwi_map *m, enum bwi_role role)
+{
+	return slots_counted(m, role, false);
+}
+
+unsigned bwi_slot_live(const struct bwi_map *m, enum bwi_role role)
+{
+	return slots_counted(m, role, true);
 }
 
 static unsigned reap_role(struct bwi_map *m, enum bwi_role role)
