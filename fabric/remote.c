@@ -930,7 +930,6 @@ int bwf_shadow_src(const char *url, const struct bw_fabric_opts *fabric_opts,
 	f->b.capacity = f->r->cap;
 	f->b.max_xfer = f->r->ep.max_msg < f->r->cap ? f->r->ep.max_msg
 						      : f->r->cap;
-	f->b.timeout_ms = f->r->ep.timeout_ms;
 	f->b.origin_node = -1;
 	f->b.nic_node = bws_nic_node(f->r->fd);
 	snprintf(f->b.link, sizeof(f->b.link), "%s", f->r->ep.prov);

@@ -71,9 +71,6 @@ struct bws_src {
 	const struct bws_src_ops *ops;
 	uint64_t capacity;   /* of the origin: a power of two */
 	uint64_t max_xfer;   /* largest single post */
-	uint64_t ops_count;  /* remote operations issued */
-	uint64_t fetched;    /* bytes posted */
-	uint64_t timeout_ms; /* a silent origin is gone after this */
 	int origin_node;     /* NUMA node of the origin's data, or -1 */
 	int nic_node;	     /* fabric: node of the NIC, or -1 */
 	char link[32];

@@ -1196,15 +1196,16 @@ static bool st_held(struct bw_stream *s)
 
 static int st_stat(struct bw_stream *s, struct bw_stream_stat *st)
 {
-	const struct bw_shadow *sh = s->shadow;
+	struct bw_shadow_stat ss;
 
-	st->capacity = sh->cap;
-	st->read_pos = sh->pos;
-	st->write_pos = sh->w.tail;
-	st->bytes = sh->bytes;
-	st->calls = sh->calls;
-	st->lost = sh->lost;
-	st->padded = sh->pq.padded;
+	bw_shadow_stat(s->shadow, &ss);
+	st->capacity = ss.capacity;
+	st->read_pos = ss.position;
+	st->write_pos = s->shadow->w.tail;
+	st->bytes = ss.bytes;
+	st->calls = ss.calls;
+	st->lost = ss.lost;
+	st->padded = ss.padded;
 	st->readers = st->writers = 0; /* the origin's are not seen here */
 	st->waits = 0;
 	return 0;
