@@ -65,7 +65,13 @@ void bwi_reg_retire(uint64_t ring_id);
 bool bwi_reg_live(uint16_t id, uint16_t gen);
 
 /* index.c */
+/* The pinned mapping whose data holds p, or NULL, through cache c (pinned
+ * mappings stay mapped, so c never dangles); bwi_map_of() through this
+ * thread's. */
+struct bwi_map *bwi_map_lookup(struct bwi_map_cache *c, const void *p);
 struct bwi_map *bwi_map_of(const void *p);
+/* bw_index_of() for p in the data of m: bwi_index_try() with the reasons
+ * for a refusal said as errors. Returns 0 or -errno. */
 int bwi_index_in(struct bwi_map *m, const void *p, size_t n, uint16_t meta,
 		 struct bw_index *out);
 
@@ -84,6 +90,50 @@ static inline int bwi_index_make(struct bwi_map *m, uint64_t pos, uint64_t n,
 	out->w0 = (pos & BW_INDEX_POS_MASK) | ((uint64_t)id << BW_INDEX_POS_BITS);
 	out->w1 = n | ((uint64_t)gen << 32) | ((uint64_t)meta << 48);
 	return 0;
+}
+
+/* Why bwi_index_try() refused a span. */
+enum bwi_index_why {
+	BWI_IX_EMPTY = 1, /* n == 0 */
+	BWI_IX_TOOBIG,	  /* n beyond the ring or an index */
+	BWI_IX_PAST_MAP,  /* runs past the ring's mapping */
+	BWI_IX_UNWRITTEN, /* holds nothing written yet */
+	BWI_IX_PAST_HEAD, /* runs past what the ring has reserved */
+	BWI_IX_STALE,	  /* overwritten */
+};
+
+/* The index of the n bytes at p, which lies in the data of m, among the
+ * last capacity positions reserved. Returns 0, an enum bwi_index_why (no
+ * error set: the caller says it, or copies instead), or -errno from
+ * registering m. Inline: the splice fast path of IBuf writes is this and
+ * one record write. */
+static inline int bwi_index_try(struct bwi_map *m, const void *p, size_t n,
+				uint16_t meta, struct bw_index *out)
+{
+	uint64_t cap = m->g.capacity, off, hd, pos;
+
+	if (n == 0)
+		return BWI_IX_EMPTY;
+	if (n > cap || n > UINT32_MAX)
+		return BWI_IX_TOOBIG;
+	off = (uint64_t)((const uint8_t *)p - m->data);
+	if (off + n > 2 * cap)
+		return BWI_IX_PAST_MAP;
+	/* The position whose byte lives at off. */
+	hd = bw_load_acquire(&m->hdr->prod.head);
+	pos = (hd & ~m->mask) | (off & m->mask);
+	if (pos >= hd) {
+		if (hd < cap)
+			return BWI_IX_UNWRITTEN;
+		pos -= cap;
+	}
+	if (pos + n > hd)
+		return BWI_IX_PAST_HEAD;
+	/* pos >= hd - capacity by construction: only the scar can be above
+	 * it (A4: head was read first, with acquire). */
+	if (pos < bw_load_relaxed(&m->hdr->ctl.scar))
+		return BWI_IX_STALE;
+	return bwi_index_make(m, pos, n, meta, out);
 }
 
 /* Application splicing: reads of at least this many bytes are remembered. */

@@ -380,6 +380,30 @@ int bwi_map_open(const char *name, enum bwi_access acc, struct bwi_map **out);
 int bwi_map_open_fd(int fd, bool writable, const char *name,
 		    struct bwi_map **out);
 struct bwi_map *bwi_map_pin_at(const void *p);
+
+/* Pointers to the pinned mappings that hold them (bwi_map_lookup), for a
+ * thread (bw_index_of) or an IBuf writer's handle. */
+#define BWI_RANGES 4
+struct bwi_map_cache {
+	uintptr_t lo[BWI_RANGES]; /* one cache line: lo and hi of 4 rings */
+	uintptr_t hi[BWI_RANGES];
+	struct bwi_map *m[BWI_RANGES];
+	unsigned next;
+	uintptr_t miss_page; /* a page in no ring, as of ... */
+	uint64_t miss_adds;  /* ... this count of mappings added */
+};
+
+/* The mapping in c whose data holds p, or NULL: a few compares. */
+static inline struct bwi_map *bwi_map_cached(const struct bwi_map_cache *c,
+					     const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	for (unsigned i = 0; i < BWI_RANGES; i++)
+		if (a - c->lo[i] < c->hi[i] - c->lo[i])
+			return c->m[i];
+	return NULL;
+}
 struct bwi_map *bwi_map_find_ring(uint64_t ring_id);
 extern _Atomic uint64_t bwi_map_epoch;
 extern _Atomic uint64_t bwi_map_adds;

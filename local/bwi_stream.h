@@ -139,6 +139,7 @@ struct bw_stream {
 	bool ipoke_acq;		 /* ... by poke_acquire */
 	uint64_t ipoke_len;
 	struct bwi_stats ist, iwst; /* data read and written (not records) */
+	struct bwi_map_cache imc; /* rings this IBuf writer spliced from */
 
 	/* implementation stack: top layer, and the one below it */
 	const struct bwi_ops *ops, *lower;

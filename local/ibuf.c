@@ -361,11 +361,13 @@ static ssize_t splice(struct bw_stream *s, const uint8_t *p, size_t n)
 
 	if (s->flags & BW_NOSPLICE)
 		return 0;
-	m = bwi_map_of(p);
+	m = bwi_map_lookup(&s->imc, p);
 	if (m && m != s->m && m->g.layout == BWI_LAYOUT_BYTES) {
 		k = n > m->g.capacity ? (size_t)m->g.capacity : n;
-		if (bwi_index_in(m, p, k, 0, &idx) < 0) {
-			bwi_err_clear(); /* not an error: we copy instead */
+		r = bwi_index_try(m, p, k, 0, &idx);
+		if (r != 0) {
+			if (r < 0)
+				bwi_err_clear(); /* not an error: we copy */
 			return 0;
 		}
 	} else if (!m && n >= BWI_SPLICE_MIN) {
@@ -406,10 +408,28 @@ static ssize_t write_through(struct bw_stream *s, const uint8_t *p, size_t n)
 ssize_t bwi_i_write(struct bw_stream *s, const void *buf, size_t n)
 {
 	const uint8_t *b = buf;
+	struct bwi_map *m;
 	size_t done = 0;
 	ssize_t k;
 	int r;
 
+	/* The fast path: a span of a ring this writer spliced from before
+	 * (only a writer that may splice fills imc). Anything it refuses
+	 * takes the loop below, which says why or copies. */
+	m = s->ipoke ? NULL : bwi_map_cached(&s->imc, b);
+	if (__builtin_expect(m && m != s->m && m->g.layout == BWI_LAYOUT_BYTES,
+			     1)) {
+		struct bw_index idx;
+
+		if (bwi_index_try(m, b, n, 0, &idx) == 0) {
+			r = bwi_rec_write(s, &idx, REC);
+			if (r < 0)
+				return r;
+			s->iwst.spliced += n;
+			bwi_count_call(&s->iwst, n);
+			return (ssize_t)n;
+		}
+	}
 	if (__builtin_expect(s->ipoke, 0)) {
 		r = ibuf_enter(s);
 		if (r < 0)

@@ -11,9 +11,9 @@
  * buffer fault), checks it is the ring the entry names (ring_id), pins the
  * mapping for the life of the process, and fills the word.
  *
- * Pointers to indices: each thread keeps the address ranges of the last
- * BWI_RANGES rings it made indices in, in one cache line; a miss searches
- * the process's mappings.
+ * Pointers to indices: each thread (for bw_index_of) and each IBuf writer
+ * keeps the address ranges of the last BWI_RANGES rings it made indices
+ * in, in one cache line; a miss searches the process's mappings.
  */
 #include "config.h"
 
@@ -27,7 +27,6 @@
 
 #include "bwi_index.h"
 
-#define BWI_RANGES 4
 #define BWI_RECENT 4
 #define PTR_MASK ((UINT64_C(1) << 48) - 1)
 
@@ -207,44 +206,39 @@ BW_API int bw_index_check(const struct bw_index *idx)
 
 /* ---- pointers to indices ------------------------------------------------ */
 
-struct ranges {
-	uintptr_t lo[BWI_RANGES]; /* one cache line: lo and hi of 4 rings */
-	uintptr_t hi[BWI_RANGES];
-	struct bwi_map *m[BWI_RANGES];
-	unsigned next;
-	uintptr_t miss_page; /* a page in no ring, as of ... */
-	uint64_t miss_adds;  /* ... this count of mappings added */
-};
+static _Thread_local struct bwi_map_cache rc;
 
-static _Thread_local struct ranges rc;
+struct bwi_map *bwi_map_lookup(struct bwi_map_cache *c, const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	struct bwi_map *m = bwi_map_cached(c, p);
+	uint64_t adds;
+
+	if (m)
+		return m;
+	/* A private buffer written again and again: remembered as in no
+	 * ring until a new ring is mapped. */
+	adds = atomic_load_explicit(&bwi_map_adds, memory_order_acquire);
+	if ((a >> 12) == c->miss_page && adds == c->miss_adds)
+		return NULL;
+	m = bwi_map_pin_at(p);
+	if (!m) {
+		c->miss_page = a >> 12;
+		c->miss_adds = adds;
+	} else {
+		unsigned i = c->next++ % BWI_RANGES;
+
+		c->lo[i] = (uintptr_t)m->data;
+		c->hi[i] = (uintptr_t)(m->data + 2 * m->g.capacity);
+		c->m[i] = m;
+	}
+	return m;
+}
 
 /* The pinned mapping whose data holds p, from this thread's cache. */
 struct bwi_map *bwi_map_of(const void *p)
 {
-	uintptr_t a = (uintptr_t)p;
-	struct bwi_map *m;
-	uint64_t adds;
-
-	for (unsigned i = 0; i < BWI_RANGES; i++)
-		if (a - rc.lo[i] < rc.hi[i] - rc.lo[i])
-			return rc.m[i];
-	/* A private buffer written again and again: remembered as in no
-	 * ring until a new ring is mapped. */
-	adds = atomic_load_explicit(&bwi_map_adds, memory_order_acquire);
-	if ((a >> 12) == rc.miss_page && adds == rc.miss_adds)
-		return NULL;
-	m = bwi_map_pin_at(p);
-	if (!m) {
-		rc.miss_page = a >> 12;
-		rc.miss_adds = adds;
-	} else {
-		unsigned i = rc.next++ % BWI_RANGES;
-
-		rc.lo[i] = (uintptr_t)m->data;
-		rc.hi[i] = (uintptr_t)(m->data + 2 * m->g.capacity);
-		rc.m[i] = m;
-	}
-	return m;
+	return bwi_map_lookup(&rc, p);
 }
 
 BW_API int bw_index_of(const void *p, size_t n, uint16_t meta,
@@ -262,38 +256,30 @@ BW_API int bw_index_of(const void *p, size_t n, uint16_t meta,
 	return bwi_index_in(m, p, n, meta, out);
 }
 
-/* bw_index_of() for p in the data of m. */
 int bwi_index_in(struct bwi_map *m, const void *p, size_t n, uint16_t meta,
 		 struct bw_index *out)
 {
-	uint64_t off, hd, pos;
+	int r = bwi_index_try(m, p, n, meta, out);
 
-	if (n == 0)
+	switch (r) {
+	case BWI_IX_EMPTY:
 		return bwi_err(EINVAL, "an index names at least one byte");
-	if (n > m->g.capacity || n > UINT32_MAX)
+	case BWI_IX_TOOBIG:
 		return bwi_err(EMSGSIZE, "%zu bytes: more than the ring or an "
 					 "index holds",
 			       n);
-	off = (uint64_t)((const uint8_t *)p - m->data);
-	if (off + n > 2 * m->g.capacity)
+	case BWI_IX_PAST_MAP:
 		return bwi_err(EINVAL, "the span runs past the ring's mapping");
-	/* The position whose byte lives at off, among the last capacity
-	 * positions reserved. */
-	hd = bw_load_acquire(&m->hdr->prod.head);
-	pos = (hd & ~m->mask) | (off & m->mask);
-	if (pos >= hd) {
-		if (hd < m->g.capacity)
-			return bwi_err(EINVAL, "%p holds nothing written yet", p);
-		pos -= m->g.capacity;
-	}
-	if (pos + n > hd)
+	case BWI_IX_UNWRITTEN:
+		return bwi_err(EINVAL, "%p holds nothing written yet", p);
+	case BWI_IX_PAST_HEAD:
 		return bwi_err(EINVAL, "the span runs past what the ring has "
 				       "reserved");
-	/* pos >= hd - capacity by construction: only the scar can be above
-	 * it (A4: head was read first, with acquire). */
-	if (pos < bw_load_relaxed(&m->hdr->ctl.scar))
+	case BWI_IX_STALE:
 		return bwi_err(ESTALE, "the bytes at %p were overwritten", p);
-	return bwi_index_make(m, pos, n, meta, out);
+	default:
+		return r;
+	}
 }
 
 /* ---- application splicing: reads remembered --------------------------------- */

@@ -1290,7 +1290,11 @@ static int wr_close(struct bw_stream *s, uint64_t hd, uint64_t n)
 		       (unsigned long long)n);
 }
 
-static inline int wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
+/* Always inlined: it is half of every write's fast path (bw_stream_write,
+ * and the index records of IBuf writes); GCC left it a call, which cost
+ * 1-2 ns of a 10 ns 16-byte write here. */
+static inline __attribute__((always_inline)) int
+wr_publish(struct bw_stream *s, uint64_t hd, uint64_t n)
 {
 	struct bwi_hdr *h = H(s);
 

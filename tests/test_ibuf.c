@@ -106,6 +106,67 @@ static void test_write_through_and_splice(void)
 	bw_unlink("src");
 }
 
+/* The fast path of a writer that spliced from a ring before refuses what
+ * the first splice would: bytes not yet written, whole or in part, are
+ * copied (as the pointer's current contents), never stored as an index; a
+ * good span after them is spliced again. */
+static void test_splice_fast_path(void)
+{
+	struct bw_stream *ir, *iw, *sr, *sw;
+	struct bw_stream_stat st;
+	uint8_t buf[RING], out[RING], want[1200];
+	const uint8_t *p, *q;
+	uint64_t wt;
+
+	mk("ibf", BW_RING_INDEX, RING);
+	mk("srcf", 0, RING);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ibf", BW_READ | BW_NOWAIT | BW_NONBLOCK,
+					     &ir),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ibf", BW_WRITE, &iw), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("srcf", BW_READ | BW_NOWAIT, &sr), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("srcf", BW_WRITE, &sw), 0);
+	/* a first splice: the writer now knows the source ring */
+	bwt_fill(buf, 400, 0, 46);
+	CU_ASSERT_EQUAL(bw_stream_write(sw, buf, 400), 400);
+	CU_ASSERT_EQUAL(bw_stream_peek(sr, (const void **)&p, 400), 400);
+	CU_ASSERT_EQUAL(bw_stream_write(iw, p, 400), 400);
+	CU_ASSERT_EQUAL(read_all(ir, out, sizeof(out)), 400);
+	CU_ASSERT_EQUAL(bwt_verify(out, 400, 0, 46), -1);
+	/* bytes not written yet: just past the source's write position */
+	wt = wpos("ibf.wt");
+	memcpy(want, p + 400, 300);
+	CU_ASSERT_EQUAL(bw_stream_write(iw, p + 400, 300), 300);
+	CU_ASSERT_EQUAL(wpos("ibf.wt"), wt + 300); /* copied */
+	CU_ASSERT_EQUAL(read_all(ir, out, sizeof(out)), 300);
+	CU_ASSERT_EQUAL(memcmp(out, want, 300), 0);
+	/* bytes that start written and run past the write position */
+	wt = wpos("ibf.wt");
+	memcpy(want, p + 200, 400);
+	CU_ASSERT_EQUAL(bw_stream_write(iw, p + 200, 400), 400);
+	CU_ASSERT_EQUAL(wpos("ibf.wt"), wt + 400); /* copied */
+	CU_ASSERT_EQUAL(read_all(ir, out, sizeof(out)), 400);
+	CU_ASSERT_EQUAL(memcmp(out, want, 400), 0);
+	/* a good span again: spliced */
+	bwt_fill(buf, 1200, 0, 48);
+	CU_ASSERT_EQUAL(bw_stream_write(sw, buf, 1200), 1200);
+	CU_ASSERT_EQUAL(bw_stream_peek(sr, (const void **)&q, 1200), 1200);
+	wt = wpos("ibf.wt");
+	CU_ASSERT_EQUAL(bw_stream_write(iw, q, 1200), 1200);
+	CU_ASSERT_EQUAL(wpos("ibf.wt"), wt);
+	CU_ASSERT_EQUAL(read_all(ir, out, sizeof(out)), 1200);
+	CU_ASSERT_EQUAL(bwt_verify(out, 1200, 0, 48), -1);
+	CU_ASSERT_EQUAL(bw_stream_stat(iw, &st), 0);
+	CU_ASSERT_EQUAL(st.spliced, 1600);
+	CU_ASSERT_EQUAL(st.copied, 700);
+	bw_stream_close(ir);
+	bw_stream_close(iw);
+	bw_stream_close(sr);
+	bw_stream_close(sw);
+	bw_unlink("ibf");
+	bw_unlink("srcf");
+}
+
 /* Application splicing: a buffer filled by read and written unmodified is
  * spliced (its source's index stored); once modified, or with BW_NOSPLICE,
  * it is copied. */
@@ -454,6 +515,7 @@ static void test_anonymous_ibuf_fork(void)
 static void reg(void)
 {
 	bwt_add("write-through and splice", test_write_through_and_splice);
+	bwt_add("splice fast path refusals", test_splice_fast_path);
 	bwt_add("stream calls on an IBuf", test_stream_calls);
 	bwt_add("application splicing", test_application_splicing);
 	bwt_add("several IBufs on one DBuf, one IBuf on several",
