@@ -124,11 +124,17 @@ static void drain(int fd)
 }
 
 /* Arms the doorbell: it will ring at the next change, or now if the stream is
- * already ready. Called when the descriptor is made and on every -EAGAIN. */
-void bwi_bell_arm(struct bw_stream *s)
+ * already ready for need bytes (0: a default of 4 KiB, or the ring). Called
+ * when the descriptor is made, and on every -EAGAIN with what the call
+ * wanted, so a writer that wants more room than there is does not find
+ * its descriptor ready at once and spin. */
+void bwi_bell_arm(struct bw_stream *s, uint64_t need)
 {
 	struct bwi_slot *sl;
-	uint64_t need = s->m->g.capacity < 4096 ? s->m->g.capacity : 4096;
+	uint64_t cap = s->m->g.capacity;
+
+	if (need == 0 || need > cap)
+		need = cap < 4096 ? cap : 4096;
 
 	if (s->bell_fd < 0)
 		return;
@@ -183,10 +189,11 @@ BW_API int bw_stream_fd(struct bw_stream *s)
 	r = bw_stream_flush(s);
 	if (r < 0)
 		return r;
+	if (s->sc)
+		return bwi_scale_fd(s);
 	if (s->m->g.scale)
-		return bwi_err(ENOSYS, "a self-scaling ring moves between "
-				       "regions: it has no one descriptor to "
-				       "poll (use bw_stream_block or select)");
+		return bwi_err(ENOSYS, "this handle on a self-scaling ring "
+				       "has no descriptor to poll");
 	if (s->bell_fd >= 0)
 		return s->bell_fd;
 	if (s->shadow)
@@ -219,6 +226,6 @@ BW_API int bw_stream_fd(struct bw_stream *s)
 		return r;
 	}
 	s->bell_fd = fd;
-	bwi_bell_arm(s);
+	bwi_bell_arm(s, 0);
 	return fd;
 }

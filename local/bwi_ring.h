@@ -497,6 +497,9 @@ static inline struct bwi_scale_area *bwi_scale_area(const struct bwi_map *m)
 
 /* ---- slots.c ---- */
 enum bwi_role { BWI_READER = 0, BWI_WRITER = 1 };
+/* Rings the armed doorbells of role's slots (bell.c). */
+void bwi_bell_ring_all(struct bwi_map *m, struct bwi_wait *w,
+		       enum bwi_role role);
 
 int bwi_slot_claim(struct bwi_map *m, enum bwi_role role, uint64_t pos,
 		   uint32_t *idx, uint32_t *gen);

@@ -207,10 +207,8 @@ static inline bool bwi_rd_fast(const struct bw_stream *s, size_t n,
 
 extern uint32_t bwi_epoch;
 
-/* Doorbells (bell.c) */
-void bwi_bell_ring_all(struct bwi_map *m, struct bwi_wait *w,
-		       enum bwi_role role);
-void bwi_bell_arm(struct bw_stream *s);
+/* Doorbells (bell.c; bwi_bell_ring_all in bwi_ring.h) */
+void bwi_bell_arm(struct bw_stream *s, uint64_t need);
 void bwi_bell_close(struct bw_stream *s);
 void bwi_bell_child(struct bw_stream *s);
 
@@ -269,6 +267,7 @@ int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 		     int flags);
 int bwi_wr_room(struct bw_stream *s, uint64_t n);
 bool bwi_scale_continues(struct bw_stream *s);
+int bwi_scale_fd(struct bw_stream *s);
 int bwi_stream_new(struct bw_stream **out);
 struct bw_shadow;
 void bwi_attach_shadow(struct bw_stream *s, struct bwi_map *m, int flags,

@@ -64,6 +64,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -81,6 +82,12 @@ struct bwi_scaler {
 	double rate[64];	/* bytes/ns by shift, 0: never measured */
 	double recent[3];	/* the last loops' rates at this size */
 	unsigned nrecent;
+	/* bw_stream_fd(): an epoll set holding the doorbell of the region
+	 * handle we wait on (the reader's, else the writer's), which moves
+	 * with it from region to region */
+	int epfd;
+	pid_t ep_pid;	 /* the process that made it */
+	uint64_t ep_key; /* whose doorbell it holds: bell_key() */
 };
 
 static struct bwi_scale_area *area(const struct bw_stream *s)
@@ -289,6 +296,7 @@ static int sc_attach(struct bw_stream *s)
 
 	if (!sc)
 		return bwi_err(ENOMEM, "allocating a self-scaling handle");
+	sc->epfd = -1;
 	s->sc = sc;
 	k = bw_load_acquire(&area(s)->cur);
 	/* before the control segment's slots (bwi_attach): s->flags says
@@ -331,6 +339,8 @@ static void sc_detach(struct bw_stream *s)
 	}
 	if (sc->w)
 		bw_stream_close(sc->w);
+	if (sc->epfd >= 0)
+		close(sc->epfd);
 	free(sc);
 	s->sc = NULL;
 }
@@ -365,19 +375,76 @@ static int follow(struct bw_stream *s)
 	return 1;
 }
 
-static void sync_flags(struct bw_stream *s, struct bw_stream *h)
+/* ---- the descriptor ---------------------------------------------------------- */
+
+/* Which region handle the descriptor waits on: the reader's, in region kr,
+ * or else the writer's, in region kw. */
+static uint64_t bell_key(const struct bwi_scaler *sc)
+{
+	return sc->r ? sc->kr << 1 | 1 : sc->kw << 1;
+}
+
+/* Puts the doorbell of the region handle we now wait on into the epoll set
+ * (the one before left it as its handle closed). Returns 0 or -errno. */
+static int rebell(struct bw_stream *s)
+{
+	struct bwi_scaler *sc = s->sc;
+	struct epoll_event ev = {.events = EPOLLIN};
+	struct bw_stream *h = sc->r ? sc->r : sc->w;
+	int fd;
+
+	if (sc->epfd < 0 || !h || sc->ep_key == bell_key(sc))
+		return 0;
+	fd = bw_stream_fd(h);
+	if (fd < 0)
+		return fd;
+	if (epoll_ctl(sc->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST)
+		return bwi_err(errno, "adding region %llu's doorbell to the "
+				      "ring's descriptor",
+			       (unsigned long long)(bell_key(sc) >> 1));
+	sc->ep_key = bell_key(sc);
+	return 0;
+}
+
+/* bw_stream_fd() of a self-scaling ring: an epoll descriptor, readable
+ * when the doorbell of the region handle in it is, and kept on the
+ * region the handle is in as it moves. */
+int bwi_scale_fd(struct bw_stream *s)
+{
+	struct bwi_scaler *sc = s->sc;
+	int r;
+
+	if (sc->epfd >= 0 && sc->ep_pid != getpid()) {
+		/* a bw_fork() child: the set is the parent's */
+		close(sc->epfd);
+		sc->epfd = -1;
+	}
+	if (sc->epfd < 0) {
+		sc->epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (sc->epfd < 0)
+			return bwi_err(errno, "creating the descriptor of a "
+					      "self-scaling ring");
+		sc->ep_pid = getpid();
+		sc->ep_key = UINT64_MAX;
+	}
+	r = rebell(s);
+	return r < 0 ? r : sc->epfd;
+}
+
+/* After every move to a region handle h: its blocking mode is ours, and
+ * the descriptor, if made, waits on it. */
+static int sync_flags(struct bw_stream *s, struct bw_stream *h)
 {
 	h->flags = (h->flags & ~(BW_NONBLOCK | BW_LOW_LATENCY)) |
 		   (s->flags & (BW_NONBLOCK | BW_LOW_LATENCY));
+	return rebell(s);
 }
 
 static int r_enter(struct bw_stream *s)
 {
 	int r = bwi_need_reader(s);
 
-	if (r == 0)
-		sync_flags(s, s->sc->r);
-	return r;
+	return r < 0 ? r : sync_flags(s, s->sc->r);
 }
 
 enum { RD_READ, RD_PEEK, RD_ACQUIRE };
@@ -402,7 +469,9 @@ static ssize_t rd_call(struct bw_stream *s, int kind, void *buf,
 		r = follow(s);
 		if (r <= 0)
 			return r;
-		sync_flags(s, s->sc->r);
+		r = sync_flags(s, s->sc->r);
+		if (r < 0)
+			return r;
 	}
 }
 
@@ -686,11 +755,9 @@ static int w_enter(struct bw_stream *s)
 {
 	int r = bwi_need_writer(s);
 
-	if (r == 0) {
-		sync_flags(s, s->sc->w);
-		r = bw_stream_flush(s->sc->w);
-	}
-	return r;
+	if (r == 0)
+		r = sync_flags(s, s->sc->w);
+	return r < 0 ? r : bw_stream_flush(s->sc->w);
 }
 
 static int no_acq(struct bw_stream *s)
@@ -722,9 +789,10 @@ static ssize_t sc_write(struct bw_stream *s, const void *buf, size_t n)
 			sample(s, hd);
 		if (hd + c > sc->loop_end) {
 			r = loop_done(s, hd);
+			if (r == 0)
+				r = sync_flags(s, sc->w);
 			if (r < 0)
 				return done ? (ssize_t)done : r;
-			sync_flags(s, sc->w);
 			cap = sc->w->m->g.capacity;
 			c = n - done < cap ? n - done : (size_t)cap;
 		}
@@ -747,9 +815,10 @@ static ssize_t sc_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 		return r;
 	if (sc->w->wpos + n > sc->loop_end && n) {
 		r = loop_done(s, sc->w->wpos);
+		if (r == 0)
+			r = sync_flags(s, sc->w);
 		if (r < 0)
 			return r;
-		sync_flags(s, sc->w);
 	}
 	return acq ? bw_stream_poke_acquire(sc->w, ptr, n)
 		   : bw_stream_poke(sc->w, ptr, n);

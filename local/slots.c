@@ -47,11 +47,17 @@ void bwi_bump_peers(struct bwi_map *m)
 
 	bw_fetch_add(&h->ctl.peer_seq, 1);
 	bwi_futex_wake(&h->ctl.peer_seq);
-	/* Sleepers on either side re-check for EOF, EPIPE and new peers. */
+	/* Sleepers on either side re-check for EOF, EPIPE and new peers,
+	 * and so do event loops: armed doorbells ring. The fetch_adds above
+	 * are full barriers, the heavy side against bwi_bell_arm's. */
 	bw_fetch_add(&h->rwait.seq, 1);
 	bwi_futex_wake(&h->rwait.seq);
 	bw_fetch_add(&h->wwait.seq, 1);
 	bwi_futex_wake(&h->wwait.seq);
+	if (bw_load_relaxed(&h->rwait.waiting) >= BWI_ARMED)
+		bwi_bell_ring_all(m, &h->rwait, BWI_READER);
+	if (bw_load_relaxed(&h->wwait.waiting) >= BWI_ARMED)
+		bwi_bell_ring_all(m, &h->wwait, BWI_WRITER);
 }
 
 bool bwi_wposts_pending(const struct bwi_map *m, uint32_t i, uint64_t t)

@@ -759,7 +759,7 @@ static int wait_one(struct bw_stream *s, int events, uint64_t need)
 	int r = wait_any(&w, 1, nb ? 0 : -1);
 
 	if (r == 0 && nb)
-		bwi_bell_arm(s);
+		bwi_bell_arm(s, need);
 	return r < 0 ? r : w.revents;
 }
 

@@ -308,6 +308,39 @@ static void test_fd_epoll(void)
 	bw_unlink("fd");
 }
 
+/* The other side leaving rings the descriptor: a reader's event loop sees
+ * the end of the stream, a writer's sees EPIPE, without another call. */
+static void test_fd_hangup(void)
+{
+	struct bw_stream *w, *r = rw_pair("fdh", &w, RING, BW_NONBLOCK);
+	struct pollfd pf = {.events = POLLIN};
+	uint8_t buf[64];
+
+	pf.fd = bw_stream_fd(r);
+	CU_ASSERT_FATAL(pf.fd >= 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), -EAGAIN);
+	CU_ASSERT_EQUAL(poll(&pf, 1, 0), 0);
+	bw_stream_close(w);
+	CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 0);
+	bw_stream_close(r);
+
+	/* a writer waiting for room, and its reader leaves */
+	bw_unlink("fdh");
+	r = rw_pair("fdh", &w, RING, BW_NONBLOCK);
+	bw_stream_set_nonblock(w, 1);
+	while (bw_stream_write(w, buf, sizeof(buf)) == (ssize_t)sizeof(buf))
+		;
+	pf.fd = bw_stream_fd(w);
+	CU_ASSERT_FATAL(pf.fd >= 0);
+	CU_ASSERT_EQUAL(poll(&pf, 1, 0), 0);
+	bw_stream_close(r);
+	CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, sizeof(buf)), -EPIPE);
+	bw_stream_close(w);
+	bw_unlink("fdh");
+}
+
 /* block and select report readiness and time out. */
 static void test_block_select(void)
 {
@@ -383,6 +416,7 @@ static void reg(void)
 	bwt_add("EOF and EPIPE", test_eof_epipe);
 	bwt_add("writes larger than the ring", test_large_write_thread);
 	bwt_add("descriptor in epoll", test_fd_epoll);
+	bwt_add("descriptor rings on hang-up", test_fd_hangup);
 	bwt_add("block and select", test_block_select);
 	bwt_add("list and stat", test_list_stat);
 }

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <poll.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,6 +44,14 @@ static uint64_t cap(struct bw_stream *s)
 	return st.capacity;
 }
 
+/* Whether fd turns readable within ms milliseconds (0: is readable now). */
+static int readable(int fd, int ms)
+{
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+
+	return poll(&pf, 1, ms);
+}
+
 /* Files of the ring directory whose name starts with prefix. */
 static int parts(const char *prefix)
 {
@@ -66,6 +75,7 @@ static void run_turns(uint32_t scale)
 	static uint8_t buf[64 << 10], out[64 << 10];
 	uint64_t wpos = 0, rpos = 0, c0, lo, hi;
 	struct bw_ring_info in;
+	int fdr, fdw;
 
 	CU_ASSERT_EQUAL_FATAL(mk("sc", scale, MIB, 64 << 10, 0), 0);
 	CU_ASSERT_EQUAL(parts("sc@"), scale == BW_SCALE_DECKCUT ? 2 : 1);
@@ -78,6 +88,10 @@ static void run_turns(uint32_t scale)
 	c0 = cap(w);
 	CU_ASSERT_EQUAL(c0, MIB);
 	lo = hi = c0;
+	/* descriptors that follow both handles through every resize */
+	fdr = bw_stream_fd(r);
+	fdw = bw_stream_fd(w);
+	CU_ASSERT_FATAL(fdr >= 0 && fdw >= 0);
 	/* keeping up: reads everything after every write */
 	for (int i = 0; i < 4000; i++) {
 		ssize_t x;
@@ -86,12 +100,16 @@ static void run_turns(uint32_t scale)
 		x = bw_stream_write(w, buf, 4096);
 		CU_ASSERT_EQUAL_FATAL(x, 4096);
 		wpos += 4096;
+		/* the reader's descriptor rings, in whatever region */
+		CU_ASSERT_EQUAL_FATAL(readable(fdr, 5000), 1);
 		while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
 			CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 21),
 					      -1);
 			rpos += (uint64_t)x;
 		}
 		CU_ASSERT_EQUAL_FATAL(x, -EAGAIN);
+		CU_ASSERT_EQUAL_FATAL(readable(fdr, 0), 0); /* re-armed */
+		CU_ASSERT_EQUAL_FATAL(bw_stream_fd(r), fdr);
 		/* a region that ended in a resize is no hang-up */
 		CU_ASSERT_EQUAL_FATAL(bw_stream_block(r, BW_POLLIN, 0) &
 					      BW_POLLHUP,
@@ -114,11 +132,24 @@ static void run_turns(uint32_t scale)
 		else
 			CU_ASSERT_EQUAL_FATAL(x, -EAGAIN);
 		if (i % 4 == 0 || x < 0) {
+			bool full = x < 0;
+
+			/* a full ring: the writer's descriptor is quiet
+			 * until the reader makes room */
+			if (full)
+				CU_ASSERT_EQUAL_FATAL(readable(fdw, 0), 0);
 			x = bw_stream_read(r, out, 8192);
 			if (x > 0) {
 				CU_ASSERT_EQUAL_FATAL(
 					bwt_verify(out, (size_t)x, rpos, 21), -1);
 				rpos += (uint64_t)x;
+			}
+			/* no wakeup missed: a quiet descriptor means the
+			 * write still finds no room (the read may have
+			 * been in the region before the writer's) */
+			if (full && readable(fdw, 0) == 0) {
+				x = bw_stream_write(w, buf, 16384);
+				CU_ASSERT_EQUAL_FATAL(x, -EAGAIN);
 			}
 		}
 		if (cap(w) > hi)
@@ -310,8 +341,9 @@ static void test_refused(void)
 	CU_ASSERT_EQUAL(bw_mkfifo("sy@1", NULL), -EINVAL);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sy", BW_READ | BW_WRITE, &e[0]),
 			      0);
-	CU_ASSERT_EQUAL(bw_stream_fd(e[0]), -ENOSYS);
+	CU_ASSERT_EQUAL(readable(bw_stream_fd(e[0]), 0), 0);
 	CU_ASSERT_EQUAL(bw_stream_write(e[0], "xyz", 3), 3);
+	CU_ASSERT_EQUAL(readable(bw_stream_fd(e[0]), 5000), 1);
 	CU_ASSERT_EQUAL(bw_stream_block(e[0], BW_POLLIN, 1000), BW_POLLIN);
 	bw_stream_close(e[0]);
 	bw_unlink("sy");

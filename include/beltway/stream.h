@@ -216,7 +216,9 @@ struct bw_ring_opts {
  * in the ring directory, which bw_unlink removes with it), has one writer,
  * is a lossless or SRP byte ring, and is read and written by processes
  * with write permission. bw_stream_stat's capacity is the size now.
- * bw_stream_fd is not available on it (-ENOSYS); block and select are.
+ * bw_stream_fd gives an epoll descriptor that follows the handle from
+ * region to region: the same number for the life of the handle (in a
+ * bw_fork child, call it again).
  */
 enum bw_scale {
 	BW_SCALE_NONE = 0,
