@@ -289,6 +289,58 @@ static ssize_t dyn_write(struct bw_stream *s, const void *buf, size_t n)
 	return (ssize_t)done;
 }
 
+/* A poke ends at its container's end, as a peek does: it reserves the
+ * bytes from the write position up to n that are contiguous there, and
+ * returns their count. The containers are made before the reservation (at
+ * most the one the write position opens), so a failed allocation leaves
+ * nothing reserved; poke_complete and the next call publish as on any
+ * ring. */
+static ssize_t dyn_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
+{
+	struct bwi_dyn *d = s->m->dyn;
+	struct bwi_dyn_box *b;
+	uint64_t head, k;
+	void *p;
+	ssize_t r = bwi_need_writer(s); /* publishes the last poke */
+
+	if (r < 0)
+		return r;
+	if (!ptr)
+		return bwi_err(EFAULT, "poke pointer is NULL");
+	if (n > s->m->g.capacity)
+		return bwi_err(EMSGSIZE, "poke of %zu bytes exceeds the ring "
+					 "capacity %llu",
+			       n, (unsigned long long)s->m->g.capacity);
+	head = bw_load_relaxed(&s->hdr->prod.head);
+	k = d->box - head % d->box;
+	if (k > n)
+		k = n;
+	r = boxes_for(s, head, head + (k ? k : 1), &b);
+	if (r < 0)
+		return r;
+	*ptr = b->data + (head - b->start);
+	if (k == 0)
+		return 0;
+	r = bwi_d_poke(s, &p, (size_t)k, acq);
+	if (r <= 0)
+		return r;
+	if ((acq ? s->acq_start : s->poke_start) != head)
+		return bwi_err(EIO, "dynamic ring: another writer moved head");
+	s->dyn_w = b;
+	if (!acq) /* all of it is published, at the next call */
+		bwi_count_call(&s->iwst, k);
+	return (ssize_t)k;
+}
+
+static int dyn_poke_complete(struct bw_stream *s, size_t n)
+{
+	int r = bwi_d_poke_complete(s, n);
+
+	if (r == 0 && n)
+		bwi_count_call(&s->iwst, n);
+	return r;
+}
+
 /* The reader's container for its position: from its cached one, or, with
  * none (after attaching, or a move that skipped containers: its cache may
  * have been freed), found under the mutex. NULL when none holds it. */
@@ -451,7 +503,8 @@ uint64_t bwi_dyn_held(const struct bwi_map *m)
 		      : 0;
 }
 
-/* The dynamic layer; poke and append answer -ENOSYS (the default). */
+/* The dynamic layer; append answers -ENOSYS (the default), as on any byte
+ * ring. */
 const struct bwi_ops bwi_dyn_ops = {
 	.size = sizeof(struct bwi_ops),
 	.name = "dynamic",
@@ -460,6 +513,8 @@ const struct bwi_ops bwi_dyn_ops = {
 	.peek = dyn_peek,
 	.peek_complete = dyn_peek_complete,
 	.write = dyn_write,
+	.poke = dyn_poke,
+	.poke_complete = dyn_poke_complete,
 	.flush = dyn_flush,
 	.check = dyn_check,
 	.lseek = dyn_lseek,

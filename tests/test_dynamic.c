@@ -4,8 +4,8 @@
  * and freed once every reader passed. The stream across many containers,
  * the memory bound, peeks that end at a container's end, two readers at
  * different paces, a late reader, threads, refusals (other processes,
- * bw_fork children, options that cannot work), and the calls left to the
- * -ENOSYS default.
+ * bw_fork children, options that cannot work), pokes, and append left to
+ * the -ENOSYS default.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -98,7 +98,8 @@ static void test_stream_and_bound(void)
 	bw_unlink("dy");
 }
 
-/* A peek ends at its container's end; peek_acquire and complete. */
+/* A peek ends at its container's end; peek_acquire and complete; pokes
+ * likewise. */
 static void test_peek(void)
 {
 	struct bw_stream *r, *w;
@@ -127,10 +128,21 @@ static void test_peek(void)
 	/* seeks go forward only */
 	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_SET), -EINVAL);
 	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_CUR), RING / 2);
+	/* a poke, too, ends at its container's end (a new one here) */
 	{
 		void *q;
 
-		CU_ASSERT_EQUAL(bw_stream_poke(w, &q, 10), -ENOSYS);
+		CU_ASSERT_EQUAL(bw_stream_poke(w, &q, 100), 100);
+		bwt_fill(q, 100, RING / 2, 6);
+		CU_ASSERT_EQUAL(bw_stream_poke_acquire(w, &q, RING),
+				RING / 4 - 100);
+		bwt_fill(q, 50, RING / 2 + 100, 6);
+		CU_ASSERT_EQUAL(bw_stream_poke_complete(w, 50), 0);
+		CU_ASSERT_EQUAL(bw_stream_poke(w, &q, RING + 1), -EMSGSIZE);
+		CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), 150);
+		CU_ASSERT_EQUAL(bwt_verify(buf, 150, RING / 2, 6), -1);
+		CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), -EAGAIN);
+		CU_ASSERT_EQUAL(bw_stream_lseek(w, 0, SEEK_CUR), RING / 2 + 150);
 		CU_ASSERT_EQUAL(bw_stream_append(w, buf, 10), -ENOSYS);
 		CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "dynamic"));
 	}
@@ -372,7 +384,7 @@ static void test_moves(void)
 static void reg(void)
 {
 	bwt_add("stream across containers, memory bound", test_stream_and_bound);
-	bwt_add("peek, seek, and the -ENOSYS defaults", test_peek);
+	bwt_add("peek, poke, seek, and append's -ENOSYS", test_peek);
 	bwt_add("two readers, a late reader", test_two_readers);
 	bwt_add("writer and reader threads", test_threads);
 	bwt_add("refused: other processes, forks, options", test_refused);

@@ -64,9 +64,11 @@ enum {
 				    * one writer: opening it from another
 				    * process (or using it after bw_fork)
 				    * fails with EINVAL. A lossless or SRP
-				    * byte ring; read, peek, write (poke and
-				    * append: -ENOSYS); peeks end at a
-				    * container's end; seeks go forward. */
+				    * byte ring; read, peek, write, poke
+				    * (append: -ENOSYS, as on any byte ring);
+				    * peeks and pokes end at a container's
+				    * end (they return the count); seeks go
+				    * forward. */
 };
 
 /*
