@@ -221,6 +221,9 @@ ssize_t bwi_d_read(struct bw_stream *s, void *buf, size_t n);
 ssize_t bwi_d_peek(struct bw_stream *s, const void **ptr, size_t n, bool move);
 int bwi_d_peek_complete(struct bw_stream *s, size_t n);
 ssize_t bwi_d_write(struct bw_stream *s, const void *buf, size_t n);
+/* The entry checks of a poke: a writer with no reservation outstanding
+ * (the last poke published), a pointer, n within the capacity. */
+int bwi_poke_enter(struct bw_stream *s, void **ptr, size_t n);
 ssize_t bwi_d_poke(struct bw_stream *s, void **ptr, size_t n, bool acq);
 int bwi_d_poke_complete(struct bw_stream *s, size_t n);
 int bwi_d_flush(struct bw_stream *s);

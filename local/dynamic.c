@@ -301,16 +301,10 @@ static ssize_t dyn_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 	struct bwi_dyn_box *b;
 	uint64_t head, k;
 	void *p;
-	ssize_t r = bwi_need_writer(s); /* publishes the last poke */
+	ssize_t r = bwi_poke_enter(s, ptr, n); /* publishes the last poke */
 
 	if (r < 0)
 		return r;
-	if (!ptr)
-		return bwi_err(EFAULT, "poke pointer is NULL");
-	if (n > s->m->g.capacity)
-		return bwi_err(EMSGSIZE, "poke of %zu bytes exceeds the ring "
-					 "capacity %llu",
-			       n, (unsigned long long)s->m->g.capacity);
 	head = bw_load_relaxed(&s->hdr->prod.head);
 	k = d->box - head % d->box;
 	if (k > n)

@@ -1603,12 +1603,10 @@ int bwi_rec_write(struct bw_stream *s, const void *rec, size_t n)
 	return wr_publish(s, hd, n);
 }
 
-ssize_t bwi_d_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
+int bwi_poke_enter(struct bw_stream *s, void **ptr, size_t n)
 {
-	uint64_t hd;
-	int r;
+	int r = need_writer(s);
 
-	r = need_writer(s);
 	if (r < 0)
 		return r;
 	if (!ptr)
@@ -1617,6 +1615,17 @@ ssize_t bwi_d_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 		return bwi_err(EMSGSIZE, "poke of %zu bytes exceeds the ring "
 					 "capacity %llu",
 			       n, (unsigned long long)s->m->g.capacity);
+	return 0;
+}
+
+ssize_t bwi_d_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
+{
+	uint64_t hd;
+	int r;
+
+	r = bwi_poke_enter(s, ptr, n);
+	if (r < 0)
+		return r;
 	if (n == 0) {
 		*ptr = s->data + (bw_load_relaxed(&H(s)->prod.head) & s->mask);
 		return 0;
