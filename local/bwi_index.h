@@ -117,7 +117,7 @@ static inline int bwi_index_try(struct bwi_map *m, const void *p, size_t n,
 	if (n > cap || n > UINT32_MAX)
 		return BWI_IX_TOOBIG;
 	off = (uint64_t)((const uint8_t *)p - m->data);
-	if (off + n > 2 * cap)
+	if (off >= 2 * cap || n > 2 * cap - off) /* no sum to overflow */
 		return BWI_IX_PAST_MAP;
 	/* The position whose byte lives at off. */
 	hd = bw_load_acquire(&m->hdr->prod.head);

@@ -395,6 +395,8 @@ static int rebell(struct bw_stream *s)
 
 	if (sc->epfd < 0 || !h || sc->ep_key == bell_key(sc))
 		return 0;
+	if (sc->ep_pid != getpid())
+		return 0; /* the parent's set: bwi_scale_fd makes ours */
 	fd = bw_stream_fd(h);
 	if (fd < 0)
 		return fd;
