@@ -90,13 +90,11 @@ static int one_run(const struct cfg *c, unsigned m, bool header, uint32_t lat,
 	struct bw_shadow_stat st;
 	struct bw_shadow *sh;
 	uint64_t nrec = c->ring / c->rec, ops0, sum = 0;
-	static uint8_t *buf;
+	uint8_t *buf;
 	char url[128];
 	double t0;
 	int r = 0;
 
-	if (!buf && !(buf = malloc(c->rec)))
-		return -ENOMEM;
 	fo.provider = c->prov;
 	o.method = m;
 	o.record_size = (uint32_t)c->rec;
@@ -104,8 +102,12 @@ static int one_run(const struct cfg *c, unsigned m, bool header, uint32_t lat,
 	o.latency_us = lat;
 	o.fabric = &fo;
 	snprintf(url, sizeof(url), "127.0.0.1:%d/%s", c->port, NAME);
-	if ((r = bw_shadow_open(url, BW_FROM_START, &o, &sh)) < 0)
+	if (!(buf = malloc(c->rec)))
+		return -ENOMEM;
+	if ((r = bw_shadow_open(url, BW_FROM_START, &o, &sh)) < 0) {
+		free(buf);
 		return r;
+	}
 	bw_shadow_stat(sh, &st);
 	ops0 = st.remote_ops;
 	t0 = cli_now();
@@ -138,6 +140,7 @@ static int one_run(const struct cfg *c, unsigned m, bool header, uint32_t lat,
 	if (r == 0 && st.lost)
 		r = -ESTALE;
 	bw_shadow_close(sh);
+	free(buf);
 	sink = sum;
 	return r;
 }

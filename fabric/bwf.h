@@ -166,16 +166,17 @@ struct bwf_pad {
 
 /* The spans a reader knows of that end past its position, and the next
  * pad of the ring's count it has not taken. */
+#define BWF_PADQ 16 /* spans held */
 struct bwf_padq {
 	uint64_t next;
-	uint64_t a[16], e[16];
+	uint64_t a[BWF_PADQ], e[BWF_PADQ];
 	unsigned n;
-	uint64_t floor;	 /* a span ahead was dropped (more than 16 at once):
-			  * nothing below its end is delivered */
+	uint64_t floor;	 /* a span ahead was dropped (more than BWF_PADQ
+			  * at once): nothing below its end is delivered */
 	uint64_t padded; /* bytes skipped */
 };
 
-/* Takes pads [q->next, count) from table t (pad k in t[k % 16]), read
+/* Takes pads [q->next, count) from table t (pad k in t[k % BWI_PADS]), read
  * after a look at the positions that showed count and tail. Returns 0, 1
  * when a pad went by unseen (its entry was reused: the caller drops any
  * copy it holds), or -EBADMSG for a corrupted entry. */

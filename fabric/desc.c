@@ -31,7 +31,13 @@ _Static_assert(BWF_POS_OFF + BWF_POS_WATTACH ==
 _Static_assert(BWF_POS_OFF + BWF_POS_WDETACH ==
 		       offsetof(struct bwi_hdr, ctl.wdetach),
 	       "window");
+_Static_assert(BWF_POS_OFF + BWF_POS_PADS == offsetof(struct bwi_hdr, prod.pads),
+	       "window");
 _Static_assert(BWF_POS_LEN == BWF_POS_WDETACH + 4, "window");
+/* The padding table exported with it. */
+_Static_assert(BWF_PADS_OFF == offsetof(struct bwi_hdr, padv) &&
+		       BWF_PADS_LEN == sizeof(((struct bwi_hdr *)0)->padv),
+	       "padding table");
 
 void bwf_desc_seal(struct bwf_desc *d)
 {

@@ -158,14 +158,14 @@ static int window_parse(struct bw_remote *r)
 	return 0;
 }
 
-/* Reads the padding table twice: entry k's span is the first read's when
- * both reads show seq k (the padder writes seq last, after marking it busy
- * first). Fills found[i] for the entries that were consistent. */
-static int pads_read(struct bw_remote *r, bool found[BWI_PADS])
+/* Reads the padding table twice into t: entry k's span is the first read's
+ * when both reads show seq k (the padder writes seq last, after marking it
+ * busy first); t[i].ok for the entries that were consistent. */
+static int pads_fetch(struct bw_remote *r, struct bwf_pad t[BWI_PADS])
 {
-	for (unsigned t = 0; t < 2; t++) {
+	for (unsigned k = 0; k < 2; k++) {
 		struct bwf_op op;
-		int e = bwf_read(&r->ep, r->peer, r->sc->pads[t], BWF_PADS_LEN,
+		int e = bwf_read(&r->ep, r->peer, r->sc->pads[k], BWF_PADS_LEN,
 				 r->sc_mr.desc, r->d.pads_raddr, r->d.pads_key, &op);
 
 		if (e == 0 && (e = bwf_wait(&r->ep, &op)) < 0)
@@ -178,29 +178,16 @@ static int pads_read(struct bw_remote *r, bool found[BWI_PADS])
 	 * only grow) */
 	for (unsigned i = 0; i < BWI_PADS; i++) {
 		const struct bwi_pad *p0 = &r->sc->pads[0][i], *p1 = &r->sc->pads[1][i];
-		uint64_t a = bw_load_relaxed(&p0->seq);
 
-		found[i] = a == bw_load_relaxed(&p1->seq) && a != BWI_PAD_BUSY &&
-			   bw_load_relaxed(&p0->start) == bw_load_relaxed(&p1->start) &&
-			   bw_load_relaxed(&p0->end) == bw_load_relaxed(&p1->end);
+		t[i].seq = bw_load_relaxed(&p0->seq);
+		t[i].start = bw_load_relaxed(&p0->start);
+		t[i].end = bw_load_relaxed(&p0->end);
+		t[i].ok = t[i].seq != BWI_PAD_BUSY &&
+			  t[i].seq == bw_load_relaxed(&p1->seq) &&
+			  t[i].start == bw_load_relaxed(&p1->start) &&
+			  t[i].end == bw_load_relaxed(&p1->end);
 	}
 	return 0;
-}
-
-static int pads_fetch(struct bw_remote *r, struct bwf_pad t[BWI_PADS])
-{
-	bool found[BWI_PADS];
-	int e = pads_read(r, found);
-
-	for (unsigned i = 0; e == 0 && i < BWI_PADS; i++) {
-		const struct bwi_pad *p = &r->sc->pads[0][i];
-
-		t[i].ok = found[i];
-		t[i].seq = bw_load_relaxed(&p->seq);
-		t[i].start = bw_load_relaxed(&p->start);
-		t[i].end = bw_load_relaxed(&p->end);
-	}
-	return e;
 }
 
 /* Starts a read of the position window into the scratch area. */
@@ -918,15 +905,8 @@ int bwf_shadow_src(const char *url, const struct bw_fabric_opts *fabric_opts,
 		free(f);
 		return e;
 	}
-	if (f->r->d.layout == BWI_LAYOUT_INDEX) {
-		remote_free(f->r);
-		free(f);
-		return bwi_err(ENOTSUP, "'%s' is an IBuf: its bytes are indices "
-					"into rings on that host, which a shadow "
-					"cannot resolve",
-			       url);
-	}
 	f->b.ops = &fab_ops;
+	f->b.indices = f->r->d.layout == BWI_LAYOUT_INDEX;
 	f->b.capacity = f->r->cap;
 	f->b.max_xfer = f->r->ep.max_msg < f->r->cap ? f->r->ep.max_msg
 						      : f->r->cap;

@@ -346,21 +346,12 @@ void bw_server_stop(struct bw_server *s)
  * cannot be read or fed remotely, nor shadowed (yet). who: the reader. */
 #define REMOTE_WHO "remote readers and writers"
 
-/* What the descriptor exports of the ring header is where bwf.h says. */
-_Static_assert(offsetof(struct bwi_hdr, prod.head) == BWF_POS_OFF + BWF_POS_HEAD,
-	       "position window");
-_Static_assert(offsetof(struct bwi_hdr, prod.pads) == BWF_POS_OFF + BWF_POS_PADS,
-	       "position window");
-_Static_assert(offsetof(struct bwi_hdr, padv) == BWF_PADS_OFF &&
-		       sizeof(((struct bwi_hdr *)0)->padv) == BWF_PADS_LEN,
-	       "padding table");
-
 int bwf_exportable(const char *name, const struct bwi_map *m, const char *who)
 {
 	if (m->g.scale || (m->g.flags & BW_RING_DYNAMIC) ||
 	    m->g.layout >= BWI_LAYOUT_FR)
-		return bwi_err(ENOTSUP, "ring '%s' is a %s ring: %s take byte "
-					"rings and IBufs only",
+		return bwi_err(ENOTSUP, "ring '%s' is a %s ring, which %s "
+					"cannot take",
 			       name,
 			       m->g.scale			  ? "self-scaling"
 			       : (m->g.flags & BW_RING_DYNAMIC) ? "dynamic"

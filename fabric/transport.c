@@ -435,12 +435,12 @@ int bwf_padq_take(struct bwf_padq *q, const struct bwf_pad *t, uint64_t count,
 {
 	int unseen = 0;
 
-	if (count > q->next && count - q->next > 16) { /* entries reused */
-		q->next = count - 16;
+	if (count > q->next && count - q->next > BWI_PADS) { /* reused */
+		q->next = count - BWI_PADS;
 		unseen = 1;
 	}
 	for (uint64_t k = q->next; k < count; k++) {
-		const struct bwf_pad *e = &t[k % 16];
+		const struct bwf_pad *e = &t[k % BWI_PADS];
 
 		if (!e->ok || e->seq != k) {
 			/* reused for a later pad: this one ended a ring before
@@ -459,14 +459,14 @@ int bwf_padq_take(struct bwf_padq *q, const struct bwf_pad *t, uint64_t count,
 				       (unsigned long long)tail);
 		if (e->end <= pos)
 			continue;
-		if (q->n == 16) {
+		if (q->n == BWF_PADQ) {
 			/* full: the oldest goes; if the reader has not passed
 			 * it (its copies lag the ring), it must not deliver
 			 * anything below its end */
 			if (q->e[0] > pos && q->e[0] > q->floor)
 				q->floor = q->e[0];
-			memmove(q->a, q->a + 1, 15 * sizeof(uint64_t));
-			memmove(q->e, q->e + 1, 15 * sizeof(uint64_t));
+			memmove(q->a, q->a + 1, (BWF_PADQ - 1) * sizeof(uint64_t));
+			memmove(q->e, q->e + 1, (BWF_PADQ - 1) * sizeof(uint64_t));
 			q->n--;
 		}
 		q->a[q->n] = e->start;

@@ -189,6 +189,20 @@ struct bwi_pad {
 };
 #define BWI_PAD_BUSY UINT64_MAX
 
+/* Reads pad entry p (a seqlock: the padder writes seq last): true, with
+ * its seq and span, when no padder was writing it meanwhile. */
+static inline bool bwi_pad_load(struct bwi_pad *p, uint64_t *seq,
+				uint64_t *start, uint64_t *end)
+{
+	uint64_t q = bw_load_acquire(&p->seq);
+
+	*seq = q;
+	*start = bw_load_relaxed(&p->start);
+	*end = bw_load_relaxed(&p->end);
+	bw_smp_rmb();
+	return q != BWI_PAD_BUSY && bw_load_relaxed(&p->seq) == q;
+}
+
 /* A reader slot claimed for another process's reader (KEPT) is adopted by
  * it (CAS KEPT -> TAKEN) or given up (KEPT -> GIVEN_UP), once. A slot its
  * reader claimed itself is OWN. */

@@ -224,6 +224,8 @@ ssize_t bwi_d_write(struct bw_stream *s, const void *buf, size_t n);
 /* The entry checks of a poke: a writer with no reservation outstanding
  * (the last poke published), a pointer, n within the capacity. */
 int bwi_poke_enter(struct bw_stream *s, void **ptr, size_t n);
+/* The rest of bwi_d_poke(), after bwi_poke_enter(): reserves n bytes. */
+ssize_t bwi_poke_reserve(struct bw_stream *s, void **ptr, size_t n, bool acq);
 ssize_t bwi_d_poke(struct bw_stream *s, void **ptr, size_t n, bool acq);
 int bwi_d_poke_complete(struct bw_stream *s, size_t n);
 int bwi_d_flush(struct bw_stream *s);
@@ -234,6 +236,9 @@ int bwi_rec_reserve(struct bw_stream *s, size_t n, uint64_t *pos);
 int bwi_rec_publish(struct bw_stream *s, uint64_t pos, size_t n);
 int bwi_need_reader(struct bw_stream *s);
 int bwi_need_writer(struct bw_stream *s);
+/* The entry checks of every call (a handle inherited through fork, an
+ * error recorded), publishing the previous call's poke. */
+int bwi_enter(struct bw_stream *s);
 int64_t bwi_rd_acquire(struct bw_stream *s, uint64_t need, const uint8_t **ptr);
 void bwi_rd_copy(struct bw_stream *s, void *buf, uint64_t off, size_t n);
 bool bwi_rd_held(struct bw_stream *s);

@@ -315,7 +315,7 @@ static ssize_t dyn_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 	*ptr = b->data + (head - b->start);
 	if (k == 0)
 		return 0;
-	r = bwi_d_poke(s, &p, (size_t)k, acq);
+	r = bwi_poke_reserve(s, &p, (size_t)k, acq);
 	if (r <= 0)
 		return r;
 	if ((acq ? s->acq_start : s->poke_start) != head)

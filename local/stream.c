@@ -305,14 +305,10 @@ static int rd_lost(struct bw_stream *s, uint64_t tail)
 static bool pad_read(const struct bwi_map *m, uint64_t k, uint64_t *start,
 		     uint64_t *end)
 {
-	struct bwi_pad *p = &m->hdr->padv[k % BWI_PADS];
+	uint64_t seq;
 
-	if (bw_load_acquire(&p->seq) != k)
-		return false;
-	*start = bw_load_relaxed(&p->start);
-	*end = bw_load_relaxed(&p->end);
-	bw_smp_rmb();
-	return bw_load_relaxed(&p->seq) == k;
+	return bwi_pad_load(&m->hdr->padv[k % BWI_PADS], &seq, start, end) &&
+	       seq == k;
 }
 
 /* Of n pads ever recorded, the first whose entry can still hold it. */
@@ -1620,12 +1616,16 @@ int bwi_poke_enter(struct bw_stream *s, void **ptr, size_t n)
 
 ssize_t bwi_d_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 {
+	int r = bwi_poke_enter(s, ptr, n);
+
+	return r < 0 ? r : bwi_poke_reserve(s, ptr, n, acq);
+}
+
+ssize_t bwi_poke_reserve(struct bw_stream *s, void **ptr, size_t n, bool acq)
+{
 	uint64_t hd;
 	int r;
 
-	r = bwi_poke_enter(s, ptr, n);
-	if (r < 0)
-		return r;
 	if (n == 0) {
 		*ptr = s->data + (bw_load_relaxed(&H(s)->prod.head) & s->mask);
 		return 0;
@@ -1768,6 +1768,11 @@ int bwi_need_reader(struct bw_stream *s)
 int bwi_need_writer(struct bw_stream *s)
 {
 	return need_writer(s);
+}
+
+int bwi_enter(struct bw_stream *s)
+{
+	return enter(s);
 }
 
 /* Points *ptr at the read position and returns the bytes readable there

@@ -73,6 +73,7 @@ struct bws_src {
 	uint64_t max_xfer;   /* largest single post */
 	int origin_node;     /* NUMA node of the origin's data, or -1 */
 	int nic_node;	     /* fabric: node of the NIC, or -1 */
+	bool indices;	     /* the origin is an IBuf: its bytes are indices */
 	char link[32];
 };
 

@@ -168,6 +168,12 @@ static uint8_t *rep_at(const struct bw_shadow *sh, uint64_t p)
 	return sh->rep + (p & sh->rep_mask);
 }
 
+/* The replica holds nothing, and reads start afresh, at p. */
+static void rep_reset(struct bw_shadow *sh, uint64_t p)
+{
+	sh->r_hi = sh->r_done = sh->r_next = p;
+}
+
 /* Waits for every read in flight (their memory is about to be reused). */
 static int drain(struct bw_shadow *sh)
 {
@@ -202,7 +208,7 @@ static int moved_to(struct bw_shadow *sh, uint64_t p)
 		 * usual; serving waits for them */
 	} else if (sh->r_hi < p) {
 		r = drain(sh);
-		sh->r_hi = sh->r_done = sh->r_next = p;
+		rep_reset(sh, p);
 	}
 	return r;
 }
@@ -485,7 +491,7 @@ static int pump(struct bw_shadow *sh)
 		chunk = PF_CHUNK_MIN;
 	chunk = min64(chunk, sh->src->max_xfer);
 	if (sh->r_next < sh->pos) /* a skip past it all */
-		sh->r_hi = sh->r_done = sh->r_next = sh->pos;
+		rep_reset(sh, sh->pos);
 	while (sh->ch_n < sh->depth) {
 		uint64_t a = sh->r_next, k;
 		struct chunk *c = &sh->ch[(sh->ch_head + sh->ch_n) % CH_MAX];
@@ -571,6 +577,17 @@ static int pf_validate(struct bw_shadow *sh, bool wait)
 	return r;
 }
 
+/* Keeps the prefetcher moving without waiting: reads landed are taken,
+ * validated when a look at the positions says so, and more are posted. */
+static int pf_progress(struct bw_shadow *sh)
+{
+	int r;
+
+	if ((r = pf_reap(sh, false)) < 0 || (r = pf_validate(sh, false)) < 0)
+		return r;
+	return pump(sh);
+}
+
 static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
 {
 	int r;
@@ -587,8 +604,7 @@ static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
 		bool busy = sh->wv_busy;
 
 		/* keep everything moving, without waiting */
-		if ((r = pf_reap(sh, false)) < 0 || (r = pf_validate(sh, false)) < 0 ||
-		    (r = pump(sh)) < 0)
+		if ((r = pf_progress(sh)) < 0)
 			return r;
 		if (rep_have(sh))
 			break;
@@ -605,7 +621,7 @@ static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
 				return r;
 		} else {
 			/* nothing in flight: is there anything to read? */
-			sh->r_hi = sh->r_done = sh->r_next = sh->pos;
+			rep_reset(sh, sh->pos);
 			if ((r = avail(sh, 1)) <= 0)
 				return r;
 		}
@@ -637,7 +653,7 @@ static int forget_copies(struct bw_shadow *sh)
 {
 	int r = drain(sh);
 
-	sh->r_hi = sh->r_done = sh->r_next = sh->pos;
+	rep_reset(sh, sh->pos);
 	sh->hc_n = 0;
 	return r;
 }
@@ -705,9 +721,8 @@ static ssize_t none_yet(struct bw_shadow *sh, ssize_t r)
 {
 	uint64_t ticks;
 
-	if (r == -EAGAIN && sh->tfd >= 0 &&
-	    read(sh->tfd, &ticks, sizeof(ticks)) < 0)
-		(void)0; /* no tick yet: nothing to use up */
+	if (r == -EAGAIN && sh->tfd >= 0) /* no tick yet: nothing to use up */
+		(void)!read(sh->tfd, &ticks, sizeof(ticks));
 	return r;
 }
 
@@ -820,8 +835,7 @@ static int ready(struct bw_shadow *sh)
 	bool pf = sh->method == BW_SHADOW_PREFETCH;
 	int r;
 
-	if (pf && ((r = pf_reap(sh, false)) < 0 || (r = pf_validate(sh, false)) < 0 ||
-		   (r = pump(sh)) < 0))
+	if (pf && (r = pf_progress(sh)) < 0)
 		return r;
 	if (rep_have(sh) || hc_find(sh, sh->hdr_n) >= 0)
 		return BW_POLLIN;
@@ -835,7 +849,7 @@ static int ready(struct bw_shadow *sh)
 		if (!pf)
 			return BW_POLLIN;
 		if (sh->r_hi < sh->pos)
-			sh->r_hi = sh->r_done = sh->r_next = sh->pos;
+			rep_reset(sh, sh->pos);
 		return (r = pump(sh)) < 0 ? r : 0;
 	}
 	return sh->w.ended ? BW_POLLIN | BW_POLLHUP : 0;
@@ -1108,6 +1122,14 @@ BW_API int bw_shadow_open(const char *where, int flags,
 	remote = strchr(where, '/') != NULL;
 	r = remote ? bwf_shadow_src(where, o.fabric, &sh->src)
 		   : bws_local_open(where, &sh->src);
+	if (r == 0 && sh->src->indices) {
+		sh->src->ops->close(sh->src);
+		r = bwi_err(ENOTSUP, "'%s' is an IBuf: its bytes are indices "
+				     "into rings on its host, and a shadow "
+				     "reads bytes (read it with bw_stream_open "
+				     "there)",
+			    where);
+	}
 	if (r == 0 && sh->lat_us) {
 		r = bws_latency_wrap(sh->src, sh->lat_us, &src);
 		if (r < 0)
@@ -1125,7 +1147,7 @@ BW_API int bw_shadow_open(const char *where, int flags,
 		return r;
 	}
 	sh->pos = (flags & BW_FROM_START) ? sh->w.oldest : sh->w.tail;
-	sh->r_hi = sh->r_done = sh->r_next = sh->pos;
+	rep_reset(sh, sh->pos);
 	*out = sh;
 	return 0;
 }
@@ -1133,53 +1155,50 @@ BW_API int bw_shadow_open(const char *where, int flags,
 /* ---- as a stream ------------------------------------------------------------ */
 
 /* The handle's calls, after the checks every stream call makes. */
-static struct bw_shadow *stream_shadow(struct bw_stream *s)
+/* Every call on the handle: its entry checks (a handle inherited through
+ * fork, an error recorded), then its shadow. Returns 0 or -errno. */
+static int stream_shadow(struct bw_stream *s, struct bw_shadow **sh)
 {
-	if (s->epoch != bwi_epoch || s->err) {
-		if (!s->err)
-			bwi_err(ECHILD, "stream inherited through fork(): use "
-					"bw_fork()");
-		return NULL;
-	}
-	/* bw_stream_set_nonblock() changes the handle's flags */
-	s->shadow->flags = (s->shadow->flags & ~BW_NONBLOCK) |
-			   (s->flags & BW_NONBLOCK);
-	return s->shadow;
-}
+	int r = bwi_enter(s);
 
-static int stream_err(struct bw_stream *s)
-{
-	return s->err ? s->err : -ECHILD;
+	*sh = s->shadow;
+	/* bw_stream_set_nonblock() changes the handle's flags */
+	(*sh)->flags = ((*sh)->flags & ~BW_NONBLOCK) | (s->flags & BW_NONBLOCK);
+	return r;
 }
 
 static ssize_t st_read(struct bw_stream *s, void *buf, size_t n)
 {
-	struct bw_shadow *sh = stream_shadow(s);
+	struct bw_shadow *sh;
+	int r = stream_shadow(s, &sh);
 
-	return sh ? bw_shadow_read(sh, buf, n) : stream_err(s);
+	return r < 0 ? r : bw_shadow_read(sh, buf, n);
 }
 
 static ssize_t st_peek(struct bw_stream *s, const void **ptr, size_t n,
 		       bool move)
 {
-	struct bw_shadow *sh = stream_shadow(s);
+	struct bw_shadow *sh;
+	int r = stream_shadow(s, &sh);
 
-	return sh ? peek(sh, ptr, n, move) : stream_err(s);
+	return r < 0 ? r : peek(sh, ptr, n, move);
 }
 
 static int st_peek_complete(struct bw_stream *s, size_t n)
 {
-	struct bw_shadow *sh = stream_shadow(s);
+	struct bw_shadow *sh;
+	int r = stream_shadow(s, &sh);
 
-	return sh ? bw_shadow_peek_complete(sh, n) : stream_err(s);
+	return r < 0 ? r : bw_shadow_peek_complete(sh, n);
 }
 
 static int64_t st_check(struct bw_stream *s, int64_t stamp, int flags)
 {
-	struct bw_shadow *sh = stream_shadow(s);
+	struct bw_shadow *sh;
+	int r = stream_shadow(s, &sh);
 
-	if (!sh)
-		return stream_err(s);
+	if (r < 0)
+		return r;
 	if (flags != BW_CHECK_READ)
 		return bwi_err(EINVAL, "a shadow only reads: BW_CHECK_READ");
 	return bw_shadow_check(sh, stamp);
@@ -1189,9 +1208,10 @@ static int64_t st_check(struct bw_stream *s, int64_t stamp, int flags)
  * there is some, or the end, or a loss or an error to report. */
 static bool st_held(struct bw_stream *s)
 {
-	struct bw_shadow *sh = stream_shadow(s);
+	struct bw_shadow *sh;
 
-	return !sh || ready(sh) != 0; /* errors are for the read to report */
+	/* errors are for the read to report */
+	return stream_shadow(s, &sh) < 0 || ready(sh) != 0;
 }
 
 static int st_stat(struct bw_stream *s, struct bw_stream_stat *st)
@@ -1214,7 +1234,9 @@ static int st_stat(struct bw_stream *s, struct bw_stream_stat *st)
 /* Nothing to publish, and nothing here holds the origin's space. */
 static int st_flush(struct bw_stream *s)
 {
-	return stream_shadow(s) ? 0 : stream_err(s);
+	struct bw_shadow *sh;
+
+	return stream_shadow(s, &sh);
 }
 
 static void st_detach(struct bw_stream *s)

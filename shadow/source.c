@@ -42,10 +42,28 @@ struct local_src {
 	uint32_t dead_wa;   /* writers ever attached when all were dead */
 };
 
+/* Whether no writer with wa attached ever is alive: writers killed without
+ * detaching, which a shadow may not reap but can see are gone. Looked at
+ * once per liveness interval at most. */
+static bool writers_dead(struct local_src *l, uint32_t wa)
+{
+	uint64_t now = bwi_now_ns();
+
+	if (now < l->live_next)
+		return false;
+	l->live_next = now + (uint64_t)bwi_liveness_ms() * 1000000u;
+	if (bwi_slot_live(l->m, BWI_WRITER) != 0 ||
+	    bw_load_acquire(&l->m->hdr->ctl.wattach) != wa)
+		return false;
+	l->dead_wa = wa;
+	return true;
+}
+
 static int local_wpost(struct bws_src *s, struct bws_req *rq)
 {
 	struct local_src *l = (struct local_src *)s;
 	struct bwi_hdr *h = l->m->hdr;
+	uint64_t prev = l->w.tail;
 	uint32_t wa, wd;
 
 	/* A3: the loads of data a caller copied before this call are
@@ -56,22 +74,18 @@ static int local_wpost(struct bws_src *s, struct bws_req *rq)
 	wa = bw_load_acquire(&h->ctl.wattach);
 	wd = bw_load_acquire(&h->ctl.wdetach);
 	l->w.ended = wa != 0 && wa == wd;
-	if (wa != 0 && wa != wd && wa == l->dead_wa) {
-		l->w.ended = true; /* no writer attached since all were dead */
-	} else if (wa != 0 && wa != wd && bwi_now_ns() >= l->live_next) {
-		/* writers killed without detaching: a shadow may not reap
-		 * them, but it sees that none is alive (every liveness
-		 * interval; a dead writer wrote its last byte long ago) */
-		l->live_next = bwi_now_ns() + (uint64_t)bwi_liveness_ms() * 1000000u;
-		if (bwi_slot_live(l->m, BWI_WRITER) == 0 &&
-		    bw_load_acquire(&h->ctl.wattach) == wa) {
-			l->dead_wa = wa;
-			l->w.ended = true;
-		}
+	l->w.tail = bw_load_acquire(&h->prod.tail);
+	/* Writers attached but none alive: no writer attached since all
+	 * were found dead, or (only while the tail stands still: a moving
+	 * tail proves a live writer) none is alive now. The tail read after
+	 * that verdict is final. */
+	if (wa != 0 && wa != wd &&
+	    (wa == l->dead_wa || (l->w.tail == prev && writers_dead(l, wa)))) {
+		l->w.ended = true;
+		l->w.tail = bw_load_acquire(&h->prod.tail);
 	}
 	/* tail, then pads: a padder records the span, raises pads, then
 	 * moves the tail over it, so a tail past a pad comes with its count */
-	l->w.tail = bw_load_acquire(&h->prod.tail);
 	l->w.pads = bw_load_acquire(&h->prod.pads);
 	l->w.oldest = bwi_oldest_held(l->m);
 	rq->done = true;
@@ -82,17 +96,9 @@ static int local_pads(struct bws_src *s, struct bwf_pad *t)
 {
 	struct bwi_hdr *h = ((struct local_src *)s)->m->hdr;
 
-	for (unsigned i = 0; i < BWI_PADS; i++) {
-		struct bwi_pad *p = &h->padv[i];
-
-		/* seq, the span, seq again: the padder writes seq last */
-		t[i].seq = bw_load_acquire(&p->seq);
-		t[i].start = bw_load_relaxed(&p->start);
-		t[i].end = bw_load_relaxed(&p->end);
-		bw_smp_rmb();
-		t[i].ok = t[i].seq != BWI_PAD_BUSY &&
-			  bw_load_relaxed(&p->seq) == t[i].seq;
-	}
+	for (unsigned i = 0; i < BWI_PADS; i++)
+		t[i].ok = bwi_pad_load(&h->padv[i], &t[i].seq, &t[i].start,
+				       &t[i].end);
 	return 0;
 }
 
@@ -183,12 +189,7 @@ int bws_local_open(const char *name, struct bws_src **out)
 		return r;
 	if ((r = bwi_map_open(name, BWI_ACC_RO, &m)) < 0)
 		return r;
-	if ((r = bwf_exportable(name, m, "shadows")) < 0 ||
-	    (m->g.layout == BWI_LAYOUT_INDEX &&
-	     (r = bwi_err(ENOTSUP, "'%s' is an IBuf: a shadow reads bytes, "
-				   "and its bytes are indices (read it with "
-				   "bw_stream_open)",
-			  name)) < 0)) {
+	if ((r = bwf_exportable(name, m, "shadows")) < 0) {
 		bwi_map_put(m);
 		return r;
 	}
@@ -203,6 +204,7 @@ int bws_local_open(const char *name, struct bws_src **out)
 	l->b.max_xfer = m->g.capacity;
 	l->b.origin_node = bws_mem_node(m->data);
 	l->b.nic_node = -1;
+	l->b.indices = m->g.layout == BWI_LAYOUT_INDEX;
 	strcpy(l->b.link, "shm");
 	*out = &l->b;
 	return 0;
