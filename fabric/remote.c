@@ -337,7 +337,15 @@ int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts
 
 		/* What the server's writer slot reserved, if anything. */
 		r->head_res = hd > r->pos ? hd : r->pos;
-		bw_store_relaxed(&r->sc->credit, r->d.credit);
+		/* The descriptor's credit, unless the server's one-sided
+		 * write of a later one landed first (a reader attached as
+		 * the reply went out): credit only grows, and the server
+		 * sends each value once, so a plain store here could undo
+		 * it and leave this writer waiting forever. */
+		uint64_t c = bw_load_relaxed(&r->sc->credit);
+
+		while (c < r->d.credit && !bw_cas(&r->sc->credit, &c, r->d.credit))
+			;
 	}
 	r->st.position = r->pos;
 	*out = r;
