@@ -32,7 +32,7 @@
 #include <beltway/stream.h>
 
 #define BWI_RING_MAGIC UINT64_C(0x474e495259574c42) /* "BLWYRING" */
-#define BWI_RING_VERSION 4u
+#define BWI_RING_VERSION 5u
 #define BWI_LINE 128
 #define BWI_MIN_CAPACITY 4096u
 #define BWI_MAX_CAPACITY (UINT64_C(1) << 36)
@@ -100,10 +100,15 @@ struct bwi_epoch {
 };
 struct bwi_scale_area {
 	bwi_a64 cur;
-	uint64_t pad[3];
+	bwi_a64 resizing; /* deck-cut: nonzero while the writer is between
+			   * steps 0 and 4 of a resize (scale.c) */
+	uint64_t pad[2];
 	struct bwi_epoch ev[BWI_EPOCHS];
 };
-_Static_assert(sizeof(struct bwi_scale_area) == 288, "scale area layout");
+_Static_assert(offsetof(struct bwi_scale_area, resizing) == 8 &&
+		       offsetof(struct bwi_scale_area, ev) == 32 &&
+		       sizeof(struct bwi_scale_area) == 288,
+	       "scale area layout");
 
 /* Written by writers on every call, each word on its own line: readers poll
  * tail, while head is touched only by writers (and validating readers), so a

@@ -14,10 +14,11 @@
  * Resizing, by the one writer, only as it starts a new loop through the
  * region (the write that would pass the loop's end), at position B (that
  * write's start):
- *  0. deck-cut only (its regions share NAME@deck's pages): it waits until
- *     every reader has read to B (a non-blocking or SRP writer tries again
- *     a loop later), then gives the pages beyond a smaller size back to
- *     the kernel (MADV_REMOVE);
+ *  0. deck-cut only (its regions share NAME@deck's pages): it raises the
+ *     resizing flag, fences, and waits until every reader has read to B (a
+ *     non-blocking or SRP writer lowers the flag and tries again a loop
+ *     later), then gives the pages beyond a smaller size back to the kernel
+ *     (MADV_REMOVE). The flag stays up until step 4 is done;
  *  1. it creates region k + 1, starting at B;
  *  2. it keeps a slot there at B for each reader attached to region k: a
  *     slot with that reader's pid, marked KEPT and tagged with the
@@ -43,7 +44,12 @@
  * A new reader takes its slot in region cur, fences, and reads cur again:
  * if the writer moved on meanwhile (its step-4 scan may have missed the
  * slot) it leaves and tries the new region (reader_enter). So no reader
- * that attached ever finds its place not kept.
+ * that attached ever finds its place not kept. A new deck-cut reader that
+ * starts at the oldest byte (BW_FROM_START) also reads the resizing flag
+ * after its fence: either the writer's step-0 wait saw its slot, and waits
+ * for it to read to B before the next region reuses the pages, or it sees
+ * the flag and starts at the write position instead (the Dekker with step
+ * 0).
  *
  * When to resize: the writer samples the distance to its slowest reader
  * four times a loop, and times each loop. The first loop at a size warms
@@ -253,16 +259,13 @@ static void give_up(struct bw_stream *s, uint64_t k, uint64_t tag)
 static int reader_enter(struct bw_stream *s, uint64_t *k)
 {
 	struct bwi_scaler *sc = s->sc;
-	/* a deck-cut region's old data may be the next region's already:
-	 * its readers start at the write position */
-	int from_start = s->m->g.scale == BW_SCALE_DECKCUT
-				 ? 0
-				 : (s->flags & BW_FROM_START);
+	int from_start = s->flags & BW_FROM_START;
 	int r = -EAGAIN;
 
 	for (int tries = 0; tries < 64; tries++) {
 		uint64_t start, end, k2, tag;
 		unsigned shift;
+		bool resizing;
 
 		r = region_open(s, *k, BW_READ | from_start, 0, &sc->r);
 		if (r == -ENOENT) {
@@ -272,14 +275,20 @@ static int reader_enter(struct bw_stream *s, uint64_t *k)
 		if (r < 0)
 			return r;
 		bw_smp_mb();
+		/* the flag first: seen down, a cur still k means the writer's
+		 * step-0 wait (if any) saw this slot (see the top) */
+		resizing = from_start && s->m->g.scale == BW_SCALE_DECKCUT &&
+			   bw_load_acquire(&area(s)->resizing);
 		k2 = bw_load_acquire(&area(s)->cur);
-		if (k2 == *k)
+		if (k2 == *k && !resizing)
 			return 0;
 		tag = tag_of(sc->r->rslot, sc->r->rgen);
 		bw_stream_close(sc->r);
 		sc->r = NULL;
 		if (entry(s, *k + 1, &start, &end, &shift) == 0)
 			give_up(s, *k + 1, tag);
+		if (k2 == *k) /* the old data may be the next region's already */
+			from_start = 0;
 		*k = k2;
 	}
 	return bwi_err(EAGAIN, "self-scaling ring '%s' kept resizing while "
@@ -633,17 +642,22 @@ static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 	struct kept *kept;
 	int r;
 
+	kept = calloc(old->g.max_readers, sizeof(*kept));
+	if (!kept)
+		return bwi_err(ENOMEM, "resizing");
 	if (s->m->g.scale == BW_SCALE_DECKCUT) {
+		/* the Dekker with reader_enter: the flag, then the slots. A
+		 * writer that dies with it up leaves FROM_START readers
+		 * starting at the write position until the next resize. */
+		bw_store_relaxed(&a->resizing, 1);
+		bw_smp_mb();
 		r = drained(w, b);
 		if (r < 0 && r != -EPIPE)
-			return r;
+			goto err_drain;
 		if (cap1 < cap)
 			madvise(w->data + cap1, (size_t)(cap - cap1),
 				MADV_REMOVE); /* advice: a failure costs memory */
 	}
-	kept = calloc(old->g.max_readers, sizeof(*kept));
-	if (!kept)
-		return bwi_err(ENOMEM, "resizing");
 	r = bwi_epoch_create(s->m, k + 1, shift, b);
 	if (r == 0)
 		r = bwi_part_name(part, sizeof(part), s->m->name, k + 1);
@@ -672,6 +686,7 @@ static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 	bw_store_release(&e1->seq, k + 1);
 	bw_store_release(&a->ev[k % BWI_EPOCHS].end, b);
 	bw_store_release(&a->cur, k + 1);
+	bw_store_release(&a->resizing, 0); /* after cur: see reader_enter */
 	check_kept(old, m1, b, kept);
 	free(kept);
 	add_stats(&sc->wacc, w);
@@ -680,8 +695,10 @@ static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 	sc->kw = k + 1;
 	return 0;
 err_region:
-	free(kept);
 	bwi_part_unlink(s->m->name, k + 1);
+err_drain:
+	free(kept);
+	bw_store_release(&a->resizing, 0);
 	return r;
 }
 

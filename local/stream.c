@@ -1401,7 +1401,9 @@ __attribute__((noinline)) ssize_t bwi_d_read(struct bw_stream *s, void *buf,
 		return a;
 	if ((uint64_t)a > n)
 		a = (int64_t)n;
-	if (s->validate)
+	/* a reader that validates, or one that has just attached (a writer
+	 * may overtake it before it sees the slot): the seqlock's read */
+	if (s->validate || s->rpos < s->safe_from)
 		copy_racy(buf, s->data + (s->rpos & s->mask), (size_t)a);
 	else
 		bwi_copy(buf, s->data + (s->rpos & s->mask), (size_t)a);

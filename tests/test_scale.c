@@ -352,6 +352,8 @@ static void test_refused(void)
 
 struct stress {
 	struct bw_stream *w;
+	int from_start; /* the readers' BW_FROM_START */
+	int opens_each, reads_each;
 	_Atomic int readers_done;
 	_Atomic long opens, gaps, errs, stale;
 };
@@ -388,17 +390,18 @@ static void *stress_reader(void *arg)
 	struct stress *st = arg;
 	static _Thread_local uint64_t buf[1024];
 
-	for (int n = 0; n < 300; n++) {
+	for (int n = 0; n < st->opens_each; n++) {
 		struct bw_stream *r;
 		uint64_t next;
 
-		if (bw_stream_open("ss", BW_READ | BW_NOWAIT, &r) < 0) {
+		if (bw_stream_open("ss", BW_READ | BW_NOWAIT | st->from_start,
+				   &r) < 0) {
 			st->errs++;
 			break;
 		}
 		st->opens++;
 		next = (uint64_t)bw_stream_lseek(r, 0, SEEK_CUR);
-		for (int k = 0; k < 20; k++) {
+		for (int k = 0; k < st->reads_each; k++) {
 			ssize_t x = bw_stream_read(r, buf, sizeof(buf));
 
 			if (x == -ESTALE) {
@@ -431,17 +434,23 @@ static void *stress_reader(void *arg)
 	return NULL;
 }
 
-static void test_attach_during_resizes(void)
+/* with from_start, the readers start at the oldest byte: on a deck-cut
+ * ring, bytes the next region is about to reuse unless the writer waits
+ * for them (or they see it resizing). They then open more often, to
+ * attach within the few microseconds of a resize. */
+static void run_attach_during_resizes(uint32_t scale, int from_start)
 {
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
-	struct stress st = {0};
+	struct stress st = {.from_start = from_start,
+			    .opens_each = from_start ? 5000 : 300,
+			    .reads_each = from_start ? 2 : 20};
 	struct bw_stream *keeper;
 	struct bw_ring_info in;
 	pthread_t t[3];
 	static uint8_t buf[65536];
 
 	o.size = 8 << 10;
-	o.scale = BW_SCALE_REALLOC;
+	o.scale = scale;
 	o.scale_min = 4 << 10;
 	o.scale_max = 32 << 10;
 	bw_unlink("ss");
@@ -465,11 +474,50 @@ static void test_attach_during_resizes(void)
 		pthread_join(t[i], NULL);
 	CU_ASSERT_FATAL(bw_ring_stat("ss", &in, NULL, 0) >= 0);
 	CU_ASSERT(in.scale_epoch > 0); /* it did resize meanwhile */
-	CU_ASSERT_EQUAL(st.opens, 600);
+	CU_ASSERT_EQUAL(st.opens, 2 * st.opens_each);
 	CU_ASSERT_EQUAL(st.gaps, 0);
 	CU_ASSERT_EQUAL(st.errs, 0);
 	bw_stream_close(keeper);
 	bw_unlink("ss");
+}
+
+static void test_attach_during_resizes(void)
+{
+	run_attach_during_resizes(BW_SCALE_REALLOC, 0);
+}
+
+static void test_attach_from_start_during_resizes(void)
+{
+	run_attach_during_resizes(BW_SCALE_REALLOC, BW_FROM_START);
+	run_attach_during_resizes(BW_SCALE_DECKCUT, BW_FROM_START);
+}
+
+/* A reader with BW_FROM_START gets what the ring holds, on both kinds. */
+static void run_from_start(uint32_t scale)
+{
+	struct bw_stream *r, *w;
+	char out[16];
+
+	CU_ASSERT_EQUAL_FATAL(mk("sf", scale, 64 << 10, 16384, 256 << 10), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sf", BW_WRITE | BW_NOWAIT, &w),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, "0123456789", 10), 10);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sf", BW_READ | BW_FROM_START |
+							   BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_CUR), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 10);
+	CU_ASSERT_EQUAL(memcmp(out, "0123456789", 10), 0);
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("sf");
+}
+
+static void test_from_start(void)
+{
+	run_from_start(BW_SCALE_REALLOC);
+	run_from_start(BW_SCALE_DECKCUT);
 }
 
 /* An outstanding poke_acquire holds the region: no write (and so no
@@ -511,6 +559,9 @@ static void reg(void)
 	bwt_add("a reader leaves while the ring resizes", test_reader_leaves);
 	bwt_add("refused combinations", test_refused);
 	bwt_add("readers attach during resizes", test_attach_during_resizes);
+	bwt_add("a reader from the oldest byte", test_from_start);
+	bwt_add("readers from the oldest byte attach during resizes",
+		test_attach_from_start_during_resizes);
 	bwt_add("an outstanding poke_acquire", test_acquire_holds);
 }
 

@@ -214,6 +214,9 @@ struct bw_ring_opts {
  *  - DECKCUT: one allocation of scale_max bytes; a smaller ring uses its
  *    first part and gives the rest back to the kernel. The producer waits
  *    for the readers to leave the old region before reusing its memory.
+ * A BW_FROM_START reader starts at the oldest byte of the writer's region;
+ * on a DECKCUT ring, one that attaches while the producer waits to reuse
+ * memory starts at the write position (the old bytes are about to go).
  * A self-scaling ring is named (its regions are files NAME@K and NAME@deck
  * in the ring directory, which bw_unlink removes with it), has one writer,
  * is a lossless or SRP byte ring, and is read and written by processes
