@@ -73,17 +73,16 @@ struct bw_remote {
 	uint64_t pos;	    /* next byte to read, or to write */
 	struct scratch *sc;
 	struct bwf_mr sc_mr;
-	uint8_t *stage;	    /* FI_MR_LOCAL, or push: registered staging */
+	uint8_t *stage;	    /* push: registered staging */
 	size_t stage_len;
 	size_t slot_len;
 	struct bwf_mr stage_mr;
-	/* pull */
+	/* the last window read */
 	uint64_t tail_seen, oldest;
-	uint64_t pads;	    /* padding spans ever recorded (window) */
-	struct bwf_padq pq; /* the spans to skip */
-	bool window_fresh;  /* the window was read after the last data */
+	uint64_t pads;	    /* padding spans ever recorded */
 	bool ended;	    /* every writer has left */
-	uint64_t ra_pos, ra_len; /* read ahead into stage: [ra_pos, +ra_len) */
+	/* pull: a prefetching shadow over this session, which owns it */
+	struct bw_shadow *sh;
 	/* push */
 	uint64_t head_res;  /* head raised up to here */
 	uint64_t tail_sent; /* tail raised up to here (posted) */
@@ -246,8 +245,11 @@ static int request(struct bw_remote *r, const char *name, const char *prov)
 	return 0;
 }
 
-int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts,
-		   struct bw_remote **out)
+/* The session: the rendezvous, the endpoint, the descriptor, the first
+ * window read (bw_remote_open makes a reader's shadow on top). */
+static int remote_connect(const char *url, int flags,
+			  const struct bw_fabric_opts *opts,
+			  struct bw_remote **out)
 {
 	char host[256], port[8], name[BWI_NAME_MAX + 1], local[64];
 	struct sockaddr_storage ss;
@@ -305,15 +307,13 @@ int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts
 	snprintf(r->st.provider, sizeof(r->st.provider), "%s", r->ep.prov);
 	r->st.capacity = r->cap;
 	r->st.generation = r->d.generation;
-	{
-		/* Staging: registered memory for the provider to move from
-		 * (push), or to read ahead into (pull: calls smaller than a
-		 * slot are served from one larger read, validated once). */
+	if (flags & BW_WRITE) {
+		/* Staging: registered memory for the provider to move from,
+		 * a slot per write in flight. */
 		r->slot_len = r->cap / 2 < STAGE_SLOT_MAX ? r->cap / 2 : STAGE_SLOT_MAX;
 		if (r->slot_len > r->ep.max_msg)
 			r->slot_len = r->ep.max_msg;
-		r->stage_len = (flags & BW_WRITE) ? r->slot_len * STAGE_SLOTS
-						  : r->slot_len;
+		r->stage_len = r->slot_len * STAGE_SLOTS;
 		r->stage = aligned_alloc(4096, (r->stage_len + 4095) & ~(size_t)4095);
 		if (!r->stage) {
 			e = -ENOMEM;
@@ -395,125 +395,15 @@ static int op_error(struct bw_remote *r, int e, const char *what)
 
 /* ---- pull ------------------------------------------------------------------ */
 
-static ssize_t lose(struct bw_remote *r, uint64_t to)
-{
-	r->st.lost += to - r->pos;
-	r->pos = to;
-	r->st.position = to;
-	return bwi_err(ESTALE, "the writer overwrote %llu bytes before this "
-			       "remote reader fetched them",
-		       (unsigned long long)r->st.lost);
-}
-
-/* Serves a call from the read-ahead staging area. */
-static ssize_t ra_take(struct bw_remote *r, void *buf, size_t n)
-{
-	uint64_t off = r->pos - r->ra_pos, k = r->ra_len - off;
-
-	if (k > n)
-		k = n;
-	memcpy(buf, r->stage + off, k);
-	r->pos += k;
-	r->st.position = r->pos;
-	r->st.bytes += k;
-	r->st.calls++;
-	return (ssize_t)k;
-}
-
+/* A reader is a prefetching shadow over its session (bw_remote_open): its
+ * reads are in flight while the caller works, and one look at the
+ * positions validates all that landed before it. */
 ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
 {
-	struct bwf_op op;
-	unsigned idle = 0;
-	uint64_t k;
-	uint8_t *dst;
-	int e;
-
 	bwi_err_clear();
 	if (!(r->flags & BW_READ))
 		return bwi_err(EBADF, "not a remote reader");
-	if (r->ep.err)
-		return r->ep.err;
-	if (n == 0)
-		return 0;
-again:
-	if (r->pos >= r->ra_pos && r->pos < r->ra_pos + r->ra_len)
-		return ra_take(r, buf, n);
-	for (;;) {
-		if (!r->window_fresh && (e = window_read(r)) < 0)
-			return e;
-		r->window_fresh = false;
-		if (r->pos < r->oldest)
-			return lose(r, r->oldest);
-		if (r->tail_seen > r->pos)
-			break;
-		if (r->ended)
-			return 0;
-		if (r->flags & BW_NONBLOCK)
-			return bwi_err(EAGAIN, "no data");
-		if ((e = session_alive(r)) < 0)
-			return e;
-		bwf_backoff(&idle);
-	}
-	/* Padding (spans of writers presumed dead) is never delivered: the
-	 * pads below the tail this window shows are counted in it. */
-	if (r->pads > r->pq.next) {
-		struct bwf_pad t[BWI_PADS];
-
-		if ((e = pads_fetch(r, t)) < 0 ||
-		    (e = bwf_padq_take(&r->pq, t, r->pads, r->pos, r->tail_seen,
-				       r->cap)) < 0)
-			return e;
-	}
-	/* Read ahead: up to a staging area's worth of what is there, so
-	 * small calls cost no round trips until it is used up. A call at
-	 * least that large reads straight into the caller's buffer, where
-	 * the provider allows it. */
-	k = r->tail_seen - r->pos;
-	if (r->pq.n || r->pq.floor > r->pos) {
-		uint64_t skip = bwf_padq_clip(&r->pq, r->pos, &k);
-
-		if (skip) {
-			r->pos = r->st.position = skip;
-			r->window_fresh = true; /* still the latest look */
-			goto again;
-		}
-	}
-	if (k > r->ep.max_msg)
-		k = r->ep.max_msg;
-	if (n >= r->stage_len && !(r->ep.mr_mode & FI_MR_LOCAL)) {
-		dst = buf;
-		if (k > n)
-			k = n;
-	} else {
-		dst = r->stage;
-		if (k > r->stage_len)
-			k = r->stage_len;
-	}
-	/* The data window is mapped twice: one read even across the wrap;
-	 * k <= tail - pos <= capacity keeps it inside the region. */
-	e = bwf_read(&r->ep, r->peer, dst, k, r->stage ? r->stage_mr.desc : NULL,
-		     r->d.data_raddr + (r->pos & r->mask), r->d.data_key, &op);
-	if (e == 0)
-		e = bwf_wait(&r->ep, &op);
-	if (e < 0)
-		return op_error(r, e, "reading ring data");
-	if ((e = window_read(r)) < 0)
-		return e;
-	r->window_fresh = true;
-	if (r->pos < r->oldest) /* overwritten while we fetched it */
-		return lose(r, r->oldest);
-	if (dst != buf) {
-		/* intact when fetched: what the caller does not take now is
-		 * served from here */
-		r->ra_pos = r->pos;
-		r->ra_len = k;
-		return ra_take(r, buf, n);
-	}
-	r->pos += k;
-	r->st.position = r->pos;
-	r->st.bytes += k;
-	r->st.calls++;
-	return (ssize_t)k;
+	return bw_shadow_read(r->sh, buf, n);
 }
 
 /* ---- push ------------------------------------------------------------------ */
@@ -710,8 +600,17 @@ int bw_remote_flush(struct bw_remote *r)
 int bw_remote_stat(const struct bw_remote *r, struct bw_remote_stat *st)
 {
 	*st = r->st;
-	st->padded = r->pq.padded;
 	st->position = r->pos;
+	if (r->sh) {
+		struct bw_shadow_stat ss;
+
+		bw_shadow_stat(r->sh, &ss);
+		st->bytes = ss.bytes;
+		st->calls = ss.calls;
+		st->lost = ss.lost;
+		st->padded = ss.padded;
+		st->position = ss.position;
+	}
 	st->remote_ops = r->ep.ops;
 	return 0;
 }
@@ -736,6 +635,8 @@ int bw_remote_close(struct bw_remote *r)
 
 	if (!r)
 		return 0;
+	if (r->sh)
+		return bw_shadow_close(r->sh); /* its source frees r */
 	if ((r->flags & BW_WRITE) && !r->ep.err)
 		e = bw_remote_flush(r);
 	remote_free(r);
@@ -900,19 +801,17 @@ static const struct bws_src_ops fab_ops = {
 	.close = fab_close,
 };
 
-int bwf_shadow_src(const char *url, const struct bw_fabric_opts *fabric_opts,
-		   struct bws_src **out)
+/* Session r (taken: freed with the source, or now on failure) as the
+ * origin of a shadow. */
+static int fab_src_new(struct bw_remote *r, struct bws_src **out)
 {
 	struct fab_src *f = calloc(1, sizeof(*f));
-	int e;
 
-	if (!f)
+	if (!f) {
+		remote_free(r);
 		return bwi_err(ENOMEM, "allocating a shadow");
-	e = bw_remote_open(url, BW_READ, fabric_opts, &f->r);
-	if (e < 0) {
-		free(f);
-		return e;
 	}
+	f->r = r;
 	f->b.ops = &fab_ops;
 	f->b.indices = f->r->d.layout == BWI_LAYOUT_INDEX;
 	f->b.capacity = f->r->cap;
@@ -922,6 +821,42 @@ int bwf_shadow_src(const char *url, const struct bw_fabric_opts *fabric_opts,
 	f->b.nic_node = bws_nic_node(f->r->fd);
 	snprintf(f->b.link, sizeof(f->b.link), "%s", f->r->ep.prov);
 	*out = &f->b;
+	return 0;
+}
+
+int bwf_shadow_src(const char *url, const struct bw_fabric_opts *fabric_opts,
+		   struct bws_src **out)
+{
+	struct bw_remote *r;
+	int e = remote_connect(url, BW_READ, fabric_opts, &r);
+
+	return e < 0 ? e : fab_src_new(r, out);
+}
+
+int bw_remote_open(const char *url, int flags, const struct bw_fabric_opts *opts,
+		   struct bw_remote **out)
+{
+	struct bw_shadow_opts so = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+	struct bws_src *src;
+	struct bw_remote *r;
+	int e = remote_connect(url, flags, opts, &r);
+
+	if (e < 0)
+		return e;
+	if (flags & BW_READ) {
+		/* the reader: reads ahead, several in flight (the prefetch
+		 * method's adaptive window, up to 4 MiB or the ring) */
+		so.method = BW_SHADOW_PREFETCH;
+		if ((e = fab_src_new(r, &src)) < 0 ||
+		    (e = bws_open(src, BWS_WAIT_FLIGHT |
+					       (flags & (BW_READ | BW_FROM_START |
+							 BW_NONBLOCK)),
+				  &so, true, &sh)) < 0)
+			return e; /* r went with the source */
+		r->sh = sh;
+	}
+	*out = r;
 	return 0;
 }
 

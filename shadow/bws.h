@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "bwf.h"
+#include <beltway/shadow.h>
 
 struct bws_src;
 
@@ -103,6 +104,16 @@ void bws_mirror_free(void *p, size_t len);
 /* A copy out of a ring a writer may be overwriting: validated afterwards
  * by a window (the seqlock's read; tests/tsan.supp names it). */
 void bws_copy_racy(void *dst, const void *src, size_t n);
+
+/* A flag of bws_open(): with BW_NONBLOCK, -EAGAIN only when the origin has
+ * nothing new; reads already in flight are waited for (bw_remote_read). */
+#define BWS_WAIT_FLIGHT (1 << 30)
+
+/* A shadow of src (taken: closed with the shadow, or on failure) with the
+ * options o as bw_shadow_open() checked them; remote: src is over a
+ * fabric link. */
+int bws_open(struct bws_src *src, int flags, const struct bw_shadow_opts *o,
+	     bool remote, struct bw_shadow **out);
 
 /* Reads the positions and waits for them (wpost, test, wresult). */
 int bws_window(struct bws_src *s, struct bws_win *w);

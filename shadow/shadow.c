@@ -613,7 +613,8 @@ static ssize_t pf_get(struct bw_shadow *sh, size_t n, const void **p)
 			continue; /* something moved: look again before waiting */
 		if (sh->wv_busy || sh->ch_n) {
 			/* the reader caught up with the reads in flight */
-			if (sh->flags & BW_NONBLOCK)
+			if ((sh->flags & (BW_NONBLOCK | BWS_WAIT_FLIGHT)) ==
+			    BW_NONBLOCK)
 				return bwi_err(EAGAIN, "no data yet (reads in "
 						       "flight)");
 			r = sh->wv_busy ? pf_validate(sh, true) : pf_reap(sh, true);
@@ -1080,7 +1081,6 @@ BW_API int bw_shadow_open(const char *where, int flags,
 			  struct bw_shadow **out)
 {
 	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
-	struct bw_shadow *sh;
 	bool remote;
 	struct bws_src *src;
 	int r;
@@ -1112,37 +1112,46 @@ BW_API int bw_shadow_open(const char *where, int flags,
 				       getenv("BELTWAY_SHADOW"));
 		o.method = (uint32_t)r;
 	}
-	sh = calloc(1, sizeof(*sh));
-	if (!sh)
+	remote = strchr(where, '/') != NULL;
+	r = remote ? bwf_shadow_src(where, o.fabric, &src)
+		   : bws_local_open(where, &src);
+	if (r < 0)
+		return r;
+	if (src->indices) {
+		src->ops->close(src);
+		return bwi_err(ENOTSUP, "'%s' is an IBuf: its bytes are indices "
+					"into rings on its host, and a shadow "
+					"reads bytes (read it with bw_stream_open "
+					"there)",
+			       where);
+	}
+	return bws_open(src, flags, &o, remote, out);
+}
+
+int bws_open(struct bws_src *src, int flags, const struct bw_shadow_opts *o,
+	     bool remote, struct bw_shadow **out)
+{
+	struct bw_shadow *sh = calloc(1, sizeof(*sh));
+	struct bws_src *lat;
+	int r = 0;
+
+	if (!sh) {
+		src->ops->close(src);
 		return bwi_err(ENOMEM, "allocating a shadow");
+	}
 	sh->tfd = -1;
 	sh->pid = getpid();
 	sh->flags = flags;
-	sh->lat_us = o.latency_us;
-	remote = strchr(where, '/') != NULL;
-	r = remote ? bwf_shadow_src(where, o.fabric, &sh->src)
-		   : bws_local_open(where, &sh->src);
-	if (r == 0 && sh->src->indices) {
-		sh->src->ops->close(sh->src);
-		r = bwi_err(ENOTSUP, "'%s' is an IBuf: its bytes are indices "
-				     "into rings on its host, and a shadow "
-				     "reads bytes (read it with bw_stream_open "
-				     "there)",
-			    where);
-	}
-	if (r == 0 && sh->lat_us) {
-		r = bws_latency_wrap(sh->src, sh->lat_us, &src);
+	sh->lat_us = o->latency_us;
+	sh->src = src;
+	if (sh->lat_us) {
+		r = bws_latency_wrap(src, sh->lat_us, &lat);
 		if (r < 0)
-			sh->src->ops->close(sh->src);
-		sh->src = r < 0 ? NULL : src;
+			src->ops->close(src);
+		sh->src = r < 0 ? NULL : lat;
 	}
-	if (r < 0) {
-		sh->src = NULL;
-		shadow_free(sh);
-		return r;
-	}
-	sh->cap = sh->src->capacity;
-	if ((r = setup(sh, &o, remote)) < 0 || (r = win(sh)) < 0) {
+	sh->cap = sh->src ? sh->src->capacity : 0;
+	if (r < 0 || (r = setup(sh, o, remote)) < 0 || (r = win(sh)) < 0) {
 		shadow_free(sh);
 		return r;
 	}
