@@ -28,7 +28,7 @@ int bench_parse_sizes(const char *s, size_t *sizes, int max);
 const char *bench_size_name(size_t n);
 
 /* Starts a fabric server on 127.0.0.1 in a child process; returns its pid
- * and sets *port, or -1. */
+ * and sets *port, or -1. Stop it with SIGTERM (and wait for it). */
 pid_t bench_server_start(const char *prov, int *port);
 
 /* The options every benchmark takes. */

@@ -2,6 +2,7 @@
 /* Helpers shared by the benchmarks. */
 #define _GNU_SOURCE
 #include <sched.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -161,6 +162,16 @@ const char *bench_size_name(size_t n)
 	return b;
 }
 
+static struct bw_server *server;
+
+static void server_term(int sig)
+{
+	(void)sig;
+	bw_server_stop(server); /* a write(2): async-signal-safe */
+}
+
+/* The server stops in order on SIGTERM: a provider's resources (shm's
+ * regions in /dev/shm) go with it, as they do not when it is killed. */
 pid_t bench_server_start(const char *prov, int *port)
 {
 	int p[2];
@@ -177,11 +188,18 @@ pid_t bench_server_start(const char *prov, int *port)
 
 		fo.provider = prov;
 		close(p[0]);
-		if (bw_server_open("127.0.0.1:0", &fo, &s) == 0)
+		if (bw_server_open("127.0.0.1:0", &fo, &s) == 0) {
+			struct sigaction sa = {.sa_handler = server_term};
+
+			server = s;
+			sigaction(SIGTERM, &sa, NULL);
 			pt = bw_server_port(s);
+		}
 		if (write(p[1], &pt, sizeof(pt)) != sizeof(pt) || pt < 0)
 			_exit(1);
-		_exit(bw_server_run(s, -1) < 0);
+		pt = bw_server_run(s, -1) < 0;
+		bw_server_close(s);
+		_exit(pt);
 	}
 	close(p[1]);
 	if (read(p[0], port, sizeof(*port)) != sizeof(*port) || *port < 0) {

@@ -458,7 +458,7 @@ int bench_fabric_main(int argc, char **argv)
 			emit(&o, "pull", prov, 65536, rdr, bench_median(t, runs),
 			     bench_median(c, runs));
 		}
-		kill(srv, SIGKILL);
+		kill(srv, SIGTERM);
 		waitpid(srv, NULL, 0);
 	}
 	{

@@ -84,14 +84,16 @@ struct bw_remote {
 	/* pull: a prefetching shadow over this session, which owns it */
 	struct bw_shadow *sh;
 	/* push */
-	uint64_t head_res;  /* head raised up to here */
+	uint64_t head_res;  /* head raised up to here (completed) */
+	uint64_t head_want; /* the raise in flight, while head_busy */
+	uint64_t last_k;    /* the size of the last write posted */
 	uint64_t tail_sent; /* tail raised up to here (posted) */
 	uint64_t done_end;  /* writes below here have completed */
 	uint64_t want;	    /* bytes waiting for credit */
 	struct inflight fl[STAGE_SLOTS];
 	unsigned fl_head, fl_n; /* FIFO of writes in flight */
 	struct bwf_op head_op, tail_op;
-	bool tail_busy;
+	bool head_busy, tail_busy; /* one of the two at a time: see head_post */
 	struct bw_remote_stat st;
 };
 
@@ -408,8 +410,46 @@ ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n)
 
 /* ---- push ------------------------------------------------------------------ */
 
-/* Retires completed writes in order and raises tail over the completed
- * prefix: at most one tail update in flight, its value fixed until done. */
+static uint64_t credit_limit(const struct bw_remote *r)
+{
+	/* Credit from the server's one-sided write: the position up to which
+	 * we may write (a ring ahead of the slowest reader). It only grows. */
+	return bw_load_acquire(&r->sc->credit);
+}
+
+/* Where head goes when [pos, pos + k) needs reserving: an eighth of the
+ * ring ahead (a lossless writer: no further than its credit). */
+static uint64_t head_target(const struct bw_remote *r, uint64_t k)
+{
+	uint64_t h = r->pos + (k > r->cap / 8 ? k : r->cap / 8);
+
+	if ((r->flags & BW_REMOTE_LOSSLESS) && h > credit_limit(r))
+		h = credit_limit(r);
+	return h;
+}
+
+/* Starts raising head to h. One atomic in flight at a time: shm (libfabric
+ * 1.17) applied a FI_MAX with the operand of another atomic in flight from
+ * the same endpoint (tail took head's value). */
+static int head_post(struct bw_remote *r, uint64_t h)
+{
+	int e;
+
+	r->sc->head_val = h;
+	e = bwf_atomic_max(&r->ep, r->peer, &r->sc->head_val, r->sc_mr.desc,
+			   r->d.pos_raddr + BWF_POS_HEAD, r->d.pos_key,
+			   FI_DELIVERY_COMPLETE, &r->head_op);
+	if (e < 0)
+		return op_error(r, e, "reserving space in the remote ring");
+	r->head_busy = true;
+	r->head_want = h;
+	return 0;
+}
+
+/* Retires completed writes in order; raises head before the reservation
+ * runs out (when another write of the last one's size, or a sixteenth of
+ * the ring, would not fit), so a write seldom waits for it; else raises
+ * tail over the completed prefix, its value fixed until done. */
 static int push_progress(struct bw_remote *r)
 {
 	int e = bwf_progress(&r->ep);
@@ -426,6 +466,14 @@ static int push_progress(struct bw_remote *r)
 		r->fl_head = (r->fl_head + 1) % STAGE_SLOTS;
 		r->fl_n--;
 	}
+	if (r->head_busy && r->head_op.done) {
+		r->head_busy = false;
+		if (r->head_op.err)
+			return r->ep.err = op_error(r, r->head_op.err,
+						    "reserving space in the "
+						    "remote ring");
+		r->head_res = r->head_want;
+	}
 	if (r->tail_busy && r->tail_op.done) {
 		r->tail_busy = false;
 		if (r->tail_op.err)
@@ -433,7 +481,16 @@ static int push_progress(struct bw_remote *r)
 						    "raising the remote write "
 						    "position");
 	}
-	if (!r->tail_busy && r->done_end > r->tail_sent) {
+	if (r->head_busy || r->tail_busy)
+		return 0;
+	if (r->pos + (r->last_k > r->cap / 16 ? r->last_k : r->cap / 16) >
+	    r->head_res) {
+		uint64_t h = head_target(r, r->last_k);
+
+		if (h > r->head_res)
+			return head_post(r, h);
+	}
+	if (r->done_end > r->tail_sent) {
 		r->sc->tail_val = r->done_end;
 		e = bwf_atomic_max(&r->ep, r->peer, &r->sc->tail_val,
 				   r->sc_mr.desc, r->d.pos_raddr + BWF_POS_TAIL,
@@ -463,25 +520,17 @@ static int push_wait(struct bw_remote *r, bool (*done)(const struct bw_remote *)
 			return 0;
 		if ((e = session_alive(r)) < 0)
 			return e;
-		if (!counted && r->fl_n + r->tail_busy &&
+		if (!counted && r->fl_n + r->head_busy + r->tail_busy &&
 		    bwi_now_ns() > deadline)
 			return r->ep.err = bwi_err(ETIMEDOUT,
 						   "remote writes did not "
 						   "complete within %u ms",
 						   r->ep.timeout_ms);
-		if (idle > 16 && r->ep.cq_fd >= 0)
-			bwf_idle(&r->ep, 1);
+		if (idle > 16)
+			bwf_idle(&r->ep, 1, &idle);
 		else
 			bwf_backoff(&idle);
-		idle++;
 	}
-}
-
-static uint64_t credit_limit(const struct bw_remote *r)
-{
-	/* Credit from the server's one-sided write: the position up to which
-	 * we may write (a ring ahead of the slowest reader). It only grows. */
-	return bw_load_acquire(&r->sc->credit);
 }
 
 static bool slot_free(const struct bw_remote *r)
@@ -491,12 +540,13 @@ static bool slot_free(const struct bw_remote *r)
 
 static bool all_visible(const struct bw_remote *r)
 {
-	return r->fl_n == 0 && !r->tail_busy && r->tail_sent == r->pos;
+	return r->fl_n == 0 && !r->head_busy && !r->tail_busy &&
+	       r->tail_sent == r->pos;
 }
 
-static bool tail_idle(const struct bw_remote *r)
+static bool atomics_idle(const struct bw_remote *r)
 {
-	return !r->tail_busy;
+	return !r->head_busy && !r->tail_busy;
 }
 
 static bool credit_ok(const struct bw_remote *r)
@@ -504,31 +554,19 @@ static bool credit_ok(const struct bw_remote *r)
 	return r->pos + r->want <= credit_limit(r);
 }
 
-/* Raises head so that [pos, pos + k) is reserved, visible at the ring
- * before any byte of it lands. */
+/* Makes sure [pos, pos + k) is reserved: head raised, and the raise
+ * complete (visible at the ring) before any byte of it lands. Mostly
+ * push_progress raised it ahead of time. */
 static int reserve(struct bw_remote *r, uint64_t k)
 {
-	uint64_t h = r->pos + (k > r->cap / 8 ? k : r->cap / 8);
 	int e;
 
-	if (r->pos + k <= r->head_res)
-		return 0;
-	if ((r->flags & BW_REMOTE_LOSSLESS) && h > credit_limit(r))
-		h = credit_limit(r);
-	/* One atomic in flight at a time: shm (libfabric 1.17) applied a
-	 * FI_MAX with the operand of another atomic in flight from the same
-	 * endpoint (tail took head's value). */
-	if (r->tail_busy && (e = push_wait(r, tail_idle, false)) < 0)
-		return e;
-	r->sc->head_val = h;
-	e = bwf_atomic_max(&r->ep, r->peer, &r->sc->head_val, r->sc_mr.desc,
-			   r->d.pos_raddr + BWF_POS_HEAD, r->d.pos_key,
-			   FI_DELIVERY_COMPLETE, &r->head_op);
-	if (e == 0)
-		e = bwf_wait(&r->ep, &r->head_op);
-	if (e < 0)
-		return op_error(r, e, "reserving space in the remote ring");
-	r->head_res = h;
+	while (r->pos + k > r->head_res) {
+		if (atomics_idle(r) && (e = head_post(r, head_target(r, k))) < 0)
+			return e;
+		if ((e = push_wait(r, atomics_idle, false)) < 0)
+			return e;
+	}
 	return 0;
 }
 
@@ -578,6 +616,7 @@ ssize_t bw_remote_write(struct bw_remote *r, const void *buf, size_t n)
 		r->fl[slot].end = r->pos + k;
 		r->fl_n++;
 		r->pos += k;
+		r->last_k = k;
 		done += k;
 		if ((e = push_progress(r)) < 0)
 			return e;

@@ -300,22 +300,27 @@ int bwf_progress(struct bwf_ep *e)
 	}
 }
 
-void bwf_idle(struct bwf_ep *e, int timeout_ms)
+void bwf_idle(struct bwf_ep *e, int timeout_ms, unsigned *k)
 {
 	struct fid *f = &e->cq->fid;
 	struct pollfd p = {.fd = e->cq_fd, .events = POLLIN};
 
-	if (e->cq_fd >= 0 && fi_trywait(e->fabric, &f, 1) == FI_SUCCESS) {
-		(void)poll(&p, 1, timeout_ms);
+	if (e->cq_fd < 0) {
+		/* nothing to sleep on (shm): back off, or the waiters on a
+		 * busy host starve the peer that would complete them */
+		bwf_backoff(k);
 		return;
 	}
-	sched_yield();
+	if (fi_trywait(e->fabric, &f, 1) == FI_SUCCESS)
+		(void)poll(&p, 1, timeout_ms);
+	else
+		sched_yield(); /* completions are there: read them */
 }
 
 int bwf_wait(struct bwf_ep *e, struct bwf_op *op)
 {
 	uint64_t deadline = bwi_now_ns() + (uint64_t)e->timeout_ms * 1000000u;
-	unsigned spins = 0;
+	unsigned spins = 0, idle = 0;
 
 	while (!op->done) {
 		int r = bwf_progress(e);
@@ -334,7 +339,7 @@ int bwf_wait(struct bwf_ep *e, struct bwf_op *op)
 						"operation within %u ms (provider %s)",
 						e->timeout_ms, e->prov);
 		}
-		bwf_idle(e, 1);
+		bwf_idle(e, 1, &idle);
 	}
 	return op->err;
 }
@@ -343,6 +348,7 @@ int bwf_wait(struct bwf_ep *e, struct bwf_op *op)
 #define POST_RETRY(e, op, call)                                               \
 	do {                                                                  \
 		uint64_t dl_ = 0;                                             \
+		unsigned k_ = 0;                                              \
 		ssize_t r_;                                                   \
 		(op)->done = 0;                                               \
 		(op)->err = 0;                                                \
@@ -357,6 +363,7 @@ int bwf_wait(struct bwf_ep *e, struct bwf_op *op)
 				return (e)->err = bwi_err(ETIMEDOUT,          \
 					"the fabric queue stayed full for %u ms", \
 					(e)->timeout_ms);                     \
+			bwf_idle(e, 1, &k_);                                  \
 		}                                                             \
 		if (r_)                                                       \
 			return (e)->err = fierr((int)r_, "posting an operation", \

@@ -27,25 +27,49 @@ void bwt_skip(const char *why)
 	skips++;
 }
 
-static void dir_cleanup(void)
+/* Removes the entries of directory path whose names start with prefix;
+ * with depth, the directories among them too, with what they hold. */
+static void remove_in(const char *path, const char *prefix, int depth)
 {
 	struct dirent *de;
-	DIR *d;
+	DIR *d = opendir(path);
 
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char p[512];
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    strncmp(de->d_name, prefix, strlen(prefix)))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
+		if (unlink(p) < 0 && errno == EISDIR && depth > 0) {
+			remove_in(p, "", depth - 1);
+			rmdir(p);
+		}
+	}
+	closedir(d);
+}
+
+/* libfabric's shm provider keeps a region per endpoint in /dev/shm named
+ * "PID:...", which only an orderly exit removes: a process killed, or one
+ * that left by _exit with a handle open, leaves its regions behind (16 MiB
+ * each) until /dev/shm is full and the provider refuses to start. */
+static void shm_sweep(pid_t pid)
+{
+	char pre[24];
+
+	snprintf(pre, sizeof(pre), "%d:", (int)pid);
+	remove_in("/dev/shm", pre, 0);
+}
+
+static void dir_cleanup(void)
+{
 	if (!dir[0] || getpid() != dir_owner)
 		return;
-	d = opendir(dir);
-	if (d) {
-		while ((de = readdir(d)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-				char p[512];
-
-				snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-				unlink(p);
-			}
-		closedir(d);
-	}
+	remove_in(dir, "", 4); /* the rings, .fabric, the ranks' directories */
 	rmdir(dir);
+	shm_sweep(getpid());
 }
 
 const char *bwt_ring_dir(void)
@@ -103,6 +127,7 @@ int bwt_wait(pid_t pid)
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return -1;
+	shm_sweep(pid); /* gone: what it left in /dev/shm is no one's */
 	if (WIFEXITED(st))
 		return WEXITSTATUS(st);
 	return 128 + WTERMSIG(st);

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,8 +212,10 @@ static void pull_overrun(void)
 /* ---- push ----------------------------------------------------------------- */
 
 /* A local reader of NAME in a child: exits 0 when it read exactly total
- * bytes of stream seed and then saw the end of the stream. */
-static pid_t reader_child(const char *name, uint64_t total, uint32_t seed)
+ * bytes of stream seed and then saw the end of the stream. It starts once
+ * hold bytes are readable. */
+static pid_t reader_child(const char *name, uint64_t total, uint32_t seed,
+			  uint64_t hold)
 {
 	pid_t pid = fork();
 
@@ -223,6 +226,16 @@ static pid_t reader_child(const char *name, uint64_t total, uint32_t seed)
 		/* waits for a writer: the push session's */
 		if (bw_stream_open(name, BW_READ, &s) < 0)
 			_exit(3);
+		for (;;) {
+			const void *p;
+			ssize_t a = bw_stream_peek_acquire(s, &p, hold);
+
+			if (a < 0)
+				_exit(7);
+			if ((uint64_t)a >= hold)
+				break;
+			sched_yield();
+		}
 		for (;;) {
 			const void *p;
 			ssize_t n = bw_stream_peek(s, &p, 1u << 20);
@@ -259,7 +272,9 @@ static void push_lossless(void)
 
 	mkring("push1", 256u << 10);
 	server_start(NULL);
-	rd = reader_child("push1", total, 11);
+	/* the reader starts when another write would not fit: the writer
+	 * must wait for credit */
+	rd = reader_child("push1", total, 11, (256u << 10) - 100000 + 1);
 	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("push1"),
 					     BW_WRITE | BW_REMOTE_LOSSLESS, &o, &r),
 			      0);
@@ -277,7 +292,7 @@ static void push_lossless(void)
 	CU_ASSERT_EQUAL(bw_remote_flush(r), 0);
 	bw_remote_stat(r, &st);
 	CU_ASSERT_EQUAL(st.bytes, total);
-	CU_ASSERT(st.waits > 0); /* a 256 KiB ring: credit paced it */
+	CU_ASSERT(st.waits > 0); /* credit paced it */
 	CU_ASSERT_EQUAL(bw_remote_close(r), 0);
 	/* the session ended: the reader sees the end of the stream */
 	{
