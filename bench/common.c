@@ -198,6 +198,7 @@ pid_t bench_server_start(const char *prov, int *port)
 		if (write(p[1], &pt, sizeof(pt)) != sizeof(pt) || pt < 0)
 			_exit(1);
 		pt = bw_server_run(s, -1) < 0;
+		signal(SIGTERM, SIG_IGN); /* the handler's server goes now */
 		bw_server_close(s);
 		_exit(pt);
 	}

@@ -16,7 +16,7 @@
  * runs. Nothing is pinned: the server and the reader share the CPUs.
  *
  * The peer in the same run is the fabric layer's own remote reader
- * (bw_remote_read, one read-ahead window per round trip), full payloads,
+ * (bw_remote_read: prefetch with its default window), full payloads,
  * no added latency: the text table shows it, --json does not.
  */
 #define _GNU_SOURCE

@@ -66,6 +66,7 @@ struct inflight {
 struct bw_remote {
 	struct bwf_ep ep;
 	int fd;	     /* the rendezvous connection: liveness */
+	pid_t pid;   /* the process that opened it */
 	int flags;
 	struct bwf_desc d;
 	fi_addr_t peer;
@@ -90,6 +91,7 @@ struct bw_remote {
 	uint64_t tail_sent; /* tail raised up to here (posted) */
 	uint64_t done_end;  /* writes below here have completed */
 	uint64_t want;	    /* bytes waiting for credit */
+	uint64_t want_res;  /* reserve(): the position head must reach */
 	struct inflight fl[STAGE_SLOTS];
 	unsigned fl_head, fl_n; /* FIFO of writes in flight */
 	struct bwf_op head_op, tail_op;
@@ -276,6 +278,7 @@ static int remote_connect(const char *url, int flags,
 		return -ENOMEM;
 	r->fd = -1;
 	r->flags = flags;
+	r->pid = getpid();
 	if ((e = bwf_tcp_connect(host, port, tmo, &r->fd)) < 0)
 		goto fail;
 	bwf_keepalive(r->fd, tmo);
@@ -549,6 +552,12 @@ static bool atomics_idle(const struct bw_remote *r)
 	return !r->head_busy && !r->tail_busy;
 }
 
+/* reserve() may go on: head covers what it wants, or it may post */
+static bool reserve_ready(const struct bw_remote *r)
+{
+	return !r->head_busy && (r->want_res <= r->head_res || !r->tail_busy);
+}
+
 static bool credit_ok(const struct bw_remote *r)
 {
 	return r->pos + r->want <= credit_limit(r);
@@ -561,10 +570,11 @@ static int reserve(struct bw_remote *r, uint64_t k)
 {
 	int e;
 
-	while (r->pos + k > r->head_res) {
+	r->want_res = r->pos + k;
+	while (r->want_res > r->head_res) {
 		if (atomics_idle(r) && (e = head_post(r, head_target(r, k))) < 0)
 			return e;
-		if ((e = push_wait(r, atomics_idle, false)) < 0)
+		if ((e = push_wait(r, reserve_ready, false)) < 0)
 			return e;
 	}
 	return 0;
@@ -674,8 +684,13 @@ int bw_remote_close(struct bw_remote *r)
 
 	if (!r)
 		return 0;
-	if (r->sh)
+	if (r->sh) {
+		/* in a bw_fork child the shadow leaves the parent's endpoint
+		 * alone, and so r: the child's copy of the socket goes */
+		if (r->pid != getpid() && r->fd >= 0)
+			close(r->fd);
 		return bw_shadow_close(r->sh); /* its source frees r */
+	}
 	if ((r->flags & BW_WRITE) && !r->ep.err)
 		e = bw_remote_flush(r);
 	remote_free(r);

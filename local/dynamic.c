@@ -461,19 +461,30 @@ static int dyn_peek_complete(struct bw_stream *s, size_t n)
 	return 0;
 }
 
-/* Forward only: what readers passed may be freed. */
+/* Back as far as the oldest container held: the writer frees containers
+ * under the mutex, below the readers' published positions it reads there,
+ * so a position found held here stays held once published. */
 static int64_t dyn_lseek(struct bw_stream *s, int64_t off, int whence)
 {
+	struct bwi_dyn *d = s->m->dyn;
 	int64_t cur = bwi_d_lseek(s, 0, SEEK_CUR), r;
 
 	if (cur < 0 || !(s->reader || s->tap))
 		return cur < 0 ? cur : bwi_d_lseek(s, off, whence);
+	pthread_mutex_lock(&d->mu);
 	r = bwi_d_lseek(s, off, whence);
-	if (r >= 0 && r < cur) {
+	if (r >= 0 && r < cur && (!d->first || (uint64_t)r < d->first->start)) {
+		uint64_t o = d->first ? d->first->start : (uint64_t)cur;
+
 		bwi_d_lseek(s, cur, SEEK_SET);
-		return bwi_err(EINVAL, "a dynamic ring frees what its readers "
-				       "passed: it seeks forward only");
+		r = bwi_err(ESTALE, "dynamic ring: position %lld was freed once "
+				    "every reader passed it; the oldest held is "
+				    "%llu",
+			    (long long)r, (unsigned long long)o);
 	}
+	pthread_mutex_unlock(&d->mu);
+	if (r < 0)
+		return r;
 	s->dyn_racq = 0;
 	rd_moved(s, (uint64_t)cur);
 	return r;

@@ -285,6 +285,7 @@ static int reader_enter(struct bw_stream *s, uint64_t *k)
 		tag = tag_of(sc->r->rslot, sc->r->rgen);
 		bw_stream_close(sc->r);
 		sc->r = NULL;
+		bw_smp_mb(); /* as in sc_detach: the close, then the look */
 		if (entry(s, *k + 1, &start, &end, &shift) == 0)
 			give_up(s, *k + 1, tag);
 		if (k2 == *k) /* the old data may be the next region's already */
@@ -314,6 +315,9 @@ static int sc_attach(struct bw_stream *s)
 	if (r == 0 && (s->flags & BW_WRITE))
 		r = region_open(s, k, BW_WRITE, 0, &sc->w);
 	if (r == 0 && (s->flags & BW_WRITE)) {
+		/* the one writer: a flag left up by one that died resizing
+		 * goes (see resize) */
+		bw_store_release(&area(s)->resizing, 0);
 		sc->kw = k;
 		sc->gc = k > 2 ? k - 2 : 0; /* an earlier writer's leftovers */
 		sc->loop_t0 = bwi_now_ns();
@@ -648,7 +652,7 @@ static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 	if (s->m->g.scale == BW_SCALE_DECKCUT) {
 		/* the Dekker with reader_enter: the flag, then the slots. A
 		 * writer that dies with it up leaves FROM_START readers
-		 * starting at the write position until the next resize. */
+		 * starting at the write position until a writer attaches. */
 		bw_store_relaxed(&a->resizing, 1);
 		bw_smp_mb();
 		r = drained(w, b);

@@ -125,8 +125,11 @@ static void test_peek(void)
 	CU_ASSERT_EQUAL(bw_stream_peek_complete(r, 10), 0);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), RING / 4 - 10);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), -EAGAIN);
-	/* seeks go forward only */
-	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_SET), -EINVAL);
+	/* seeks go back as far as the containers held: the one the reader
+	 * stands at the end of stays */
+	CU_ASSERT_EQUAL(bw_stream_lseek(r, RING / 4 + 5, SEEK_SET), RING / 4 + 5);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), RING / 4 - 5);
+	CU_ASSERT_EQUAL(bwt_verify(buf, RING / 4 - 5, RING / 4 + 5, 5), -1);
 	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_CUR), RING / 2);
 	/* a poke, too, ends at its container's end (a new one here) */
 	{
@@ -142,6 +145,11 @@ static void test_peek(void)
 		CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), 150);
 		CU_ASSERT_EQUAL(bwt_verify(buf, 150, RING / 2, 6), -1);
 		CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), -EAGAIN);
+		/* the first container went as the poke's was made */
+		CU_ASSERT_EQUAL(bw_stream_lseek(r, 100, SEEK_SET), -ESTALE);
+		CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_CUR), RING / 2 + 150);
+		CU_ASSERT_EQUAL(bw_stream_lseek(r, RING / 4, SEEK_SET), RING / 4);
+		CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_END), RING / 2 + 150);
 		CU_ASSERT_EQUAL(bw_stream_lseek(w, 0, SEEK_CUR), RING / 2 + 150);
 		CU_ASSERT_EQUAL(bw_stream_append(w, buf, 10), -ENOSYS);
 		CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "dynamic"));
@@ -236,13 +244,15 @@ static void *writer_thread(void *arg)
 	return NULL;
 }
 
-/* A writer thread and a reader thread in one process. */
+/* A writer thread and a reader thread in one process; the reader now and
+ * then seeks back, while the writer frees what readers passed: a seek
+ * lands on bytes still held (checked as it reads them again) or fails. */
 static void test_threads(void)
 {
 	struct bw_stream *r;
 	struct pair p = {.total = 64 * RING};
 	static uint8_t out[7000];
-	uint64_t pos = 0;
+	uint64_t pos = 0, backs = 0, n = 0, fwd = 0;
 	pthread_t t;
 
 	CU_ASSERT_EQUAL_FATAL(mk("dt", 0, 0, 0), 0);
@@ -258,8 +268,27 @@ static void test_threads(void)
 		}
 		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, pos, 11), -1);
 		pos += (uint64_t)x;
+		fwd += (uint64_t)x;
+		if (++n % 8 == 0 && fwd >= 2) {
+			/* back less than it came: it gets to the end */
+			uint64_t back = 1 + (n * 7919) % (fwd / 2);
+			int64_t y;
+
+			fwd = 0;
+			y = bw_stream_lseek(r, -(int64_t)back, SEEK_CUR);
+			if (y >= 0) {
+				CU_ASSERT_EQUAL_FATAL((uint64_t)y, pos - back);
+				pos = (uint64_t)y;
+				backs++;
+			} else {
+				CU_ASSERT_EQUAL_FATAL(y, -ESTALE);
+				CU_ASSERT_EQUAL_FATAL(bw_stream_lseek(r, 0, SEEK_CUR),
+						      (int64_t)pos);
+			}
+		}
 	}
 	pthread_join(t, NULL);
+	CU_ASSERT(backs > 0);
 	CU_ASSERT_EQUAL(pos, p.total);
 	bw_stream_close(r);
 	bw_unlink("dt");

@@ -230,7 +230,7 @@ static pid_t reader_child(const char *name, uint64_t total, uint32_t seed,
 			const void *p;
 			ssize_t a = bw_stream_peek_acquire(s, &p, hold);
 
-			if (a < 0)
+			if (a <= 0) /* the stream ended, or broke, early */
 				_exit(7);
 			if ((uint64_t)a >= hold)
 				break;
