@@ -87,9 +87,8 @@ int bwf_wait(struct bwf_ep *e, struct bwf_op *op);
 /* Waits a little before looking again: spins first, then backs off to
  * 1 ms (k counts the looks; start it at 0). */
 void bwf_backoff(unsigned *k);
-/* Waits for the CQ to have something, or timeout_ms; a provider with no
- * descriptor to wait on backs off instead (bwf_backoff with k). */
-void bwf_idle(struct bwf_ep *e, int timeout_ms, unsigned *k);
+/* Waits for the CQ to have something, or timeout_ms. */
+void bwf_idle(struct bwf_ep *e, int timeout_ms);
 
 /* Posts one operation; retries -FI_EAGAIN while driving progress. */
 int bwf_read(struct bwf_ep *e, fi_addr_t peer, void *buf, size_t len,

@@ -512,7 +512,8 @@ static int push_progress(struct bw_remote *r)
 static int push_wait(struct bw_remote *r, bool (*done)(const struct bw_remote *),
 		     bool counted)
 {
-	uint64_t deadline = bwi_now_ns() + (uint64_t)r->ep.timeout_ms * 1000000u;
+	uint64_t start = bwi_now_ns();
+	uint64_t deadline = start + (uint64_t)r->ep.timeout_ms * 1000000u;
 	unsigned idle = 0;
 	int e;
 
@@ -529,10 +530,15 @@ static int push_wait(struct bw_remote *r, bool (*done)(const struct bw_remote *)
 						   "remote writes did not "
 						   "complete within %u ms",
 						   r->ep.timeout_ms);
-		if (idle > 16)
-			bwf_idle(&r->ep, 1, &idle);
+		/* operations in flight complete soon, and credit mostly
+		 * does: a sleep would cost more than they take (shm has no
+		 * descriptor to wait on). A long wait for credit sleeps. */
+		if (idle > 16 && (r->ep.cq_fd >= 0 || !counted ||
+				  bwi_now_ns() < start + 2000000u))
+			bwf_idle(&r->ep, 1);
 		else
 			bwf_backoff(&idle);
+		idle++;
 	}
 }
 

@@ -300,27 +300,22 @@ int bwf_progress(struct bwf_ep *e)
 	}
 }
 
-void bwf_idle(struct bwf_ep *e, int timeout_ms, unsigned *k)
+void bwf_idle(struct bwf_ep *e, int timeout_ms)
 {
 	struct fid *f = &e->cq->fid;
 	struct pollfd p = {.fd = e->cq_fd, .events = POLLIN};
 
-	if (e->cq_fd < 0) {
-		/* nothing to sleep on (shm): back off, or the waiters on a
-		 * busy host starve the peer that would complete them */
-		bwf_backoff(k);
+	if (e->cq_fd >= 0 && fi_trywait(e->fabric, &f, 1) == FI_SUCCESS) {
+		(void)poll(&p, 1, timeout_ms);
 		return;
 	}
-	if (fi_trywait(e->fabric, &f, 1) == FI_SUCCESS)
-		(void)poll(&p, 1, timeout_ms);
-	else
-		sched_yield(); /* completions are there: read them */
+	sched_yield();
 }
 
 int bwf_wait(struct bwf_ep *e, struct bwf_op *op)
 {
 	uint64_t deadline = bwi_now_ns() + (uint64_t)e->timeout_ms * 1000000u;
-	unsigned spins = 0, idle = 0;
+	unsigned spins = 0;
 
 	while (!op->done) {
 		int r = bwf_progress(e);
@@ -339,7 +334,7 @@ int bwf_wait(struct bwf_ep *e, struct bwf_op *op)
 						"operation within %u ms (provider %s)",
 						e->timeout_ms, e->prov);
 		}
-		bwf_idle(e, 1, &idle);
+		bwf_idle(e, 1);
 	}
 	return op->err;
 }
@@ -363,7 +358,10 @@ int bwf_wait(struct bwf_ep *e, struct bwf_op *op)
 				return (e)->err = bwi_err(ETIMEDOUT,          \
 					"the fabric queue stayed full for %u ms", \
 					(e)->timeout_ms);                     \
-			bwf_idle(e, 1, &k_);                                  \
+			/* a queue that stays full drains at the peer's pace: \
+			 * spinning on starved the server (shm) */            \
+			if (++k_ > 256)                                       \
+				bwf_idle(e, 1);                               \
 		}                                                             \
 		if (r_)                                                       \
 			return (e)->err = fierr((int)r_, "posting an operation", \
