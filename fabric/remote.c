@@ -449,6 +449,17 @@ static int head_post(struct bw_remote *r, uint64_t h)
 	return 0;
 }
 
+/* An atomic in flight (*busy) that completed: 1, or -errno if it failed;
+ * 0 while it is in flight or none is. */
+static int atomic_retired(struct bw_remote *r, bool *busy,
+			  const struct bwf_op *op, const char *what)
+{
+	if (!*busy || !op->done)
+		return 0;
+	*busy = false;
+	return op->err ? (r->ep.err = op_error(r, op->err, what)) : 1;
+}
+
 /* Retires completed writes in order; raises head before the reservation
  * runs out (when another write of the last one's size, or a sixteenth of
  * the ring, would not fit), so a write seldom waits for it; else raises
@@ -469,21 +480,14 @@ static int push_progress(struct bw_remote *r)
 		r->fl_head = (r->fl_head + 1) % STAGE_SLOTS;
 		r->fl_n--;
 	}
-	if (r->head_busy && r->head_op.done) {
-		r->head_busy = false;
-		if (r->head_op.err)
-			return r->ep.err = op_error(r, r->head_op.err,
-						    "reserving space in the "
-						    "remote ring");
+	if ((e = atomic_retired(r, &r->head_busy, &r->head_op,
+				"reserving space in the remote ring")) < 0)
+		return e;
+	if (e)
 		r->head_res = r->head_want;
-	}
-	if (r->tail_busy && r->tail_op.done) {
-		r->tail_busy = false;
-		if (r->tail_op.err)
-			return r->ep.err = op_error(r, r->tail_op.err,
-						    "raising the remote write "
-						    "position");
-	}
+	if ((e = atomic_retired(r, &r->tail_busy, &r->tail_op,
+				"raising the remote write position")) < 0)
+		return e;
 	if (r->head_busy || r->tail_busy)
 		return 0;
 	if (r->pos + (r->last_k > r->cap / 16 ? r->last_k : r->cap / 16) >
