@@ -15,8 +15,10 @@
  * end strictly below the slowest reader's published position, so the
  * container a reader stands at the end of stays. The DBuf keeps head within
  * a ring of the slowest reader, so at most capacity / BOX + 2 containers are
- * held. Each handle caches the container it used last: a call walks from it
- * (one step when it crosses into the next) and takes no lock.
+ * held (more after a reader seeks back: it keeps what it sought back over
+ * until it passes it again; see reclaim). Each handle caches the container
+ * it used last: a call walks from it (one step when it crosses into the
+ * next) and takes no lock.
  *
  * A reader's cached container is always at or above its published
  * position: it moves to the next container before it publishes a position
@@ -126,8 +128,10 @@ static void reclaim(struct bw_stream *s, struct bwi_dyn *d)
 {
 	uint64_t t = bw_load_acquire(&s->hdr->prod.tail), min;
 
-	if (bwi_min_reader(s->m, bw_load_relaxed(&s->hdr->prod.head), t,
-			   &min) <= 0)
+	/* head 0: no floor. A reader that sought back may stand more than a
+	 * ring below head (the writer had room from its older position):
+	 * its containers stay until it passes them again. */
+	if (bwi_min_reader(s->m, 0, t, &min) <= 0)
 		min = t; /* no reader: nothing will read below the tail */
 	while (d->first && d->first != d->last &&
 	       d->first->start + d->box < min) {

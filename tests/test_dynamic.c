@@ -262,11 +262,18 @@ static void test_threads(void)
 	for (;;) {
 		ssize_t x = bw_stream_read(r, out, 1 + pos % 6999);
 
-		if (x <= 0) {
-			CU_ASSERT_EQUAL(x, 0);
+		if (x == -ESTALE) {
+			/* the writer had room for more before a seek back and
+			 * passed a ring beyond the bytes sought, as on any
+			 * lossless ring: said once, resumed at the oldest */
+			pos = (uint64_t)bw_stream_lseek(r, 0, SEEK_CUR);
+			fwd = 0;
+			continue;
+		}
+		if (x <= 0 || bwt_verify(out, (size_t)x, pos, 11) != -1) {
+			CU_ASSERT_EQUAL(x, 0); /* the end, else a failure */
 			break;
 		}
-		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, pos, 11), -1);
 		pos += (uint64_t)x;
 		fwd += (uint64_t)x;
 		if (++n % 8 == 0 && fwd >= 2) {
@@ -277,20 +284,22 @@ static void test_threads(void)
 			fwd = 0;
 			y = bw_stream_lseek(r, -(int64_t)back, SEEK_CUR);
 			if (y >= 0) {
-				CU_ASSERT_EQUAL_FATAL((uint64_t)y, pos - back);
+				CU_ASSERT_EQUAL(y, (int64_t)(pos - back));
 				pos = (uint64_t)y;
 				backs++;
-			} else {
-				CU_ASSERT_EQUAL_FATAL(y, -ESTALE);
-				CU_ASSERT_EQUAL_FATAL(bw_stream_lseek(r, 0, SEEK_CUR),
-						      (int64_t)pos);
+			} else if (y != -ESTALE ||
+				   bw_stream_lseek(r, 0, SEEK_CUR) != (int64_t)pos) {
+				CU_FAIL("a failed seek back moved the reader");
+				break;
 			}
 		}
 	}
+	/* before the join: a writer left waiting for room by a failure
+	 * above sees its reader gone */
+	bw_stream_close(r);
 	pthread_join(t, NULL);
 	CU_ASSERT(backs > 0);
 	CU_ASSERT_EQUAL(pos, p.total);
-	bw_stream_close(r);
 	bw_unlink("dt");
 }
 
