@@ -38,6 +38,31 @@ static uint64_t wpos(const char *name)
 	return in.write_pos;
 }
 
+/* An IBuf ib and a DBuf src, made afresh, each with a reader and a writer;
+ * the IBuf's reader opened with BW_READ | BW_NOWAIT | rflags. */
+static void open4(const char *ib, const char *src, int rflags,
+		  struct bw_stream **ir, struct bw_stream **iw,
+		  struct bw_stream **sr, struct bw_stream **sw)
+{
+	mk(ib, BW_RING_INDEX, RING);
+	mk(src, 0, RING);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(ib, BW_READ | BW_NOWAIT | rflags,
+					     ir),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(ib, BW_WRITE, iw), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(src, BW_READ | BW_NOWAIT, sr), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(src, BW_WRITE, sw), 0);
+}
+
+static void close4(struct bw_stream *ir, struct bw_stream *iw,
+		   struct bw_stream *sr, struct bw_stream *sw)
+{
+	bw_stream_close(ir);
+	bw_stream_close(iw);
+	bw_stream_close(sr);
+	bw_stream_close(sw);
+}
+
 static int64_t read_all(struct bw_stream *r, uint8_t *out, size_t max)
 {
 	size_t got = 0;
@@ -64,14 +89,7 @@ static void test_write_through_and_splice(void)
 	const void *p;
 	uint64_t before;
 
-	mk("ib", BW_RING_INDEX, RING);
-	mk("src", 0, RING);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ib", BW_READ | BW_NOWAIT | BW_NONBLOCK,
-					     &ir),
-			      0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ib", BW_WRITE, &iw), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("src", BW_READ | BW_NOWAIT, &sr), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("src", BW_WRITE, &sw), 0);
+	open4("ib", "src", BW_NONBLOCK, &ir, &iw, &sr, &sw);
 
 	/* written through */
 	bwt_fill(buf, 3000, 0, 41);
@@ -96,10 +114,7 @@ static void test_write_through_and_splice(void)
 	CU_ASSERT_EQUAL(bwt_verify(out, 6000, 0, 41), -1);
 	CU_ASSERT_EQUAL(bw_stream_stat(ir, &st), 0);
 	CU_ASSERT_EQUAL(st.bytes, 6000);
-	bw_stream_close(ir);
-	bw_stream_close(iw);
-	bw_stream_close(sr);
-	bw_stream_close(sw);
+	close4(ir, iw, sr, sw);
 	CU_ASSERT_EQUAL(bw_unlink("ib"), 0);
 	CU_ASSERT_EQUAL(bw_ring_stat("ib.wt", &(struct bw_ring_info){0}, NULL, 0),
 			-ENOENT);
@@ -118,14 +133,7 @@ static void test_splice_fast_path(void)
 	const uint8_t *p, *q;
 	uint64_t wt;
 
-	mk("ibf", BW_RING_INDEX, RING);
-	mk("srcf", 0, RING);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ibf", BW_READ | BW_NOWAIT | BW_NONBLOCK,
-					     &ir),
-			      0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ibf", BW_WRITE, &iw), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("srcf", BW_READ | BW_NOWAIT, &sr), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("srcf", BW_WRITE, &sw), 0);
+	open4("ibf", "srcf", BW_NONBLOCK, &ir, &iw, &sr, &sw);
 	/* a first splice: the writer now knows the source ring */
 	bwt_fill(buf, 400, 0, 46);
 	CU_ASSERT_EQUAL(bw_stream_write(sw, buf, 400), 400);
@@ -159,10 +167,7 @@ static void test_splice_fast_path(void)
 	CU_ASSERT_EQUAL(bw_stream_stat(iw, &st), 0);
 	CU_ASSERT_EQUAL(st.spliced, 1600);
 	CU_ASSERT_EQUAL(st.copied, 700);
-	bw_stream_close(ir);
-	bw_stream_close(iw);
-	bw_stream_close(sr);
-	bw_stream_close(sw);
+	close4(ir, iw, sr, sw);
 	bw_unlink("ibf");
 	bw_unlink("srcf");
 }
@@ -177,17 +182,9 @@ static void test_application_splicing(void)
 	uint8_t buf[2048], out[4096];
 	uint64_t before;
 
-	mk("ib6", BW_RING_INDEX, RING);
-	mk("src6", 0, RING);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ib6", BW_READ | BW_NOWAIT |
-							    BW_NONBLOCK,
-					     &ir),
-			      0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ib6", BW_WRITE, &iw), 0);
+	open4("ib6", "src6", BW_NONBLOCK, &ir, &iw, &sr, &sw);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ib6", BW_WRITE | BW_NOSPLICE, &cw),
 			      0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("src6", BW_READ | BW_NOWAIT, &sr), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("src6", BW_WRITE, &sw), 0);
 	bwt_fill(buf, 2048, 0, 49);
 	CU_ASSERT_EQUAL(bw_stream_write(sw, buf, 2048), 2048);
 	memset(buf, 0, sizeof(buf));
@@ -209,11 +206,8 @@ static void test_application_splicing(void)
 	CU_ASSERT_EQUAL(bwt_verify(out, 1024, 0, 49), -1);
 	CU_ASSERT_NOT_EQUAL(bwt_verify(out + 1024, 1024, 1024, 49), -1);
 	CU_ASSERT_EQUAL(bwt_verify(out + 2048, 1024, 1024, 49), -1);
-	bw_stream_close(ir);
-	bw_stream_close(iw);
 	bw_stream_close(cw);
-	bw_stream_close(sr);
-	bw_stream_close(sw);
+	close4(ir, iw, sr, sw);
 	bw_unlink("ib6");
 	bw_unlink("src6");
 }
@@ -345,12 +339,7 @@ static void test_stale_block(void)
 	uint8_t buf[RING], out[RING];
 	const void *p;
 
-	mk("ib3", BW_RING_INDEX, RING);
-	mk("src3", 0, RING);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ib3", BW_READ | BW_NOWAIT, &ir), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ib3", BW_WRITE, &iw), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("src3", BW_READ | BW_NOWAIT, &sr), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("src3", BW_WRITE, &sw), 0);
+	open4("ib3", "src3", 0, &ir, &iw, &sr, &sw);
 	bwt_fill(buf, 500, 0, 44);
 	CU_ASSERT_EQUAL(bw_stream_write(sw, buf, 500), 500);
 	CU_ASSERT_EQUAL(bw_stream_peek(sr, &p, 500), 500);
@@ -367,10 +356,7 @@ static void test_stale_block(void)
 	CU_ASSERT_EQUAL(st.lost, 500);
 	CU_ASSERT_EQUAL(bw_stream_read(ir, out, sizeof(out)), 64);
 	CU_ASSERT_EQUAL(bwt_verify(out, 64, 0, 45), -1);
-	bw_stream_close(ir);
-	bw_stream_close(iw);
-	bw_stream_close(sr);
-	bw_stream_close(sw);
+	close4(ir, iw, sr, sw);
 	bw_unlink("ib3");
 	bw_unlink("src3");
 }
