@@ -7,9 +7,10 @@
  * the layout layer (index, fr, vr or dr records; none for a byte ring) or
  * the dynamic layer (containers on the heap) on the DBuf, whose
  * synchronization layer is the ring's policy; or the scaling layer, whose
- * ring is a control segment and which forwards to the DBuf of the region
- * the stream is in. Every process
- * that opens the ring reads the same geometry, so builds the same stack.
+ * ring is a control segment and which forwards to the handle of the region
+ * the stream is in: a region has the ring's layout layer over its DBuf.
+ * Every process that opens the ring reads the same geometry, so builds the
+ * same stack.
  */
 #include "config.h"
 
@@ -139,12 +140,13 @@ int bwi_stack_build(struct bw_stream *s)
 {
 	const struct bwi_ops *top;
 
+	if (s->m->g.scale) {
+		/* over the regions, which have the ring's layout layer */
+		top = &bwi_scale_ops;
+		goto built;
+	}
 	switch (s->m->g.layout) {
 	case BWI_LAYOUT_BYTES:
-		if (s->m->g.scale) {
-			top = &bwi_scale_ops;
-			break;
-		}
 		if (s->m->g.flags & BW_RING_DYNAMIC) {
 			top = &bwi_dyn_ops;
 			break;
@@ -159,6 +161,7 @@ int bwi_stack_build(struct bw_stream *s)
 		top = &bwi_rec_ops;
 		break;
 	}
+built:
 	s->ops = top;
 	s->lower = &bwi_dbuf_ops;
 	s->slow |= BWI_SLOW_LAYER;

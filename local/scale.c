@@ -854,6 +854,26 @@ static int sc_poke_complete(struct bw_stream *s, size_t n)
 	return r < 0 ? r : bw_stream_poke_complete(s->sc->w, n);
 }
 
+/* Extends the region writer's open record (record layouts; a byte ring's
+ * region says ENOSYS). A record opens, and the ring resizes, only between
+ * records: w_enter() would close the open one. */
+static ssize_t sc_append(struct bw_stream *s, const void *buf, size_t n)
+{
+	struct bwi_scaler *sc = s->sc;
+	int r = bwi_need_writer(s);
+
+	if (r == 0)
+		r = sync_flags(s, sc->w);
+	/* an open record holds its reservation as an acquire: the region's
+	 * record layer checks the writer's state */
+	if (r == 0 && !sc->w->rec_w && sc->w->wpos + n > sc->loop_end) {
+		r = loop_done(s, sc->w->wpos);
+		if (r == 0)
+			r = sync_flags(s, sc->w);
+	}
+	return r < 0 ? r : bw_stream_append(sc->w, buf, n);
+}
+
 /* ---- other calls -------------------------------------------------------------- */
 
 static int sc_flush(struct bw_stream *s)
@@ -957,6 +977,7 @@ const struct bwi_ops bwi_scale_ops = {
 	.write = sc_write,
 	.poke = sc_poke,
 	.poke_complete = sc_poke_complete,
+	.append = sc_append,
 	.flush = sc_flush,
 	.check = sc_check,
 	.lseek = sc_lseek,

@@ -157,11 +157,25 @@ static bool is_pow2(uint64_t v)
 #define BWI_REC_MAX_ALIGN 4096u
 #define BWI_REC_MAX_HDRS (1u << 25) /* DR: a header ring of 256 MiB */
 
+/* The ring the records of g must fit in: its own, or a self-scaling
+ * ring's least and largest regions (0: sizes out of range, which
+ * scale_bad() reports). The control segment holds no data; every region
+ * takes the ring's layout, with a dr header ring of its own. */
+static uint64_t rec_cap(const struct bwi_geom *g, bool largest)
+{
+	unsigned sh = (g->scale_shifts >> (largest ? 16 : 8)) & 0xff;
+
+	if (!g->scale)
+		return g->capacity;
+	return sh >= 12 && sh <= 62 ? UINT64_C(1) << sh : 0;
+}
+
 /* What is wrong with the record layout of g (defaults applied), or NULL.
  * The one check for a ring being created and a ring being opened. */
 static const char *rec_bad(const struct bwi_geom *g)
 {
 	uint32_t a = g->rec_align;
+	uint64_t cap = rec_cap(g, false);
 
 	if (g->layout == BWI_LAYOUT_BYTES || g->layout == BWI_LAYOUT_INDEX)
 		return g->rec_size || a || g->rec_align_off || g->rec_hdrs
@@ -179,23 +193,24 @@ static const char *rec_bad(const struct bwi_geom *g)
 		return "record alignment offset must be below the alignment";
 	if (g->layout == BWI_LAYOUT_FR) {
 		if (!is_pow2(g->rec_size) || g->rec_size < a ||
-		    g->rec_size > g->capacity / 2 ||
+		    g->rec_size > cap / 2 ||
 		    bwi_rec_hoff(g) >= g->rec_size)
 			return "fr slot size must be a power of two, at least "
 			       "the alignment and its header, at most half "
 			       "the ring";
 	} else if (!g->rec_size || g->rec_size > (1u << 30) ||
-		   bwi_rec_foot(g, g->rec_size) > g->capacity / 2) {
+		   bwi_rec_foot(g, g->rec_size) > cap / 2) {
 		return "largest record must be 1 byte to 1 GiB and fit, with "
-		       "its header, in half the ring";
+		       "its header, in half the ring (a self-scaling ring's "
+		       "least size)";
 	}
 	if (g->layout != BWI_LAYOUT_DR)
 		return g->rec_hdrs ? "only dr rings have a header ring" : NULL;
-	if (g->capacity / a > BWI_REC_MAX_HDRS)
+	if (rec_cap(g, true) / a > BWI_REC_MAX_HDRS)
 		return "a dr ring's header ring (one 8-byte entry per "
 		       "alignment unit) would exceed 256 MiB: raise the "
 		       "record alignment";
-	if (g->rec_hdrs != g->capacity / a)
+	if (g->rec_hdrs != (g->scale ? 0 : g->capacity / a))
 		return "dr header ring size does not match the ring";
 	return NULL;
 }
@@ -221,18 +236,19 @@ static int rec_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
 		g->rec_align_off = o->record_align_offset;
 	}
 	if (g->layout >= BWI_LAYOUT_FR && g->layout <= BWI_LAYOUT_DR) {
+		uint64_t cap = rec_cap(g, false);
+
 		if (!g->rec_align)
 			g->rec_align = g->layout == BWI_LAYOUT_DR ? 64 : 8;
 		if (!g->rec_size)
 			g->rec_size = g->layout == BWI_LAYOUT_FR ? 2048
-				      : g->capacity / 4 < 65536
-					      ? (uint32_t)(g->capacity / 4)
-					      : 65536;
+				      : cap / 4 < 65536 ? (uint32_t)(cap / 4)
+							: 65536;
 		/* rec_bad() refuses a bad alignment or a ring too large */
-		if (g->layout == BWI_LAYOUT_DR && g->rec_align)
-			g->rec_hdrs = (uint32_t)(g->capacity / g->rec_align <
+		if (g->layout == BWI_LAYOUT_DR && g->rec_align && !g->scale)
+			g->rec_hdrs = (uint32_t)(cap / g->rec_align <
 							 BWI_REC_MAX_HDRS
-						 ? g->capacity / g->rec_align
+						 ? cap / g->rec_align
 						 : BWI_REC_MAX_HDRS);
 	}
 	bad = rec_bad(g);
@@ -295,8 +311,6 @@ static const char *scale_bad(const struct bwi_geom *g)
 	if (g->flags & BWI_GF_PUBLIC)
 		return "a self-scaling ring cannot be an IBuf, dynamic, or use "
 		       "huge pages";
-	if (g->layout != BWI_LAYOUT_BYTES)
-		return "a self-scaling ring is a byte ring";
 	if (g->policy == BW_POLICY_MRP || g->policy == BW_POLICY_FRP)
 		return "a self-scaling ring keeps its readers' places when it "
 		       "resizes: lossless or srp only";
@@ -409,13 +423,14 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 	if (g->policy != BW_POLICY_LOSSLESS && g->layout == BWI_LAYOUT_INDEX)
 		return bwi_err(EINVAL, "an IBuf is lossless only: its readers "
 				       "keep the blocks they point at");
+	/* scaling first: a self-scaling ring's records fit its least size */
+	r = scale_opts(o, g);
+	if (r < 0)
+		return r;
 	r = rec_opts(o, g);
 	if (r < 0)
 		return r;
 	r = dyn_opts(o, g);
-	if (r < 0)
-		return r;
-	r = scale_opts(o, g);
 	if (r < 0)
 		return r;
 	g->hdr_size = (uint32_t)hdr_bytes(g);
@@ -1250,6 +1265,13 @@ int bwi_epoch_create(const struct bwi_map *root, uint64_t k, unsigned shift,
 	o.writer_timeout_ms = root->g.writer_timeout_ms;
 	o.wake_batch = root->g.wake_batch;
 	o.wake_usec = root->g.wake_usec;
+	/* the ring's record layout, with a dr header ring for this size */
+	if (root->g.layout != BWI_LAYOUT_BYTES) {
+		o.layout = root->g.layout;
+		o.record_size = root->g.rec_size;
+		o.record_align = root->g.rec_align;
+		o.record_align_offset = root->g.rec_align_off;
+	}
 	memset(&m, 0, sizeof(m));
 	m.fd = -1;
 	m.writable = true;

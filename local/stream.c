@@ -2404,6 +2404,7 @@ int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 {
 	struct bwi_slot *sl;
 	uint64_t w, pos;
+	int r;
 
 	if (slot >= m->g.max_readers || !m->writable)
 		return -ESRCH;
@@ -2424,6 +2425,13 @@ int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 	s->rsl = sl;
 	/* the slot held pos since before any byte past it was written */
 	s->rpos = s->rpub = s->tail_seen = pos;
+	/* a region's stack: its layout layer, as bwi_attach builds it */
+	r = bwi_stack_build(s);
+	if (r < 0) {
+		detach(s);
+		s->m = NULL;
+		return r;
+	}
 	handles_add(s);
 	return 0;
 }

@@ -177,6 +177,21 @@ done
 "$B" ls | grep -q '@' && bad "ls shows regions: $("$B" ls)" || ok "ls hides the regions"
 "$B" rm screalloc scdeckcut && ! ls "$BELTWAY_DIR" | grep -q '^sc.*@' && ok "rm takes the regions" \
 	|| bad "regions left: $(ls "$BELTWAY_DIR")"
+# records over scaling: each read of stdin one record, read back whole
+"$B" create scvr --scale deckcut --layout vr --size 1M --scale-min 64K --record-size 8K \
+	|| bad "create --scale deckcut --layout vr"
+"$B" stat scvr | grep -q "layers *scale deckcut (.*) > record vr (largest 8192 bytes" \
+	&& ok "stat shows scale over a record layout" || bad "stat scvr: $("$B" stat scvr)"
+"$B" read scvr >"$T/soutvr" &
+rr=$!
+pids+=($rr)
+wait_for "records reader attached" sh -c "\"$B\" stat scvr | grep -q 'attached *1 readers'"
+head -c 8000000 /dev/urandom >"$T/sinvr"
+"$B" write scvr <"$T/sinvr" && wait $rr && cmp -s "$T/sinvr" "$T/soutvr" \
+	&& ok "records through a scaling vr ring" || bad "records through a scaling vr ring"
+"$B" rm scvr
+expect_fail "records too large for the least size" "$B" create scbad --scale realloc \
+	--layout vr --scale-min 64K --record-size 40K
 expect_fail "scale-min not a power of two" "$B" create scbad --scale realloc --scale-min 3000
 expect_fail "unknown scaling" "$B" create scbad --scale sideways
 expect_fail "scale with frp" "$B" create scbad --scale deckcut --policy frp

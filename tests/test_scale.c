@@ -253,6 +253,185 @@ static void test_deckcut_other_process(void)
 	run_other_process(BW_SCALE_DECKCUT);
 }
 
+/* ---- record layouts over scaling: every region has the ring's layout ---- */
+
+static int mk_rec(const char *name, uint32_t scale, uint32_t layout,
+		  uint32_t rec_size)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+
+	o.size = MIB;
+	o.scale = scale;
+	o.scale_min = 64 << 10;
+	o.scale_max = 4 * MIB;
+	o.layout = layout;
+	o.record_size = rec_size;
+	bw_unlink(name);
+	return bw_mkfifo(name, &o);
+}
+
+/* Record i: its length (1 to max) and its bytes, stream position i << 16. */
+static size_t rec_len(uint64_t i, size_t max)
+{
+	return 1 + (size_t)((i * 7919) % max);
+}
+
+/* Writes record i: whole, or (every fifth) in three appends closed by a
+ * flush. Returns 1, or 0 when the ring is full (nothing written). */
+static int rec_put(struct bw_stream *w, uint64_t i, size_t max)
+{
+	static uint8_t buf[8192];
+	size_t n = rec_len(i, max), a = n / 3, b = n - n / 3;
+	ssize_t x;
+
+	bwt_fill(buf, n, i << 16, 41);
+	if (i % 5 || n < 3) {
+		x = bw_stream_write(w, buf, n);
+		if (x == -EAGAIN)
+			return 0;
+		CU_ASSERT_EQUAL_FATAL(x, (ssize_t)n);
+		return 1;
+	}
+	x = bw_stream_append(w, buf, a);
+	if (x == -EAGAIN)
+		return 0;
+	CU_ASSERT_EQUAL_FATAL(x, (ssize_t)a);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_append(w, buf + a, b - a),
+			      (ssize_t)(b - a));
+	CU_ASSERT_EQUAL_FATAL(bw_stream_append(w, buf + b, n - b),
+			      (ssize_t)(n - b));
+	CU_ASSERT_EQUAL_FATAL(bw_stream_flush(w), 0);
+	return 1;
+}
+
+/* Takes record *i if one is there: read, or (every third) peek. Returns 1,
+ * or 0 when none is (-EAGAIN) or at the end. */
+static int rec_take(struct bw_stream *r, uint64_t *i, size_t max)
+{
+	static uint8_t out[8192];
+	const void *p = out;
+	size_t n = rec_len(*i, max);
+	ssize_t x = *i % 3 ? bw_stream_read(r, out, sizeof(out))
+			   : bw_stream_peek(r, &p, sizeof(out));
+
+	if (x == -EAGAIN || x == 0)
+		return 0;
+	CU_ASSERT_EQUAL_FATAL(x, (ssize_t)n); /* one whole record */
+	CU_ASSERT_EQUAL_FATAL(bwt_verify(p, (size_t)x, *i << 16, 41), -1);
+	(*i)++;
+	return 1;
+}
+
+/* A writer and a reader in this process, as in run_turns, on records: the
+ * ring shrinks and grows, and every record comes back whole, in order,
+ * whether written at once or appended in pieces. */
+static void run_records(uint32_t scale, uint32_t layout, uint32_t rec_size,
+			size_t max)
+{
+	struct bw_stream *r, *w;
+	struct bw_ring_info in;
+	uint64_t wi = 0, ri = 0, c0, lo, hi;
+	static uint8_t big[16384];
+
+	CU_ASSERT_EQUAL_FATAL(mk_rec("sr", scale, layout, rec_size), 0);
+	CU_ASSERT_FATAL(bw_ring_stat("sr", &in, NULL, 0) >= 0);
+	CU_ASSERT_EQUAL(in.layout, layout);
+	CU_ASSERT_EQUAL(in.scale, scale);
+	CU_ASSERT_EQUAL(in.record_max, max);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sr", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sr", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	c0 = lo = hi = cap(w);
+	CU_ASSERT_EQUAL(c0, MIB);
+	/* a record larger than the largest: refused, nothing written */
+	CU_ASSERT_EQUAL(bw_stream_write(w, big, max + 1), -EMSGSIZE);
+	/* keeping up */
+	for (int k = 0; k < 12000; k++) {
+		CU_ASSERT_EQUAL_FATAL(rec_put(w, wi, max), 1);
+		wi++;
+		while (rec_take(r, &ri, max))
+			;
+		CU_ASSERT_EQUAL_FATAL(ri, wi);
+		if (cap(w) < lo)
+			lo = cap(w);
+	}
+	CU_ASSERT(lo < c0);
+	/* falling behind: a record taken every fourth write */
+	for (int k = 0; k < 200000 && hi < 4 * MIB; k++) {
+		int put = rec_put(w, wi, max);
+
+		wi += (uint64_t)put;
+		if (k % 4 == 0 || !put)
+			rec_take(r, &ri, max);
+		if (cap(w) > hi)
+			hi = cap(w);
+	}
+	CU_ASSERT(hi > lo);
+	while (rec_take(r, &ri, max))
+		;
+	CU_ASSERT_EQUAL(ri, wi);
+	bw_stream_close(w);
+	CU_ASSERT_EQUAL(bw_stream_read(r, big, sizeof(big)), 0); /* the end */
+	bw_stream_close(r);
+	CU_ASSERT_EQUAL(bw_unlink("sr"), 0);
+	CU_ASSERT_EQUAL(parts("sr@"), 0);
+}
+
+static void test_records(void)
+{
+	run_records(BW_SCALE_REALLOC, BW_LAYOUT_VR, 3000, 3000);
+	run_records(BW_SCALE_DECKCUT, BW_LAYOUT_VR, 3000, 3000);
+	run_records(BW_SCALE_REALLOC, BW_LAYOUT_DR, 3000, 3000);
+	run_records(BW_SCALE_DECKCUT, BW_LAYOUT_DR, 3000, 3000);
+	run_records(BW_SCALE_REALLOC, BW_LAYOUT_FR, 4096, 4096 - 8);
+	run_records(BW_SCALE_DECKCUT, BW_LAYOUT_FR, 4096, 4096 - 8);
+}
+
+/* A reader of records in another process follows every resize. */
+static void test_records_other_process(void)
+{
+	struct bw_stream *w;
+	uint64_t wi = 0, lo = UINT64_MAX, hi = 0;
+	pid_t pid;
+
+	CU_ASSERT_EQUAL_FATAL(mk_rec("so", BW_SCALE_DECKCUT, BW_LAYOUT_VR, 6000),
+			      0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		static uint8_t out[8192];
+		struct bw_stream *r;
+		uint64_t i = 0;
+		ssize_t x;
+
+		if (bw_stream_open("so", BW_READ, &r) < 0)
+			_exit(2);
+		while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
+			if ((size_t)x != rec_len(i, 6000) ||
+			    bwt_verify(out, (size_t)x, i << 16, 41) != -1)
+				_exit(3);
+			i++;
+		}
+		_exit(x == 0 && i > 0 ? 0 : 4);
+	}
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("so", BW_WRITE, &w), 0);
+	for (int k = 0; k < 20000; k++) {
+		CU_ASSERT_EQUAL_FATAL(rec_put(w, wi, 6000), 1);
+		wi++;
+		if (cap(w) < lo)
+			lo = cap(w);
+		if (cap(w) > hi)
+			hi = cap(w);
+	}
+	bw_stream_close(w);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
+	CU_ASSERT(lo < hi); /* it resized while the child read */
+	bw_unlink("so");
+}
+
 /* Two readers; one leaves while the ring keeps resizing. The slot kept for
  * it ahead is given up, so the writer and the other reader go on. */
 static void test_reader_leaves(void)
@@ -298,6 +477,16 @@ static void test_reader_leaves(void)
 	bw_unlink("sl");
 }
 
+/* Creates "sx" with o and removes it again. */
+static int mk_rec_ok(const struct bw_ring_opts *o)
+{
+	int r = bw_mkfifo("sx", o);
+
+	if (r == 0)
+		bw_unlink("sx");
+	return r;
+}
+
 /* Combinations that cannot work are refused at create, naming why. */
 static void test_refused(void)
 {
@@ -315,8 +504,15 @@ static void test_refused(void)
 	o.max_writers = 2;
 	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
 	o.max_writers = 0;
+	/* records must fit in half the least size */
 	o.layout = BW_LAYOUT_VR;
+	o.record_size = 40000;
 	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "least size"));
+	o.scale_min = 128 << 10;
+	CU_ASSERT_EQUAL(mk_rec_ok(&o), 0);
+	o.scale_min = 0;
+	o.record_size = 0;
 	o.layout = 0;
 	o.flags = BW_RING_INDEX;
 	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
@@ -563,6 +759,9 @@ static void reg(void)
 	bwt_add("readers from the oldest byte attach during resizes",
 		test_attach_from_start_during_resizes);
 	bwt_add("an outstanding poke_acquire", test_acquire_holds);
+	bwt_add("record layouts over both kinds of scaling", test_records);
+	bwt_add("a reader of records in another process",
+		test_records_other_process);
 }
 
 int main(void)

@@ -421,30 +421,31 @@ static int cmd_stat(int argc, char **argv)
 	       in.write_pos, in.reserved_pos);
 	printf("attached    %u readers of %u, %u writers of %u\n", in.readers,
 	       in.max_readers, in.writers, in.max_writers);
-	/* the stack, top first: layout layer, the DBuf, its policy */
+	/* the stack, top first: scaling, layout layer, the DBuf, its policy */
+	printf("layers      ");
 	if (in.scale)
-		printf("layers      scale %s (size now %" PRIu64 ", %" PRIu64
-		       " resizes, %" PRIu64 " to %" PRIu64 ") > dbuf",
+		printf("scale %s (size now %" PRIu64 ", %" PRIu64 " resizes, %" PRIu64
+		       " to %" PRIu64 ") > ",
 		       in.scale == BW_SCALE_REALLOC ? "realloc" : "deckcut",
 		       in.scale_size, in.scale_epoch, in.scale_min,
 		       in.scale_max);
-	else if (in.flags & BW_RING_INDEX)
-		printf("layers      index > dbuf");
+	if (in.flags & BW_RING_INDEX)
+		printf("index > dbuf");
 	else if (in.flags & BW_RING_DYNAMIC)
-		printf("layers      dynamic (containers on the heap of its "
+		printf("dynamic (containers on the heap of its "
 		       "process) > dbuf");
 	else if (in.layout == BW_LAYOUT_FR)
-		printf("layers      record fr (slot %u, largest %u bytes, align "
+		printf("record fr (slot %u, largest %u bytes, align "
 		       "%u, offset %u) > dbuf",
 		       in.record_size, in.record_max, in.record_align,
 		       in.record_align_offset);
 	else if (in.layout != BW_LAYOUT_BYTES)
-		printf("layers      record %s (largest %u bytes, align %u, "
+		printf("record %s (largest %u bytes, align %u, "
 		       "offset %u) > dbuf",
 		       bw_layout_name(in.layout), in.record_max,
 		       in.record_align, in.record_align_offset);
 	else
-		printf("layers      dbuf (bytes)");
+		printf("dbuf (bytes)");
 	printf(", sync %s\n", bw_policy_name(in.policy));
 	printf("policy      %s", bw_policy_name(in.policy));
 	if (in.policy == BW_POLICY_SRP || in.policy == BW_POLICY_MRP)
