@@ -52,14 +52,18 @@
  * 0).
  *
  * When to resize: the writer samples the distance to its slowest reader
- * four times a loop, and times each loop. The first loop at a size warms
- * the caches; from the second, its rate counts: the median of the last
- * three, so it decides after four loops at a size.
- * Pressure says where to look first: past the high watermark it tries the
- * double size, under the low one the half, if it has not measured it yet.
- * Measurement decides: it moves to a neighbouring size measured 5% faster,
- * and once settled (8 loops) tries a neighbour it has not measured, and
- * every 64 loops forgets its neighbours' rates to measure them again.
+ * four times a loop, and times its loops. A loop counts only once every
+ * reader has left the older regions (before, it times the readers' backlog
+ * there, up to the old size, not this size), and not the first such loop
+ * (it warms the caches). A rate sample spans whole loops, SAMPLE_BYTES at
+ * least (a small ring's loop is too short to time alone); a size's rate is
+ * the median of its last three samples.
+ * Measurement decides first: the writer moves to a neighbouring size
+ * measured 5% faster in the last REPROBE_NS. Else pressure says which
+ * neighbour to try: past the high watermark the double size, under the
+ * low one the half, if not measured lately. Once settled (6 samples) it
+ * tries a neighbour not measured lately, so each neighbour is measured
+ * again every REPROBE_NS as the stream and the machine change.
  * Deck-cut resizes cost less, so its watermarks lie closer (the thesis's
  * rule). The optimum is what this machine measures, not a cache size: on
  * a stream whose writer outruns its reader the ring is always full, and
@@ -76,6 +80,9 @@
 
 #include "bwi_stream.h"
 
+#define SAMPLE_BYTES (UINT64_C(1) << 20) /* a rate sample: at least this */
+#define REPROBE_NS (UINT64_C(50) * 1000000) /* rates older: measured again */
+
 struct bwi_scaler {
 	struct bw_stream *r, *w; /* handles on the regions we are in */
 	uint64_t kr, kw;	 /* their epochs */
@@ -83,9 +90,13 @@ struct bwi_scaler {
 	/* the writer's measurements */
 	uint64_t loop_end, sample_at, loop_t0, maxdist;
 	unsigned loops;		/* loops completed at this size */
+	unsigned clean;		/* loops in a row started with every reader
+				 * in this region */
+	uint64_t smp_t0, smp_bytes; /* the sample being taken */
 	uint64_t gc;		/* the oldest region not yet removed */
 	bool stuck;		/* a resize failed: stay at this size */
 	double rate[64];	/* bytes/ns by shift, 0: never measured */
+	uint64_t rate_ns[64];	/* when */
 	double recent[3];	/* the last loops' rates at this size */
 	unsigned nrecent;
 	/* bw_stream_fd(): an epoll set holding the doorbell of the region
@@ -522,46 +533,47 @@ static void sample(struct bw_stream *s, uint64_t hd)
 	sc->sample_at = hd + m->g.capacity / 4;
 }
 
+/* The rate measured at size 2^k in the last REPROBE_NS, or 0. */
+static double known(const struct bwi_scaler *sc, unsigned k, uint64_t now)
+{
+	return now - sc->rate_ns[k] < REPROBE_NS ? sc->rate[k] : 0;
+}
+
 /* The size for the next loop, from the loop just done (see the top). */
-static unsigned decide(struct bw_stream *s, unsigned shift)
+static unsigned decide(struct bw_stream *s, unsigned shift, uint64_t now)
 {
 	struct bwi_scaler *sc = s->sc;
 	bool deck = s->m->g.scale == BW_SCALE_DECKCUT;
 	double p = (double)sc->maxdist / (double)(UINT64_C(1) << shift);
 	double hi = deck ? 0.625 : 0.75, lo = deck ? 0.375 : 0.25;
-	const double *rate = sc->rate;
 	bool up = shift < hi_shift(s), down = shift > lo_shift(s);
+	double r_up = up ? known(sc, shift + 1, now) : 0;
+	double r_down = down ? known(sc, shift - 1, now) : 0;
 	double best;
 	unsigned to = shift;
 
-	if (!rate[shift] || sc->nrecent < 3)
+	if (!sc->rate[shift] || sc->nrecent < 3)
 		return shift; /* not measured here yet */
-	/* the watermarks say where to look first */
-	if (p > hi && up && !rate[shift + 1])
-		return shift + 1;
-	if (p < lo && down && !rate[shift - 1])
-		return shift - 1;
-	/* then the measurements: the faster neighbour, by 5% at least */
-	best = rate[shift] * 1.05;
-	if (up && rate[shift + 1] > best) {
-		best = rate[shift + 1];
+	/* a neighbour measured faster, by 5% at least */
+	best = sc->rate[shift] * 1.05;
+	if (r_up > best) {
+		best = r_up;
 		to = shift + 1;
 	}
-	if (down && rate[shift - 1] > best)
+	if (r_down > best)
 		to = shift - 1;
 	if (to != shift)
 		return to;
-	/* settled: now and then look at a neighbour again, as the stream
-	 * and the machine change (smaller first: it frees memory) */
-	if (sc->loops % 64 == 63) {
-		if (down)
-			sc->rate[shift - 1] = 0;
-		if (up)
-			sc->rate[shift + 1] = 0;
-	}
-	if (sc->loops >= 8 && down && !rate[shift - 1])
+	/* else the watermarks say which neighbour to try first */
+	if (p > hi && up && !r_up)
+		return shift + 1;
+	if (p < lo && down && !r_down)
 		return shift - 1;
-	if (sc->loops >= 8 && up && !rate[shift + 1])
+	/* settled: a neighbour not measured lately is tried again, as the
+	 * stream and the machine change (smaller first: it frees memory) */
+	if (sc->nrecent >= 6 && down && !r_down)
+		return shift - 1;
+	if (sc->nrecent >= 6 && up && !r_up)
 		return shift + 1;
 	return shift;
 }
@@ -739,31 +751,50 @@ static int loop_done(struct bw_stream *s, uint64_t hd)
 	struct bwi_scaler *sc = s->sc;
 	uint64_t now = bwi_now_ns(), cap = sc->w->m->g.capacity;
 	unsigned shift = (unsigned)__builtin_ctzll(cap), to;
+	bool here;
 	int r = 0;
 
 	sc->loops++;
-	if (sc->loops >= 2 && now > sc->loop_t0) {
+	/* a loop counts if it started with every reader in this region (else
+	 * it timed the readers' backlog in the old one, up to its size) and
+	 * after such a loop (which warmed the caches) */
+	if (sc->clean < 2 || now <= sc->loop_t0) {
+		sc->smp_bytes = 0;
+	} else {
 		double *v = sc->recent, a, b, c;
 
-		v[sc->nrecent++ % 3] = (double)cap / (double)(now - sc->loop_t0);
+		/* a sample spans whole loops, SAMPLE_BYTES at least: a small
+		 * ring's loop is too short to time alone */
+		if (!sc->smp_bytes)
+			sc->smp_t0 = sc->loop_t0;
+		sc->smp_bytes += cap;
+		if (sc->smp_bytes < SAMPLE_BYTES)
+			goto measured;
+		v[sc->nrecent++ % 3] = (double)sc->smp_bytes /
+				       (double)(now - sc->smp_t0);
+		sc->smp_bytes = 0;
 		if (sc->nrecent >= 3) { /* the median of three: one slow loop
 					 * (a preemption) does not count */
 			a = v[0], b = v[1], c = v[2];
 			sc->rate[shift] = a > b ? (b > c ? b : a > c ? c : a)
 						: (a > c ? a : b > c ? c : b);
+			sc->rate_ns[shift] = now;
 		}
 	}
+measured:
 	sample(s, hd);
-	to = sc->stuck ? shift : decide(s, shift);
+	to = sc->stuck ? shift : decide(s, shift, now);
 	/* a reader still in an older region: no third region, so at most
 	 * two are held and no reader falls a region behind */
-	if (to != shift && collect(s)) {
+	here = collect(s);
+	if (to != shift && here) {
 		r = resize(s, hd, to);
 		if (r == 0)
 			sc->loops = sc->nrecent = 0;
 		else if (r != -EAGAIN && r != -EINTR)
 			sc->stuck = true; /* go on at this size */
 	}
+	sc->clean = here && (to == shift || r != 0) ? sc->clean + 1 : 0;
 	cap = sc->w->m->g.capacity;
 	sc->maxdist = 0;
 	sc->loop_t0 = bwi_now_ns();
