@@ -81,7 +81,7 @@
 #include "bwi_stream.h"
 
 #define SAMPLE_BYTES (UINT64_C(1) << 20) /* a rate sample: at least this */
-#define REPROBE_NS (UINT64_C(50) * 1000000) /* rates older: measured again */
+#define REPROBE_NS (UINT64_C(200) * 1000000) /* rates older: measured again */
 
 struct bwi_scaler {
 	struct bw_stream *r, *w; /* handles on the regions we are in */
