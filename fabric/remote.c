@@ -19,7 +19,10 @@
  * (FI_ORDER_WAW, fences) is relied on: tcp does not give WAW between RMA
  * and atomics. Several writes are in flight from a registered staging area.
  * Reservations are taken capacity/8 ahead, so pull readers may count a
- * byte up to that far ahead of a full ring behind as lost.
+ * byte up to that far ahead of a full ring behind as lost, and never more
+ * than a ring past the tail raised last (writes in flight complete first),
+ * so the ring's head stays within a ring of its tail, as a local writer
+ * keeps it.
  */
 #include "config.h"
 
@@ -89,6 +92,7 @@ struct bw_remote {
 	uint64_t head_want; /* the raise in flight, while head_busy */
 	uint64_t last_k;    /* the size of the last write posted */
 	uint64_t tail_sent; /* tail raised up to here (posted) */
+	uint64_t tail_vis;  /* tail raised up to here (completed) */
 	uint64_t done_end;  /* writes below here have completed */
 	uint64_t want;	    /* bytes waiting for credit */
 	uint64_t want_res;  /* reserve(): the position head must reach */
@@ -336,7 +340,7 @@ static int remote_connect(const char *url, int flags,
 		goto fail;
 	r->pos = (flags & BW_FROM_START) && (flags & BW_READ) ? r->oldest
 							      : r->tail_seen;
-	r->head_res = r->tail_sent = r->pos;
+	r->head_res = r->tail_sent = r->tail_vis = r->pos;
 	if (flags & BW_WRITE) {
 		uint64_t hd = win64(r, BWF_POS_HEAD);
 
@@ -421,14 +425,17 @@ static uint64_t credit_limit(const struct bw_remote *r)
 }
 
 /* Where head goes when [pos, pos + k) needs reserving: an eighth of the
- * ring ahead (a lossless writer: no further than its credit). */
+ * ring ahead (a lossless writer: no further than its credit), and never
+ * more than a ring past the tail the ring shows, as for a local writer:
+ * with many writes in flight an FRP writer's position runs ahead of it, and
+ * a ring whose head is further ahead reads as corrupt. */
 static uint64_t head_target(const struct bw_remote *r, uint64_t k)
 {
 	uint64_t h = r->pos + (k > r->cap / 8 ? k : r->cap / 8);
 
 	if ((r->flags & BW_REMOTE_LOSSLESS) && h > credit_limit(r))
 		h = credit_limit(r);
-	return h;
+	return h < r->tail_vis + r->cap ? h : r->tail_vis + r->cap;
 }
 
 /* Starts raising head to h. One atomic in flight at a time: shm (libfabric
@@ -488,6 +495,8 @@ static int push_progress(struct bw_remote *r)
 	if ((e = atomic_retired(r, &r->tail_busy, &r->tail_op,
 				"raising the remote write position")) < 0)
 		return e;
+	if (e)
+		r->tail_vis = r->sc->tail_val;
 	if (r->head_busy || r->tail_busy)
 		return 0;
 	if (r->pos + (r->last_k > r->cap / 16 ? r->last_k : r->cap / 16) >
@@ -562,10 +571,16 @@ static bool atomics_idle(const struct bw_remote *r)
 	return !r->head_busy && !r->tail_busy;
 }
 
-/* reserve() may go on: head covers what it wants, or it may post */
+/* reserve() may go on: head covers what it wants, or it may post (tail
+ * is within a ring of it: else the writes in flight complete first, and
+ * push_progress raises tail over them) */
 static bool reserve_ready(const struct bw_remote *r)
 {
-	return !r->head_busy && (r->want_res <= r->head_res || !r->tail_busy);
+	if (r->head_busy)
+		return false;
+	if (r->want_res <= r->head_res)
+		return true;
+	return !r->tail_busy && r->want_res <= r->tail_vis + r->cap;
 }
 
 static bool credit_ok(const struct bw_remote *r)
@@ -582,7 +597,8 @@ static int reserve(struct bw_remote *r, uint64_t k)
 
 	r->want_res = r->pos + k;
 	while (r->want_res > r->head_res) {
-		if (atomics_idle(r) && (e = head_post(r, head_target(r, k))) < 0)
+		if (atomics_idle(r) && head_target(r, k) >= r->want_res &&
+		    (e = head_post(r, head_target(r, k))) < 0)
 			return e;
 		if ((e = push_wait(r, reserve_ready, false)) < 0)
 			return e;

@@ -343,6 +343,83 @@ static void push_refused_with_writer(void)
 	bw_unlink("push2");
 }
 
+/* A child that samples how far NAME's reservation (head) runs ahead of its
+ * write position (tail) until its stdin pipe closes; writes the most seen
+ * to out. */
+static pid_t lead_sampler(const char *name, const int go[2], const int res[2])
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int in = go[0], out = res[1];
+
+		close(go[1]);
+		close(res[0]);
+		struct pollfd pf = {.fd = in, .events = POLLIN};
+		struct bw_ring_info ri;
+		uint64_t worst = 0;
+
+		while (poll(&pf, 1, 0) == 0) {
+			if (bw_ring_stat(name, &ri, NULL, 0) < 0)
+				_exit(2);
+			if (ri.reserved_pos - ri.write_pos > worst)
+				worst = ri.reserved_pos - ri.write_pos;
+		}
+		_exit(write(out, &worst, sizeof(worst)) == sizeof(worst) ? 0 : 3);
+	}
+	return pid;
+}
+
+/* An FRP push (no credit) with many writes in flight keeps its reservation
+ * within a ring of the published write position, as a local writer does:
+ * a ring whose head ran further ahead reads as corrupt (readers: EPROTO, a
+ * new writer: EBADMSG). */
+static void push_frp_in_ring(void)
+{
+	struct bw_fabric_opts o = fopts();
+	struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+	const size_t blk = 16u << 10;
+	uint8_t *buf = calloc(1, blk);
+	struct bw_ring_info in;
+	struct bw_remote *r;
+	struct bw_stream *lw;
+	uint64_t worst = UINT64_MAX;
+	int go[2], res[2];
+	pid_t smp;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+	ro.size = 64u << 10;
+	ro.policy = BW_POLICY_FRP;
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("pushfrp", &ro), 0);
+	server_start(NULL); /* first: it must not hold the pipes open */
+	CU_ASSERT_EQUAL_FATAL(pipe(go), 0);
+	CU_ASSERT_EQUAL_FATAL(pipe(res), 0);
+	smp = lead_sampler("pushfrp", go, res);
+	CU_ASSERT_FATAL(smp > 0);
+	close(go[0]);
+	close(res[1]);
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("pushfrp"), BW_WRITE, &o, &r), 0);
+	for (int i = 0; i < 16384; i++)
+		CU_ASSERT_EQUAL_FATAL(bw_remote_write(r, buf, blk), (ssize_t)blk);
+	CU_ASSERT_EQUAL(bw_remote_close(r), 0);
+	close(go[1]);
+	CU_ASSERT_EQUAL(read(res[0], &worst, sizeof(worst)), sizeof(worst));
+	close(res[0]);
+	CU_ASSERT_EQUAL(bwt_wait(smp), 0);
+	CU_ASSERT(worst <= ro.size);
+	if (worst > ro.size)
+		fprintf(stderr, "head ran %llu bytes ahead of tail\n",
+			(unsigned long long)worst);
+	CU_ASSERT_FATAL(bw_ring_stat("pushfrp", &in, NULL, 0) >= 0);
+	CU_ASSERT_EQUAL(in.write_pos, 16384 * (uint64_t)blk);
+	/* the ring is whole: a local writer attaches */
+	CU_ASSERT_EQUAL(bw_stream_open("pushfrp", BW_WRITE | BW_NOWAIT, &lw), 0);
+	bw_stream_close(lw);
+	free(buf);
+	server_stop();
+	bw_unlink("pushfrp");
+}
+
 /*
  * A child that pushes into NAME until the test kills it. On shm it parks
  * after its flush instead, and is killed there: libfabric 1.17's shm
@@ -838,6 +915,7 @@ PER_PROVIDER(pull_lossless_by_handshake)
 PER_PROVIDER(pull_overrun)
 PER_PROVIDER(push_lossless)
 PER_PROVIDER(push_refused_with_writer)
+PER_PROVIDER(push_frp_in_ring)
 PER_PROVIDER(push_writer_killed)
 PER_PROVIDER(server_killed)
 PER_PROVIDER(client_killed)
@@ -870,6 +948,7 @@ static void reg(void)
 	ADD(pull_overrun);
 	ADD(push_lossless);
 	ADD(push_refused_with_writer);
+	ADD(push_frp_in_ring);
 	ADD(push_writer_killed);
 	ADD(server_killed);
 	ADD(client_killed);
