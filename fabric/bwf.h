@@ -104,7 +104,7 @@ int bwf_atomic_max(struct bwf_ep *e, fi_addr_t peer, const uint64_t *val,
 
 /* ---- the descriptor of an exported ring (wire format, little-endian) --- */
 #define BWF_DESC_MAGIC UINT64_C(0x4353454459574c42) /* "BLWYDESC" */
-#define BWF_DESC_VERSION 2u
+#define BWF_DESC_VERSION 3u
 
 enum { BWF_ACC_PULL = 1, BWF_ACC_PUSH = 2 };
 
@@ -126,13 +126,18 @@ struct bwf_desc {
 	uint8_t addr[BWF_ADDR_MAX];
 	uint64_t pads_raddr; /* pull: the padding table */
 	uint64_t pads_key;
+	uint32_t rec_size;   /* record layouts (fr, vr): the ring's */
+	uint32_t rec_align;
+	uint32_t rec_align_off;
+	uint32_t rec_pad;
 	uint32_t sum;	     /* FNV-1a of the bytes before it */
 	uint32_t pad;
 };
-_Static_assert(sizeof(struct bwf_desc) == 376, "descriptor wire size");
+_Static_assert(sizeof(struct bwf_desc) == 392, "descriptor wire size");
 _Static_assert(offsetof(struct bwf_desc, addr) == 96, "descriptor layout");
 _Static_assert(offsetof(struct bwf_desc, pads_raddr) == 352, "descriptor layout");
-_Static_assert(offsetof(struct bwf_desc, sum) == 368, "descriptor layout");
+_Static_assert(offsetof(struct bwf_desc, rec_size) == 368, "descriptor layout");
+_Static_assert(offsetof(struct bwf_desc, sum) == 384, "descriptor layout");
 
 /* The position window starts at the ring header's prod.head and reaches
  * past ctl.wdetach: head at +0, tail at +128, and from the control line
@@ -153,7 +158,10 @@ _Static_assert(offsetof(struct bwf_desc, sum) == 368, "descriptor layout");
 
 struct bwi_map;
 /* 0, or -ENOTSUP with a message naming who cannot take ring name. */
-int bwf_exportable(const char *name, const struct bwi_map *m, const char *who);
+/* Whether ring m can be read (reader) or fed remotely, or shadowed: 0 or
+ * -ENOTSUP naming why; who: the one asking. */
+int bwf_exportable(const char *name, const struct bwi_map *m, bool reader,
+		   const char *who);
 
 /* ---- padding, as a reader that holds no slot sees it ------------------ */
 
@@ -193,7 +201,7 @@ int bwf_desc_check(const struct bwf_desc *d, uint32_t access);
 /* ---- the rendezvous (TCP) ----------------------------------------------- */
 #define BWF_REQ_MAGIC 0x51525742u /* "BWRQ" */
 #define BWF_REP_MAGIC 0x50525742u /* "BWRP" */
-#define BWF_PROTO_VERSION 2u /* 2: descriptor version 2 (padding table) */
+#define BWF_PROTO_VERSION 3u /* 3: descriptor version 3 (record layouts) */
 
 struct bwf_req {
 	uint32_t magic;
@@ -218,7 +226,7 @@ struct bwf_rep {
 	char msg[160];	    /* why, when status < 0 */
 	struct bwf_desc desc;
 };
-_Static_assert(sizeof(struct bwf_rep) == 552, "reply wire size");
+_Static_assert(sizeof(struct bwf_rep) == 568, "reply wire size");
 
 /* Test hooks (remote.c): the descriptor a remote handle uses, and a raw
  * read of len bytes at any remote address and key into its scratch. */

@@ -47,6 +47,23 @@ void bwf_desc_seal(struct bwf_desc *d)
 	d->sum = bwi_fnv1a(d, offsetof(struct bwf_desc, sum));
 }
 
+/* What is wrong with the record layout d names, or NULL. */
+static const char *desc_rec_bad(const struct bwf_desc *d)
+{
+	struct bwi_geom g = {.capacity = d->capacity, .layout = d->layout};
+
+	if (d->layout == BWI_LAYOUT_INDEX)
+		return d->rec_size || d->rec_align || d->rec_align_off
+			       ? "record fields on an IBuf"
+			       : NULL;
+	if (d->layout == BWI_LAYOUT_DR)
+		return "a dr ring (not exported)";
+	g.rec_size = d->rec_size;
+	g.rec_align = d->rec_align;
+	g.rec_align_off = d->rec_align_off;
+	return d->rec_pad ? "bad record padding" : bwi_rec_bad(&g);
+}
+
 int bwf_desc_check(const struct bwf_desc *d, uint32_t access)
 {
 	const char *why = NULL;
@@ -62,8 +79,10 @@ int bwf_desc_check(const struct bwf_desc *d, uint32_t access)
 	else if (d->capacity < BWI_MIN_CAPACITY || d->capacity > BWI_MAX_CAPACITY ||
 		 (d->capacity & (d->capacity - 1)))
 		why = "capacity is not a power of two in range";
-	else if (d->layout != BWI_LAYOUT_BYTES && d->layout != BWI_LAYOUT_INDEX)
+	else if (d->layout > BWI_LAYOUT_DR)
 		why = "unknown layout";
+	else if ((why = desc_rec_bad(d)))
+		;
 	else if (d->addr_len == 0 || d->addr_len > BWF_ADDR_MAX)
 		why = "fabric address length out of range";
 	else if (d->pos_len != BWF_POS_LEN)

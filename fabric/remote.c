@@ -895,6 +895,8 @@ static int fab_src_new(struct bw_remote *r, struct bws_src **out)
 	f->b.ops = &fab_ops;
 	f->b.indices = f->r->d.layout == BWI_LAYOUT_INDEX;
 	f->b.capacity = f->r->cap;
+	bws_rec_geom(&f->b, f->r->d.layout, f->r->d.rec_size,
+		     f->r->d.rec_align, f->r->d.rec_align_off);
 	f->b.max_xfer = f->r->ep.max_msg < f->r->cap ? f->r->ep.max_msg
 						      : f->r->cap;
 	f->b.origin_node = -1;

@@ -342,22 +342,41 @@ void bw_server_stop(struct bw_server *s)
 
 /* ---- requests -------------------------------------------------------------- */
 
-/* Rings whose bytes are not a plain stream in their one data segment
- * cannot be read or fed remotely, nor shadowed (yet). who: the reader. */
+/* Rings whose bytes are not one stream in their one data segment cannot be
+ * read or fed remotely, nor shadowed (yet); fr and vr record rings can be
+ * read (their headers are in the data), not fed. */
 #define REMOTE_WHO "remote readers and writers"
 
-int bwf_exportable(const char *name, const struct bwi_map *m, const char *who)
+int bwf_exportable(const char *name, const struct bwi_map *m, bool reader,
+		   const char *who)
 {
-	if (m->g.scale || (m->g.flags & BW_RING_DYNAMIC) ||
-	    m->g.layout >= BWI_LAYOUT_FR)
+	const char *kind = m->g.scale			      ? "self-scaling"
+			   : (m->g.flags & BW_RING_DYNAMIC)   ? "dynamic"
+			   : m->g.layout == BWI_LAYOUT_DR     ? "dr record"
+			   : !reader && m->g.layout >= BWI_LAYOUT_FR ? "record"
+								      : NULL;
+
+	if (kind)
 		return bwi_err(ENOTSUP, "ring '%s' is a %s ring, which %s "
-					"cannot take",
-			       name,
-			       m->g.scale			  ? "self-scaling"
-			       : (m->g.flags & BW_RING_DYNAMIC) ? "dynamic"
-								  : "record",
-			       who);
+					"cannot take%s",
+			       name, kind, who,
+			       m->g.layout == BWI_LAYOUT_DR
+				       ? " (its headers lie outside its data)"
+			       : !reader && !m->g.scale &&
+					 !(m->g.flags & BW_RING_DYNAMIC)
+				       ? " (fr and vr rings take remote "
+					 "readers only)"
+				       : "");
 	return 0;
+}
+
+/* The record layout of m into d (zero on byte rings). */
+static void desc_layout(struct bwf_desc *d, const struct bwi_map *m)
+{
+	d->layout = m->g.layout;
+	d->rec_size = m->g.rec_size;
+	d->rec_align = m->g.rec_align;
+	d->rec_align_off = m->g.rec_align_off;
 }
 
 static int open_pull(struct bw_server *s, struct session *x, struct bwf_desc *d)
@@ -365,7 +384,7 @@ static int open_pull(struct bw_server *s, struct session *x, struct bwf_desc *d)
 	int r = bwi_map_open(x->name, BWI_ACC_RO, &x->m);
 
 	if (r == 0)
-		r = bwf_exportable(x->name, x->m, REMOTE_WHO);
+		r = bwf_exportable(x->name, x->m, true, REMOTE_WHO);
 	if (r < 0)
 		return r;
 	if ((r = bwf_mr_reg(&s->ep, (uint8_t *)x->m->hdr + BWF_POS_OFF,
@@ -377,7 +396,7 @@ static int open_pull(struct bw_server *s, struct session *x, struct bwf_desc *d)
 		return r;
 	d->capacity = x->m->g.capacity;
 	d->ring_id = x->m->g.ring_id;
-	d->layout = x->m->g.layout;
+	desc_layout(d, x->m);
 	return 0;
 }
 
@@ -410,7 +429,7 @@ static int open_push(struct bw_server *s, struct session *x,
 	r = bw_stream_open(x->name, BW_WRITE | BW_NOWAIT | BW_NONBLOCK, &x->w);
 	if (r < 0)
 		return r;
-	if ((r = bwf_exportable(x->name, x->w->m, REMOTE_WHO)) < 0 ||
+	if ((r = bwf_exportable(x->name, x->w->m, false, REMOTE_WHO)) < 0 ||
 	    (r = bwi_remote_writer_claim(x->w)) < 0)
 		return r;
 	m = x->w->m;
@@ -432,7 +451,7 @@ static int open_push(struct bw_server *s, struct session *x,
 	x->tail_seen = t;
 	d->capacity = m->g.capacity;
 	d->ring_id = m->g.ring_id;
-	d->layout = m->g.layout;
+	desc_layout(d, m);
 	if (x->flags & BW_REMOTE_LOSSLESS) {
 		x->credit = aligned_alloc(64, 64);
 		if (!x->credit)

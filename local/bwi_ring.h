@@ -508,6 +508,10 @@ static inline uint32_t bwi_rec_max(const struct bwi_geom *g)
 					  : g->rec_size;
 }
 
+/* What is wrong with g's record layout (defaults applied), or NULL
+ * (segment.c). */
+const char *bwi_rec_bad(const struct bwi_geom *g);
+
 /* The epoch table of a self-scaling ring's control segment. */
 static inline struct bwi_scale_area *bwi_scale_area(const struct bwi_map *m)
 {

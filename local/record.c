@@ -53,6 +53,25 @@ static inline uint64_t hdr_make(uint64_t p, uint32_t len)
 	return (uint64_t)chk(p) << 32 | len;
 }
 
+const char *bwi_rec_hdr(const struct bwi_geom *g, uint64_t p, uint64_t v,
+			uint32_t *len, uint64_t *foot)
+{
+	uint32_t l = (uint32_t)v;
+
+	if ((uint32_t)(v >> 32) != chk(p))
+		return "bad check word";
+	if (l & REC_PAD) {
+		*len = 0;
+		*foot = l & ~REC_PAD;
+		return !*foot || *foot % g->rec_align ? "bad pad" : NULL;
+	}
+	if (!l || l > bwi_rec_max(g))
+		return "bad length";
+	*len = l;
+	*foot = bwi_rec_foot(g, l);
+	return NULL;
+}
+
 static inline bwi_a64 *dr_entry(const struct bwi_map *m, uint64_t p)
 {
 	return &bwi_rec_hdrs(m)[(p / m->g.rec_align) & (m->g.rec_hdrs - 1)];
@@ -327,6 +346,7 @@ static int64_t rec_next(struct bw_stream *s, const uint8_t **pl,
 	for (;;) {
 		const uint8_t *ptr;
 		int64_t a = bwi_rd_acquire(s, a_need, &ptr);
+		const char *why;
 		uint64_t v, f;
 		uint32_t len;
 
@@ -335,26 +355,19 @@ static int64_t rec_next(struct bw_stream *s, const uint8_t **pl,
 		if (a <= 0)
 			return a;
 		v = hdr_get(s, s->rpos);
-		len = (uint32_t)v;
-		if ((uint32_t)(v >> 32) != chk(s->rpos))
-			return bwi_rd_held(s) ? corrupt(s, "bad check word")
-					      : resync(s);
-		if (len & REC_PAD) {
-			/* a validating reader trusts no header it has not
-			 * seen held */
+		why = bwi_rec_hdr(g, s->rpos, v, &len, &f);
+		if (!why && f > (uint64_t)a)
+			why = len ? "bad length" : "bad pad";
+		if (why)
+			return bwi_rd_held(s) ? corrupt(s, why) : resync(s);
+		if (!len) {
+			/* a pad; a validating reader trusts no header it has
+			 * not seen held */
 			if (s->validate && !bwi_rd_held(s))
 				return resync(s);
-			f = len & ~REC_PAD;
-			if (!f || f % g->rec_align || f > (uint64_t)a)
-				return bwi_rd_held(s) ? corrupt(s, "bad pad")
-						      : resync(s);
 			bwi_rd_move(s, f, true);
 			continue;
 		}
-		f = len ? bwi_rec_foot(g, len) : 0;
-		if (!len || len > bwi_rec_max(g) || f > (uint64_t)a)
-			return bwi_rd_held(s) ? corrupt(s, "bad length")
-					      : resync(s);
 		*pl = ptr + bwi_rec_hoff(g);
 		*foot = f;
 		return len;

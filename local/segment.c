@@ -172,7 +172,7 @@ static uint64_t rec_cap(const struct bwi_geom *g, bool largest)
 
 /* What is wrong with the record layout of g (defaults applied), or NULL.
  * The one check for a ring being created and a ring being opened. */
-static const char *rec_bad(const struct bwi_geom *g)
+const char *bwi_rec_bad(const struct bwi_geom *g)
 {
 	uint32_t a = g->rec_align;
 	uint64_t cap = rec_cap(g, false);
@@ -215,7 +215,7 @@ static const char *rec_bad(const struct bwi_geom *g)
 	return NULL;
 }
 
-/* Record layout options into g, defaults applied; then rec_bad(). */
+/* Record layout options into g, defaults applied; then bwi_rec_bad(). */
 static int rec_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
 {
 	const char *bad;
@@ -244,14 +244,14 @@ static int rec_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
 			g->rec_size = g->layout == BWI_LAYOUT_FR ? 2048
 				      : cap / 4 < 65536 ? (uint32_t)(cap / 4)
 							: 65536;
-		/* rec_bad() refuses a bad alignment or a ring too large */
+		/* bwi_rec_bad() refuses a bad alignment or a ring too large */
 		if (g->layout == BWI_LAYOUT_DR && g->rec_align && !g->scale)
 			g->rec_hdrs = (uint32_t)(cap / g->rec_align <
 							 BWI_REC_MAX_HDRS
 						 ? cap / g->rec_align
 						 : BWI_REC_MAX_HDRS);
 	}
-	bad = rec_bad(g);
+	bad = bwi_rec_bad(g);
 	if (bad)
 		return bwi_err(EINVAL, "%s (layout %s, record size %u, align "
 				       "%u, offset %u)",
@@ -471,9 +471,9 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 		return bwi_err(EBADMSG, "%s: bad writer timeout or wake "
 					"batching",
 			       what);
-	if (rec_bad(g))
+	if (bwi_rec_bad(g))
 		return bwi_err(EBADMSG, "%s: bad record layout: %s", what,
-			       rec_bad(g));
+			       bwi_rec_bad(g));
 	if (g->layout > BWI_LAYOUT_DR || g->policy > BW_POLICY_FRP ||
 	    (g->layout == BWI_LAYOUT_INDEX) != !!(g->flags & BW_RING_INDEX) ||
 	    (g->layout == BWI_LAYOUT_INDEX && g->policy != BW_POLICY_LOSSLESS))

@@ -90,6 +90,17 @@ struct bw_shadow {
 	struct bwf_padq pq;
 	bool pad_unseen; /* a pad went by unseen: drop every copy */
 
+	/* record rings (fr, vr: rl.layout): the record whose header was
+	 * read, at rl_at (rl_len 0: none); rl_unsure: the read position
+	 * may not be a record start (after a loss, or from the oldest byte);
+	 * rl_acq: a record peek_acquire'd; rl_buf: a record's copy, when no
+	 * one span holds it */
+	const struct bwi_geom *rl;
+	uint64_t rl_at, rl_foot;
+	uint32_t rl_len;
+	bool rl_unsure, rl_acq;
+	uint8_t *rl_buf;
+
 	uint64_t ip_end; /* end of the last span served in place */
 	int tfd;	 /* bw_shadow_fd's timer */
 	pid_t pid;	 /* the process that opened it (owns the source) */
@@ -219,6 +230,8 @@ static ssize_t lose(struct bw_shadow *sh)
 	int r;
 
 	sh->lost += n;
+	sh->rl_len = 0; /* a record being read is lost with it */
+	sh->rl_unsure = true;
 	r = moved_to(sh, sh->w.oldest);
 	if (r < 0)
 		return r;
@@ -727,6 +740,200 @@ static ssize_t none_yet(struct bw_shadow *sh, ssize_t r)
 	return r;
 }
 
+/* ---- records (fr and vr rings) ---------------------------------------------- */
+
+/* Moves exactly m bytes at the read position into dst. Returns m, 0 at the
+ * end of the stream before any, or -errno. Once a record's first byte came,
+ * the rest is written (records are published whole): it waits for reads in
+ * flight even under BW_NONBLOCK. */
+static ssize_t take(struct bw_shadow *sh, uint8_t *dst, size_t m)
+{
+	int fl = sh->flags;
+	size_t got = 0;
+	ssize_t k = 0;
+
+	while (got < m) {
+		const void *p;
+
+		k = get(sh, m - got, dst + got, &p);
+		if (k <= 0)
+			break;
+		if (p != dst + got)
+			memcpy(dst + got, p, (size_t)k);
+		sh->pos += (uint64_t)k;
+		got += (size_t)k;
+		sh->flags |= BWS_WAIT_FLIGHT;
+	}
+	sh->flags = fl;
+	if (k < 0)
+		return k;
+	if (got < m && got)
+		return bwi_err(EPROTO, "the origin's stream ended inside a "
+				       "record");
+	return (ssize_t)got;
+}
+
+/* From at, where no record could be read (not a record start, or a bad
+ * header), to the next sure record start: fr's next slot, vr's write
+ * position. What lay between is lost. */
+static int rl_resync(struct bw_shadow *sh, uint64_t at)
+{
+	const struct bwi_geom *g = sh->rl;
+	uint64_t to;
+	int r;
+
+	if (g->layout == BWI_LAYOUT_FR) {
+		to = (at + g->rec_size) & ~(uint64_t)(g->rec_size - 1);
+	} else {
+		if ((r = win(sh)) < 0)
+			return r;
+		to = sh->w.tail;
+		if (to <= at || to % g->rec_align)
+			return bwi_err(EPROTO, "the origin's write position %llu "
+					       "is not a record start past %llu",
+				       (unsigned long long)to,
+				       (unsigned long long)at);
+	}
+	sh->lost += to - at;
+	sh->rl_len = 0;
+	sh->rl_unsure = false;
+	return moved_to(sh, to);
+}
+
+/* The next record's payload length (its header read, the read position at
+ * its payload), 0 at the end of the stream, or -errno. A position that
+ * may not be a record start is checked: the header there must name it
+ * (its check word), else the shadow resynchronizes: fr at the next slot,
+ * vr at the write position, a record start. The copies it parses were
+ * validated, so a bad header at a known record start is the origin's:
+ * -EBADMSG, and the next call resynchronizes. */
+static ssize_t rl_head(struct bw_shadow *sh)
+{
+	const struct bwi_geom *g = sh->rl;
+
+	while (!sh->rl_len) {
+		uint64_t at = sh->pos, v, foot;
+		uint32_t len;
+		const char *why;
+		ssize_t k;
+		int r;
+
+		if (at % (g->layout == BWI_LAYOUT_FR ? g->rec_size
+						     : g->rec_align)) {
+			if ((r = rl_resync(sh, at)) < 0)
+				return r;
+			continue;
+		}
+		k = take(sh, (uint8_t *)&v, sizeof(v));
+		if (k <= 0)
+			return k; /* a loss moved the position: look again */
+		why = bwi_rec_hdr(g, at, v, &len, &foot);
+		if (!why && foot > g->capacity)
+			why = "bad pad";
+		if (why) {
+			bool unsure = sh->rl_unsure;
+
+			if ((r = rl_resync(sh, at)) < 0)
+				return r;
+			if (unsure)
+				continue;
+			return bwi_err(EBADMSG, "the origin's record header at "
+						"%llu: %s (skipped to %llu)",
+				       (unsigned long long)at, why,
+				       (unsigned long long)sh->pos);
+		}
+		sh->rl_unsure = false;
+		if (!len) { /* a pad span */
+			if ((r = moved_to(sh, at + foot)) < 0)
+				return r;
+			continue;
+		}
+		if ((r = moved_to(sh, at + bwi_rec_hoff(g))) < 0)
+			return r;
+		sh->rl_at = at;
+		sh->rl_len = len;
+		sh->rl_foot = foot;
+	}
+	return sh->rl_len;
+}
+
+static int short_buf(uint32_t len, size_t n)
+{
+	return bwi_err(EMSGSIZE, "the next record has %u bytes; the call takes "
+				 "at most %zu",
+		       len, n);
+}
+
+/* Past the record whose header was read; delivered. */
+static int rl_done(struct bw_shadow *sh)
+{
+	uint64_t end = sh->rl_at + sh->rl_foot;
+
+	delivered(sh, sh->rl_len);
+	sh->rl_len = 0;
+	sh->rl_acq = false;
+	return moved_to(sh, end);
+}
+
+/* A record's payload into buf, whole. */
+static ssize_t rl_read(struct bw_shadow *sh, void *buf, size_t n)
+{
+	ssize_t len = rl_head(sh), k;
+	int r;
+
+	if (len <= 0)
+		return none_yet(sh, len);
+	if ((size_t)len > n)
+		return short_buf((uint32_t)len, n);
+	k = take(sh, buf, (size_t)len);
+	if (k != len)
+		return k < 0 ? k : bwi_err(EPROTO, "a record cut short");
+	r = rl_done(sh);
+	return r < 0 ? r : len;
+}
+
+/* A record's payload in one span: the method's, or a copy. */
+static ssize_t rl_peek(struct bw_shadow *sh, const void **ptr, size_t n,
+		       bool move)
+{
+	ssize_t len = rl_head(sh), k;
+	int r;
+
+	if (len <= 0)
+		return none_yet(sh, len);
+	if ((size_t)len > n)
+		return short_buf((uint32_t)len, n);
+	k = get(sh, (size_t)len, NULL, ptr);
+	if (k != len) {
+		if (k < 0)
+			return k;
+		if (!sh->rl_buf && !(sh->rl_buf = malloc(bwi_rec_max(sh->rl))))
+			return bwi_err(ENOMEM, "allocating a record copy");
+		k = take(sh, sh->rl_buf, (size_t)len);
+		if (k != len)
+			return k < 0 ? k : bwi_err(EPROTO, "a record cut short");
+		*ptr = sh->rl_buf;
+	}
+	if (!move) {
+		sh->rl_acq = true;
+		return len;
+	}
+	r = rl_done(sh);
+	return r < 0 ? r : len;
+}
+
+static int rl_complete(struct bw_shadow *sh, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (!sh->rl_acq || n != sh->rl_len)
+		return bwi_err(EINVAL, "peek_complete of %zu bytes: a record ring "
+				       "completes 0 or the whole record acquired "
+				       "(%u bytes)",
+			       n, sh->rl_acq ? sh->rl_len : 0);
+	return rl_done(sh);
+}
+
 BW_API ssize_t bw_shadow_read(struct bw_shadow *sh, void *buf, size_t n)
 {
 	const void *p;
@@ -737,6 +944,8 @@ BW_API ssize_t bw_shadow_read(struct bw_shadow *sh, void *buf, size_t n)
 		return bwi_err(EINVAL, "bw_shadow_read: no shadow or buffer");
 	if (n == 0)
 		return 0;
+	if (sh->rl)
+		return rl_read(sh, buf, n);
 	k = get(sh, n, buf, &p);
 	if (k <= 0)
 		return none_yet(sh, k);
@@ -757,6 +966,8 @@ static ssize_t peek(struct bw_shadow *sh, const void **ptr, size_t n, bool move)
 		return bwi_err(EINVAL, "bw_shadow_peek: no shadow or pointer");
 	if (n == 0)
 		return 0;
+	if (sh->rl)
+		return rl_peek(sh, ptr, n, move);
 	if (sh->rep && n > sh->rep_len)
 		n = (size_t)sh->rep_len; /* one contiguous span */
 	k = get(sh, n, NULL, ptr);
@@ -790,6 +1001,8 @@ BW_API int bw_shadow_peek_complete(struct bw_shadow *sh, size_t n)
 	bwi_err_clear();
 	if (!sh)
 		return bwi_err(EINVAL, "bw_shadow_peek_complete: no shadow");
+	if (sh->rl)
+		return rl_complete(sh, n);
 	if (n > sh->acq && n > sh->w.tail - sh->pos) {
 		/* a skip past what we know is written: look again */
 		if ((r = win(sh)) < 0)
@@ -840,6 +1053,9 @@ static int ready(struct bw_shadow *sh)
 		return r;
 	if (rep_have(sh) || hc_find(sh, sh->hdr_n) >= 0)
 		return BW_POLLIN;
+	if (sh->pos < sh->w.oldest)
+		return BW_POLLIN; /* a loss to report (reads in flight or not:
+				   * they would fetch it again, in vain) */
 	if (pf && (sh->ch_n || sh->wv_busy))
 		return 0; /* on their way */
 	if ((r = win(sh)) < 0)
@@ -936,6 +1152,7 @@ static void shadow_free(struct bw_shadow *sh)
 	}
 	bws_mirror_free(sh->rep, sh->rep_len);
 	free(sh->hc);
+	free(sh->rl_buf);
 	if (sh->tfd >= 0)
 		close(sh->tfd);
 	free(sh);
@@ -1157,6 +1374,10 @@ int bws_open(struct bws_src *src, int flags, const struct bw_shadow_opts *o,
 	}
 	sh->pos = (flags & BW_FROM_START) ? sh->w.oldest : sh->w.tail;
 	rep_reset(sh, sh->pos);
+	if (sh->src->rec.layout != BWI_LAYOUT_BYTES) {
+		sh->rl = &sh->src->rec;
+		sh->rl_unsure = (flags & BW_FROM_START) != 0;
+	}
 	*out = sh;
 	return 0;
 }

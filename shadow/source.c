@@ -189,7 +189,7 @@ int bws_local_open(const char *name, struct bws_src **out)
 		return r;
 	if ((r = bwi_map_open(name, BWI_ACC_RO, &m)) < 0)
 		return r;
-	if ((r = bwf_exportable(name, m, "shadows")) < 0) {
+	if ((r = bwf_exportable(name, m, true, "shadows")) < 0) {
 		bwi_map_put(m);
 		return r;
 	}
@@ -205,6 +205,8 @@ int bws_local_open(const char *name, struct bws_src **out)
 	l->b.origin_node = bws_mem_node(m->data);
 	l->b.nic_node = -1;
 	l->b.indices = m->g.layout == BWI_LAYOUT_INDEX;
+	bws_rec_geom(&l->b, m->g.layout, m->g.rec_size, m->g.rec_align,
+		     m->g.rec_align_off);
 	strcpy(l->b.link, "shm");
 	*out = &l->b;
 	return 0;

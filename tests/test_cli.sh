@@ -242,6 +242,14 @@ cmp -s "$T/shin" "$T/shout" && grep -q "latency 100 us" "$T/sherr" \
 for i in $(seq 0 63); do tail -c +$((i * 4096 + 1)) "$T/shin" | head -c 16; done >"$T/shexp"
 cmp -s "$T/shexp" "$T/shout" && grep -q "^beltway tail: hybrid over shm, 1024 bytes" "$T/sherr" \
 	&& ok "tail --headers (hybrid by default)" || bad "tail --headers: $(cat "$T/sherr")"
+# a record ring: tail gets its records whole and in order
+"$B" create shv --layout vr --size 4M --record-size 1M --policy frp || bad "create shv"
+head -c 1000000 /dev/urandom >"$T/shrec"
+for i in 1 2 3; do cat "$T/shrec"; done >"$T/shvin"
+for i in 1 2 3; do "$B" write shv --nowait <"$T/shrec" || bad "write shv"; done
+"$B" tail shv --from-start --bytes 3000000 >"$T/shvout" 2>"$T/sherr"
+cmp -s "$T/shvin" "$T/shvout" && ok "tail of a record ring" \
+	|| bad "tail of a record ring: $(cat "$T/sherr")"
 expect_fail "tail bad shadow method" "$B" tail shd --shadow teleport
 expect_fail "tail headers without record size" "$B" tail shd --headers
 expect_fail "tail bad latency" "$B" tail shd --latency-us 2000000

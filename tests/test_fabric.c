@@ -143,14 +143,41 @@ static void pull_lossless_by_handshake(void)
 	server_start(NULL);
 	CU_ASSERT_EQUAL(bw_remote_open(url("nosuch"), BW_READ, &o, &r), -ENOENT);
 	{
-		/* record and self-scaling rings are not served (yet) */
+		/* a vr ring is read a record at a time, and fed by no
+		 * remote writer; dr and self-scaling rings are not served
+		 * (yet) */
 		struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+		struct bw_stream *lw;
+		char rec[100];
 
 		ro.size = 64u << 10;
 		ro.layout = BW_LAYOUT_VR;
 		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("pullvr", &ro), 0);
-		CU_ASSERT_EQUAL(bw_remote_open(url("pullvr"), BW_READ, &o, &r),
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("pullvr", BW_WRITE | BW_NOWAIT,
+						     &lw),
+				      0);
+		CU_ASSERT_EQUAL(bw_stream_write(lw, "first", 5), 5);
+		CU_ASSERT_EQUAL(bw_stream_write(lw, "second record", 13), 13);
+		bw_stream_close(lw);
+		CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("pullvr"),
+						     BW_READ | BW_FROM_START, &o, &r),
+				      0);
+		CU_ASSERT_EQUAL(bw_remote_read(r, rec, 3), -EMSGSIZE);
+		CU_ASSERT_EQUAL(bw_remote_read(r, rec, sizeof(rec)), 5);
+		CU_ASSERT_EQUAL(memcmp(rec, "first", 5), 0);
+		CU_ASSERT_EQUAL(bw_remote_read(r, rec, sizeof(rec)), 13);
+		CU_ASSERT_EQUAL(memcmp(rec, "second record", 13), 0);
+		CU_ASSERT_EQUAL(bw_remote_read(r, rec, sizeof(rec)), 0);
+		bw_remote_close(r);
+		CU_ASSERT_EQUAL(bw_remote_open(url("pullvr"),
+					       BW_WRITE | BW_REMOTE_LOSSLESS, &o, &r),
 				-ENOTSUP);
+		CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "readers only"));
+		ro.layout = BW_LAYOUT_DR;
+		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("pulldr", &ro), 0);
+		CU_ASSERT_EQUAL(bw_remote_open(url("pulldr"), BW_READ, &o, &r),
+				-ENOTSUP);
+		bw_unlink("pulldr");
 		ro.layout = 0;
 		ro.scale = BW_SCALE_REALLOC;
 		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("pullsc", &ro), 0);

@@ -264,6 +264,199 @@ static void ring_behind(unsigned method)
 	bw_unlink("sh_behind");
 }
 
+/* ---- record rings (fr, vr): whole records, as from a local reader ---- */
+
+/* Record i: its length, 8 to max bytes; it starts with i, then bytes of
+ * stream `seed` at position i << 20. */
+static size_t rl_len(uint64_t i, size_t max)
+{
+	return 8 + (size_t)((i * 7919) % (max - 7));
+}
+
+static void rl_fill(uint8_t *b, uint64_t i, size_t max)
+{
+	size_t n = rl_len(i, max);
+
+	memcpy(b, &i, 8);
+	bwt_fill(b + 8, n - 8, i << 20, 61);
+}
+
+/* Whether b (n bytes) is record i. */
+static bool rl_is(const uint8_t *b, size_t n, uint64_t i, size_t max)
+{
+	uint64_t j;
+
+	memcpy(&j, b, 8);
+	return j == i && n == rl_len(i, max) &&
+	       bwt_verify(b + 8, n - 8, i << 20, 61) == -1;
+}
+
+/* Writes records from..to-1 (of up to max bytes) with w. */
+static void rl_write(struct bw_stream *w, uint64_t from, uint64_t to, size_t max)
+{
+	static uint8_t b[8192];
+
+	for (uint64_t i = from; i < to; i++) {
+		rl_fill(b, i, max);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, b, rl_len(i, max)),
+				      (ssize_t)rl_len(i, max));
+	}
+}
+
+/* A ring of layout with records 0..n-1 written; its writer stays open
+ * in *keep (if given). */
+static void rl_ring(const char *name, uint32_t layout, uint32_t rec_size,
+		    uint32_t policy, uint64_t size, uint64_t n, size_t max,
+		    struct bw_stream **keep)
+{
+	struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+	struct bw_stream *w;
+
+	ro.size = size;
+	ro.layout = layout;
+	ro.record_size = rec_size;
+	ro.policy = policy;
+	bw_unlink(name);
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo(name, &ro), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(name, BW_WRITE | BW_NOWAIT, &w), 0);
+	rl_write(w, 0, n, max);
+	if (keep)
+		*keep = w;
+	else
+		bw_stream_close(w);
+}
+
+/* Reads records through sh to the end of the stream, by read, peek and
+ * peek_acquire in turn; checks each, in increasing order from `first`
+ * (consecutive unless lossy). Returns the count (*last: the last record's
+ * index), or -1. */
+static int64_t rl_drain(struct bw_shadow *sh, uint64_t first, size_t max,
+			bool lossy, uint64_t *last)
+{
+	static uint8_t b[8192];
+	uint64_t next = first, got = 0;
+
+	for (uint64_t k = 0;; k++) {
+		const void *p = b;
+		ssize_t n;
+		uint64_t i;
+
+		if (k % 3 == 0)
+			n = bw_shadow_read(sh, b, sizeof(b));
+		else if (k % 3 == 1)
+			n = bw_shadow_peek(sh, &p, sizeof(b));
+		else
+			n = bw_shadow_peek_acquire(sh, &p, sizeof(b));
+		if (n == -ESTALE && lossy)
+			continue;
+		if (n == -EAGAIN) { /* a shadow opened BW_NONBLOCK */
+			if (bw_shadow_block(sh, 5000) <= 0)
+				return -1;
+			continue;
+		}
+		if (n == 0)
+			return *last = next - 1, (int64_t)got;
+		if (n < 8) {
+			fprintf(stderr, "record %llu: %zd (%s)\n",
+				(unsigned long long)next, n, bw_strerror_last());
+			return -1;
+		}
+		memcpy(&i, p, 8);
+		if (i < next || (!lossy && i != next) ||
+		    !rl_is(p, (size_t)n, i, max)) {
+			fprintf(stderr, "record %llu: got %zd bytes of record "
+					"%llu\n",
+				(unsigned long long)next, n, (unsigned long long)i);
+			return -1;
+		}
+		if (k % 3 == 2 &&
+		    (bw_shadow_peek_complete(sh, (size_t)n - 1) != -EINVAL ||
+		     bw_shadow_peek_complete(sh, (size_t)n) != 0))
+			return -1;
+		next = i + 1;
+		got++;
+	}
+}
+
+/* Every record of a vr and an fr ring, whole and in order, from the
+ * oldest; a short buffer gets EMSGSIZE and the record stays. */
+static void records(unsigned method)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+	static uint8_t b[8];
+	uint64_t last;
+
+	o.method = method;
+	/* vr: records of 8 bytes to 3000, most of the ring */
+	rl_ring("sh_rv", BW_LAYOUT_VR, 3000, 0, 256u << 10, 160, 3000, NULL);
+	CU_ASSERT_EQUAL_FATAL(sh_open("sh_rv", BW_FROM_START, &o, &sh), 0);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, b, 4), -EMSGSIZE);
+	CU_ASSERT_EQUAL(rl_drain(sh, 0, 3000, false, &last), 160);
+	bw_shadow_close(sh);
+	bw_unlink("sh_rv");
+	/* fr: slots of 1024 (payload up to 1016) */
+	rl_ring("sh_rf", BW_LAYOUT_FR, 1024, 0, 256u << 10, 200, 1016, NULL);
+	CU_ASSERT_EQUAL_FATAL(sh_open("sh_rf", BW_FROM_START, &o, &sh), 0);
+	CU_ASSERT_EQUAL(rl_drain(sh, 0, 1016, false, &last), 200);
+	bw_shadow_close(sh);
+	bw_unlink("sh_rf");
+}
+
+/* An frp ring overwritten many times: a shadow from the oldest byte starts
+ * mid-record and resynchronizes (vr at the write position, fr at the next
+ * slot), counting what it skipped as lost; then it gets whole records, in
+ * order, to the last one written after. */
+static void records_overwritten(unsigned method)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_shadow *sh;
+	struct bw_stream *w;
+	static uint8_t b[8192];
+	uint64_t last = 0;
+
+	o.method = method;
+	for (int l = 0; l < 2; l++) {
+		const char *name = l ? "sh_ofr" : "sh_ovr";
+		size_t max = l ? 1016 : 3000;
+		int64_t got;
+
+		rl_ring(name, l ? BW_LAYOUT_FR : BW_LAYOUT_VR, l ? 1024 : 3000,
+			BW_POLICY_FRP, 64u << 10, 2000, max, &w);
+		CU_ASSERT_EQUAL_FATAL(sh_open(name, BW_FROM_START | BW_NONBLOCK,
+					      &o, &sh),
+				      0);
+		if (l == 0) {
+			/* vr resynchronizes at the write position: reads
+			 * until it got there, with nothing to deliver */
+			struct bw_ring_info in;
+			ssize_t x;
+
+			CU_ASSERT_FATAL(bw_ring_stat(name, &in, NULL, 0) >= 0);
+			for (int k = 0; k < 1000; k++) {
+				bw_shadow_stat(sh, &st);
+				if (st.position == in.write_pos)
+					break;
+				x = bw_shadow_read(sh, b, sizeof(b));
+				CU_ASSERT_FATAL(x == -EAGAIN || x == -ESTALE);
+				if (x == -EAGAIN)
+					bw_shadow_block(sh, 100);
+			}
+			CU_ASSERT_EQUAL(st.position, in.write_pos);
+		}
+		rl_write(w, 2000, 2020, max); /* under half the ring */
+		bw_stream_close(w);
+		got = rl_drain(sh, l ? 1 : 2000, max, l == 1, &last);
+		CU_ASSERT(l ? got >= 20 : got == 20);
+		CU_ASSERT_EQUAL(last, 2019);
+		bw_shadow_stat(sh, &st);
+		CU_ASSERT(st.lost > 0);
+		bw_shadow_close(sh);
+		bw_unlink(name);
+	}
+}
+
 #define METHODS(X)                                                           \
 	X(zerocopy, BW_SHADOW_ZEROCOPY)                                       \
 	X(copyonce, BW_SHADOW_COPYONCE)                                       \
@@ -274,7 +467,9 @@ static void ring_behind(unsigned method)
 	static void header_##name(void) { stream_all(m, true, 0); }           \
 	static void latency_##name(void) { stream_all(m, false, 200); }       \
 	static void overrun_##name(void) { overrun(m); }                      \
-	static void behind_##name(void) { ring_behind(m); }
+	static void behind_##name(void) { ring_behind(m); }                  \
+	static void records_##name(void) { records(m); }                      \
+	static void rewritten_##name(void) { records_overwritten(m); }
 METHODS(CASES)
 
 /* ---- this host only ------------------------------------------------------ */
@@ -451,13 +646,14 @@ static void bad_input(void)
 	CU_ASSERT_EQUAL(bw_shadow_method_parse("zerocopy"), BW_SHADOW_ZEROCOPY);
 	CU_ASSERT_STRING_EQUAL(bw_shadow_method_name(BW_SHADOW_PREFETCH), "prefetch");
 	CU_ASSERT_PTR_NULL(bw_shadow_method_name(0));
-	/* record rings are not one byte stream */
+	/* a dr ring's headers lie outside its data */
 	ro.size = 64u << 10;
-	ro.layout = BW_LAYOUT_VR;
-	bw_unlink("sh_vr");
-	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sh_vr", &ro), 0);
-	CU_ASSERT_EQUAL(bw_shadow_open("sh_vr", 0, &o, &sh), -ENOTSUP);
-	bw_unlink("sh_vr");
+	ro.layout = BW_LAYOUT_DR;
+	bw_unlink("sh_dr");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sh_dr", &ro), 0);
+	CU_ASSERT_EQUAL(bw_shadow_open("sh_dr", 0, &o, &sh), -ENOTSUP);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "dr record"));
+	bw_unlink("sh_dr");
 	/* calls on an empty shadow */
 	CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_bad", BW_NONBLOCK, &o, &sh), 0);
 	CU_ASSERT_EQUAL(bw_shadow_peek(sh, &p, 16), -EAGAIN);
@@ -887,7 +1083,9 @@ static unsigned nlinks;
 	PER_LINK(header_##name)                                               \
 	PER_LINK(latency_##name)                                              \
 	PER_LINK(overrun_##name)                                              \
-	PER_LINK(behind_##name)
+	PER_LINK(behind_##name)                                               \
+	PER_LINK(records_##name)                                              \
+	PER_LINK(rewritten_##name)
 METHODS(LINKED)
 PER_LINK(server_killed)
 PER_LINK(as_stream)
@@ -929,7 +1127,9 @@ static void reg(void)
 	ADD(header_##name)                                                    \
 	ADD(latency_##name)                                                   \
 	ADD(overrun_##name)                                                   \
-	ADD(behind_##name)
+	ADD(behind_##name)                                                    \
+	ADD(records_##name)                                                   \
+	ADD(rewritten_##name)
 	METHODS(ADD_METHOD)
 	ADD(as_stream)
 	ADD(padding)

@@ -267,6 +267,7 @@ int cmd_tail(int argc, char **argv)
 	struct bw_shadow *sh;
 	struct bw_shadow_stat st;
 	struct meter m;
+	size_t cap = IO_CHUNK;
 	char *buf;
 	int r, rc = 0;
 
@@ -303,7 +304,7 @@ int cmd_tail(int argc, char **argv)
 				"starts");
 	if (t.headers && !t.so.header_bytes)
 		t.so.header_bytes = 64;
-	buf = malloc(IO_CHUNK);
+	buf = malloc(cap);
 	if (!buf)
 		return cli_fail("out of memory");
 	signal(SIGPIPE, SIG_IGN);
@@ -316,7 +317,7 @@ int cmd_tail(int argc, char **argv)
 	}
 	meter_start(&m);
 	for (;;) {
-		size_t want = IO_CHUNK;
+		size_t want = cap;
 		ssize_t n;
 
 		if (f.bytes && f.bytes - m.bytes < want)
@@ -326,6 +327,20 @@ int cmd_tail(int argc, char **argv)
 		n = tail_step(sh, &t, buf, want);
 		if (n == -EALREADY)
 			continue;
+		if (n == -EMSGSIZE && want < cap)
+			break; /* --bytes ends inside the next record */
+		if (n == -EMSGSIZE && cap < (1u << 30)) {
+			/* a record ring's record larger than the buffer */
+			char *b2 = realloc(buf, cap * 2);
+
+			if (!b2) {
+				rc = cli_fail("out of memory");
+				break;
+			}
+			buf = b2;
+			cap *= 2;
+			continue;
+		}
 		if (n == -EPIPE) { /* stdout: said so */
 			rc = 1;
 			break;
