@@ -158,10 +158,9 @@ _Static_assert(offsetof(struct bwf_desc, sum) == 384, "descriptor layout");
 
 struct bwi_map;
 /* 0, or -ENOTSUP with a message naming who cannot take ring name. */
-/* Whether ring m can be read (reader) or fed remotely, or shadowed: 0 or
- * -ENOTSUP naming why; who: the one asking. */
-int bwf_exportable(const char *name, const struct bwi_map *m, bool reader,
-		   const char *who);
+/* Whether ring m can be read or fed remotely, or shadowed: 0 or -ENOTSUP
+ * naming why; who: the one asking. */
+int bwf_exportable(const char *name, const struct bwi_map *m, const char *who);
 
 /* ---- padding, as a reader that holds no slot sees it ------------------ */
 

@@ -74,6 +74,7 @@ struct bw_remote {
 	struct bwf_desc d;
 	fi_addr_t peer;
 	uint64_t cap, mask;
+	struct bwi_geom rg; /* fr, vr rings: their record layout */
 	uint64_t pos;	    /* next byte to read, or to write */
 	struct scratch *sc;
 	struct bwf_mr sc_mr;
@@ -316,12 +317,32 @@ static int remote_connect(const char *url, int flags,
 	snprintf(r->st.provider, sizeof(r->st.provider), "%s", r->ep.prov);
 	r->st.capacity = r->cap;
 	r->st.generation = r->d.generation;
+	r->rg.capacity = r->cap;
+	if (r->d.layout == BWI_LAYOUT_FR || r->d.layout == BWI_LAYOUT_VR) {
+		r->rg.layout = r->d.layout;
+		r->rg.rec_size = r->d.rec_size;
+		r->rg.rec_align = r->d.rec_align;
+		r->rg.rec_align_off = r->d.rec_align_off;
+	}
 	if (flags & BW_WRITE) {
 		/* Staging: registered memory for the provider to move from,
-		 * a slot per write in flight. */
+		 * a slot per write in flight; on a record ring, a slot holds
+		 * the largest record (at most half the ring) */
+		uint64_t rf = r->rg.layout ? bwi_rec_foot(&r->rg,
+							  bwi_rec_max(&r->rg))
+					   : 0;
+
 		r->slot_len = r->cap / 2 < STAGE_SLOT_MAX ? r->cap / 2 : STAGE_SLOT_MAX;
+		if (r->slot_len < rf)
+			r->slot_len = (size_t)rf;
 		if (r->slot_len > r->ep.max_msg)
 			r->slot_len = r->ep.max_msg;
+		if (rf > r->slot_len) {
+			e = bwi_err(ENOTSUP, "records of %llu bytes exceed the "
+					     "largest message of provider %s",
+				    (unsigned long long)rf, r->ep.prov);
+			goto fail;
+		}
 		r->stage_len = r->slot_len * STAGE_SLOTS;
 		r->stage = aligned_alloc(4096, (r->stage_len + 4095) & ~(size_t)4095);
 		if (!r->stage) {
@@ -617,12 +638,25 @@ ssize_t bw_remote_write(struct bw_remote *r, const void *buf, size_t n)
 		return bwi_err(EBADF, "not a remote writer");
 	if (r->ep.err)
 		return r->ep.err;
+	if (r->rg.layout) {
+		/* a record ring: one record per call */
+		if (n == 0)
+			return 0;
+		if (!buf)
+			return bwi_err(EFAULT, "write buffer is NULL");
+		if (n > bwi_rec_max(&r->rg))
+			return bwi_err(EMSGSIZE, "a record of %zu bytes exceeds "
+						 "the ring's largest, %u",
+				       n, bwi_rec_max(&r->rg));
+	}
 	while (done < n) {
-		uint64_t k = n - done;
+		uint64_t m = n - done, k;
 		unsigned slot;
+		uint8_t *st;
 
-		if (k > r->slot_len)
-			k = r->slot_len;
+		if (m > r->slot_len)
+			m = r->slot_len;
+		k = r->rg.layout ? bwi_rec_foot(&r->rg, m) : m;
 		if ((r->flags & BW_REMOTE_LOSSLESS) &&
 		    r->pos + k > credit_limit(r)) {
 			if (r->flags & BW_NONBLOCK) {
@@ -642,9 +676,17 @@ ssize_t bw_remote_write(struct bw_remote *r, const void *buf, size_t n)
 		if ((e = push_wait(r, slot_free, false)) < 0)
 			return done ? (ssize_t)done : e;
 		slot = (r->fl_head + r->fl_n) % STAGE_SLOTS;
-		memcpy(r->stage + (size_t)slot * r->slot_len, b + done, k);
-		e = bwf_write(&r->ep, r->peer, r->stage + (size_t)slot * r->slot_len,
-			      k, r->stage_mr.desc,
+		st = r->stage + (size_t)slot * r->slot_len;
+		if (r->rg.layout) {
+			/* the header, then the payload at its offset */
+			uint64_t w = bwi_rec_hdr_word(r->pos, (uint32_t)m);
+
+			memcpy(st, &w, sizeof(w));
+			memcpy(st + bwi_rec_hoff(&r->rg), b, m);
+		} else {
+			memcpy(st, b + done, k);
+		}
+		e = bwf_write(&r->ep, r->peer, st, k, r->stage_mr.desc,
 			      r->d.data_raddr + (r->pos & r->mask), r->d.data_key,
 			      FI_DELIVERY_COMPLETE, &r->fl[slot].op);
 		if (e < 0)
@@ -653,7 +695,7 @@ ssize_t bw_remote_write(struct bw_remote *r, const void *buf, size_t n)
 		r->fl_n++;
 		r->pos += k;
 		r->last_k = k;
-		done += k;
+		done += m;
 		if ((e = push_progress(r)) < 0)
 			return e;
 	}

@@ -343,18 +343,16 @@ void bw_server_stop(struct bw_server *s)
 /* ---- requests -------------------------------------------------------------- */
 
 /* Rings whose bytes are not one stream in their one data segment cannot be
- * read or fed remotely, nor shadowed (yet); fr and vr record rings can be
- * read (their headers are in the data), not fed. */
+ * read or fed remotely, nor shadowed (yet): a dr ring's headers lie in a
+ * ring of their own. fr and vr rings keep theirs in the data. */
 #define REMOTE_WHO "remote readers and writers"
 
-int bwf_exportable(const char *name, const struct bwi_map *m, bool reader,
-		   const char *who)
+int bwf_exportable(const char *name, const struct bwi_map *m, const char *who)
 {
-	const char *kind = m->g.scale			      ? "self-scaling"
-			   : (m->g.flags & BW_RING_DYNAMIC)   ? "dynamic"
-			   : m->g.layout == BWI_LAYOUT_DR     ? "dr record"
-			   : !reader && m->g.layout >= BWI_LAYOUT_FR ? "record"
-								      : NULL;
+	const char *kind = m->g.scale			  ? "self-scaling"
+			   : (m->g.flags & BW_RING_DYNAMIC) ? "dynamic"
+			   : m->g.layout == BWI_LAYOUT_DR   ? "dr record"
+							    : NULL;
 
 	if (kind)
 		return bwi_err(ENOTSUP, "ring '%s' is a %s ring, which %s "
@@ -362,10 +360,6 @@ int bwf_exportable(const char *name, const struct bwi_map *m, bool reader,
 			       name, kind, who,
 			       m->g.layout == BWI_LAYOUT_DR
 				       ? " (its headers lie outside its data)"
-			       : !reader && !m->g.scale &&
-					 !(m->g.flags & BW_RING_DYNAMIC)
-				       ? " (fr and vr rings take remote "
-					 "readers only)"
 				       : "");
 	return 0;
 }
@@ -384,7 +378,7 @@ static int open_pull(struct bw_server *s, struct session *x, struct bwf_desc *d)
 	int r = bwi_map_open(x->name, BWI_ACC_RO, &x->m);
 
 	if (r == 0)
-		r = bwf_exportable(x->name, x->m, true, REMOTE_WHO);
+		r = bwf_exportable(x->name, x->m, REMOTE_WHO);
 	if (r < 0)
 		return r;
 	if ((r = bwf_mr_reg(&s->ep, (uint8_t *)x->m->hdr + BWF_POS_OFF,
@@ -429,7 +423,7 @@ static int open_push(struct bw_server *s, struct session *x,
 	r = bw_stream_open(x->name, BW_WRITE | BW_NOWAIT | BW_NONBLOCK, &x->w);
 	if (r < 0)
 		return r;
-	if ((r = bwf_exportable(x->name, x->w->m, false, REMOTE_WHO)) < 0 ||
+	if ((r = bwf_exportable(x->name, x->w->m, REMOTE_WHO)) < 0 ||
 	    (r = bwi_remote_writer_claim(x->w)) < 0)
 		return r;
 	m = x->w->m;

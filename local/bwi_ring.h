@@ -511,6 +511,15 @@ static inline uint32_t bwi_rec_max(const struct bwi_geom *g)
 /* What is wrong with g's record layout (defaults applied), or NULL
  * (segment.c). */
 const char *bwi_rec_bad(const struct bwi_geom *g);
+/* The record header word v found at position p of a record ring g: NULL
+ * and the payload length (0: a pad span to skip) and footprint, or what is
+ * wrong with it. Bounds against what was published are the caller's
+ * (record.c). */
+const char *bwi_rec_hdr(const struct bwi_geom *g, uint64_t p, uint64_t v,
+			uint32_t *len, uint64_t *foot);
+/* The header word of a record of len payload bytes at position p (fr and
+ * vr rings: stored at p, before the payload). */
+uint64_t bwi_rec_hdr_word(uint64_t p, uint32_t len);
 
 /* The epoch table of a self-scaling ring's control segment. */
 static inline struct bwi_scale_area *bwi_scale_area(const struct bwi_map *m)

@@ -233,11 +233,6 @@ int64_t bwi_d_check(struct bw_stream *s, int64_t stamp, int flags);
 int64_t bwi_d_lseek(struct bw_stream *s, int64_t off, int whence);
 int bwi_rec_write(struct bw_stream *s, const void *rec, size_t n);
 int bwi_rec_reserve(struct bw_stream *s, size_t n, uint64_t *pos);
-/* The record header word v found at position p of a record ring g: NULL
- * and the payload length (0: a pad span to skip) and footprint, or what is
- * wrong with it. Bounds against what was published are the caller's. */
-const char *bwi_rec_hdr(const struct bwi_geom *g, uint64_t p, uint64_t v,
-			uint32_t *len, uint64_t *foot);
 int bwi_rec_publish(struct bw_stream *s, uint64_t pos, size_t n);
 int bwi_need_reader(struct bw_stream *s);
 int bwi_need_writer(struct bw_stream *s);

@@ -53,6 +53,11 @@ static inline uint64_t hdr_make(uint64_t p, uint32_t len)
 	return (uint64_t)chk(p) << 32 | len;
 }
 
+uint64_t bwi_rec_hdr_word(uint64_t p, uint32_t len)
+{
+	return hdr_make(p, len);
+}
+
 const char *bwi_rec_hdr(const struct bwi_geom *g, uint64_t p, uint64_t v,
 			uint32_t *len, uint64_t *foot)
 {

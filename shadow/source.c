@@ -189,7 +189,7 @@ int bws_local_open(const char *name, struct bws_src **out)
 		return r;
 	if ((r = bwi_map_open(name, BWI_ACC_RO, &m)) < 0)
 		return r;
-	if ((r = bwf_exportable(name, m, true, "shadows")) < 0) {
+	if ((r = bwf_exportable(name, m, "shadows")) < 0) {
 		bwi_map_put(m);
 		return r;
 	}

@@ -70,12 +70,16 @@ BW_API int bw_remote_open(const char *url, int flags,
  * when the server ended the session, -EAGAIN (BW_NONBLOCK, no data),
  * -ESTALE once when the writer overwrote data before this reader fetched it
  * (counted in lost; the reader resumes at the oldest byte held),
- * -ETIMEDOUT or -ECONNRESET when the server or the link is gone. */
+ * -ETIMEDOUT or -ECONNRESET when the server or the link is gone. On an fr
+ * or vr record ring, one whole record per call (-EMSGSIZE when n is
+ * shorter; it stays), resuming after a loss at the next record start. dr
+ * rings, dynamic and self-scaling rings are not served (-ENOTSUP). */
 BW_API ssize_t bw_remote_read(struct bw_remote *r, void *buf, size_t n);
 
 /* Appends n bytes (at most the ring's capacity per call is atomic; larger
  * calls are split). Returns n or -errno as read does; -EAGAIN with
- * BW_NONBLOCK when a lossless ring has no room. */
+ * BW_NONBLOCK when a lossless ring has no room. On an fr or vr record ring,
+ * one record per call (-EMSGSIZE beyond the ring's largest record). */
 BW_API ssize_t bw_remote_write(struct bw_remote *r, const void *buf, size_t n);
 
 /* Waits until every byte written is visible to the ring's readers. */
