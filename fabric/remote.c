@@ -516,8 +516,9 @@ static int push_progress(struct bw_remote *r)
 	if ((e = atomic_retired(r, &r->tail_busy, &r->tail_op,
 				"raising the remote write position")) < 0)
 		return e;
-	if (e)
-		r->tail_vis = r->sc->tail_val;
+	if (e) /* the value it posted: a provider may reuse the operand's
+		* buffer */
+		r->tail_vis = r->tail_sent;
 	if (r->head_busy || r->tail_busy)
 		return 0;
 	if (r->pos + (r->last_k > r->cap / 16 ? r->last_k : r->cap / 16) >

@@ -59,11 +59,11 @@
  * least (a small ring's loop is too short to time alone); a size's rate is
  * the median of its last three samples.
  * Measurement decides first: the writer moves to a neighbouring size
- * measured 5% faster in the last REPROBE_NS. Else pressure says which
- * neighbour to try: past the high watermark the double size, under the
- * low one the half, if not measured lately. Once settled (6 samples) it
- * tries a neighbour not measured lately, so each neighbour is measured
- * again every REPROBE_NS as the stream and the machine change.
+ * measured 5% faster lately (REPROBE_NS and REPROBE_SAMPLES). Else
+ * pressure says which neighbour to try: past the high watermark the double
+ * size, under the low one the half, if not measured lately. Once settled
+ * (6 samples) it tries a neighbour not measured lately, so each neighbour
+ * is measured again as the stream and the machine change.
  * Deck-cut resizes cost less, so its watermarks lie closer (the thesis's
  * rule). The optimum is what this machine measures, not a cache size: on
  * a stream whose writer outruns its reader the ring is always full, and
@@ -81,7 +81,8 @@
 #include "bwi_stream.h"
 
 #define SAMPLE_BYTES (UINT64_C(1) << 20) /* a rate sample: at least this */
-#define REPROBE_NS (UINT64_C(200) * 1000000) /* rates older: measured again */
+#define REPROBE_NS (UINT64_C(200) * 1000000) /* rates older, and */
+#define REPROBE_SAMPLES 64u			/* older: measured again */
 
 struct bwi_scaler {
 	struct bw_stream *r, *w; /* handles on the regions we are in */
@@ -94,9 +95,12 @@ struct bwi_scaler {
 				 * in this region */
 	uint64_t smp_t0, smp_bytes; /* the sample being taken */
 	uint64_t gc;		/* the oldest region not yet removed */
+	unsigned gc_tries;	/* loops that looked for it */
 	bool stuck;		/* a resize failed: stay at this size */
 	double rate[64];	/* bytes/ns by shift, 0: never measured */
 	uint64_t rate_ns[64];	/* when */
+	uint64_t rate_smp[64];	/* and after how many samples */
+	uint64_t samples;	/* taken, at every size */
 	double recent[3];	/* the last loops' rates at this size */
 	unsigned nrecent;
 	/* bw_stream_fd(): an epoll set holding the doorbell of the region
@@ -533,10 +537,15 @@ static void sample(struct bw_stream *s, uint64_t hd)
 	sc->sample_at = hd + m->g.capacity / 4;
 }
 
-/* The rate measured at size 2^k in the last REPROBE_NS, or 0. */
+/* The rate measured at size 2^k, or 0 once it is REPROBE_NS and
+ * REPROBE_SAMPLES old (time alone would expire it before a slow stream
+ * measured the next size). */
 static double known(const struct bwi_scaler *sc, unsigned k, uint64_t now)
 {
-	return now - sc->rate_ns[k] < REPROBE_NS ? sc->rate[k] : 0;
+	bool old = now - sc->rate_ns[k] >= REPROBE_NS &&
+		   sc->samples - sc->rate_smp[k] >= REPROBE_SAMPLES;
+
+	return old ? 0 : sc->rate[k];
 }
 
 /* The size for the next loop, from the loop just done (see the top). */
@@ -772,6 +781,7 @@ static int loop_done(struct bw_stream *s, uint64_t hd)
 			goto measured;
 		v[sc->nrecent++ % 3] = (double)sc->smp_bytes /
 				       (double)(now - sc->smp_t0);
+		sc->samples++;
 		sc->smp_bytes = 0;
 		if (sc->nrecent >= 3) { /* the median of three: one slow loop
 					 * (a preemption) does not count */
@@ -779,6 +789,7 @@ static int loop_done(struct bw_stream *s, uint64_t hd)
 			sc->rate[shift] = a > b ? (b > c ? b : a > c ? c : a)
 						: (a > c ? a : b > c ? c : b);
 			sc->rate_ns[shift] = now;
+			sc->rate_smp[shift] = sc->samples;
 		}
 	}
 measured:
@@ -786,7 +797,9 @@ measured:
 	to = sc->stuck ? shift : decide(s, shift, now);
 	/* a reader still in an older region: no third region, so at most
 	 * two are held and no reader falls a region behind */
-	here = collect(s);
+	/* while a reader stays in an older region, look (map it) every
+	 * eighth loop only: a small ring's loop is short */
+	here = sc->gc >= sc->kw || (sc->gc_tries++ % 8 == 0 && collect(s));
 	if (to != shift && here) {
 		r = resize(s, hd, to);
 		if (r == 0)

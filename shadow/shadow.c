@@ -99,6 +99,8 @@ struct bw_shadow {
 	uint64_t rl_at, rl_foot;
 	uint32_t rl_len;
 	bool rl_unsure, rl_acq;
+	bool rl_copied; /* the record's payload is in rl_buf (the read
+			 * position past it) */
 	uint8_t *rl_buf;
 
 	uint64_t ip_end; /* end of the last span served in place */
@@ -231,6 +233,7 @@ static ssize_t lose(struct bw_shadow *sh)
 
 	sh->lost += n;
 	sh->rl_len = 0; /* a record being read is lost with it */
+	sh->rl_acq = sh->rl_copied = false;
 	sh->rl_unsure = true;
 	r = moved_to(sh, sh->w.oldest);
 	if (r < 0)
@@ -765,12 +768,16 @@ static ssize_t take(struct bw_shadow *sh, uint8_t *dst, size_t m)
 		sh->flags |= BWS_WAIT_FLIGHT;
 	}
 	sh->flags = fl;
-	if (k < 0)
-		return k;
-	if (got < m && got)
-		return bwi_err(EPROTO, "the origin's stream ended inside a "
-				       "record");
-	return (ssize_t)got;
+	if (got < m && got) {
+		/* the record is lost: the next call finds a record start */
+		sh->rl_len = 0;
+		sh->rl_acq = sh->rl_copied = false;
+		sh->rl_unsure = true;
+		if (k == 0)
+			return bwi_err(EPROTO, "the origin's stream ended inside "
+					       "a record");
+	}
+	return k < 0 ? k : (ssize_t)got;
 }
 
 /* From at, where no record could be read (not a record start, or a bad
@@ -796,6 +803,7 @@ static int rl_resync(struct bw_shadow *sh, uint64_t at)
 	}
 	sh->lost += to - at;
 	sh->rl_len = 0;
+	sh->rl_acq = sh->rl_copied = false;
 	sh->rl_unsure = false;
 	return moved_to(sh, to);
 }
@@ -827,6 +835,9 @@ static ssize_t rl_head(struct bw_shadow *sh)
 		k = take(sh, (uint8_t *)&v, sizeof(v));
 		if (k <= 0)
 			return k; /* a loss moved the position: look again */
+		/* where the header was: padding before it (a dead writer's
+		 * whole records) was skipped on the way */
+		at = sh->pos - sizeof(v);
 		why = bwi_rec_hdr(g, at, v, &len, &foot);
 		if (!why && foot > g->capacity)
 			why = "bad pad";
@@ -871,7 +882,7 @@ static int rl_done(struct bw_shadow *sh)
 
 	delivered(sh, sh->rl_len);
 	sh->rl_len = 0;
-	sh->rl_acq = false;
+	sh->rl_acq = sh->rl_copied = false;
 	return moved_to(sh, end);
 }
 
@@ -885,9 +896,11 @@ static ssize_t rl_read(struct bw_shadow *sh, void *buf, size_t n)
 		return none_yet(sh, len);
 	if ((size_t)len > n)
 		return short_buf((uint32_t)len, n);
-	k = take(sh, buf, (size_t)len);
-	if (k != len)
+	if (sh->rl_copied) {
+		memcpy(buf, sh->rl_buf, (size_t)len);
+	} else if ((k = take(sh, buf, (size_t)len)) != len) {
 		return k < 0 ? k : bwi_err(EPROTO, "a record cut short");
+	}
 	r = rl_done(sh);
 	return r < 0 ? r : len;
 }
@@ -903,15 +916,18 @@ static ssize_t rl_peek(struct bw_shadow *sh, const void **ptr, size_t n,
 		return none_yet(sh, len);
 	if ((size_t)len > n)
 		return short_buf((uint32_t)len, n);
-	k = get(sh, (size_t)len, NULL, ptr);
+	k = sh->rl_copied ? 0 : get(sh, (size_t)len, NULL, ptr);
+	if (k < 0)
+		return k;
 	if (k != len) {
-		if (k < 0)
-			return k;
+		/* not in one span here: a copy, which later calls on this
+		 * record serve (the read position is past it) */
 		if (!sh->rl_buf && !(sh->rl_buf = malloc(bwi_rec_max(sh->rl))))
 			return bwi_err(ENOMEM, "allocating a record copy");
-		k = take(sh, sh->rl_buf, (size_t)len);
-		if (k != len)
+		if (!sh->rl_copied &&
+		    (k = take(sh, sh->rl_buf, (size_t)len)) != len)
 			return k < 0 ? k : bwi_err(EPROTO, "a record cut short");
+		sh->rl_copied = true;
 		*ptr = sh->rl_buf;
 	}
 	if (!move) {
@@ -1136,6 +1152,7 @@ BW_API int bw_shadow_stat(const struct bw_shadow *sh, struct bw_shadow_stat *st)
 	st->node = sh->rep ? sh->node : -1;
 	st->origin_node = sh->src->origin_node;
 	snprintf(st->link, sizeof(st->link), "%s", sh->src->link);
+	st->record_max = sh->rl ? bwi_rec_max(sh->rl) : 0;
 	return 0;
 }
 

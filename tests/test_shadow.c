@@ -910,6 +910,80 @@ static void padding(void)
 	bw_unlink("sh_pad");
 }
 
+/* A record ring with a dead writer's padding between records: every
+ * method skips it and finds the next record's header. */
+static void records_padded(void)
+{
+	struct bw_ring_opts ro = BW_RING_OPTS_INIT;
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_stream *r, *w1, *w2;
+	struct bw_shadow *sh;
+	char buf[100];
+	void *p;
+
+	ro.size = 64u << 10;
+	ro.writer_timeout_ms = 100;
+	ro.layout = BW_LAYOUT_VR;
+	ro.record_size = 1000;
+	bw_unlink("sh_rpad");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sh_rpad", &ro), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_rpad", BW_READ | BW_NOWAIT, &r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_rpad", BW_WRITE, &w1), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_rpad", BW_WRITE, &w2), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w2, "first", 5), 5);
+	CU_ASSERT_EQUAL(bw_stream_poke_acquire(w1, &p, 300), 300);
+	CU_ASSERT_EQUAL(bw_stream_write(w2, "later", 5), 5);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
+	CU_ASSERT(bw_stream_block(r, BW_POLLIN, 5000) & BW_POLLIN);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
+	for (unsigned m = BW_SHADOW_ZEROCOPY; m <= BW_SHADOW_PREFETCH; m++) {
+		o.method = m;
+		CU_ASSERT_EQUAL_FATAL(sh_open("sh_rpad", BW_FROM_START, &o, &sh), 0);
+		CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, sizeof(buf)), 5);
+		CU_ASSERT(memcmp(buf, "first", 5) == 0);
+		CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, sizeof(buf)), 5);
+		CU_ASSERT(memcmp(buf, "later", 5) == 0);
+		bw_shadow_stat(sh, &st);
+		CU_ASSERT(st.padded > 0);
+		CU_ASSERT_EQUAL(st.lost, 0);
+		bw_shadow_close(sh);
+	}
+	bw_stream_close(w1);
+	bw_stream_close(w2);
+	bw_stream_close(r);
+	bw_unlink("sh_rpad");
+}
+
+/* Records larger than the replica are served from a copy: acquiring one
+ * twice, completing none of it and then reading it all give that record. */
+static void records_copied(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow *sh;
+	static uint8_t b[12000];
+	const void *p, *q;
+	uint64_t last;
+
+	o.method = BW_SHADOW_COPYONCE;
+	o.replica_bytes = 4096;
+	rl_ring("sh_rc", BW_LAYOUT_VR, 10000, 0, 256u << 10, 6, 8000, NULL);
+	CU_ASSERT_EQUAL_FATAL(sh_open("sh_rc", BW_FROM_START, &o, &sh), 0);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, b, sizeof(b)), (ssize_t)rl_len(0, 8000));
+	CU_ASSERT_EQUAL(bw_shadow_peek_acquire(sh, &p, sizeof(b)),
+			(ssize_t)rl_len(1, 8000));
+	CU_ASSERT(rl_is(p, rl_len(1, 8000), 1, 8000));
+	CU_ASSERT_EQUAL(bw_shadow_peek_acquire(sh, &q, sizeof(b)),
+			(ssize_t)rl_len(1, 8000));
+	CU_ASSERT(rl_is(q, rl_len(1, 8000), 1, 8000));
+	CU_ASSERT_EQUAL(bw_shadow_peek_complete(sh, 0), 0);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, b, sizeof(b)), (ssize_t)rl_len(1, 8000));
+	CU_ASSERT(rl_is(b, rl_len(1, 8000), 1, 8000));
+	CU_ASSERT_EQUAL(rl_drain(sh, 2, 8000, false, &last), 4);
+	bw_shadow_close(sh);
+	bw_unlink("sh_rc");
+}
+
 /* An IBuf's bytes are indices into rings on its host: refused. */
 static void ibuf_refused(void)
 {
@@ -1091,6 +1165,8 @@ PER_LINK(server_killed)
 PER_LINK(as_stream)
 PER_LINK(padding)
 PER_LINK(ibuf_refused)
+PER_LINK(records_padded)
+PER_LINK(records_copied)
 PER_LINK(short_header)
 PER_LINK(server_stalled)
 
@@ -1134,6 +1210,8 @@ static void reg(void)
 	ADD(as_stream)
 	ADD(padding)
 	ADD(ibuf_refused)
+	ADD(records_padded)
+	ADD(records_copied)
 	ADD(short_header)
 	for (unsigned i = 0; i < nlinks && k < 160; i++) {
 		if (strcmp(links[i], "local") == 0)

@@ -229,10 +229,26 @@ static ssize_t tail_step(struct bw_shadow *sh, const struct tail_opts *t,
 	ssize_t n;
 	int r;
 
+	if (t->headers)
+		bw_shadow_stat(sh, &st);
 	if (!t->headers) {
 		n = bw_shadow_read(sh, buf, want);
+	} else if (st.record_max) {
+		/* a record ring: the first header bytes of each record */
+		n = bw_shadow_peek_acquire(sh, &p, st.record_max);
+		if (n <= 0)
+			return n;
+		r = cli_write_all(STDOUT_FILENO, p,
+				  (size_t)n < t->so.header_bytes
+					  ? (size_t)n
+					  : t->so.header_bytes);
+		if (r < 0) {
+			cli_fail("writing stdout: %s", strerror(-r));
+			return -EPIPE;
+		}
+		r = bw_shadow_peek_complete(sh, (size_t)n);
+		return r < 0 ? r : n;
 	} else {
-		bw_shadow_stat(sh, &st);
 		into = (uint32_t)(st.position % rec);
 		if (into) { /* entered mid-record (after a loss): to the next */
 			n = bw_shadow_read(sh, buf, rec - into < want ? rec - into
@@ -299,9 +315,6 @@ int cmd_tail(int argc, char **argv)
 	}
 	if (!where)
 		return cli_fail("usage: beltway tail HOST:PORT/NAME | NAME");
-	if (t.headers && !t.so.record_size)
-		return cli_fail("--headers needs --record-size: where each record "
-				"starts");
 	if (t.headers && !t.so.header_bytes)
 		t.so.header_bytes = 64;
 	buf = malloc(cap);
@@ -314,6 +327,13 @@ int cmd_tail(int argc, char **argv)
 	if (r < 0) {
 		free(buf);
 		return cli_fail_bw(r, where);
+	}
+	bw_shadow_stat(sh, &st);
+	if (t.headers && !t.so.record_size && !st.record_max) {
+		bw_shadow_close(sh);
+		free(buf);
+		return cli_fail("--headers needs --record-size: where each record "
+				"starts (a byte ring)");
 	}
 	meter_start(&m);
 	for (;;) {

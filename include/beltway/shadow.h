@@ -98,10 +98,16 @@ struct bw_shadow_opts {
  *
  * With no method in opts, $BELTWAY_SHADOW (a method's name) picks one.
  *
+ * On an fr or vr record ring, read and peek return one whole record
+ * (-EMSGSIZE when n is shorter: the record stays; -EBADMSG for a header the
+ * origin wrote wrong, which is skipped), peek_complete takes 0 or the whole
+ * record acquired, and after a loss the shadow resumes at the next record
+ * start (fr: the next slot; vr: the write position).
+ *
  * Returns 0, -EINVAL (bad flags, options or name), -ENOENT, -EACCES,
- * -ENOTSUP (a ring that is not one plain byte stream: record, dynamic and
- * self-scaling rings), or as bw_remote_open() does; bw_strerror_last() says
- * why.
+ * -ENOTSUP (a ring that is not one stream in one segment: dr record,
+ * dynamic and self-scaling rings), or as bw_remote_open() does;
+ * bw_strerror_last() says why.
  */
 BW_API int bw_shadow_open(const char *where, int flags,
 			  const struct bw_shadow_opts *opts,
@@ -168,6 +174,9 @@ struct bw_shadow_stat {
 	int32_t node;		 /* NUMA node of the replica (-1: none) */
 	int32_t origin_node;	 /* of the origin's memory (-1: unknown) */
 	char link[32];		 /* "shm" (this host) or the provider */
+	uint32_t record_max;	 /* an fr or vr origin: its largest record
+				  * (reads return whole records); else 0 */
+	uint32_t pad;
 };
 
 BW_API int bw_shadow_stat(const struct bw_shadow *sh, struct bw_shadow_stat *st);
