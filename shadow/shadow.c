@@ -886,16 +886,25 @@ static int rl_done(struct bw_shadow *sh)
 	return moved_to(sh, end);
 }
 
-/* A record's payload into buf, whole. */
-static ssize_t rl_read(struct bw_shadow *sh, void *buf, size_t n)
+/* The next record's length if a call of n bytes takes it, else 0 at the
+ * end or -errno. */
+static ssize_t rl_next(struct bw_shadow *sh, size_t n)
 {
-	ssize_t len = rl_head(sh), k;
-	int r;
+	ssize_t len = rl_head(sh);
 
 	if (len <= 0)
 		return none_yet(sh, len);
-	if ((size_t)len > n)
-		return short_buf((uint32_t)len, n);
+	return (size_t)len > n ? short_buf((uint32_t)len, n) : len;
+}
+
+/* A record's payload into buf, whole. */
+static ssize_t rl_read(struct bw_shadow *sh, void *buf, size_t n)
+{
+	ssize_t len = rl_next(sh, n), k;
+	int r;
+
+	if (len <= 0)
+		return len;
 	if (sh->rl_copied) {
 		memcpy(buf, sh->rl_buf, (size_t)len);
 	} else if ((k = take(sh, buf, (size_t)len)) != len) {
@@ -909,13 +918,11 @@ static ssize_t rl_read(struct bw_shadow *sh, void *buf, size_t n)
 static ssize_t rl_peek(struct bw_shadow *sh, const void **ptr, size_t n,
 		       bool move)
 {
-	ssize_t len = rl_head(sh), k;
+	ssize_t len = rl_next(sh, n), k;
 	int r;
 
 	if (len <= 0)
-		return none_yet(sh, len);
-	if ((size_t)len > n)
-		return short_buf((uint32_t)len, n);
+		return len;
 	k = sh->rl_copied ? 0 : get(sh, (size_t)len, NULL, ptr);
 	if (k < 0)
 		return k;

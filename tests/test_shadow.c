@@ -838,35 +838,57 @@ static void forked(void)
 	bw_unlink("sh_fork");
 }
 
-/* A writer that stalls inside a reservation on a ring with a writer
- * timeout: its span is padded. Shadows skip it as readers do, over every
- * link (over the fabric, through the exported padding table). */
-static void padding(void)
+/* NAME with "first", a span of `span` bytes a stalled writer (w1) never
+ * publishes, then "later" (by w2); a local reader (r) waited past the
+ * writer timeout, so the span is padded. */
+static void pad_ring(const char *name, uint32_t layout, size_t span,
+		     struct bw_stream **r, struct bw_stream **w1,
+		     struct bw_stream **w2)
 {
 	struct bw_ring_opts ro = BW_RING_OPTS_INIT;
-	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
-	struct bw_shadow_stat st;
-	struct bw_stream *r, *w1, *w2;
-	struct bw_shadow *sh;
 	char buf[100];
 	void *p;
 
 	ro.size = 64u << 10;
 	ro.writer_timeout_ms = 100;
-	bw_unlink("sh_pad");
-	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sh_pad", &ro), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_pad", BW_READ | BW_NOWAIT, &r), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_pad", BW_WRITE, &w1), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_pad", BW_WRITE, &w2), 0);
-	CU_ASSERT_EQUAL(bw_stream_write(w2, "first", 5), 5);
-	CU_ASSERT_EQUAL(bw_stream_poke_acquire(w1, &p, 30), 30);
-	memset(p, 'x', 30); /* never published */
-	CU_ASSERT_EQUAL(bw_stream_write(w2, "later", 5), 5);
-	/* the local reader waits past the timeout: the span is padded */
-	CU_ASSERT_EQUAL(bw_stream_read(r, buf, 5), 5);
-	CU_ASSERT(bw_stream_block(r, BW_POLLIN, 5000) & BW_POLLIN);
-	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
+	ro.layout = layout;
+	ro.record_size = layout ? 1000 : 0;
+	bw_unlink(name);
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo(name, &ro), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(name, BW_READ | BW_NOWAIT, r), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(name, BW_WRITE, w1), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(name, BW_WRITE, w2), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(*w2, "first", 5), 5);
+	CU_ASSERT_EQUAL(bw_stream_poke_acquire(*w1, &p, span), (ssize_t)span);
+	memset(p, 'x', span); /* never published */
+	CU_ASSERT_EQUAL(bw_stream_write(*w2, "later", 5), 5);
+	CU_ASSERT_EQUAL(bw_stream_read(*r, buf, sizeof(buf)), 5);
+	CU_ASSERT(bw_stream_block(*r, BW_POLLIN, 5000) & BW_POLLIN);
+	CU_ASSERT_EQUAL(bw_stream_read(*r, buf, sizeof(buf)), 5);
 	CU_ASSERT(memcmp(buf, "later", 5) == 0);
+}
+
+static void pad_ring_close(const char *name, struct bw_stream *r,
+			   struct bw_stream *w1, struct bw_stream *w2)
+{
+	bw_stream_close(w1);
+	bw_stream_close(w2);
+	bw_stream_close(r);
+	bw_unlink(name);
+}
+
+/* A writer that stalls inside a reservation on a ring with a writer
+ * timeout: its span is padded. Shadows skip it as readers do, over every
+ * link (over the fabric, through the exported padding table). */
+static void padding(void)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_stream *r, *w1, *w2;
+	struct bw_shadow *sh;
+	char buf[100];
+
+	pad_ring("sh_pad", 0, 30, &r, &w1, &w2);
 	for (unsigned m = BW_SHADOW_ZEROCOPY; m <= BW_SHADOW_PREFETCH; m++) {
 		ssize_t a, b;
 
@@ -904,39 +926,20 @@ static void padding(void)
 		CU_ASSERT_EQUAL(rs.padded, 30);
 		bw_remote_close(rm);
 	}
-	bw_stream_close(w1);
-	bw_stream_close(w2);
-	bw_stream_close(r);
-	bw_unlink("sh_pad");
+	pad_ring_close("sh_pad", r, w1, w2);
 }
 
 /* A record ring with a dead writer's padding between records: every
  * method skips it and finds the next record's header. */
 static void records_padded(void)
 {
-	struct bw_ring_opts ro = BW_RING_OPTS_INIT;
 	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
 	struct bw_shadow_stat st;
 	struct bw_stream *r, *w1, *w2;
 	struct bw_shadow *sh;
 	char buf[100];
-	void *p;
 
-	ro.size = 64u << 10;
-	ro.writer_timeout_ms = 100;
-	ro.layout = BW_LAYOUT_VR;
-	ro.record_size = 1000;
-	bw_unlink("sh_rpad");
-	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sh_rpad", &ro), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_rpad", BW_READ | BW_NOWAIT, &r), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_rpad", BW_WRITE, &w1), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sh_rpad", BW_WRITE, &w2), 0);
-	CU_ASSERT_EQUAL(bw_stream_write(w2, "first", 5), 5);
-	CU_ASSERT_EQUAL(bw_stream_poke_acquire(w1, &p, 300), 300);
-	CU_ASSERT_EQUAL(bw_stream_write(w2, "later", 5), 5);
-	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
-	CU_ASSERT(bw_stream_block(r, BW_POLLIN, 5000) & BW_POLLIN);
-	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
+	pad_ring("sh_rpad", BW_LAYOUT_VR, 300, &r, &w1, &w2);
 	for (unsigned m = BW_SHADOW_ZEROCOPY; m <= BW_SHADOW_PREFETCH; m++) {
 		o.method = m;
 		CU_ASSERT_EQUAL_FATAL(sh_open("sh_rpad", BW_FROM_START, &o, &sh), 0);
@@ -949,10 +952,7 @@ static void records_padded(void)
 		CU_ASSERT_EQUAL(st.lost, 0);
 		bw_shadow_close(sh);
 	}
-	bw_stream_close(w1);
-	bw_stream_close(w2);
-	bw_stream_close(r);
-	bw_unlink("sh_rpad");
+	pad_ring_close("sh_rpad", r, w1, w2);
 }
 
 /* Records larger than the replica are served from a copy: acquiring one
