@@ -157,7 +157,6 @@ _Static_assert(offsetof(struct bwf_desc, sum) == 384, "descriptor layout");
 #define BWF_PADS_LEN 512u
 
 struct bwi_map;
-/* 0, or -ENOTSUP with a message naming who cannot take ring name. */
 /* Whether ring m can be read or fed remotely, or shadowed: 0 or -ENOTSUP
  * naming why; who: the one asking. */
 int bwf_exportable(const char *name, const struct bwi_map *m, const char *who);

@@ -317,13 +317,8 @@ static int remote_connect(const char *url, int flags,
 	snprintf(r->st.provider, sizeof(r->st.provider), "%s", r->ep.prov);
 	r->st.capacity = r->cap;
 	r->st.generation = r->d.generation;
-	r->rg.capacity = r->cap;
-	if (r->d.layout == BWI_LAYOUT_FR || r->d.layout == BWI_LAYOUT_VR) {
-		r->rg.layout = r->d.layout;
-		r->rg.rec_size = r->d.rec_size;
-		r->rg.rec_align = r->d.rec_align;
-		r->rg.rec_align_off = r->d.rec_align_off;
-	}
+	r->rg = bwi_rec_geom(r->cap, r->d.layout, r->d.rec_size,
+			     r->d.rec_align, r->d.rec_align_off);
 	if (flags & BW_WRITE) {
 		/* Staging: registered memory for the provider to move from,
 		 * a slot per write in flight; on a record ring, a slot holds
@@ -619,8 +614,10 @@ static int reserve(struct bw_remote *r, uint64_t k)
 
 	r->want_res = r->pos + k;
 	while (r->want_res > r->head_res) {
-		if (atomics_idle(r) && head_target(r, k) >= r->want_res &&
-		    (e = head_post(r, head_target(r, k))) < 0)
+		uint64_t h = head_target(r, k);
+
+		if (atomics_idle(r) && h >= r->want_res &&
+		    (e = head_post(r, h)) < 0)
 			return e;
 		if ((e = push_wait(r, reserve_ready, false)) < 0)
 			return e;
@@ -938,8 +935,7 @@ static int fab_src_new(struct bw_remote *r, struct bws_src **out)
 	f->b.ops = &fab_ops;
 	f->b.indices = f->r->d.layout == BWI_LAYOUT_INDEX;
 	f->b.capacity = f->r->cap;
-	bws_rec_geom(&f->b, f->r->d.layout, f->r->d.rec_size,
-		     f->r->d.rec_align, f->r->d.rec_align_off);
+	f->b.rec = f->r->rg;
 	f->b.max_xfer = f->r->ep.max_msg < f->r->cap ? f->r->ep.max_msg
 						      : f->r->cap;
 	f->b.origin_node = -1;

@@ -521,6 +521,24 @@ const char *bwi_rec_hdr(const struct bwi_geom *g, uint64_t p, uint64_t v,
  * vr rings: stored at p, before the payload). */
 uint64_t bwi_rec_hdr_word(uint64_t p, uint32_t len);
 
+/* The record layout of an origin of capacity cap for a reader that parses
+ * fr and vr records itself (a shadow, a remote writer); any other layout
+ * reads as bytes. The values were checked (bwi_rec_bad). */
+static inline struct bwi_geom bwi_rec_geom(uint64_t cap, uint32_t layout,
+					   uint32_t size, uint32_t align,
+					   uint32_t off)
+{
+	struct bwi_geom g = {.capacity = cap, .layout = BWI_LAYOUT_BYTES};
+
+	if (layout == BWI_LAYOUT_FR || layout == BWI_LAYOUT_VR) {
+		g.layout = layout;
+		g.rec_size = size;
+		g.rec_align = align;
+		g.rec_align_off = off;
+	}
+	return g;
+}
+
 /* The epoch table of a self-scaling ring's control segment. */
 static inline struct bwi_scale_area *bwi_scale_area(const struct bwi_map *m)
 {

@@ -796,9 +796,9 @@ measured:
 	sample(s, hd);
 	to = sc->stuck ? shift : decide(s, shift, now);
 	/* a reader still in an older region: no third region, so at most
-	 * two are held and no reader falls a region behind */
-	/* while a reader stays in an older region, look (map it) every
-	 * eighth loop only: a small ring's loop is short */
+	 * two are held and no reader falls a region behind; while one stays
+	 * there, look (map it) every eighth loop only: a small ring's loop
+	 * is short */
 	here = sc->gc >= sc->kw || (sc->gc_tries++ % 8 == 0 && collect(s));
 	if (to != shift && here) {
 		r = resize(s, hd, to);

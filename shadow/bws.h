@@ -76,27 +76,10 @@ struct bws_src {
 	int origin_node;     /* NUMA node of the origin's data, or -1 */
 	int nic_node;	     /* fabric: node of the NIC, or -1 */
 	bool indices;	     /* the origin is an IBuf: its bytes are indices */
-	struct bwi_geom rec; /* a record ring (fr, vr): layout, rec_size,
-			      * rec_align, rec_align_off, capacity; else
-			      * layout BWI_LAYOUT_BYTES */
+	struct bwi_geom rec; /* a record ring's layout: bwi_rec_geom() */
 	char link[32];
 };
 
-/* Sets src's record layout from an origin's geometry (checked by the
- * caller: bwi_rec_bad). */
-static inline void bws_rec_geom(struct bws_src *src, uint32_t layout,
-				uint32_t size, uint32_t align, uint32_t off)
-{
-	src->rec.capacity = src->capacity;
-	src->rec.layout = layout == BWI_LAYOUT_FR || layout == BWI_LAYOUT_VR
-				  ? layout
-				  : BWI_LAYOUT_BYTES;
-	if (src->rec.layout != BWI_LAYOUT_BYTES) {
-		src->rec.rec_size = size;
-		src->rec.rec_align = align;
-		src->rec.rec_align_off = off;
-	}
-}
 
 /* Sources. where: a ring name on this host; url: HOST:PORT/NAME. flags:
  * BW_FROM_START only matters for the starting window. */

@@ -226,14 +226,20 @@ static int moved_to(struct bw_shadow *sh, uint64_t p)
 	return r;
 }
 
+/* A record being read is dropped, with any acquisition or copy of it. */
+static void rl_forget(struct bw_shadow *sh)
+{
+	sh->rl_len = 0;
+	sh->rl_acq = sh->rl_copied = false;
+}
+
 static ssize_t lose(struct bw_shadow *sh)
 {
 	uint64_t n = sh->w.oldest - sh->pos;
 	int r;
 
 	sh->lost += n;
-	sh->rl_len = 0; /* a record being read is lost with it */
-	sh->rl_acq = sh->rl_copied = false;
+	rl_forget(sh); /* a record being read is lost with it */
 	sh->rl_unsure = true;
 	r = moved_to(sh, sh->w.oldest);
 	if (r < 0)
@@ -770,8 +776,7 @@ static ssize_t take(struct bw_shadow *sh, uint8_t *dst, size_t m)
 	sh->flags = fl;
 	if (got < m && got) {
 		/* the record is lost: the next call finds a record start */
-		sh->rl_len = 0;
-		sh->rl_acq = sh->rl_copied = false;
+		rl_forget(sh);
 		sh->rl_unsure = true;
 		if (k == 0)
 			return bwi_err(EPROTO, "the origin's stream ended inside "
@@ -802,8 +807,7 @@ static int rl_resync(struct bw_shadow *sh, uint64_t at)
 				       (unsigned long long)at);
 	}
 	sh->lost += to - at;
-	sh->rl_len = 0;
-	sh->rl_acq = sh->rl_copied = false;
+	rl_forget(sh);
 	sh->rl_unsure = false;
 	return moved_to(sh, to);
 }
@@ -881,8 +885,7 @@ static int rl_done(struct bw_shadow *sh)
 	uint64_t end = sh->rl_at + sh->rl_foot;
 
 	delivered(sh, sh->rl_len);
-	sh->rl_len = 0;
-	sh->rl_acq = sh->rl_copied = false;
+	rl_forget(sh);
 	return moved_to(sh, end);
 }
 

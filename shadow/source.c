@@ -205,8 +205,8 @@ int bws_local_open(const char *name, struct bws_src **out)
 	l->b.origin_node = bws_mem_node(m->data);
 	l->b.nic_node = -1;
 	l->b.indices = m->g.layout == BWI_LAYOUT_INDEX;
-	bws_rec_geom(&l->b, m->g.layout, m->g.rec_size, m->g.rec_align,
-		     m->g.rec_align_off);
+	l->b.rec = bwi_rec_geom(m->g.capacity, m->g.layout, m->g.rec_size,
+				m->g.rec_align, m->g.rec_align_off);
 	strcpy(l->b.link, "shm");
 	*out = &l->b;
 	return 0;

@@ -44,6 +44,17 @@ static uint64_t cap(struct bw_stream *s)
 	return st.capacity;
 }
 
+/* Widens [*lo, *hi] to take the ring's size now. */
+static void sizes_seen(struct bw_stream *s, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t c = cap(s);
+
+	if (c < *lo)
+		*lo = c;
+	if (c > *hi)
+		*hi = c;
+}
+
 /* Whether fd turns readable within ms milliseconds (0: is readable now). */
 static int readable(int fd, int ms)
 {
@@ -232,10 +243,7 @@ static void run_other_process(uint32_t scale)
 		bwt_fill(buf, n, wpos, 33);
 		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, n), (ssize_t)n);
 		wpos += n;
-		if (cap(w) < lo)
-			lo = cap(w);
-		if (cap(w) > hi)
-			hi = cap(w);
+		sizes_seen(w, &lo, &hi);
 	}
 	bw_stream_close(w);
 	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
@@ -421,10 +429,7 @@ static void test_records_other_process(void)
 	for (int k = 0; k < 20000; k++) {
 		CU_ASSERT_EQUAL_FATAL(rec_put(w, wi, 6000), 1);
 		wi++;
-		if (cap(w) < lo)
-			lo = cap(w);
-		if (cap(w) > hi)
-			hi = cap(w);
+		sizes_seen(w, &lo, &hi);
 	}
 	bw_stream_close(w);
 	CU_ASSERT_EQUAL(bwt_wait(pid), 0);

@@ -222,7 +222,8 @@ struct bw_ring_opts {
  * is lossless or SRP, and is read and written by processes with write
  * permission. It takes a record layout (fr, vr, dr): every region has it,
  * and its records must fit, with their header, in half of scale_min
- * (-EINVAL at create otherwise); a record never spans two regions. bw_stream_stat's capacity is the size now.
+ * (-EINVAL at create otherwise); a record never spans two regions.
+ * bw_stream_stat's capacity is the size now.
  * bw_stream_fd gives an epoll descriptor that follows the handle from
  * region to region: the same number for the life of the handle (in a
  * bw_fork child, call it again).
