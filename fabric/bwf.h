@@ -73,6 +73,9 @@ uint32_t bwf_timeout(const struct bw_fabric_opts *o);
 /* Opens an endpoint. node: the address to bind (NULL: any). */
 int bwf_ep_open(const char *prov, const char *node, uint32_t timeout_ms,
 		struct bwf_ep *e);
+/* Closes the endpoint alone: no operation is in flight afterwards, and its
+ * memory regions may close before bwf_ep_close closes the domain. */
+void bwf_ep_stop(struct bwf_ep *e);
 void bwf_ep_close(struct bwf_ep *e);
 int bwf_mr_reg(struct bwf_ep *e, void *buf, size_t len, uint64_t access,
 	       struct bwf_mr *out);
@@ -96,6 +99,12 @@ int bwf_read(struct bwf_ep *e, fi_addr_t peer, void *buf, size_t len,
 int bwf_write(struct bwf_ep *e, fi_addr_t peer, const void *buf, size_t len,
 	      void *desc, uint64_t raddr, uint64_t key, uint64_t flags,
 	      struct bwf_op *op);
+/* Posts a write once: -EAGAIN while the provider's queue is full (a peer
+ * whose connection is going away keeps it full), another -errno when the
+ * post is refused; neither fails the endpoint. */
+int bwf_write_try(struct bwf_ep *e, fi_addr_t peer, const void *buf,
+		  size_t len, void *desc, uint64_t raddr, uint64_t key,
+		  struct bwf_op *op);
 /* Remote *(uint64_t *)raddr = max(it, *val): val must stay valid until op
  * is done. */
 int bwf_atomic_max(struct bwf_ep *e, fi_addr_t peer, const uint64_t *val,

@@ -50,13 +50,8 @@ struct session {
 	struct bwf_mr pos_mr, data_mr, pads_mr;
 	/* push */
 	uint64_t tail_seen;
-	fi_addr_t peer;
-	bool have_peer;
 	uint64_t credit_raddr, credit_key;
-	uint64_t *credit;     /* registered: the value being written back */
-	struct bwf_mr credit_mr;
-	struct bwf_op credit_op;
-	bool credit_busy;
+	struct credit *cr;    /* lossless pushes */
 	uint64_t credit_sent;
 	uint64_t reaped_ns;
 	uint64_t started_ns;
@@ -64,6 +59,21 @@ struct session {
 	char name[BWI_NAME_MAX + 1];
 	char peer_host[64];
 	struct session *next;
+};
+
+/* Where a lossless push session writes credit back from: the registered
+ * word, the write's completion and the client's address. A write still in
+ * flight when its session ends points at all three: they outlive the
+ * session, on the server's list of orphans, until it completes. */
+struct credit {
+	uint64_t val; /* registered: the value being written back */
+	struct bwf_mr mr;
+	struct bwf_op op;
+	bool busy;
+	uint64_t full_since; /* posting it found the queue full since */
+	bool have_peer;
+	fi_addr_t peer;
+	struct credit *next;
 };
 
 struct bw_server {
@@ -75,6 +85,7 @@ struct bw_server {
 	char **names; /* exported names, NULL-ended; NULL: any */
 	struct session *sessions;
 	unsigned nsessions;
+	struct credit *orphans; /* credit writes that outlived their session */
 	char host[256];
 	int port;
 };
@@ -192,6 +203,21 @@ static void sessions_unpublish(void)
 
 /* ---- opening and closing ------------------------------------------------- */
 
+/* The fabric endpoint on the listening host, so that clients reach it by
+ * the route they reached us; a wildcard host, or a provider that does not
+ * take a host (shm), gets the provider's default. */
+static int server_ep_open(struct bw_server *s, const char *prov)
+{
+	const char *node = strcmp(s->host, "0.0.0.0") && strcmp(s->host, "::")
+				   ? s->host
+				   : NULL;
+	int r = bwf_ep_open(prov, node, s->timeout_ms, &s->ep);
+
+	if (r < 0 && node)
+		r = bwf_ep_open(prov, NULL, s->timeout_ms, &s->ep);
+	return r;
+}
+
 int bw_server_open(const char *listen_at, const struct bw_fabric_opts *opts,
 		   struct bw_server **out)
 {
@@ -203,7 +229,6 @@ int bw_server_open(const char *listen_at, const struct bw_fabric_opts *opts,
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct bw_server *s;
-	const char *node;
 	int r, one = 1;
 
 	bwi_err_clear();
@@ -257,13 +282,7 @@ int bw_server_open(const char *listen_at, const struct bw_fabric_opts *opts,
 		r = -errno;
 		goto fail;
 	}
-	/* The fabric endpoint on the listening host, so that clients reach
-	 * it by the route they reached us; a wildcard host, or a provider
-	 * that does not take a host (shm), gets the provider's default. */
-	node = strcmp(s->host, "0.0.0.0") && strcmp(s->host, "::") ? s->host : NULL;
-	r = bwf_ep_open(bwf_provider(opts), node, s->timeout_ms, &s->ep);
-	if (r < 0 && node)
-		r = bwf_ep_open(bwf_provider(opts), NULL, s->timeout_ms, &s->ep);
+	r = server_ep_open(s, bwf_provider(opts));
 	if (r < 0)
 		goto fail;
 	freeaddrinfo(ai);
@@ -282,21 +301,46 @@ int bw_server_port(const struct bw_server *s)
 	return s->port;
 }
 
+static void credit_free(struct bw_server *s, struct credit *c)
+{
+	bwf_mr_close(&c->mr);
+	/* The client's address goes with its session: shm keeps a mapping of
+	 * every peer in the address vector, and touched a departed one. */
+	if (c->have_peer)
+		(void)fi_av_remove(s->ep.av, &c->peer, 1, 0);
+	free(c);
+}
+
+/* Frees the orphans whose writes completed (with an error or not). */
+static void orphans_reap(struct bw_server *s)
+{
+	for (struct credit **pp = &s->orphans; *pp;) {
+		struct credit *c = *pp;
+
+		if (!c->op.done) {
+			pp = &c->next;
+			continue;
+		}
+		*pp = c->next;
+		credit_free(s, c);
+	}
+}
+
 static void session_end(struct bw_server *s, struct session *x)
 {
-	/* A credit write still in flight points at our buffer: let it
-	 * finish (bounded by the timeout) before the buffer goes. */
-	if (x->credit_busy)
-		(void)bwf_wait(&s->ep, &x->credit_op);
+	/* A credit write still in flight points at the session's credit: it
+	 * completes later, or fails when the endpoint closes. Waiting for it
+	 * here would stall every session, and a client gone for good would
+	 * leave the endpoint timed out, unusable for the sessions after. */
+	if (x->cr && x->cr->busy && !x->cr->op.done) {
+		x->cr->next = s->orphans;
+		s->orphans = x->cr;
+	} else if (x->cr) {
+		credit_free(s, x->cr);
+	}
 	bwf_mr_close(&x->pos_mr);
 	bwf_mr_close(&x->data_mr);
 	bwf_mr_close(&x->pads_mr);
-	bwf_mr_close(&x->credit_mr);
-	/* The client's address goes with its session: shm keeps a mapping of
-	 * every peer in the address vector, and touched a departed one. */
-	if (x->have_peer)
-		(void)fi_av_remove(s->ep.av, &x->peer, 1, 0);
-	free(x->credit);
 	if (x->w) {
 		bwi_remote_writer_release(x->w);
 		bwi_wake_readers(x->w->m);
@@ -309,19 +353,58 @@ static void session_end(struct bw_server *s, struct session *x)
 	free(x);
 }
 
-void bw_server_close(struct bw_server *s)
+/* Ends every session and closes the fabric endpoint. */
+static void server_ep_close(struct bw_server *s)
 {
-	if (!s)
-		return;
 	while (s->sessions) {
 		struct session *x = s->sessions;
 
 		s->sessions = x->next;
 		session_end(s, x);
 	}
+	s->nsessions = 0;
+	/* without the endpoint no write is in flight any more; the regions
+	 * close before their domain */
+	bwf_ep_stop(&s->ep);
+	while (s->orphans) {
+		struct credit *c = s->orphans;
+
+		s->orphans = c->next;
+		bwf_mr_close(&c->mr);
+		free(c);
+	}
+	bwf_ep_close(&s->ep);
+}
+
+/* An endpoint that failed (a post refused, or a queue full past the
+ * timeout) stays failed, and every session's regions live on it: the
+ * sessions end (their clients see it and may reconnect) and the server goes
+ * on with a new endpoint. */
+static int server_ep_reset(struct bw_server *s)
+{
+	char prov[sizeof(s->ep.prov)];
+	int r;
+
+	snprintf(prov, sizeof(prov), "%s", s->ep.prov);
+	fprintf(stderr, "beltway serve: the fabric endpoint failed (%s): "
+			"its sessions end, and a new one opens\n",
+		bw_strerror_last());
+	server_ep_close(s);
+	sessions_publish(s);
+	r = server_ep_open(s, prov);
+	if (r < 0)
+		return r;
+	sessions_publish(s);
+	return 0;
+}
+
+void bw_server_close(struct bw_server *s)
+{
+	if (!s)
+		return;
 	if (s->ep.ep)
 		sessions_unpublish();
-	bwf_ep_close(&s->ep);
+	server_ep_close(s);
 	if (s->lfd >= 0)
 		close(s->lfd);
 	if (s->stopfd >= 0)
@@ -447,15 +530,16 @@ static int open_push(struct bw_server *s, struct session *x,
 	d->ring_id = m->g.ring_id;
 	desc_layout(d, m);
 	if (x->flags & BW_REMOTE_LOSSLESS) {
-		x->credit = aligned_alloc(64, 64);
-		if (!x->credit)
+		x->cr = calloc(1, sizeof(*x->cr));
+		if (!x->cr)
 			return -ENOMEM;
-		if ((r = bwf_mr_reg(&s->ep, x->credit, 64, FI_WRITE,
-				    &x->credit_mr)) < 0)
+		if ((r = bwf_mr_reg(&s->ep, &x->cr->val, sizeof(x->cr->val),
+				    FI_WRITE, &x->cr->mr)) < 0)
 			return r;
-		if ((r = bwf_av_insert(&s->ep, q->addr, q->addr_len, &x->peer)) < 0)
+		if ((r = bwf_av_insert(&s->ep, q->addr, q->addr_len,
+				       &x->cr->peer)) < 0)
 			return r;
-		x->have_peer = true;
+		x->cr->have_peer = true;
 		x->credit_raddr = q->credit_raddr;
 		x->credit_key = q->credit_key;
 		if ((r = credit_limit(m, hd, t, &lim)) < 0)
@@ -552,22 +636,41 @@ drop:
 
 /* ---- push sessions ----------------------------------------------------------- */
 
-static void push_tend(struct bw_server *s, struct session *x)
+/* Ends session x, which is on the server's list. */
+static void session_drop(struct bw_server *s, struct session *x)
+{
+	for (struct session **pp = &s->sessions; *pp; pp = &(*pp)->next) {
+		if (*pp == x) {
+			*pp = x->next;
+			session_end(s, x);
+			s->nsessions--;
+			break;
+		}
+	}
+	sessions_publish(s);
+}
+
+/* Returns false when the session must end: its credit could not be
+ * written, so its writer would wait for it forever. */
+static bool push_tend(struct bw_server *s, struct session *x)
 {
 	struct bwi_map *m = x->w->m;
 	uint64_t t = bw_load_acquire(&m->hdr->prod.tail), hd, lim;
+	struct credit *c = x->cr;
 	uint64_t now;
 
 	if (t != x->tail_seen) {
 		x->tail_seen = t;
 		bwi_wake_readers(m);
 	}
-	if (!(x->flags & BW_REMOTE_LOSSLESS))
-		return;
-	if (x->credit_busy) {
-		if (!x->credit_op.done)
-			return;
-		x->credit_busy = false;
+	if (!c)
+		return true;
+	if (c->busy) {
+		if (!c->op.done)
+			return true;
+		c->busy = false;
+		if (c->op.err)
+			return false;
 	}
 	now = bwi_now_ns();
 	if (now - x->reaped_ns > 200u * 1000000u) {
@@ -577,12 +680,23 @@ static void push_tend(struct bw_server *s, struct session *x)
 	}
 	hd = bw_load_acquire(&m->hdr->prod.head);
 	if (credit_limit(m, hd, t, &lim) < 0 || lim <= x->credit_sent)
-		return;
-	*x->credit = lim;
-	if (bwf_write(&s->ep, x->peer, x->credit, 8, x->credit_mr.desc,
-		      x->credit_raddr, x->credit_key, 0, &x->credit_op) == 0) {
-		x->credit_busy = true;
+		return true;
+	c->val = lim;
+	switch (bwf_write_try(&s->ep, c->peer, &c->val, sizeof(c->val),
+			      c->mr.desc, x->credit_raddr, x->credit_key,
+			      &c->op)) {
+	case 0:
+		c->busy = true;
+		c->full_since = 0;
 		x->credit_sent = lim;
+		return true;
+	case -EAGAIN:
+		/* the next turn of the loop tries again, for the timeout */
+		if (!c->full_since)
+			c->full_since = now;
+		return now - c->full_since <= (uint64_t)s->timeout_ms * 1000000u;
+	default:
+		return false;
 	}
 }
 
@@ -601,9 +715,13 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 		int wait_ms, r;
 		uint64_t now;
 
-		r = bwf_progress(&s->ep);
-		if (r < 0)
+		if (s->ep.err && (r = server_ep_reset(s)) < 0)
 			return r;
+		r = bwf_progress(&s->ep);
+		if (r < 0) {
+			s->ep.err = r;
+			continue;
+		}
 		pf[n++] = (struct pollfd){.fd = s->stopfd, .events = POLLIN};
 		/* New clients wait until the last one made its first contact
 		 * over the fabric: shm (libfabric 1.17) crashed the server when
@@ -616,9 +734,14 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 				waiting = true;
 		pf[n++] = (struct pollfd){.fd = waiting ? -1 : s->lfd,
 					  .events = POLLIN};
-		for (struct session *x = s->sessions; x; x = x->next) {
+		orphans_reap(s);
+		for (struct session *x = s->sessions, *nx; x; x = nx) {
+			nx = x->next;
 			if (x->access == BWF_ACC_PUSH) {
-				push_tend(s, x);
+				if (!push_tend(s, x)) {
+					session_drop(s, x);
+					continue;
+				}
 				push = true;
 			}
 			xs[n] = x;
@@ -673,16 +796,7 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 				xs[i]->acked = true;
 				continue;
 			}
-			for (struct session **pp = &s->sessions; *pp;
-			     pp = &(*pp)->next) {
-				if (*pp == xs[i]) {
-					*pp = xs[i]->next;
-					session_end(s, xs[i]);
-					s->nsessions--;
-					break;
-				}
-			}
-			sessions_publish(s);
+			session_drop(s, xs[i]);
 		}
 		if (pf[1].revents)
 			accept_one(s);

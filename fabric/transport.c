@@ -182,6 +182,13 @@ fail:
 	return r;
 }
 
+void bwf_ep_stop(struct bwf_ep *e)
+{
+	if (e->ep)
+		fi_close(&e->ep->fid);
+	e->ep = NULL;
+}
+
 void bwf_ep_close(struct bwf_ep *e)
 {
 	if (e->ep)
@@ -378,9 +385,9 @@ int bwf_read(struct bwf_ep *e, fi_addr_t peer, void *buf, size_t len,
 	return 0;
 }
 
-int bwf_write(struct bwf_ep *e, fi_addr_t peer, const void *buf, size_t len,
-	      void *desc, uint64_t raddr, uint64_t key, uint64_t flags,
-	      struct bwf_op *op)
+static ssize_t post_write(struct bwf_ep *e, fi_addr_t peer, const void *buf,
+			  size_t len, void *desc, uint64_t raddr, uint64_t key,
+			  uint64_t flags, struct bwf_op *op)
 {
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	struct fi_rma_iov rma = {.addr = raddr, .len = len, .key = key};
@@ -392,9 +399,36 @@ int bwf_write(struct bwf_ep *e, fi_addr_t peer, const void *buf, size_t len,
 				 .rma_iov_count = 1,
 				 .context = op};
 
+	return fi_writemsg(e->ep, &msg, flags | FI_COMPLETION);
+}
+
+int bwf_write(struct bwf_ep *e, fi_addr_t peer, const void *buf, size_t len,
+	      void *desc, uint64_t raddr, uint64_t key, uint64_t flags,
+	      struct bwf_op *op)
+{
 	if (e->err)
 		return e->err;
-	POST_RETRY(e, op, fi_writemsg(e->ep, &msg, flags | FI_COMPLETION));
+	POST_RETRY(e, op, post_write(e, peer, buf, len, desc, raddr, key, flags,
+				     op));
+	return 0;
+}
+
+int bwf_write_try(struct bwf_ep *e, fi_addr_t peer, const void *buf,
+		  size_t len, void *desc, uint64_t raddr, uint64_t key,
+		  struct bwf_op *op)
+{
+	ssize_t r;
+
+	if (e->err)
+		return e->err;
+	op->done = 0;
+	op->err = 0;
+	r = post_write(e, peer, buf, len, desc, raddr, key, 0, op);
+	if (r == -FI_EAGAIN)
+		return -EAGAIN;
+	if (r)
+		return fierr((int)r, "posting an operation", e->prov);
+	e->ops++;
 	return 0;
 }
 
