@@ -1979,6 +1979,9 @@ int64_t bwi_d_lseek(struct bw_stream *s, int64_t off, int whence)
 		return bwi_err(EINVAL, "seek outside the stream [0, %llu]",
 			       (unsigned long long)t);
 	pos = base + (uint64_t)off;
+	if (pos == s->rpos)
+		return (int64_t)pos; /* no move: the next read says if it
+				      * was overwritten */
 	o = bwi_oldest_held(s->m);
 	if (pos < o)
 		return bwi_err(ESTALE, "position %llu was overwritten; the "

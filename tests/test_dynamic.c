@@ -289,6 +289,12 @@ static void test_threads(void)
 				backs++;
 			} else if (y != -ESTALE ||
 				   bw_stream_lseek(r, 0, SEEK_CUR) != (int64_t)pos) {
+				fprintf(stderr, "seek back %llu from %llu: %lld (%s), "
+						"now at %lld\n",
+					(unsigned long long)back,
+					(unsigned long long)pos, (long long)y,
+					bw_strerror_last(),
+					(long long)bw_stream_lseek(r, 0, SEEK_CUR));
 				CU_FAIL("a failed seek back moved the reader");
 				break;
 			}

@@ -746,7 +746,11 @@ static void frp_never_waits(void)
 		bwt_fill(buf, 1024, pos, 3);
 		CU_ASSERT_EQUAL(bw_stream_write(w, buf, 1024), 1024);
 	}
+	/* asking where it stands does not move it, nor fail: the read
+	 * tells of the loss */
+	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_CUR), 0);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, 100), -ESTALE);
+	CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_CUR), 9 * RING);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, 100), 100);
 	CU_ASSERT_EQUAL(bwt_verify(buf, 100, 9 * RING, 3), -1);
 	stamp = bw_stream_check(r, -1, BW_CHECK_READ);
