@@ -744,6 +744,30 @@ static void remote_free(struct bw_remote *r)
 	free(r);
 }
 
+/* Half-closes the session and waits, within the timeout, until the server
+ * has ended it: when a writer's close returns, the ring has let its remote
+ * writer go (another writer may attach). Progress goes on meanwhile, so
+ * that a credit write the server still has in flight lands. */
+static void session_end_wait(struct bw_remote *r)
+{
+	uint64_t deadline = bwi_now_ns() + (uint64_t)r->ep.timeout_ms * 1000000u;
+
+	if (r->fd < 0 || shutdown(r->fd, SHUT_WR) < 0)
+		return;
+	while (bwi_now_ns() < deadline) {
+		struct pollfd p = {.fd = r->fd, .events = POLLIN};
+		char c[64];
+		ssize_t k;
+
+		(void)bwf_progress(&r->ep);
+		if (poll(&p, 1, 1) != 1)
+			continue;
+		k = recv(r->fd, c, sizeof(c), MSG_DONTWAIT);
+		if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR))
+			return;
+	}
+}
+
 int bw_remote_close(struct bw_remote *r)
 {
 	int e = 0;
@@ -757,8 +781,11 @@ int bw_remote_close(struct bw_remote *r)
 			close(r->fd);
 		return bw_shadow_close(r->sh); /* its source frees r */
 	}
-	if ((r->flags & BW_WRITE) && !r->ep.err)
+	if ((r->flags & BW_WRITE) && !r->ep.err) {
 		e = bw_remote_flush(r);
+		if (e == 0)
+			session_end_wait(r);
+	}
 	remote_free(r);
 	return e;
 }

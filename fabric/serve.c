@@ -56,6 +56,8 @@ struct session {
 	uint64_t reaped_ns;
 	uint64_t started_ns;
 	bool acked;	      /* the client's first fabric read worked */
+	struct bwf_req q;     /* pending: the request as it arrives */
+	size_t q_got;
 	char name[BWI_NAME_MAX + 1];
 	char peer_host[64];
 	struct session *next;
@@ -85,13 +87,17 @@ struct bw_server {
 	char **names; /* exported names, NULL-ended; NULL: any */
 	struct session *sessions;
 	unsigned nsessions;
+	struct session *pending; /* connected; their requests not served */
+	unsigned npending;
 	struct credit *orphans; /* credit writes that outlived their session */
 	char host[256];
 	int port;
 };
 
-/* Sessions per server: each holds a pollfd in the loop. */
+/* Sessions per server, and connections whose requests are not served yet:
+ * each holds a pollfd in the loop. */
 #define MAX_SESSIONS 60
+#define MAX_PENDING 16
 
 static bool exported(const struct bw_server *s, const char *name)
 {
@@ -353,6 +359,17 @@ static void session_end(struct bw_server *s, struct session *x)
 	free(x);
 }
 
+static void pending_remove(struct bw_server *s, struct session *x)
+{
+	for (struct session **pp = &s->pending; *pp; pp = &(*pp)->next) {
+		if (*pp == x) {
+			*pp = x->next;
+			s->npending--;
+			break;
+		}
+	}
+}
+
 /* Ends every session and closes the fabric endpoint. */
 static void server_ep_close(struct bw_server *s)
 {
@@ -404,6 +421,12 @@ void bw_server_close(struct bw_server *s)
 		return;
 	if (s->ep.ep)
 		sessions_unpublish();
+	while (s->pending) {
+		struct session *x = s->pending;
+
+		pending_remove(s, x);
+		session_end(s, x);
+	}
 	server_ep_close(s);
 	if (s->lfd >= 0)
 		close(s->lfd);
@@ -549,14 +572,14 @@ static int open_push(struct bw_server *s, struct session *x,
 	return 0;
 }
 
+/* Takes a new connection; its request is read as it arrives (a client that
+ * connects and says nothing holds nothing up). */
 static void accept_one(struct bw_server *s)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	struct bwf_req q;
-	struct bwf_rep p;
 	struct session *x;
-	int fd, r;
+	int fd;
 
 	fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 	if (fd < 0)
@@ -570,13 +593,39 @@ static void accept_one(struct bw_server *s)
 	(void)getnameinfo((struct sockaddr *)&ss, sl, x->peer_host,
 			  sizeof(x->peer_host), NULL, 0, NI_NUMERICHOST);
 	bwf_keepalive(fd, s->timeout_ms);
+	x->started_ns = bwi_now_ns();
+	x->next = s->pending;
+	s->pending = x;
+	s->npending++;
+}
+
+/* Reads what arrived of a pending request: 1 once it is whole, 0 while
+ * part of it is missing, -1 when the client closed or failed. */
+static int request_read(struct session *x)
+{
+	ssize_t k = recv(x->fd, (uint8_t *)&x->q + x->q_got,
+			 sizeof(x->q) - x->q_got, MSG_DONTWAIT);
+
+	if (k < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (k <= 0)
+		return -1;
+	x->q_got += (size_t)k;
+	return x->q_got == sizeof(x->q);
+}
+
+/* Serves x's whole request: opens the ring, answers, and x becomes a
+ * session; or answers why not and drops it. */
+static void request_serve(struct bw_server *s, struct session *x)
+{
+	const struct bwf_req q = x->q;
+	struct bwf_rep p;
+	int r = 0;
+
 	memset(&p, 0, sizeof(p));
 	p.magic = BWF_REP_MAGIC;
 	p.version = BWF_PROTO_VERSION;
 	bwi_err_clear();
-	r = bwf_full_io(fd, &q, sizeof(q), false, s->timeout_ms);
-	if (r < 0)
-		goto drop;
 	/* From the network: every field is checked before use. */
 	if (q.magic != BWF_REQ_MAGIC || q.version != BWF_PROTO_VERSION)
 		r = bwi_err(EPROTO, "not a Beltway request, or another version");
@@ -622,7 +671,7 @@ static void accept_one(struct bw_server *s)
 		p.status = r;
 		snprintf(p.msg, sizeof(p.msg), "%s", bw_strerror_last());
 	}
-	if (bwf_full_io(fd, &p, sizeof(p), true, s->timeout_ms) < 0 || r < 0)
+	if (bwf_full_io(x->fd, &p, sizeof(p), true, s->timeout_ms) < 0 || r < 0)
 		goto drop;
 	x->started_ns = bwi_now_ns();
 	x->next = s->sessions;
@@ -632,6 +681,29 @@ static void accept_one(struct bw_server *s)
 	return;
 drop:
 	session_end(s, x);
+}
+
+/* Drops the connections whose requests did not arrive within the timeout,
+ * and serves one whole request unless a new session is still making its
+ * first contact (see bw_server_run): then *waiting becomes true. */
+static void pending_tend(struct bw_server *s, bool *waiting)
+{
+	uint64_t now = bwi_now_ns();
+
+	for (struct session *x = s->pending, *nx; x; x = nx) {
+		nx = x->next;
+		if (x->q_got == sizeof(x->q)) {
+			if (*waiting)
+				continue;
+			pending_remove(s, x);
+			request_serve(s, x);
+			*waiting = true;
+		} else if (now - x->started_ns >
+			   (uint64_t)s->timeout_ms * 1000000u) {
+			pending_remove(s, x);
+			session_end(s, x);
+		}
+	}
 }
 
 /* ---- push sessions ----------------------------------------------------------- */
@@ -708,8 +780,8 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 				      : bwi_now_ns() + (uint64_t)timeout_ms * 1000000u;
 
 	for (;;) {
-		struct pollfd pf[MAX_SESSIONS + 3];
-		struct session *xs[MAX_SESSIONS + 3];
+		struct pollfd pf[MAX_SESSIONS + MAX_PENDING + 3];
+		struct session *xs[MAX_SESSIONS + MAX_PENDING + 3];
 		unsigned n = 0;
 		bool push = false, waiting;
 		int wait_ms, r;
@@ -723,17 +795,26 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 			continue;
 		}
 		pf[n++] = (struct pollfd){.fd = s->stopfd, .events = POLLIN};
-		/* New clients wait until the last one made its first contact
-		 * over the fabric: shm (libfabric 1.17) crashed the server when
-		 * several new peers reached it at once. A client that never
-		 * says so holds the queue for the timeout at most. */
+		/* New clients are served when the last one made its first
+		 * contact over the fabric: shm (libfabric 1.17) crashed the
+		 * server when several new peers reached it at once. A client
+		 * that never says so holds the queue for the timeout at most. */
 		waiting = false;
 		for (struct session *x = s->sessions; x; x = x->next)
 			if (!x->acked && bwi_now_ns() - x->started_ns <
 						 (uint64_t)s->timeout_ms * 1000000u)
 				waiting = true;
-		pf[n++] = (struct pollfd){.fd = waiting ? -1 : s->lfd,
+		pending_tend(s, &waiting);
+		pf[n++] = (struct pollfd){.fd = s->npending < MAX_PENDING ? s->lfd
+									 : -1,
 					  .events = POLLIN};
+		/* requests still arriving */
+		for (struct session *x = s->pending; x; x = x->next) {
+			if (x->q_got == sizeof(x->q))
+				continue;
+			xs[n] = x;
+			pf[n++] = (struct pollfd){.fd = x->fd, .events = POLLIN};
+		}
 		orphans_reap(s);
 		for (struct session *x = s->sessions, *nx; x; x = nx) {
 			nx = x->next;
@@ -755,6 +836,10 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 		 * progresses on its own thread tells us nothing. */
 		if (push && wait_ms > 1)
 			wait_ms = 1;
+		/* and connections without a session at least every 100 ms:
+		 * their requests' timeouts, and a served one that waits */
+		if (s->pending && wait_ms > 100)
+			wait_ms = 100;
 		if (s->ep.cq_fd >= 0) {
 			struct fid *f = &s->ep.cq->fid;
 
@@ -786,6 +871,15 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 
 			if (pf[i].fd == s->ep.cq_fd || !pf[i].revents)
 				continue;
+			if (xs[i]->q_got < sizeof(xs[i]->q)) {
+				/* a request arriving; whole, it is served
+				 * at the next turn */
+				if (request_read(xs[i]) < 0) {
+					pending_remove(s, xs[i]);
+					session_end(s, xs[i]);
+				}
+				continue;
+			}
 			/* After its request a client sends one byte, once its
 			 * first one-sided read worked; anything else is the end
 			 * of the session. */

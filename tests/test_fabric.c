@@ -765,6 +765,36 @@ static void bad_requests(void)
 	/* still serving */
 	CU_ASSERT_EQUAL(bw_remote_open(url("shown"), BW_READ, &o, &r), 0);
 	bw_remote_close(r);
+	/* a client that sends half a request and stays silent holds no one
+	 * up: a client with a fifth of the server's timeout is served
+	 * meanwhile (a server that read requests whole, one at a time, kept
+	 * it waiting past its timeout) */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	CU_ASSERT(write(fd, junk, 10) == 10);
+	{
+		struct bw_fabric_opts quick = o;
+		uint8_t b[8];
+
+		quick.timeout_ms = TMO / 5;
+		int e = bw_remote_open(url("shown"), BW_READ | BW_NONBLOCK,
+				       &quick, &r);
+
+		CU_ASSERT_EQUAL(e, 0);
+		if (e == 0) {
+			CU_ASSERT_EQUAL(bw_remote_read(r, b, sizeof(b)), -EAGAIN);
+			bw_remote_close(r);
+		}
+	}
+	/* and the silent one is let go after the server's timeout */
+	{
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		char c;
+
+		CU_ASSERT_EQUAL(poll(&pf, 1, 3 * (int)TMO), 1);
+		CU_ASSERT_EQUAL(recv(fd, &c, 1, 0), 0);
+	}
+	close(fd);
 	server_stop();
 	bw_unlink("shown");
 	bw_unlink("hidden");

@@ -101,7 +101,9 @@ struct bw_remote_stat {
 
 BW_API int bw_remote_stat(const struct bw_remote *r, struct bw_remote_stat *st);
 
-/* Flushes (writers), ends the session and frees the handle. */
+/* Flushes (writers), ends the session and frees the handle. A writer's
+ * close returns once the server has let the ring go (another writer may
+ * attach then), or after the timeout. */
 BW_API int bw_remote_close(struct bw_remote *r);
 
 /* ---- servers ------------------------------------------------------------ */
