@@ -752,7 +752,8 @@ static void session_end_wait(struct bw_remote *r)
 {
 	uint64_t deadline = bwi_now_ns() + (uint64_t)r->ep.timeout_ms * 1000000u;
 
-	if (r->fd < 0 || shutdown(r->fd, SHUT_WR) < 0)
+	/* a bw_fork child's copy of the socket is the parent's session too */
+	if (r->fd < 0 || r->pid != getpid() || shutdown(r->fd, SHUT_WR) < 0)
 		return;
 	while (bwi_now_ns() < deadline) {
 		struct pollfd p = {.fd = r->fd, .events = POLLIN};

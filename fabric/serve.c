@@ -90,6 +90,9 @@ struct bw_server {
 	struct session *pending; /* connected; their requests not served */
 	unsigned npending;
 	struct credit *orphans; /* credit writes that outlived their session */
+	unsigned norphans;
+	uint64_t reset_ns;	/* the endpoint was last replaced */
+	bool published;		/* the sessions file exists */
 	char host[256];
 	int port;
 };
@@ -98,6 +101,8 @@ struct bw_server {
  * each holds a pollfd in the loop. */
 #define MAX_SESSIONS 60
 #define MAX_PENDING 16
+/* Credit writes kept past their sessions before the endpoint is replaced */
+#define MAX_ORPHANS 32
 
 static bool exported(const struct bw_server *s, const char *name)
 {
@@ -111,7 +116,7 @@ static bool exported(const struct bw_server *s, const char *name)
 
 /* ---- the sessions file: what `beltway stat` shows ------------------------ */
 
-static void sessions_publish(const struct bw_server *s)
+static void sessions_publish(struct bw_server *s)
 {
 	char dir[4096], path[4200], tmp[4300];
 	FILE *f;
@@ -134,8 +139,8 @@ static void sessions_publish(const struct bw_server *s)
 				? "frp"
 				: (x->flags & BW_REMOTE_LOSSLESS ? "lossless" : "frp"),
 			(unsigned long long)x->generation, x->peer_host);
-	if (fclose(f) == 0)
-		(void)rename(tmp, path);
+	if (fclose(f) == 0 && rename(tmp, path) == 0)
+		s->published = true;
 	else
 		(void)unlink(tmp);
 }
@@ -328,6 +333,7 @@ static void orphans_reap(struct bw_server *s)
 			continue;
 		}
 		*pp = c->next;
+		s->norphans--;
 		credit_free(s, c);
 	}
 }
@@ -341,6 +347,7 @@ static void session_end(struct bw_server *s, struct session *x)
 	if (x->cr && x->cr->busy && !x->cr->op.done) {
 		x->cr->next = s->orphans;
 		s->orphans = x->cr;
+		s->norphans++;
 	} else if (x->cr) {
 		credit_free(s, x->cr);
 	}
@@ -390,13 +397,14 @@ static void server_ep_close(struct bw_server *s)
 		bwf_mr_close(&c->mr);
 		free(c);
 	}
+	s->norphans = 0;
 	bwf_ep_close(&s->ep);
 }
 
-/* An endpoint that failed (a post refused, or a queue full past the
- * timeout) stays failed, and every session's regions live on it: the
- * sessions end (their clients see it and may reconnect) and the server goes
- * on with a new endpoint. */
+/* An endpoint that failed (its completion queue failed, or writes to
+ * departed clients never complete) stays failed, and every session's
+ * regions live on it: the sessions end (their clients see it and may
+ * reconnect) and the server goes on with a new endpoint. */
 static int server_ep_reset(struct bw_server *s)
 {
 	char prov[sizeof(s->ep.prov)];
@@ -419,7 +427,7 @@ void bw_server_close(struct bw_server *s)
 {
 	if (!s)
 		return;
-	if (s->ep.ep)
+	if (s->published)
 		sessions_unpublish();
 	while (s->pending) {
 		struct session *x = s->pending;
@@ -594,8 +602,13 @@ static void accept_one(struct bw_server *s)
 			  sizeof(x->peer_host), NULL, 0, NI_NUMERICHOST);
 	bwf_keepalive(fd, s->timeout_ms);
 	x->started_ns = bwi_now_ns();
-	x->next = s->pending;
-	s->pending = x;
+	{
+		struct session **pp = &s->pending; /* first come, first served */
+
+		while (*pp)
+			pp = &(*pp)->next;
+		*pp = x;
+	}
 	s->npending++;
 }
 
@@ -615,8 +628,8 @@ static int request_read(struct session *x)
 }
 
 /* Serves x's whole request: opens the ring, answers, and x becomes a
- * session; or answers why not and drops it. */
-static void request_serve(struct bw_server *s, struct session *x)
+ * session (true); or answers why not and drops it. */
+static bool request_serve(struct bw_server *s, struct session *x)
 {
 	const struct bwf_req q = x->q;
 	struct bwf_rep p;
@@ -678,30 +691,29 @@ static void request_serve(struct bw_server *s, struct session *x)
 	s->sessions = x;
 	s->nsessions++;
 	sessions_publish(s);
-	return;
+	return true;
 drop:
 	session_end(s, x);
+	return false;
 }
 
-/* Drops the connections whose requests did not arrive within the timeout,
- * and serves one whole request unless a new session is still making its
- * first contact (see bw_server_run): then *waiting becomes true. */
+/* Serves whole requests in the order their clients came, while no new
+ * session is still making its first contact (see bw_server_run; a served
+ * one makes *waiting true), and drops the connections older than the
+ * timeout that are still pending: their requests did not arrive, or their
+ * clients stopped waiting for the answer. */
 static void pending_tend(struct bw_server *s, bool *waiting)
 {
 	uint64_t now = bwi_now_ns();
 
 	for (struct session *x = s->pending, *nx; x; x = nx) {
 		nx = x->next;
-		if (x->q_got == sizeof(x->q)) {
-			if (*waiting)
-				continue;
-			pending_remove(s, x);
-			request_serve(s, x);
-			*waiting = true;
-		} else if (now - x->started_ns >
-			   (uint64_t)s->timeout_ms * 1000000u) {
+		if (now - x->started_ns > (uint64_t)s->timeout_ms * 1000000u) {
 			pending_remove(s, x);
 			session_end(s, x);
+		} else if (x->q_got == sizeof(x->q) && !*waiting) {
+			pending_remove(s, x);
+			*waiting = request_serve(s, x);
 		}
 	}
 }
@@ -751,8 +763,10 @@ static bool push_tend(struct bw_server *s, struct session *x)
 		x->reaped_ns = now;
 	}
 	hd = bw_load_acquire(&m->hdr->prod.head);
-	if (credit_limit(m, hd, t, &lim) < 0 || lim <= x->credit_sent)
+	if (credit_limit(m, hd, t, &lim) < 0 || lim <= x->credit_sent) {
+		c->full_since = 0;
 		return true;
+	}
 	c->val = lim;
 	switch (bwf_write_try(&s->ep, c->peer, &c->val, sizeof(c->val),
 			      c->mr.desc, x->credit_raddr, x->credit_key,
@@ -787,8 +801,31 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 		int wait_ms, r;
 		uint64_t now;
 
-		if (s->ep.err && (r = server_ep_reset(s)) < 0)
-			return r;
+		if (!s->ep.ep)
+			return bwi_err(EIO, "the server has no fabric endpoint "
+					    "(replacing a failed one failed)");
+		/* writes that never complete, to clients long gone (a
+		 * provider that keeps them queued): the endpoint goes too */
+		if (s->norphans > MAX_ORPHANS && !s->ep.err)
+			s->ep.err = bwi_err(EIO, "%u credit writes to departed "
+						 "clients never completed",
+					    s->norphans);
+		if (s->ep.err) {
+			/* at most one replacement a second: one that fails
+			 * again at once must not spin, and a stop is heard */
+			struct pollfd sp = {.fd = s->stopfd, .events = POLLIN};
+
+			if (bwi_now_ns() - s->reset_ns < 1000000000u &&
+			    poll(&sp, 1, 1000) == 1) {
+				uint64_t v;
+
+				(void)!read(s->stopfd, &v, sizeof(v));
+				return 0;
+			}
+			s->reset_ns = bwi_now_ns();
+			if ((r = server_ep_reset(s)) < 0)
+				return r;
+		}
 		r = bwf_progress(&s->ep);
 		if (r < 0) {
 			s->ep.err = r;

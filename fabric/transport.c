@@ -184,9 +184,10 @@ fail:
 
 void bwf_ep_stop(struct bwf_ep *e)
 {
-	if (e->ep)
-		fi_close(&e->ep->fid);
-	e->ep = NULL;
+	/* a provider that binds regions to the endpoint may refuse while
+	 * they are open: bwf_ep_close tries again after them */
+	if (e->ep && fi_close(&e->ep->fid) == 0)
+		e->ep = NULL;
 }
 
 void bwf_ep_close(struct bwf_ep *e)

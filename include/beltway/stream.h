@@ -363,8 +363,10 @@ BW_API int64_t bw_stream_check(struct bw_stream *s, int64_t stamp, int flags);
 
 /* Moves a reader's position (SEEK_SET: absolute, SEEK_CUR, SEEK_END:
  * relative to the write position) and returns it. -EINVAL beyond the write
- * position, -ESTALE before the oldest byte held; -ESPIPE for writers except
- * lseek(s, 0, SEEK_CUR), which returns the write position. */
+ * position, -ESTALE before the oldest byte held (a seek that does not move
+ * the reader returns its position all the same; the next read tells of a
+ * loss); -ESPIPE for writers except lseek(s, 0, SEEK_CUR), which returns
+ * the write position. */
 BW_API int64_t bw_stream_lseek(struct bw_stream *s, int64_t off, int whence);
 
 /* Poll events; the values are those of poll(2). */
