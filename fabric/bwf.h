@@ -93,6 +93,11 @@ void bwf_backoff(unsigned *k);
 /* Waits for the CQ to have something, or timeout_ms. */
 void bwf_idle(struct bwf_ep *e, int timeout_ms);
 
+/* Tests: fails the server's endpoint, as a provider's error would; its
+ * loop replaces it. */
+struct bw_server;
+void bwf_server_fail(struct bw_server *s, int err);
+
 /* Posts one operation; retries -FI_EAGAIN while driving progress. */
 int bwf_read(struct bwf_ep *e, fi_addr_t peer, void *buf, size_t len,
 	     void *desc, uint64_t raddr, uint64_t key, struct bwf_op *op);

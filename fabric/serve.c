@@ -340,6 +340,10 @@ static void orphans_reap(struct bw_server *s)
 
 static void session_end(struct bw_server *s, struct session *x)
 {
+	/* the client learns first that the session ended, then its keys
+	 * fail: an operation refused meanwhile is told as the session's end */
+	if (x->fd >= 0)
+		(void)shutdown(x->fd, SHUT_RDWR);
 	/* A credit write still in flight points at the session's credit: it
 	 * completes later, or fails when the endpoint closes. Waiting for it
 	 * here would stall every session, and a client gone for good would
@@ -413,7 +417,7 @@ static int server_ep_reset(struct bw_server *s)
 	snprintf(prov, sizeof(prov), "%s", s->ep.prov);
 	fprintf(stderr, "beltway serve: the fabric endpoint failed (%s): "
 			"its sessions end, and a new one opens\n",
-		bw_strerror_last());
+		strerror(-s->ep.err));
 	server_ep_close(s);
 	sessions_publish(s);
 	r = server_ep_open(s, prov);
@@ -445,6 +449,11 @@ void bw_server_close(struct bw_server *s)
 			free(*n);
 	free(s->names);
 	free(s);
+}
+
+void bwf_server_fail(struct bw_server *s, int err)
+{
+	s->ep.err = err;
 }
 
 void bw_server_stop(struct bw_server *s)

@@ -684,6 +684,84 @@ static bool sessions_become(int want)
 	return false;
 }
 
+static volatile sig_atomic_t fail_ep;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	fail_ep = 1;
+}
+
+/* A server whose fabric endpoint fails (as a provider's error would fail
+ * it) ends the sessions on it, which their clients see at once, and serves
+ * new clients on a new endpoint. */
+static void endpoint_replaced(void)
+{
+	struct bw_fabric_opts o = fopts();
+	struct bw_remote *r1, *r2;
+	struct bw_remote_stat s1, s2;
+	struct bw_stream *w;
+	uint8_t in[4096], out[4096];
+	int p[2];
+
+	mkring("epfail", 64u << 10);
+	CU_ASSERT_FATAL(pipe(p) == 0);
+	server_pid = fork();
+	CU_ASSERT_FATAL(server_pid >= 0);
+	if (server_pid == 0) {
+		struct bw_server *s;
+		int port = -1;
+
+		signal(SIGUSR1, on_usr1);
+		close(p[0]);
+		if (bw_server_open("127.0.0.1:0", &o, &s) == 0)
+			port = bw_server_port(s);
+		if (write(p[1], &port, sizeof(port)) != sizeof(port) || port < 0)
+			_exit(1);
+		close(p[1]);
+		for (;;) {
+			if (bw_server_run(s, 20) < 0)
+				_exit(2);
+			if (fail_ep) {
+				fail_ep = 0;
+				bwf_server_fail(s, -EIO);
+			}
+		}
+	}
+	close(p[1]);
+	CU_ASSERT_FATAL(read(p[0], &server_port, sizeof(server_port)) ==
+			sizeof(server_port));
+	close(p[0]);
+	CU_ASSERT_FATAL(server_port > 0);
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("epfail"), BW_READ, &o, &r1), 0);
+	CU_ASSERT(sessions_become(1));
+	kill(server_pid, SIGUSR1);
+	/* the ring stays empty: only the session's end ends this read */
+	{
+		ssize_t k = bw_remote_read(r1, out, sizeof(out));
+
+		CU_ASSERT_EQUAL(k, -ECONNRESET);
+		if (k != -ECONNRESET)
+			fprintf(stderr, "read: %zd (%s)\n", k, bw_strerror_last());
+	}
+	bw_remote_stat(r1, &s1);
+	bw_remote_close(r1);
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("epfail"), BW_READ, &o, &r2), 0);
+	bw_remote_stat(r2, &s2);
+	CU_ASSERT_NOT_EQUAL(s2.generation, s1.generation);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("epfail", BW_WRITE | BW_NOWAIT, &w),
+			      0);
+	bwt_fill(in, sizeof(in), 0, 31);
+	CU_ASSERT_EQUAL(bw_stream_write(w, in, sizeof(in)), (ssize_t)sizeof(in));
+	CU_ASSERT_EQUAL(bw_remote_read(r2, out, sizeof(out)), (ssize_t)sizeof(out));
+	CU_ASSERT_EQUAL(memcmp(in, out, sizeof(in)), 0);
+	CU_ASSERT(sessions_become(1));
+	bw_remote_close(r2);
+	bw_stream_close(w);
+	server_stop(); /* asserts that it is still running */
+	bw_unlink("epfail");
+}
+
 static void client_killed(void)
 {
 	pid_t c;
@@ -1073,6 +1151,7 @@ PER_PROVIDER(push_refused_with_writer)
 PER_PROVIDER(push_frp_in_ring)
 PER_PROVIDER(push_records)
 PER_PROVIDER(push_sessions_in_a_row)
+PER_PROVIDER(endpoint_replaced)
 PER_PROVIDER(push_writer_killed)
 PER_PROVIDER(server_killed)
 PER_PROVIDER(client_killed)
@@ -1108,6 +1187,7 @@ static void reg(void)
 	ADD(push_frp_in_ring);
 	ADD(push_records);
 	ADD(push_sessions_in_a_row);
+	ADD(endpoint_replaced);
 	ADD(push_writer_killed);
 	ADD(server_killed);
 	ADD(client_killed);
