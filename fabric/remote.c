@@ -384,11 +384,16 @@ fail:
 static int session_alive(struct bw_remote *r)
 {
 	struct pollfd p = {.fd = r->fd, .events = POLLIN};
+	ssize_t k;
 	char c;
 
-	if (poll(&p, 1, 0) == 1 &&
-	    (recv(r->fd, &c, 1, MSG_DONTWAIT) <= 0 || (p.revents & POLLERR)) &&
-	    errno != EAGAIN)
+	if (poll(&p, 1, 0) != 1)
+		return 0;
+	/* the server sends nothing after its answer: an end or an error
+	 * (errno only when recv failed: a stale EAGAIN hid an end) */
+	k = recv(r->fd, &c, 1, MSG_DONTWAIT);
+	if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR) ||
+	    (p.revents & POLLERR))
 		return r->ep.err = bwi_err(ECONNRESET, "the server ended the "
 						       "session (it exited, was "
 						       "killed, or the link is "
