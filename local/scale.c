@@ -944,6 +944,35 @@ static int64_t sc_check(struct bw_stream *s, int64_t stamp, int flags)
 	return bwi_d_check(s, stamp, flags);
 }
 
+/* A reader seeks within its region. Back in a deck-cut region that a
+ * resize is ending (the flag up) or ended (its end set) it may not go: the
+ * next region reuses its pages. The seek published the lower position with
+ * a full fence before the look at the flag and the end (rd_reposition):
+ * the Dekker with step 0, whose writer raises the flag, fences, and then
+ * waits for readers' positions. */
+static int64_t sc_rd_lseek(struct bw_stream *s, int64_t off, int whence)
+{
+	struct bw_stream *h = s->sc->r;
+	int64_t was = bw_stream_lseek(h, 0, SEEK_CUR), to;
+	uint64_t start, end;
+	unsigned shift;
+	int r;
+
+	if (was < 0)
+		return was;
+	to = bw_stream_lseek(h, off, whence);
+	if (to < 0 || to >= was || s->m->g.scale != BW_SCALE_DECKCUT)
+		return to;
+	r = entry(s, s->sc->kr, &start, &end, &shift);
+	if (r == 0 && !bw_load_acquire(&area(s)->resizing) && end == BWI_NO_POS)
+		return to;
+	(void)bw_stream_lseek(h, was, SEEK_SET);
+	return r < 0 ? r
+		     : bwi_err(ESTALE, "self-scaling ring '%s': a deck-cut resize "
+				       "reuses the pages before position %lld",
+			       s->m->name, (long long)was);
+}
+
 static int64_t sc_lseek(struct bw_stream *s, int64_t off, int whence)
 {
 	int r = bwi_d_flush(s);
@@ -951,7 +980,7 @@ static int64_t sc_lseek(struct bw_stream *s, int64_t off, int whence)
 	if (r < 0)
 		return r;
 	if (s->sc->r)
-		return bw_stream_lseek(s->sc->r, off, whence);
+		return sc_rd_lseek(s, off, whence);
 	if (s->sc->w)
 		return bw_stream_lseek(s->sc->w, off, whence);
 	return bwi_d_lseek(s, off, whence);

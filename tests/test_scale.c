@@ -210,6 +210,69 @@ static void test_deckcut_turns(void)
 
 /* A reader in another process follows every resize: it checks each byte,
  * and the stream ends when the writer closes. */
+/* A reader still in a deck-cut region that a resize ended may not seek
+ * back into it: the next region reuses its pages (here the writer has
+ * filled the next, smaller region, whose pages are the first of the old
+ * one's: a seek back there read the new bytes as the old). */
+static void test_deckcut_seek_back(void)
+{
+	struct bw_stream *r, *w;
+	static uint8_t buf[4096], out[64 << 10];
+	uint64_t wpos = 0, rpos = 0, c;
+	bool tried = false;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sb", BW_SCALE_DECKCUT, MIB, 64 << 10, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sb", BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sb", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	c = cap(w);
+	for (int i = 0; i < 4000 && !tried; i++) {
+		ssize_t x;
+
+		bwt_fill(buf, sizeof(buf), wpos, 22);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, sizeof(buf)),
+				      (ssize_t)sizeof(buf));
+		wpos += sizeof(buf);
+		if (cap(w) < c) {
+			/* this write shrank the ring; the reader, at the old
+			 * region's end, has not read on */
+			uint64_t now = cap(w);
+
+			for (uint64_t k = sizeof(buf); k < now; k += sizeof(buf)) {
+				bwt_fill(buf, sizeof(buf), wpos, 22);
+				CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf,
+								      sizeof(buf)),
+						      (ssize_t)sizeof(buf));
+				wpos += sizeof(buf);
+			}
+			CU_ASSERT_EQUAL(bw_stream_lseek(r, -(int64_t)(c - 4096),
+							SEEK_CUR),
+					-ESTALE);
+			CU_ASSERT_EQUAL(bw_stream_lseek(r, 0, SEEK_CUR),
+					(int64_t)rpos);
+			tried = true;
+		}
+		c = cap(w);
+		while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
+			CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 22),
+					      -1);
+			rpos += (uint64_t)x;
+		}
+	}
+	CU_ASSERT(tried);
+	CU_ASSERT_EQUAL(rpos, wpos);
+	/* within the current region a reader seeks back as on any ring */
+	CU_ASSERT_EQUAL(bw_stream_lseek(r, -100, SEEK_CUR), (int64_t)(rpos - 100));
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, 100), 100);
+	CU_ASSERT_EQUAL(bwt_verify(out, 100, rpos - 100, 22), -1);
+	bw_stream_close(w);
+	bw_stream_close(r);
+	CU_ASSERT_EQUAL(bw_unlink("sb"), 0);
+}
+
 static void run_other_process(uint32_t scale)
 {
 	struct bw_stream *w;
@@ -753,6 +816,8 @@ static void reg(void)
 {
 	bwt_add("realloc: shrink and grow in turns", test_realloc_turns);
 	bwt_add("deck-cut: shrink and grow in turns", test_deckcut_turns);
+	bwt_add("deck-cut: no seek back into a region that ended",
+		test_deckcut_seek_back);
 	bwt_add("realloc: reader in another process",
 		test_realloc_other_process);
 	bwt_add("deck-cut: reader in another process",
