@@ -98,6 +98,7 @@ struct bw_shadow {
 	const struct bwi_geom *rl;
 	uint64_t rl_at, rl_foot;
 	uint32_t rl_len;
+	uint32_t rl_hacq; /* BW_SHADOW_HEADERS: bytes of its start acquired */
 	bool rl_unsure, rl_acq;
 	bool rl_copied; /* the record's payload is in rl_buf (the read
 			 * position past it) */
@@ -230,6 +231,7 @@ static int moved_to(struct bw_shadow *sh, uint64_t p)
 static void rl_forget(struct bw_shadow *sh)
 {
 	sh->rl_len = 0;
+	sh->rl_hacq = 0;
 	sh->rl_acq = sh->rl_copied = false;
 }
 
@@ -462,13 +464,17 @@ static int hc_fetch(struct bw_shadow *sh)
 	return 0;
 }
 
-/* The cached header at the read position with at least want bytes (a
- * header cut short by the write position then is fetched again). */
+/* The cached header that holds want bytes at the read position (at its
+ * start, or inside it: a record ring's payload after its header word); -1
+ * when none does, and the header is fetched again from the read position. */
 static int hc_find(const struct bw_shadow *sh, uint64_t want)
 {
 	for (unsigned i = 0; i < sh->hc_n; i++)
-		if (sh->hc_pos[i] == sh->pos)
-			return sh->hc_len[i] >= min64(want, sh->hdr_n) ? (int)i : -1;
+		if (sh->hc_pos[i] <= sh->pos &&
+		    sh->pos - sh->hc_pos[i] < sh->hc_len[i])
+			return sh->hc_pos[i] + sh->hc_len[i] - sh->pos >= want
+				       ? (int)i
+				       : -1;
 	return -1;
 }
 
@@ -499,8 +505,8 @@ static ssize_t hy_get(struct bw_shadow *sh, size_t n, void *dst,
 		if ((i = hc_find(sh, 1)) < 0) /* overwritten while it came */
 			return lose(sh);
 	}
-	*p = sh->hc + (size_t)i * sh->hdr_n;
-	return (ssize_t)min64(n, sh->hc_len[i]);
+	*p = sh->hc + (size_t)i * sh->hdr_n + (sh->pos - sh->hc_pos[i]);
+	return (ssize_t)min64(n, sh->hc_pos[i] + sh->hc_len[i] - sh->pos);
 }
 
 /* Prefetch: keeps reads in flight for a window past the read position,
@@ -879,12 +885,13 @@ static int short_buf(uint32_t len, size_t n)
 		       len, n);
 }
 
-/* Past the record whose header was read; delivered. */
+/* Past the record whose header was read; delivered: all of it, or the
+ * start given alone (header-only access). */
 static int rl_done(struct bw_shadow *sh)
 {
 	uint64_t end = sh->rl_at + sh->rl_foot;
 
-	delivered(sh, sh->rl_len);
+	delivered(sh, sh->rl_hacq ? sh->rl_hacq : sh->rl_len);
 	rl_forget(sh);
 	return moved_to(sh, end);
 }
@@ -897,7 +904,10 @@ static ssize_t rl_next(struct bw_shadow *sh, size_t n)
 
 	if (len <= 0)
 		return none_yet(sh, len);
-	return (size_t)len > n ? short_buf((uint32_t)len, n) : len;
+	if ((size_t)len > n)
+		return short_buf((uint32_t)len, n);
+	sh->rl_hacq = 0; /* taken whole, it is delivered whole */
+	return len;
 }
 
 /* A record's payload into buf, whole. */
@@ -917,13 +927,40 @@ static ssize_t rl_read(struct bw_shadow *sh, void *buf, size_t n)
 	return r < 0 ? r : len;
 }
 
+/* Header-only access (BW_SHADOW_HEADERS) to a record longer than n: its
+ * first bytes, as one span the method serves (hybrid: in place), up to n;
+ * the rest is never fetched. With move, past the whole record. */
+static ssize_t rl_peek_head(struct bw_shadow *sh, const void **ptr, size_t n,
+			    bool move)
+{
+	ssize_t k = get(sh, n, NULL, ptr);
+	int r;
+
+	if (k <= 0) /* a loss: the record went with it */
+		return k < 0 ? k : bwi_err(EPROTO, "a record cut short");
+	sh->rl_hacq = (uint32_t)k;
+	if (!move)
+		return k;
+	r = rl_done(sh);
+	return r < 0 ? r : k;
+}
+
 /* A record's payload in one span: the method's, or a copy. */
 static ssize_t rl_peek(struct bw_shadow *sh, const void **ptr, size_t n,
 		       bool move)
 {
-	ssize_t len = rl_next(sh, n), k;
+	ssize_t len;
 	int r;
+	ssize_t k;
 
+	if ((sh->flags & BW_SHADOW_HEADERS) && n) {
+		len = rl_head(sh);
+		if (len <= 0)
+			return none_yet(sh, len);
+		if ((size_t)len > n && !sh->rl_copied)
+			return rl_peek_head(sh, ptr, n, move);
+	}
+	len = rl_next(sh, n);
 	if (len <= 0)
 		return len;
 	k = sh->rl_copied ? 0 : get(sh, (size_t)len, NULL, ptr);
@@ -952,6 +989,9 @@ static int rl_complete(struct bw_shadow *sh, size_t n)
 {
 	if (n == 0)
 		return 0;
+	/* header-only: completing the start acquired completes the record */
+	if (sh->rl_hacq && n == sh->rl_hacq)
+		return rl_done(sh);
 	if (!sh->rl_acq || n != sh->rl_len)
 		return bwi_err(EINVAL, "peek_complete of %zu bytes: a record ring "
 				       "completes 0 or the whole record acquired "
@@ -1404,6 +1444,9 @@ int bws_open(struct bws_src *src, int flags, const struct bw_shadow_opts *o,
 	if (sh->src->rec.layout != BWI_LAYOUT_BYTES) {
 		sh->rl = &sh->src->rec;
 		sh->rl_unsure = (flags & BW_FROM_START) != 0;
+		/* hybrid: an fr ring's headers are a slot apart */
+		if (!sh->rec && sh->rl->layout == BWI_LAYOUT_FR)
+			sh->rec = sh->rl->rec_size;
 	}
 	*out = sh;
 	return 0;

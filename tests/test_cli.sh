@@ -250,6 +250,14 @@ for i in 1 2 3; do "$B" write shv --nowait <"$T/shrec" || bad "write shv"; done
 "$B" tail shv --from-start --bytes 3000000 >"$T/shvout" 2>"$T/sherr"
 cmp -s "$T/shvin" "$T/shvout" && ok "tail of a record ring" \
 	|| bad "tail of a record ring: $(cat "$T/sherr")"
+# its headers alone: the first 16 bytes of each record (write made records
+# of its 64 KiB reads), the first three
+"$B" tail shv --from-start --headers --header-bytes 16 --verbose --bytes 48 \
+	>"$T/shvout" 2>"$T/sherr"
+for i in 0 1 2; do tail -c +$((i * 65536 + 1)) "$T/shrec" | head -c 16; done >"$T/shvexp"
+cmp -s "$T/shvexp" "$T/shvout" && grep -q "^beltway tail: hybrid over shm" "$T/sherr" \
+	&& ok "tail --headers of a record ring" \
+	|| bad "tail --headers of a record ring: $(cat "$T/sherr")"
 expect_fail "tail bad shadow method" "$B" tail shd --shadow teleport
 expect_fail "tail headers without record size" "$B" tail shd --headers
 expect_fail "tail bad latency" "$B" tail shd --latency-us 2000000

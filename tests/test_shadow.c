@@ -378,14 +378,70 @@ static int64_t rl_drain(struct bw_shadow *sh, uint64_t first, size_t max,
 	}
 }
 
+/* Header-only access (BW_SHADOW_HEADERS) to n records of up to max bytes
+ * from the oldest: the first 16 bytes of each (all of a shorter one), by
+ * peek_acquire and complete, and by peek, in turn; the rest is skipped.
+ * Returns the bytes fetched from the origin, or -1. */
+static int64_t rl_heads(const char *name, unsigned method, uint64_t n,
+			size_t max)
+{
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_shadow *sh;
+	uint64_t given = 0;
+
+	o.method = method;
+	o.header_bytes = 32;
+	if (sh_open(name, BW_FROM_START | BW_SHADOW_HEADERS, &o, &sh) < 0)
+		return -1;
+	for (uint64_t i = 0; i < n; i++) {
+		size_t want = rl_len(i, max) < 16 ? rl_len(i, max) : 16;
+		const void *p;
+		ssize_t k = i % 2 ? bw_shadow_peek(sh, &p, 16)
+				  : bw_shadow_peek_acquire(sh, &p, 16);
+		uint64_t j;
+
+		if (k != (ssize_t)want) {
+			fprintf(stderr, "record %llu: %zd (%s)\n",
+				(unsigned long long)i, k, bw_strerror_last());
+			break;
+		}
+		memcpy(&j, p, 8);
+		if (j != i || bwt_verify((const uint8_t *)p + 8, want - 8, i << 20,
+					 61) != -1)
+			break;
+		if (i % 2 == 0 && bw_shadow_peek_complete(sh, (size_t)k) != 0)
+			break;
+		given += (uint64_t)k;
+		if (i + 1 == n) {
+			const void *q;
+
+			CU_ASSERT_EQUAL(bw_shadow_stat(sh, &st), 0);
+			CU_ASSERT_EQUAL(st.bytes, given); /* what it gave */
+			CU_ASSERT_EQUAL(bw_shadow_peek(sh, &q, 16), 0); /* the end */
+			bw_shadow_close(sh);
+			if (getenv("BWT_VERBOSE"))
+				fprintf(stderr, "%s heads: %llu bytes fetched, "
+						"%llu operations\n",
+					name, (unsigned long long)st.fetched,
+					(unsigned long long)st.remote_ops);
+			return (int64_t)st.fetched;
+		}
+	}
+	bw_shadow_close(sh);
+	return -1;
+}
+
 /* Every record of a vr and an fr ring, whole and in order, from the
- * oldest; a short buffer gets EMSGSIZE and the record stays. */
+ * oldest; a short buffer gets EMSGSIZE and the record stays. Then their
+ * headers alone: hybrid fetches a small part of the records. */
 static void records(unsigned method)
 {
 	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
 	struct bw_shadow *sh;
 	static uint8_t b[8];
 	uint64_t last;
+	int64_t heads;
 
 	o.method = method;
 	/* vr: records of 8 bytes to 3000, most of the ring */
@@ -394,12 +450,20 @@ static void records(unsigned method)
 	CU_ASSERT_EQUAL(bw_shadow_read(sh, b, 4), -EMSGSIZE);
 	CU_ASSERT_EQUAL(rl_drain(sh, 0, 3000, false, &last), 160);
 	bw_shadow_close(sh);
+	heads = rl_heads("sh_rv", method, 160, 3000);
+	CU_ASSERT(heads >= 0);
+	if (method == BW_SHADOW_HYBRID && remote())
+		CU_ASSERT(heads < (int64_t)(160 * 3000 / 2 / 8));
 	bw_unlink("sh_rv");
 	/* fr: slots of 1024 (payload up to 1016) */
 	rl_ring("sh_rf", BW_LAYOUT_FR, 1024, 0, 256u << 10, 200, 1016, NULL);
 	CU_ASSERT_EQUAL_FATAL(sh_open("sh_rf", BW_FROM_START, &o, &sh), 0);
 	CU_ASSERT_EQUAL(rl_drain(sh, 0, 1016, false, &last), 200);
 	bw_shadow_close(sh);
+	heads = rl_heads("sh_rf", method, 200, 1016);
+	CU_ASSERT(heads >= 0);
+	if (method == BW_SHADOW_HYBRID && remote())
+		CU_ASSERT(heads < (int64_t)(200 * 1016 / 2 / 8));
 	bw_unlink("sh_rf");
 }
 

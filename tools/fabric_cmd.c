@@ -234,14 +234,13 @@ static ssize_t tail_step(struct bw_shadow *sh, const struct tail_opts *t,
 	if (!t->headers) {
 		n = bw_shadow_read(sh, buf, want);
 	} else if (st.record_max) {
-		/* a record ring: the first header bytes of each record */
-		n = bw_shadow_peek_acquire(sh, &p, st.record_max);
+		/* a record ring: the first header bytes of each record (with
+		 * BW_SHADOW_HEADERS the shadow gives no more, and completing
+		 * them passes the record; hybrid fetches no more) */
+		n = bw_shadow_peek_acquire(sh, &p, t->so.header_bytes);
 		if (n <= 0)
 			return n;
-		r = cli_write_all(STDOUT_FILENO, p,
-				  (size_t)n < t->so.header_bytes
-					  ? (size_t)n
-					  : t->so.header_bytes);
+		r = cli_write_all(STDOUT_FILENO, p, (size_t)n);
 		if (r < 0) {
 			cli_fail("writing stdout: %s", strerror(-r));
 			return -EPIPE;

@@ -102,7 +102,12 @@ struct bw_shadow_opts {
  * (-EMSGSIZE when n is shorter: the record stays; -EBADMSG for a header the
  * origin wrote wrong, which is skipped), peek_complete takes 0 or the whole
  * record acquired, and after a loss the shadow resumes at the next record
- * start (fr: the next slot; vr: the write position).
+ * start (fr: the next slot; vr: the write position). With
+ * BW_SHADOW_HEADERS, a peek or peek_acquire of n bytes shorter than the
+ * record gives its first bytes (up to n, one span) instead: header-only
+ * access. Completing what was acquired, or the peek itself, moves past the
+ * whole record; hybrid never fetches the rest (an fr ring's headers come
+ * a batch of slots at a time).
  *
  * Returns 0, -EINVAL (bad flags, options or name), -ENOENT, -EACCES,
  * -ENOTSUP (a ring that is not one stream in one segment: dr record,
