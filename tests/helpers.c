@@ -229,6 +229,13 @@ int bwt_main(const char *name, void (*reg)(void))
 pid_t bwt_server_start(const char *prov, uint32_t timeout_ms,
 		       const char *const *names, int *port_out)
 {
+	return bwt_server_start_turns(prov, timeout_ms, names, port_out, NULL);
+}
+
+pid_t bwt_server_start_turns(const char *prov, uint32_t timeout_ms,
+			     const char *const *names, int *port_out,
+			     void (*turn)(struct bw_server *s))
+{
 	int p[2], port = -1;
 	pid_t pid;
 
@@ -250,7 +257,13 @@ pid_t bwt_server_start(const char *prov, uint32_t timeout_ms,
 		if (write(p[1], &port, sizeof(port)) != sizeof(port) || port < 0)
 			_exit(1);
 		close(p[1]);
-		_exit(bw_server_run(s, -1) < 0 ? 2 : 0);
+		if (!turn)
+			_exit(bw_server_run(s, -1) < 0 ? 2 : 0);
+		for (;;) {
+			if (bw_server_run(s, 20) < 0)
+				_exit(2);
+			turn(s);
+		}
 	}
 	close(p[1]);
 	CU_ASSERT_FATAL(read(p[0], &port, sizeof(port)) == sizeof(port));

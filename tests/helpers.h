@@ -35,6 +35,11 @@ int bwt_wait(pid_t pid);
  * when given); returns its pid and sets *port. */
 pid_t bwt_server_start(const char *prov, uint32_t timeout_ms,
 		       const char *const *names, int *port);
+/* The same, and the server's loop calls turn(s) every 20 ms or so. */
+struct bw_server;
+pid_t bwt_server_start_turns(const char *prov, uint32_t timeout_ms,
+			     const char *const *names, int *port,
+			     void (*turn)(struct bw_server *s));
 /* A child that writes total bytes of stream `seed` into NAME in blocks of
  * blk; with a token pipe it writes `window` bytes, then waits for a token
  * byte before each further window. Exits 0 when all was written. */

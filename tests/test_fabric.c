@@ -692,6 +692,14 @@ static void on_usr1(int sig)
 	fail_ep = 1;
 }
 
+static void fail_on_usr1(struct bw_server *s)
+{
+	if (fail_ep) {
+		fail_ep = 0;
+		bwf_server_fail(s, -EIO);
+	}
+}
+
 /* A server whose fabric endpoint fails (as a provider's error would fail
  * it) ends the sessions on it, which their clients see at once, and serves
  * new clients on a new endpoint. */
@@ -702,37 +710,12 @@ static void endpoint_replaced(void)
 	struct bw_remote_stat s1, s2;
 	struct bw_stream *w;
 	uint8_t in[4096], out[4096];
-	int p[2];
 
 	mkring("epfail", 64u << 10);
-	CU_ASSERT_FATAL(pipe(p) == 0);
-	server_pid = fork();
-	CU_ASSERT_FATAL(server_pid >= 0);
-	if (server_pid == 0) {
-		struct bw_server *s;
-		int port = -1;
-
-		signal(SIGUSR1, on_usr1);
-		close(p[0]);
-		if (bw_server_open("127.0.0.1:0", &o, &s) == 0)
-			port = bw_server_port(s);
-		if (write(p[1], &port, sizeof(port)) != sizeof(port) || port < 0)
-			_exit(1);
-		close(p[1]);
-		for (;;) {
-			if (bw_server_run(s, 20) < 0)
-				_exit(2);
-			if (fail_ep) {
-				fail_ep = 0;
-				bwf_server_fail(s, -EIO);
-			}
-		}
-	}
-	close(p[1]);
-	CU_ASSERT_FATAL(read(p[0], &server_port, sizeof(server_port)) ==
-			sizeof(server_port));
-	close(p[0]);
-	CU_ASSERT_FATAL(server_port > 0);
+	signal(SIGUSR1, on_usr1); /* the server child inherits it */
+	server_pid = bwt_server_start_turns(prov, TMO, NULL, &server_port,
+					    fail_on_usr1);
+	signal(SIGUSR1, SIG_DFL);
 	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("epfail"), BW_READ, &o, &r1), 0);
 	CU_ASSERT(sessions_become(1));
 	kill(server_pid, SIGUSR1);

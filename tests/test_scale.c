@@ -44,6 +44,17 @@ static uint64_t cap(struct bw_stream *s)
 	return st.capacity;
 }
 
+/* A reader and a writer of name, neither of which waits. */
+static void nb_pair(const char *name, struct bw_stream **r,
+		    struct bw_stream **w)
+{
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(name, BW_READ | BW_NOWAIT |
+							   BW_NONBLOCK,
+					     r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open(name, BW_WRITE | BW_NONBLOCK, w), 0);
+}
+
 /* Widens [*lo, *hi] to take the ring's size now. */
 static void sizes_seen(struct bw_stream *s, uint64_t *lo, uint64_t *hi)
 {
@@ -90,12 +101,7 @@ static void run_turns(uint32_t scale)
 
 	CU_ASSERT_EQUAL_FATAL(mk("sc", scale, MIB, 64 << 10, 0), 0);
 	CU_ASSERT_EQUAL(parts("sc@"), scale == BW_SCALE_DECKCUT ? 2 : 1);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sc", BW_READ | BW_NOWAIT |
-							   BW_NONBLOCK,
-					     &r),
-			      0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sc", BW_WRITE | BW_NONBLOCK, &w),
-			      0);
+	nb_pair("sc", &r, &w);
 	c0 = cap(w);
 	CU_ASSERT_EQUAL(c0, MIB);
 	lo = hi = c0;
@@ -222,12 +228,7 @@ static void test_deckcut_seek_back(void)
 	bool tried = false;
 
 	CU_ASSERT_EQUAL_FATAL(mk("sb", BW_SCALE_DECKCUT, MIB, 64 << 10, 0), 0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sb", BW_READ | BW_NOWAIT |
-							   BW_NONBLOCK,
-					     &r),
-			      0);
-	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sb", BW_WRITE | BW_NONBLOCK, &w),
-			      0);
+	nb_pair("sb", &r, &w);
 	c = cap(w);
 	for (int i = 0; i < 4000 && !tried; i++) {
 		ssize_t x;
