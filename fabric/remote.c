@@ -381,19 +381,25 @@ fail:
 }
 
 /* The session's liveness: -ECONNRESET once the server has gone. */
-static int session_alive(struct bw_remote *r)
+/* Whether the server ended the session (within wait_ms): it sends nothing
+ * after its answer, so anything readable is an end or an error (errno
+ * only when recv failed: a stale EAGAIN hid an end). */
+static bool session_ended(const struct bw_remote *r, int wait_ms)
 {
 	struct pollfd p = {.fd = r->fd, .events = POLLIN};
+	char c[64];
 	ssize_t k;
-	char c;
 
-	if (poll(&p, 1, 0) != 1)
-		return 0;
-	/* the server sends nothing after its answer: an end or an error
-	 * (errno only when recv failed: a stale EAGAIN hid an end) */
-	k = recv(r->fd, &c, 1, MSG_DONTWAIT);
-	if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR) ||
-	    (p.revents & POLLERR))
+	if (poll(&p, 1, wait_ms) != 1)
+		return false;
+	k = recv(r->fd, c, sizeof(c), MSG_DONTWAIT);
+	return k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR) ||
+	       (p.revents & POLLERR);
+}
+
+static int session_alive(struct bw_remote *r)
+{
+	if (session_ended(r, 0))
 		return r->ep.err = bwi_err(ECONNRESET, "the server ended the "
 						       "session (it exited, was "
 						       "killed, or the link is "
@@ -761,15 +767,8 @@ static void session_end_wait(struct bw_remote *r)
 	if (r->fd < 0 || r->pid != getpid() || shutdown(r->fd, SHUT_WR) < 0)
 		return;
 	while (bwi_now_ns() < deadline) {
-		struct pollfd p = {.fd = r->fd, .events = POLLIN};
-		char c[64];
-		ssize_t k;
-
 		(void)bwf_progress(&r->ep);
-		if (poll(&p, 1, 1) != 1)
-			continue;
-		k = recv(r->fd, c, sizeof(c), MSG_DONTWAIT);
-		if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR))
+		if (session_ended(r, 1))
 			return;
 	}
 }

@@ -97,6 +97,12 @@ struct bw_server {
 	int port;
 };
 
+/* The server's timeout, in nanoseconds. */
+static uint64_t tmo_ns(const struct bw_server *s)
+{
+	return (uint64_t)s->timeout_ms * 1000000u;
+}
+
 /* Sessions per server, and connections whose requests are not served yet:
  * each holds a pollfd in the loop. */
 #define MAX_SESSIONS 60
@@ -381,6 +387,14 @@ static void pending_remove(struct bw_server *s, struct session *x)
 	}
 }
 
+/* Ends pending connection x: its request never came whole, or the server
+ * closes. */
+static void pending_drop(struct bw_server *s, struct session *x)
+{
+	pending_remove(s, x);
+	session_end(s, x);
+}
+
 /* Ends every session and closes the fabric endpoint. */
 static void server_ep_close(struct bw_server *s)
 {
@@ -398,8 +412,7 @@ static void server_ep_close(struct bw_server *s)
 		struct credit *c = s->orphans;
 
 		s->orphans = c->next;
-		bwf_mr_close(&c->mr);
-		free(c);
+		credit_free(s, c);
 	}
 	s->norphans = 0;
 	bwf_ep_close(&s->ep);
@@ -433,12 +446,8 @@ void bw_server_close(struct bw_server *s)
 		return;
 	if (s->published)
 		sessions_unpublish();
-	while (s->pending) {
-		struct session *x = s->pending;
-
-		pending_remove(s, x);
-		session_end(s, x);
-	}
+	while (s->pending)
+		pending_drop(s, s->pending);
 	server_ep_close(s);
 	if (s->lfd >= 0)
 		close(s->lfd);
@@ -717,9 +726,8 @@ static void pending_tend(struct bw_server *s, bool *waiting)
 
 	for (struct session *x = s->pending, *nx; x; x = nx) {
 		nx = x->next;
-		if (now - x->started_ns > (uint64_t)s->timeout_ms * 1000000u) {
-			pending_remove(s, x);
-			session_end(s, x);
+		if (now - x->started_ns > tmo_ns(s)) {
+			pending_drop(s, x);
 		} else if (x->q_got == sizeof(x->q) && !*waiting) {
 			pending_remove(s, x);
 			*waiting = request_serve(s, x);
@@ -789,7 +797,7 @@ static bool push_tend(struct bw_server *s, struct session *x)
 		/* the next turn of the loop tries again, for the timeout */
 		if (!c->full_since)
 			c->full_since = now;
-		return now - c->full_since <= (uint64_t)s->timeout_ms * 1000000u;
+		return now - c->full_since <= tmo_ns(s);
 	default:
 		return false;
 	}
@@ -847,8 +855,7 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 		 * that never says so holds the queue for the timeout at most. */
 		waiting = false;
 		for (struct session *x = s->sessions; x; x = x->next)
-			if (!x->acked && bwi_now_ns() - x->started_ns <
-						 (uint64_t)s->timeout_ms * 1000000u)
+			if (!x->acked && bwi_now_ns() - x->started_ns < tmo_ns(s))
 				waiting = true;
 		pending_tend(s, &waiting);
 		pf[n++] = (struct pollfd){.fd = s->npending < MAX_PENDING ? s->lfd
@@ -920,10 +927,8 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 			if (xs[i]->q_got < sizeof(xs[i]->q)) {
 				/* a request arriving; whole, it is served
 				 * at the next turn */
-				if (request_read(xs[i]) < 0) {
-					pending_remove(s, xs[i]);
-					session_end(s, xs[i]);
-				}
+				if (request_read(xs[i]) < 0)
+					pending_drop(s, xs[i]);
 				continue;
 			}
 			/* After its request a client sends one byte, once its

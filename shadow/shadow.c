@@ -949,9 +949,8 @@ static ssize_t rl_peek_head(struct bw_shadow *sh, const void **ptr, size_t n,
 static ssize_t rl_peek(struct bw_shadow *sh, const void **ptr, size_t n,
 		       bool move)
 {
-	ssize_t len;
+	ssize_t len, k;
 	int r;
-	ssize_t k;
 
 	if ((sh->flags & BW_SHADOW_HEADERS) && n) {
 		len = rl_head(sh);
