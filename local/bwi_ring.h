@@ -439,6 +439,7 @@ void bwi_ring_unmap(struct bwi_map *m);
 uint32_t bwi_geom_sum(const struct bwi_geom *g);
 
 bool bwi_head_rollback(struct bwi_map *m, uint64_t from, uint64_t to);
+void bwi_scar_raise(struct bwi_map *m, uint64_t pos);
 
 /* The oldest position whose byte is still intact in the ring. */
 static inline uint64_t bwi_oldest_held(const struct bwi_map *m)

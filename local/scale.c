@@ -200,7 +200,8 @@ static int region_open(struct bw_stream *s, uint64_t k, int flags,
 
 	if (r < 0)
 		return r;
-	r = bwi_map_open(part, BWI_ACC_RW, &m);
+	/* a tap of the ring (read permission only) taps its regions */
+	r = bwi_map_open(part, s->m->writable ? BWI_ACC_RW : BWI_ACC_RO, &m);
 	if (r < 0)
 		return r;
 	if (!(m->g.flags & BWI_GF_EPOCH)) {
@@ -289,6 +290,8 @@ static int reader_enter(struct bw_stream *s, uint64_t *k)
 		}
 		if (r < 0)
 			return r;
+		if (sc->r->tap)
+			return 0; /* no slot to keep: see tap_follow */
 		bw_smp_mb();
 		/* the flag first: seen down, a cur still k means the writer's
 		 * step-0 wait (if any) saw this slot (see the top) */
@@ -375,6 +378,58 @@ static void sc_detach(struct bw_stream *s)
 
 /* ---- reading ---------------------------------------------------------------- */
 
+/* Moves the reader's handle to h, on region k. */
+static void r_move(struct bw_stream *s, uint64_t k, struct bw_stream *h)
+{
+	add_stats(&s->sc->racc, s->sc->r);
+	bw_stream_close(s->sc->r);
+	s->sc->r = h;
+	s->sc->kr = k;
+}
+
+/*
+ * A tap (read permission only) has no slot, so no region keeps one for it,
+ * no resize waits for it, and no region is kept for it. At the end of its
+ * region it opens the next one at its oldest byte, or, if that region is
+ * gone (removed, or its entry reused: the tap fell behind), the writer's.
+ * What lies between is lost, as a tap loses what a writer overwrote, and
+ * said so once (-ESTALE). A deck-cut region's pages are reused by the next
+ * region: the resize raises its scar first, so a tap still reading it
+ * validates against that (resize).
+ */
+static int tap_follow(struct bw_stream *s, bool ended)
+{
+	struct bwi_scaler *sc = s->sc;
+	uint64_t at = sc->r->rpos, k = sc->kr + 1, start, end, lost;
+	struct bw_stream *h;
+	unsigned shift;
+	int r = -ENOENT;
+
+	for (int tries = 0; tries < 64 && r == -ENOENT; tries++) {
+		if (!ended || tries || entry(s, k, &start, &end, &shift) < 0)
+			k = bw_load_acquire(&area(s)->cur);
+		if (k <= sc->kr)
+			return bwi_err(EIO, "self-scaling ring '%s': region %llu "
+					    "ended but the writer is not past "
+					    "it: corrupted ring",
+				       s->m->name, (unsigned long long)sc->kr);
+		r = region_open(s, k,
+				BW_READ | BW_FROM_START | (s->flags & BW_NONBLOCK),
+				0, &h);
+	}
+	if (r < 0)
+		return r;
+	lost = h->rpos > at ? h->rpos - at : 0;
+	r_move(s, k, h);
+	if (!lost)
+		return 1;
+	sc->racc.lost += lost;
+	return bwi_err(ESTALE, "tap of self-scaling ring '%s' fell behind and "
+			       "lost %llu bytes; resuming at position %llu",
+		       s->m->name, (unsigned long long)lost,
+		       (unsigned long long)(at + lost));
+}
+
 /* At the end of the reader's region: follows into the next. Returns 1
  * when it moved, 0 at the end of the stream, or -errno. */
 static int follow(struct bw_stream *s)
@@ -385,6 +440,8 @@ static int follow(struct bw_stream *s)
 	unsigned shift;
 	int r = entry(s, k, &start, &end, &shift);
 
+	if (sc->r->tap && (r < 0 || end != BWI_NO_POS))
+		return tap_follow(s, r == 0);
 	if (r < 0)
 		return r;
 	if (end == BWI_NO_POS)
@@ -396,10 +453,7 @@ static int follow(struct bw_stream *s)
 			tag_of(sc->r->rslot, sc->r->rgen), &h);
 	if (r < 0)
 		return r;
-	add_stats(&sc->racc, sc->r);
-	bw_stream_close(sc->r);
-	sc->r = h;
-	sc->kr = k + 1;
+	r_move(s, k + 1, h);
 	return 1;
 }
 
@@ -679,6 +733,12 @@ static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 		r = drained(w, b);
 		if (r < 0 && r != -EPIPE)
 			goto err_drain;
+		/* every reader has read to b, but a tap (no slot) may still
+		 * read below it: the madvise and the next region's writes
+		 * damage those bytes, and the scar says so first (its
+		 * validation: copy, fence, scar) */
+		bwi_scar_raise(old, b);
+		bw_smp_mb();
 		if (cap1 < cap)
 			madvise(w->data + cap1, (size_t)(cap - cap1),
 				MADV_REMOVE); /* advice: a failure costs memory */
@@ -997,15 +1057,18 @@ static struct bw_stream *sc_wait_on(struct bw_stream *s, int events)
 }
 
 /* The reader's region has ended but the stream goes on in the next: a
- * hang-up seen there is a resize, not the writer leaving. */
+ * hang-up seen there is a resize, not the writer leaving (a tap whose
+ * region's entry was reused fell behind: the stream goes on too). */
 bool bwi_scale_continues(struct bw_stream *s)
 {
 	uint64_t start, end;
 	unsigned shift;
+	int r;
 
-	return s->sc && s->sc->r &&
-	       entry(s, s->sc->kr, &start, &end, &shift) == 0 &&
-	       end != BWI_NO_POS;
+	if (!s->sc || !s->sc->r)
+		return false;
+	r = entry(s, s->sc->kr, &start, &end, &shift);
+	return r == 0 ? end != BWI_NO_POS : s->sc->r->tap;
 }
 
 static int sc_stat(struct bw_stream *s, struct bw_stream_stat *st)

@@ -145,12 +145,18 @@ static inline struct bwi_hdr *H(const struct bw_stream *s)
  * the scar marks them damaged first. */
 bool bwi_head_rollback(struct bwi_map *m, uint64_t from, uint64_t to)
 {
-	uint64_t sc = from > m->g.capacity ? from - m->g.capacity : 0;
+	bwi_scar_raise(m, from > m->g.capacity ? from - m->g.capacity : 0);
+	return bw_cas(&m->hdr->prod.head, &from, to);
+}
+
+/* Marks the bytes below pos damaged (the scar never comes down). A seq_cst
+ * CAS: the stores that damage them come after it (A4). */
+void bwi_scar_raise(struct bwi_map *m, uint64_t pos)
+{
 	uint64_t cur = bw_load_relaxed(&m->hdr->ctl.scar);
 
-	while (cur < sc && !bw_cas(&m->hdr->ctl.scar, &cur, sc))
+	while (cur < pos && !bw_cas(&m->hdr->ctl.scar, &cur, pos))
 		;
-	return bw_cas(&m->hdr->prod.head, &from, to);
 }
 
 /* Store-store order between a head reservation and the data stores after it,

@@ -192,6 +192,193 @@ static void test_tap(void)
 	bw_unlink("tap");
 }
 
+/* A tap of a self-scaling ring follows its resizes. It is told how far
+ * to read (a position, over a pipe) and answers where it stands and what
+ * it lost; UINT64_MAX: read to the end. Every byte it gets is checked. */
+struct stap_arg {
+	int to[2], from[2];
+	pid_t pid;
+};
+
+static int stap_child(void *argp)
+{
+	struct stap_arg *a = argp;
+	struct bw_stream *t, *w;
+	struct bw_stream_stat st;
+	static uint8_t buf[1 << 16];
+	uint64_t target, pos = 0, rep[2];
+
+	/* told once the ring is made */
+	if (read(a->to[0], &target, sizeof(target)) != sizeof(target))
+		return 1;
+	if (bw_stream_open("stap", BW_WRITE | BW_NOWAIT, &w) != -EACCES)
+		return 1;
+	if (bw_stream_open("stap", BW_READ | BW_NOWAIT | BW_FROM_START, &t) != 0)
+		return 2;
+	while (read(a->to[0], &target, sizeof(target)) == sizeof(target)) {
+		while (pos < target) {
+			uint64_t want = target - pos;
+			ssize_t x = bw_stream_read(t, buf,
+						   want < sizeof(buf) ? want
+								      : sizeof(buf));
+
+			if (x > 0) {
+				if (bwt_verify(buf, (size_t)x, pos, 23) != -1)
+					return 3; /* a damaged byte as valid */
+				pos += (uint64_t)x;
+			} else if (x == -ESTALE) {
+				if (bw_stream_stat(t, &st) != 0 ||
+				    st.read_pos <= pos)
+					return 4;
+				pos = st.read_pos;
+			} else if (x == 0) {
+				if (target != UINT64_MAX)
+					return 5; /* an end mid-stream */
+				break;
+			} else {
+				return 6;
+			}
+		}
+		if (bw_stream_stat(t, &st) != 0 || st.read_pos != pos)
+			return 7;
+		rep[0] = pos;
+		rep[1] = st.lost;
+		if (write(a->from[1], rep, sizeof(rep)) != sizeof(rep))
+			return 8;
+		if (target == UINT64_MAX)
+			break;
+	}
+	bw_stream_close(t);
+	return 0;
+}
+
+/* Tells the tap to read to target; *rep: its position and bytes lost. */
+static void stap_step(struct stap_arg *a, uint64_t target, uint64_t rep[2])
+{
+	if (write(a->to[1], &target, sizeof(target)) != sizeof(target) ||
+	    read(a->from[0], rep, 2 * sizeof(*rep)) != 2 * sizeof(*rep)) {
+		printf("\n    tap child failed at step %d ", bwt_wait(a->pid));
+		CU_FAIL_FATAL("the tap child stopped answering");
+	}
+}
+
+static uint64_t capacity(struct bw_stream *s)
+{
+	struct bw_stream_stat st;
+
+	CU_ASSERT_EQUAL_FATAL(bw_stream_stat(s, &st), 0);
+	return st.capacity;
+}
+
+/* A writer and a reader that keeps up (so the ring shrinks) and a tap
+ * that keeps LAG bytes behind. At the first resize the writer fills the
+ * new region, so a deck-cut ring's old pages are all reused: the tap must
+ * lose what it had not read there (never read the new bytes as the old),
+ * where a reallocating ring's old region is intact and it loses nothing.
+ * Then it follows to the end of the stream. */
+static void run_scale_tap(uint32_t scale)
+{
+	enum { LAG = 10000, N = 4096 };
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct stap_arg a;
+	struct bw_stream *r, *w;
+	static uint8_t buf[N], out[1 << 16];
+	uint64_t wpos = 0, rep[2], c;
+	bool resized = false;
+	pid_t pid;
+
+	if (!can_drop)
+		return;
+	o.size = 1u << 20;
+	o.mode = 0644;
+	o.scale = scale;
+	o.scale_min = 64u << 10;
+	o.scale_max = 1u << 20;
+	bw_unlink("stap");
+	CU_ASSERT_EQUAL_FATAL(pipe(a.to), 0);
+	CU_ASSERT_EQUAL_FATAL(pipe(a.from), 0);
+	/* forked before this process maps the ring: a child would share
+	 * its writable mappings */
+	a.pid = pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
+		    setuid(NOBODY) < 0)
+			_exit(90);
+		alarm(60);
+		_exit(stap_child(&a));
+	}
+	/* the child's ends: its exit is then an end of file here */
+	close(a.to[0]);
+	close(a.from[1]);
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("stap", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("stap", BW_READ | BW_NOWAIT |
+							     BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("stap", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(write(a.to[1], &wpos, sizeof(wpos)),
+			      (ssize_t)sizeof(wpos));
+	c = capacity(w);
+	for (int i = 0; i < 8000; i++) {
+		uint64_t lag = resized ? 0 : LAG;
+
+		bwt_fill(buf, N, wpos, 23);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, N), N);
+		wpos += N;
+		while (bw_stream_read(r, out, sizeof(out)) > 0)
+			;
+		if (!resized && capacity(w) != c) {
+			/* this write started the next region: fill it */
+			uint64_t b = wpos - N, tap_at = b - LAG;
+
+			for (uint64_t k = N; k < capacity(w); k += N) {
+				bwt_fill(buf, N, wpos, 23);
+				CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, N),
+						      N);
+				wpos += N;
+				while (bw_stream_read(r, out, sizeof(out)) > 0)
+					;
+			}
+			stap_step(&a, wpos, rep);
+			CU_ASSERT_EQUAL(rep[0], wpos);
+			/* deck-cut: lost from where it stood; realloc: none */
+			CU_ASSERT(scale == BW_SCALE_DECKCUT ? rep[1] >= b - tap_at
+							    : rep[1] == 0);
+			resized = true;
+			continue;
+		}
+		stap_step(&a, wpos > lag ? wpos - lag : 0, rep);
+		CU_ASSERT_EQUAL_FATAL(rep[0], wpos > lag ? wpos - lag : 0);
+		if (!resized)
+			CU_ASSERT_EQUAL_FATAL(rep[1], 0);
+	}
+	CU_ASSERT(resized);
+	CU_ASSERT(capacity(w) != c || resized);
+	bw_stream_close(w);
+	stap_step(&a, UINT64_MAX, rep);
+	CU_ASSERT_EQUAL(rep[0], wpos); /* the tap reached the end */
+	int st = bwt_wait(pid);
+	if (st)
+		printf("\n    tap child failed at step %d ", st);
+	CU_ASSERT_EQUAL(st, 0);
+	close(a.to[1]);
+	close(a.from[0]);
+	bw_stream_close(r);
+	bw_unlink("stap");
+}
+
+static void test_scale_tap_realloc(void)
+{
+	run_scale_tap(BW_SCALE_REALLOC);
+}
+
+static void test_scale_tap_deckcut(void)
+{
+	run_scale_tap(BW_SCALE_DECKCUT);
+}
+
 /* Without root, the owner's own bits still apply to it. */
 static void test_owner_bits_unprivileged(void)
 {
@@ -374,6 +561,8 @@ static void reg(void)
 	bwt_add("mode 0600 keeps others out, 0666 lets them in", test_owner_only);
 	bwt_add("group bits", test_group);
 	bwt_add("read-only access is a tap", test_tap);
+	bwt_add("a tap follows a reallocating ring", test_scale_tap_realloc);
+	bwt_add("a tap follows a deck-cut ring", test_scale_tap_deckcut);
 	bwt_add("owner bits without privilege", test_owner_bits_unprivileged);
 	bwt_add("huge-page ring", test_hugepage);
 }
