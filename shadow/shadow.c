@@ -40,6 +40,7 @@
 #define HDR_DEFAULT 64u		  /* hybrid: a frame's headers */
 #define HDR_MAX 4096u
 #define REP_DEFAULT (4u << 20)	  /* replica: at most this by default */
+#define PF_REP_DEFAULT (16u << 20) /* prefetch's: room to hide latency */
 #define LANDING (256u << 10)	  /* zero-copy over the fabric: peeks land */
 #define PF_START (1u << 20)	  /* prefetch: the first window */
 #define PF_CHUNK_MIN (64u << 10) /* prefetch: the smallest read (one op) */
@@ -1324,7 +1325,10 @@ static int setup(struct bw_shadow *sh, const struct bw_shadow_opts *o,
 		sh->node = sh->src->nic_node >= 0 ? sh->src->nic_node : bws_cpu_node();
 	/* the replica: none for zero-copy in place; a landing for zero-copy
 	 * over a link */
-	want = o->replica_bytes ? o->replica_bytes : min64(sh->cap, REP_DEFAULT);
+	want = o->replica_bytes ? o->replica_bytes
+				: min64(sh->cap, sh->method == BW_SHADOW_PREFETCH
+							 ? PF_REP_DEFAULT
+							 : REP_DEFAULT);
 	if (sh->method == BW_SHADOW_ZEROCOPY)
 		want = sh->src->ops->inplace(sh->src, 0) ? 0 : min64(want, LANDING);
 	if (want) {

@@ -579,6 +579,22 @@ static void numa_one_node(void)
 	CU_ASSERT_EQUAL(st.replica_bytes, 256u << 10);
 	bw_shadow_close(sh);
 
+	/* replicas by default: copy-once's at most 4 MiB, prefetch's at most
+	 * 16 MiB (room to hide latency), neither more than the ring */
+	mkring("sh_big", 32u << 20);
+	for (unsigned m = BW_SHADOW_COPYONCE; m <= BW_SHADOW_PREFETCH; m += 2) {
+		struct bw_shadow_opts d = BW_SHADOW_OPTS_INIT;
+
+		d.method = m;
+		CU_ASSERT_EQUAL_FATAL(bw_shadow_open("sh_big", 0, &d, &sh), 0);
+		bw_shadow_stat(sh, &st);
+		CU_ASSERT_EQUAL(st.replica_bytes, m == BW_SHADOW_PREFETCH
+							  ? 16u << 20
+							  : 4u << 20);
+		bw_shadow_close(sh);
+	}
+	bw_unlink("sh_big");
+
 	/* a node that is not there */
 	o.numa_node = 7;
 	CU_ASSERT_EQUAL(bw_shadow_open("sh_numa", BW_SHADOW_NODE, &o, &sh), -EINVAL);

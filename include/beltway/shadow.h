@@ -76,7 +76,8 @@ struct bw_shadow_opts {
 	uint32_t latency_us;	/* added to every remote operation (0:
 				 * $BELTWAY_LATENCY_US, else none) */
 	uint64_t replica_bytes; /* the local replica: a power of two (0: the
-				 * ring's capacity, at most 4 MiB) */
+				 * ring's capacity, at most 4 MiB; for
+				 * prefetch at most 16 MiB) */
 	int32_t numa_node;	/* with BW_SHADOW_NODE: the replica's node;
 				 * else the node of the reader's CPU */
 	uint32_t pad;
