@@ -35,8 +35,8 @@ static void make(const char *name, unsigned mode)
 	CU_ASSERT_EQUAL_FATAL(bw_mkfifo(name, &o), 0);
 }
 
-/* Runs fn as nobody in a child; returns its exit status (0: all held). */
-static int as_nobody(int (*fn)(void *), void *arg)
+/* Starts fn as nobody in a child, given secs to finish; returns its pid. */
+static pid_t fork_nobody(int (*fn)(void *), void *arg, unsigned secs)
 {
 	pid_t pid = fork();
 
@@ -44,10 +44,16 @@ static int as_nobody(int (*fn)(void *), void *arg)
 		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
 		    setuid(NOBODY) < 0)
 			_exit(90);
-		alarm(20);
+		alarm(secs);
 		_exit(fn(arg));
 	}
-	return bwt_wait(pid);
+	return pid;
+}
+
+/* Runs fn as nobody in a child; returns its exit status (0: all held). */
+static int as_nobody(int (*fn)(void *), void *arg)
+{
+	return bwt_wait(fork_nobody(fn, arg, 20));
 }
 
 static int no_access(void *name)
@@ -169,14 +175,7 @@ static void test_tap(void)
 	CU_ASSERT_EQUAL_FATAL(bw_stream_open("tap", BW_WRITE | BW_NOWAIT, &w), 0);
 	bwt_fill(buf, 100, 0, 21);
 	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 100), 100);
-	pid = fork();
-	if (pid == 0) {
-		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
-		    setuid(NOBODY) < 0)
-			_exit(90);
-		alarm(20);
-		_exit(tap_child(&a));
-	}
+	pid = fork_nobody(tap_child, &a, 20);
 	CU_ASSERT_EQUAL(read(a.done[0], &c, 1), 1);
 	/* no registered reader: a NOWAIT writer laps the tap freely */
 	for (uint64_t pos = 100; pos < 100 + 3 * RING; pos += 1000) {
@@ -299,15 +298,8 @@ static void run_scale_tap(uint32_t scale)
 	CU_ASSERT_EQUAL_FATAL(pipe(a.from), 0);
 	/* forked before this process maps the ring: a child would share
 	 * its writable mappings */
-	a.pid = pid = fork();
+	a.pid = pid = fork_nobody(stap_child, &a, 60);
 	CU_ASSERT_FATAL(pid >= 0);
-	if (pid == 0) {
-		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
-		    setuid(NOBODY) < 0)
-			_exit(90);
-		alarm(60);
-		_exit(stap_child(&a));
-	}
 	/* the child's ends: its exit is then an end of file here */
 	close(a.to[0]);
 	close(a.from[1]);
