@@ -147,6 +147,7 @@ struct bw_stream {
 	/* record layouts (record.c) */
 	uint8_t rec_w;	     /* the writer's open record: BWI_REC_W_* */
 	uint32_t rec_wlen;   /* its payload so far */
+	uint32_t rec_wpad;   /* dynamic rings: the pad its room starts with */
 	uint64_t rec_rfoot;  /* reader: the record peek_acquire handed out:
 			      * its footprint (0: none) and length */
 	uint32_t rec_rlen;
@@ -232,6 +233,10 @@ int bwi_d_flush(struct bw_stream *s);
 int64_t bwi_d_check(struct bw_stream *s, int64_t stamp, int flags);
 int64_t bwi_d_lseek(struct bw_stream *s, int64_t off, int whence);
 int bwi_rec_write(struct bw_stream *s, const void *rec, size_t n);
+/* Records on a dynamic ring (dynamic.c). */
+int bwi_dyn_rec_reserve(struct bw_stream *s, uint64_t foot, uint64_t *pad);
+uint8_t *bwi_dyn_wat(struct bw_stream *s, uint64_t p);
+const uint8_t *bwi_dyn_rat(struct bw_stream *s);
 int bwi_rec_reserve(struct bw_stream *s, size_t n, uint64_t *pos);
 int bwi_rec_publish(struct bw_stream *s, uint64_t pos, size_t n);
 int bwi_need_reader(struct bw_stream *s);
@@ -240,7 +245,7 @@ int bwi_need_writer(struct bw_stream *s);
  * error recorded), publishing the previous call's poke. */
 int bwi_enter(struct bw_stream *s);
 int64_t bwi_rd_acquire(struct bw_stream *s, uint64_t need, const uint8_t **ptr);
-void bwi_rd_copy(struct bw_stream *s, void *buf, uint64_t off, size_t n);
+void bwi_rd_copy(struct bw_stream *s, void *buf, const void *src, size_t n);
 bool bwi_rd_held(struct bw_stream *s);
 void bwi_rd_move(struct bw_stream *s, uint64_t n, bool publish);
 void bwi_rd_release(struct bw_stream *s);

@@ -4,6 +4,9 @@
  * positions, waiting and policy, and stores the bytes in containers on
  * this process's heap instead of the shared segment.
  *
+ * A record ring (fr, vr, dr) keeps its records in the containers the same
+ * way, under the record layer, which places no record across two of them.
+ *
  * Containers hold box bytes each, for positions [start, start + box), and
  * are linked in position order. The ring has one writer (so only it links
  * and frees containers, and its cached container is never freed under
@@ -49,10 +52,20 @@ struct bwi_dyn {
 	_Atomic uint64_t held;		  /* bytes of containers held */
 };
 
-/* Containers of 64 KiB, or a quarter of a smaller ring. */
+/* Containers of 64 KiB, or a quarter of a smaller ring; on a record ring
+ * at least the largest record's footprint, so that a record never lies in
+ * two containers (bwi_dyn_rec_reserve). Powers of two: a container is a
+ * whole number of fr slots, and of alignment units of vr and dr records.
+ * The largest footprint is at most half the ring (bwi_rec_bad), so is a
+ * container: a pad and a record together fit in the ring. */
 static uint64_t box_bytes(const struct bwi_geom *g)
 {
-	return g->capacity / 4 < 65536 ? g->capacity / 4 : 65536;
+	uint64_t b = g->capacity / 4 < 65536 ? g->capacity / 4 : 65536;
+	uint64_t f = bwi_rec_max(g) ? bwi_rec_foot(g, bwi_rec_max(g)) : 0;
+
+	while (b < f)
+		b <<= 1;
+	return b;
 }
 
 void bwi_dyn_free(struct bwi_map *m)
@@ -504,6 +517,65 @@ static int64_t dyn_check(struct bw_stream *s, int64_t stamp, int flags)
 	return bwi_d_check(s, stamp, flags);
 }
 
+/* ---- for the record layer above (record.c) -------------------------------- */
+
+/* Reserves room for one record of foot bytes at the write position, as a
+ * poke_acquire that poke_complete publishes. When the record would lie in
+ * two containers the room starts with a pad to the next one (*pad: its
+ * bytes, which the record layer marks as a pad span). As for a write, the
+ * containers are made once the room is there. */
+int bwi_dyn_rec_reserve(struct bw_stream *s, uint64_t foot, uint64_t *pad)
+{
+	struct bwi_dyn *d = s->m->dyn;
+	uint64_t head = bw_load_relaxed(&s->hdr->prod.head), n;
+	struct bwi_dyn_box *b;
+	void *p;
+	ssize_t r;
+
+	*pad = head % d->box + foot > d->box ? d->box - head % d->box : 0;
+	n = *pad + foot;
+	r = bwi_d_poke(s, &p, (size_t)n, true);
+	if (r < 0)
+		return (int)r;
+	if (s->acq_start != head) {
+		bwi_d_poke_complete(s, 0);
+		return bwi_err(EIO, "dynamic ring: another writer moved head");
+	}
+	b = s->dyn_w ? covered(s->dyn_w, d->box, head, head + n) : NULL;
+	if (!b) {
+		r = boxes_for(s, head, head + n, &b);
+		if (r < 0) {
+			bwi_d_poke_complete(s, 0);
+			return (int)r;
+		}
+	}
+	s->dyn_w = b;
+	return 0;
+}
+
+/* Where position p lies: p is in the writer's room, at or after its cached
+ * container. */
+uint8_t *bwi_dyn_wat(struct bw_stream *s, uint64_t p)
+{
+	struct bwi_dyn_box *b = walk(s->dyn_w, s->m->dyn->box, p);
+
+	s->dyn_w = b;
+	return b->data + (p - b->start);
+}
+
+/* Where the reader's position lies (below the tail), or NULL with the
+ * error set when no container holds it. */
+const uint8_t *bwi_dyn_rat(struct bw_stream *s)
+{
+	struct bwi_dyn_box *b = rd_box(s);
+
+	if (!b) {
+		no_box(s);
+		return NULL;
+	}
+	return b->data + (s->rpos - b->start);
+}
+
 /* Container memory this process holds for the ring. */
 uint64_t bwi_dyn_held(const struct bwi_map *m)
 {
@@ -513,7 +585,9 @@ uint64_t bwi_dyn_held(const struct bwi_map *m)
 }
 
 /* The dynamic layer; append answers -ENOSYS (the default), as on any byte
- * ring. */
+ * ring. Under a record layout the record layer is on top: it calls attach
+ * and lseek here, and reaches the containers through the functions
+ * above. */
 const struct bwi_ops bwi_dyn_ops = {
 	.size = sizeof(struct bwi_ops),
 	.name = "dynamic",

@@ -4,9 +4,10 @@
  * and the stack a handle gets for its ring (thesis section 4.5).
  *
  * A ring's stack is fixed when it is created and recorded in its geometry:
- * the layout layer (index, fr, vr or dr records; none for a byte ring) or
- * the dynamic layer (containers on the heap) on the DBuf, whose
- * synchronization layer is the ring's policy; or the scaling layer, whose
+ * the layout layer (index, fr, vr or dr records; none for a byte ring),
+ * the dynamic layer (containers on the heap), or records over the dynamic
+ * layer, on the DBuf, whose synchronization layer is the ring's policy;
+ * or the scaling layer, whose
  * ring is a control segment and which forwards to the handle of the region
  * the stream is in: a region has the ring's layout layer over its DBuf.
  * Every process that opens the ring reads the same geometry, so builds the
@@ -138,32 +139,24 @@ const struct bwi_ops bwi_enosys_ops = {
 
 int bwi_stack_build(struct bw_stream *s)
 {
-	const struct bwi_ops *top;
+	const struct bwi_geom *g = &s->m->g;
+	bool dyn = g->flags & BW_RING_DYNAMIC;
 
-	if (s->m->g.scale) {
-		/* over the regions, which have the ring's layout layer */
-		top = &bwi_scale_ops;
-		goto built;
-	}
-	switch (s->m->g.layout) {
-	case BWI_LAYOUT_BYTES:
-		if (s->m->g.flags & BW_RING_DYNAMIC) {
-			top = &bwi_dyn_ops;
-			break;
-		}
-		s->ops = NULL;
-		s->lower = NULL;
-		return 0;
-	case BWI_LAYOUT_INDEX:
-		top = &bwi_ibuf_ops;
-		break;
-	default: /* fr, vr, dr: the geometry was validated */
-		top = &bwi_rec_ops;
-		break;
-	}
-built:
-	s->ops = top;
 	s->lower = &bwi_dbuf_ops;
+	if (g->scale) /* over the regions, which have the ring's layout */
+		s->ops = &bwi_scale_ops;
+	else if (g->layout == BWI_LAYOUT_INDEX)
+		s->ops = &bwi_ibuf_ops;
+	else if (g->layout != BWI_LAYOUT_BYTES) { /* fr, vr, dr: validated */
+		s->ops = &bwi_rec_ops;
+		if (dyn) /* records in the containers */
+			s->lower = &bwi_dyn_ops;
+	} else if (dyn)
+		s->ops = &bwi_dyn_ops;
+	else
+		s->ops = s->lower = NULL; /* the DBuf alone */
+	if (!s->ops)
+		return 0;
 	s->slow |= BWI_SLOW_LAYER;
-	return BWI_OP(top, attach)(s);
+	return BWI_OP(s->ops, attach)(s);
 }

@@ -24,6 +24,12 @@
  * The payload of a record open for append is written into a reservation of
  * the largest record's size; closing it gives the rest back, or, when a
  * later writer has reserved behind it, fills the rest with a pad span.
+ *
+ * On a dynamic ring the layer below is the dynamic layer: the bytes live in
+ * its containers, a record never in two (a pad span fills the rest of a
+ * container a record does not fit in), and the writer reserves every
+ * record as one opened for append, so the containers are made once there
+ * is room (bwi_dyn_rec_reserve).
  */
 #include "config.h"
 
@@ -77,9 +83,32 @@ const char *bwi_rec_hdr(const struct bwi_geom *g, uint64_t p, uint64_t v,
 	return NULL;
 }
 
+static inline bool dyn(const struct bw_stream *s)
+{
+	return s->m->g.flags & BW_RING_DYNAMIC;
+}
+
+/* Where the writer's position p lies: in the DBuf's data (mapped twice, so
+ * a record there is contiguous across the wrap), or in a container. */
+static inline uint8_t *w_at(struct bw_stream *s, uint64_t p)
+{
+	return dyn(s) ? bwi_dyn_wat(s, p) : s->data + (p & s->mask);
+}
+
+/* Where the read position lies; NULL (error set) when nothing holds it. */
+static inline const uint8_t *r_at(struct bw_stream *s)
+{
+	return dyn(s) ? bwi_dyn_rat(s) : s->data + (s->rpos & s->mask);
+}
+
 static inline bwi_a64 *dr_entry(const struct bwi_map *m, uint64_t p)
 {
 	return &bwi_rec_hdrs(m)[(p / m->g.rec_align) & (m->g.rec_hdrs - 1)];
+}
+
+static inline uint64_t dr_get(const struct bw_stream *s, uint64_t p)
+{
+	return bw_load_relaxed(dr_entry(s->m, p));
 }
 
 /* Inline headers are 8-aligned words in the ring; validating readers may
@@ -91,16 +120,17 @@ static inline void hdr_put(struct bw_stream *s, uint64_t p, uint32_t len)
 	if (s->m->g.layout == BWI_LAYOUT_DR)
 		bw_store_relaxed(dr_entry(s->m, p), v);
 	else
-		__atomic_store_n((uint64_t *)(void *)(s->data + (p & s->mask)),
-				 v, __ATOMIC_RELAXED);
+		__atomic_store_n((uint64_t *)(void *)w_at(s, p), v,
+				 __ATOMIC_RELAXED);
 }
 
-static inline uint64_t hdr_get(const struct bw_stream *s, uint64_t p)
+/* The header of the record at position p, which lies at q. */
+static inline uint64_t hdr_get(const struct bw_stream *s, uint64_t p,
+			       const uint8_t *q)
 {
 	if (s->m->g.layout == BWI_LAYOUT_DR)
-		return bw_load_relaxed(dr_entry(s->m, p));
-	return __atomic_load_n((const uint64_t *)(const void *)(s->data +
-								 (p & s->mask)),
+		return dr_get(s, p);
+	return __atomic_load_n((const uint64_t *)(const void *)q,
 			       __ATOMIC_RELAXED);
 }
 
@@ -116,18 +146,20 @@ static inline uint64_t align_up(uint64_t p, uint64_t a)
 static int w_close(struct bw_stream *s, uint32_t len)
 {
 	const struct bwi_geom *g = &s->m->g;
-	uint64_t p = s->acq_start, all = s->acq_len;
+	uint64_t pad = s->rec_wpad, p = s->acq_start + pad;
+	uint64_t all = s->acq_len - pad;
 	uint64_t foot = len ? bwi_rec_foot(g, len) : 0;
 	int r;
 
 	s->rec_w = BWI_REC_W_NONE;
 	if (len)
 		hdr_put(s, p, len);
-	r = bwi_d_poke_complete(s, foot);
+	/* the pad before the record goes with it, or back with it */
+	r = bwi_d_poke_complete(s, len ? pad + foot : 0);
 	if (r == -EBUSY) {
 		/* a later reservation follows ours: the rest is a pad span */
 		hdr_put(s, p + foot, REC_PAD | (uint32_t)(all - foot));
-		r = bwi_d_poke_complete(s, all);
+		r = bwi_d_poke_complete(s, pad + all);
 	}
 	if (r == 0 && len)
 		bwi_count_call(&s->iwst, len);
@@ -169,6 +201,42 @@ static inline bool plain(const struct bw_stream *s)
 	return s && s->rec_w == BWI_REC_W_NONE && s->slow == BWI_SLOW_LAYER;
 }
 
+/* Opens a record of up to n payload bytes: a reservation of its footprint
+ * (after a pad on a dynamic ring: see the top). *ptr: where its payload
+ * goes. */
+static int w_open(struct bw_stream *s, uint64_t n, uint8_t **ptr)
+{
+	const struct bwi_geom *g = &s->m->g;
+	uint64_t foot = bwi_rec_foot(g, n), pad = 0;
+	void *q;
+	ssize_t r = dyn(s) ? bwi_dyn_rec_reserve(s, foot, &pad)
+			   : bwi_d_poke(s, &q, foot, true);
+
+	if (r < 0)
+		return (int)r;
+	s->rec_wpad = (uint32_t)pad;
+	if (pad)
+		hdr_put(s, s->acq_start, REC_PAD | (uint32_t)pad);
+	*ptr = w_at(s, s->acq_start + pad) + bwi_rec_hoff(g);
+	s->rec_wlen = 0;
+	return 0;
+}
+
+/* One record written whole as one opened for append (dynamic rings). */
+static ssize_t w_whole(struct bw_stream *s, const void *buf, size_t n)
+{
+	uint8_t *q;
+	int r = w_open(s, n, &q);
+
+	if (r == -ENOBUFS)
+		return (ssize_t)n; /* dropped by the policy, and counted */
+	if (r < 0)
+		return r;
+	bwi_copy(q, buf, n);
+	r = w_close(s, (uint32_t)n);
+	return r < 0 ? r : (ssize_t)n;
+}
+
 static ssize_t rec_write(struct bw_stream *s, const void *buf, size_t n)
 {
 	const struct bwi_geom *g;
@@ -189,6 +257,8 @@ static ssize_t rec_write(struct bw_stream *s, const void *buf, size_t n)
 	g = &s->m->g;
 	if (n > bwi_rec_max(g))
 		return too_big(s, n);
+	if (dyn(s))
+		return w_whole(s, buf, n);
 	foot = bwi_rec_foot(g, n);
 	r = bwi_rec_reserve(s, foot, &p);
 	if (r == -ENOBUFS)
@@ -196,27 +266,12 @@ static ssize_t rec_write(struct bw_stream *s, const void *buf, size_t n)
 	if (r < 0)
 		return r;
 	hdr_put(s, p, (uint32_t)n);
-	bwi_copy(s->data + ((p + bwi_rec_hoff(g)) & s->mask), buf, n);
+	bwi_copy(w_at(s, p + bwi_rec_hoff(g)), buf, n);
 	r = bwi_rec_publish(s, p, foot);
 	if (r < 0)
 		return r;
 	bwi_count_call(&s->iwst, n);
 	return (ssize_t)n;
-}
-
-/* Opens a record of up to n payload bytes: a reservation of its footprint.
- * *ptr: where its payload goes. */
-static int w_open(struct bw_stream *s, uint64_t n, uint8_t **ptr)
-{
-	const struct bwi_geom *g = &s->m->g;
-	void *q;
-	ssize_t r = bwi_d_poke(s, &q, bwi_rec_foot(g, n), true);
-
-	if (r < 0)
-		return (int)r;
-	*ptr = (uint8_t *)q + bwi_rec_hoff(g);
-	s->rec_wlen = 0;
-	return 0;
 }
 
 static ssize_t rec_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
@@ -283,8 +338,8 @@ static ssize_t rec_append(struct bw_stream *s, const void *buf, size_t n)
 					 "of %u would exceed the ring's largest "
 					 "record, %llu",
 			       n, s->rec_wlen, (unsigned long long)bwi_rec_max(g));
-	memcpy(s->data + ((s->acq_start + bwi_rec_hoff(g) + s->rec_wlen) &
-			  s->mask),
+	memcpy(w_at(s, s->acq_start + s->rec_wpad + bwi_rec_hoff(g) +
+			       s->rec_wlen),
 	       buf, n);
 	s->rec_wlen += (uint32_t)n;
 	return (ssize_t)n;
@@ -315,7 +370,7 @@ static int resync(struct bw_stream *s)
 		 * names a position a loop or more older */
 		for (uint64_t p = align_up(from, g->rec_align); p < t;
 		     p += g->rec_align)
-			if ((uint32_t)(hdr_get(s, p) >> 32) == chk(p)) {
+			if ((uint32_t)(dr_get(s, p) >> 32) == chk(p)) {
 				to = p;
 				break;
 			}
@@ -359,7 +414,10 @@ static int64_t rec_next(struct bw_stream *s, const uint8_t **pl,
 			return resync(s);
 		if (a <= 0)
 			return a;
-		v = hdr_get(s, s->rpos);
+		ptr = r_at(s); /* the same on the DBuf; in a container */
+		if (!ptr)
+			return -EIO;
+		v = hdr_get(s, s->rpos, ptr);
 		why = bwi_rec_hdr(g, s->rpos, v, &len, &f);
 		if (!why && f > (uint64_t)a)
 			why = len ? "bad length" : "bad pad";
@@ -403,12 +461,13 @@ static inline int64_t rd_quick(struct bw_stream *s, void *buf, size_t n)
 {
 	const struct bwi_geom *g = &s->m->g;
 	uint64_t v, f, a = s->tail_seen - s->rpos;
+	const uint8_t *q;
 	uint32_t len;
 
 	if (s->rec_w || !buf || !bwi_rd_fast(s, 8, BWI_SLOW_LAYER) ||
-	    s->rec_rfoot)
+	    s->rec_rfoot || !(q = r_at(s)))
 		return -1;
-	v = hdr_get(s, s->rpos);
+	v = hdr_get(s, s->rpos, q);
 	len = (uint32_t)v;
 	if ((uint32_t)(v >> 32) != chk(s->rpos) || !len ||
 	    len > bwi_rec_max(g) || len > n)
@@ -416,7 +475,7 @@ static inline int64_t rd_quick(struct bw_stream *s, void *buf, size_t n)
 	f = bwi_rec_foot(g, len);
 	if (f > a)
 		return -1;
-	bwi_copy(buf, s->data + ((s->rpos + bwi_rec_hoff(g)) & s->mask), len);
+	bwi_copy(buf, q + bwi_rec_hoff(g), len);
 	bwi_rd_move(s, f, true);
 	bwi_count_call(&s->ist, len);
 	return len;
@@ -441,8 +500,7 @@ static ssize_t rec_read(struct bw_stream *s, void *buf, size_t n)
 		return len;
 	if ((uint64_t)len > n)
 		return short_buf(len, n);
-	bwi_rd_copy(s, buf, (uint64_t)(pl - (s->data + (s->rpos & s->mask))),
-		    (size_t)len);
+	bwi_rd_copy(s, buf, pl, (size_t)len);
 	if (s->validate && !bwi_rd_held(s))
 		return resync(s);
 	bwi_rd_move(s, foot, true);
@@ -502,6 +560,13 @@ static int rec_peek_complete(struct bw_stream *s, size_t n)
 	return 0;
 }
 
+/* The layer below seeks: the DBuf, or the dynamic layer, which keeps a
+ * reader from seeking back to a freed container. */
+static int64_t lower_lseek(struct bw_stream *s, int64_t off, int whence)
+{
+	return BWI_OP(s->lower, lseek)(s, off, whence);
+}
+
 /* Seeks to a record start only: any slot of fr, a start the header ring
  * names on dr, the write position on vr. */
 static int64_t rec_lseek(struct bw_stream *s, int64_t off, int whence)
@@ -513,7 +578,7 @@ static int64_t rec_lseek(struct bw_stream *s, int64_t off, int whence)
 	if (r < 0 && r != -EBADF)
 		return r;
 	if (r == -EBADF || (off == 0 && whence == SEEK_CUR))
-		return bwi_d_lseek(s, off, whence); /* writers; no move */
+		return lower_lseek(s, off, whence); /* writers; no move */
 	g = &s->m->g;
 	t = bw_load_acquire(&s->hdr->prod.tail);
 	if (g->layout == BWI_LAYOUT_VR) {
@@ -521,23 +586,23 @@ static int64_t rec_lseek(struct bw_stream *s, int64_t off, int whence)
 			return bwi_err(EINVAL, "a vr ring seeks only to the "
 					       "write position (SEEK_END, 0): "
 					       "records have no index");
-		return bwi_d_lseek(s, 0, SEEK_END);
+		return lower_lseek(s, 0, SEEK_END);
 	}
 	base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? s->rpos : t;
 	if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END)
-		return bwi_d_lseek(s, off, whence); /* its error */
+		return lower_lseek(s, off, whence); /* its error */
 	p = base + (uint64_t)off;
 	if ((off < 0 && (uint64_t)(-(off + 1)) + 1 > base) ||
 	    (off > 0 && (uint64_t)off > t - base) || p > t)
-		return bwi_d_lseek(s, off, whence); /* its range error */
+		return lower_lseek(s, off, whence); /* its range error */
 	if (p != t && (p % g->rec_align ||
 		       (g->layout == BWI_LAYOUT_FR && p % g->rec_size) ||
 		       (g->layout == BWI_LAYOUT_DR &&
-			(uint32_t)(hdr_get(s, p) >> 32) != chk(p))))
+			(uint32_t)(dr_get(s, p) >> 32) != chk(p))))
 		return bwi_err(EINVAL, "position %llu is not the start of a "
 				       "record",
 			       (unsigned long long)p);
-	return bwi_d_lseek(s, (int64_t)p, SEEK_SET);
+	return lower_lseek(s, (int64_t)p, SEEK_SET);
 }
 
 static int64_t rec_check(struct bw_stream *s, int64_t stamp, int flags)
@@ -545,6 +610,11 @@ static int64_t rec_check(struct bw_stream *s, int64_t stamp, int flags)
 	int r = rec_enter(s);
 
 	return r < 0 ? r : bwi_d_check(s, stamp, flags);
+}
+
+static int rec_attach(struct bw_stream *s)
+{
+	return BWI_OP(s->lower, attach)(s);
 }
 
 static void rec_detach(struct bw_stream *s)
@@ -566,6 +636,7 @@ static struct bw_stream *rec_wait_on(struct bw_stream *s, int events)
 const struct bwi_ops bwi_rec_ops = {
 	.size = sizeof(struct bwi_ops),
 	.name = "record",
+	.attach = rec_attach,
 	.detach = rec_detach,
 	.read = rec_read,
 	.peek = rec_peek,

@@ -263,7 +263,8 @@ static int rec_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
 	return 0;
 }
 
-/* A dynamic ring: a lossless or SRP byte ring, owned by this process. */
+/* A dynamic ring: a lossless or SRP byte or record ring, owned by this
+ * process. */
 static int dyn_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
 {
 	if (!(g->flags & BW_RING_DYNAMIC))
@@ -276,9 +277,6 @@ static int dyn_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
 		return bwi_err(EINVAL, "a dynamic ring allocates its data on "
 				       "the heap: it cannot be an IBuf or use "
 				       "huge pages");
-	if (g->layout != BWI_LAYOUT_BYTES)
-		return bwi_err(EINVAL, "a dynamic ring is a byte ring: it takes "
-				       "no record layout");
 	if (g->policy == BW_POLICY_MRP || g->policy == BW_POLICY_FRP)
 		return bwi_err(EINVAL, "a dynamic ring frees what its readers "
 				       "passed, so no reader may be overtaken: "
@@ -481,8 +479,7 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 	if (!(g->flags & BW_RING_DYNAMIC) != !g->owner_pid ||
 	    ((g->flags & BW_RING_DYNAMIC) &&
 	     (g->flags & (BW_RING_INDEX | BW_RING_HUGEPAGE) ||
-	      g->layout != BWI_LAYOUT_BYTES || g->policy == BW_POLICY_MRP ||
-	      g->policy == BW_POLICY_FRP)))
+	      g->policy == BW_POLICY_MRP || g->policy == BW_POLICY_FRP)))
 		return bwi_err(EBADMSG, "%s: bad dynamic ring owner or options",
 			       what);
 	if (scale_bad(g) || (g->flags & ~(BWI_GF_PUBLIC | BWI_GF_EPOCH |

@@ -1801,12 +1801,10 @@ int64_t bwi_rd_acquire(struct bw_stream *s, uint64_t need, const uint8_t **ptr)
 	return a;
 }
 
-/* Copies n bytes at off from the read position, as a validating reader
- * must (the copy may race an overwrite: bwi_rd_held() tells). */
-void bwi_rd_copy(struct bw_stream *s, void *buf, uint64_t off, size_t n)
+/* Copies n bytes from src, at or after the read position, as a validating
+ * reader must (the copy may race an overwrite: bwi_rd_held() tells). */
+void bwi_rd_copy(struct bw_stream *s, void *buf, const void *src, size_t n)
 {
-	const uint8_t *src = s->data + ((s->rpos + off) & s->mask);
-
 	if (s->validate)
 		copy_racy(buf, src, n);
 	else

@@ -430,22 +430,23 @@ static int cmd_stat(int argc, char **argv)
 		       in.scale_size, in.scale_epoch, in.scale_min,
 		       in.scale_max);
 	if (in.flags & BW_RING_INDEX)
-		printf("index > dbuf");
-	else if (in.flags & BW_RING_DYNAMIC)
-		printf("dynamic (containers on the heap of its "
-		       "process) > dbuf");
+		printf("index > ");
 	else if (in.layout == BW_LAYOUT_FR)
 		printf("record fr (slot %u, largest %u bytes, align "
-		       "%u, offset %u) > dbuf",
+		       "%u, offset %u) > ",
 		       in.record_size, in.record_max, in.record_align,
 		       in.record_align_offset);
 	else if (in.layout != BW_LAYOUT_BYTES)
 		printf("record %s (largest %u bytes, align %u, "
-		       "offset %u) > dbuf",
+		       "offset %u) > ",
 		       bw_layout_name(in.layout), in.record_max,
 		       in.record_align, in.record_align_offset);
-	else
-		printf("dbuf (bytes)");
+	if (in.flags & BW_RING_DYNAMIC)
+		printf("dynamic (containers on the heap of its "
+		       "process) > ");
+	printf(in.layout == BW_LAYOUT_BYTES && !(in.flags & BW_RING_INDEX)
+		       ? "dbuf (bytes)"
+		       : "dbuf");
 	printf(", sync %s\n", bw_policy_name(in.policy));
 	printf("policy      %s", bw_policy_name(in.policy));
 	if (in.policy == BW_POLICY_SRP || in.policy == BW_POLICY_MRP)

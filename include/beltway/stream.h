@@ -64,11 +64,15 @@ enum {
 				    * one writer: opening it from another
 				    * process (or using it after bw_fork)
 				    * fails with EINVAL. A lossless or SRP
-				    * byte ring; read, peek, write, poke
-				    * (append: -ENOSYS, as on any byte ring);
-				    * peeks and pokes end at a container's
-				    * end (they return the count); seeks go
-				    * forward. */
+				    * ring; as a byte ring: read, peek, write,
+				    * poke (append: -ENOSYS, as on any byte
+				    * ring), peeks and pokes end at a
+				    * container's end (they return the
+				    * count); with a record layout (fr, vr,
+				    * dr) every call as on any record ring,
+				    * no record in two containers. Seeks go
+				    * back as far as the oldest container
+				    * held. */
 };
 
 /*
