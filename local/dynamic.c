@@ -576,6 +576,12 @@ const uint8_t *bwi_dyn_rat(struct bw_stream *s)
 	return b->data + (s->rpos - b->start);
 }
 
+/* Bytes per container: every multiple is a record start or the tail. */
+uint64_t bwi_dyn_box(const struct bwi_map *m)
+{
+	return m->dyn->box;
+}
+
 /* Container memory this process holds for the ring. */
 uint64_t bwi_dyn_held(const struct bwi_map *m)
 {

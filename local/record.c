@@ -354,6 +354,67 @@ static int rec_flush(struct bw_stream *s)
 
 /* ---- reading ---------------------------------------------------------------- */
 
+/* Whether the headers from p on chain, each valid, to exactly the tail t
+ * (a vr ring on the DBuf): then p is a record start. Payload bytes or a
+ * header of an older loop fail the check word of their position. At most
+ * *budget headers are loaded. */
+static bool vr_chain(const struct bw_stream *s, uint64_t p, uint64_t t,
+		     uint64_t *budget)
+{
+	while (p < t) {
+		uint64_t f;
+		uint32_t len;
+
+		if (!*budget)
+			return false;
+		(*budget)--;
+		if (bwi_rec_hdr(&s->m->g, p,
+				hdr_get(s, p, s->data + (p & s->mask)), &len,
+				&f) ||
+		    f > t - p)
+			return false;
+		p += f;
+	}
+	return true;
+}
+
+/* The first record start at or after from, or the tail t (one too): fr,
+ * the next slot; dr, the first header entry that names its own position (a
+ * stale one names a position a loop or more older). vr: the tail after an
+ * overwrite (scan false: no header can be trusted in old data, as the
+ * thesis says); else the first position whose headers chain to the tail,
+ * or on a dynamic ring the next container (no record lies in two). */
+static uint64_t first_start(struct bw_stream *s, uint64_t from, uint64_t t,
+			    bool scan)
+{
+	const struct bwi_geom *g = &s->m->g;
+	uint64_t p, budget;
+
+	switch (g->layout) {
+	case BWI_LAYOUT_FR:
+		p = align_up(from, g->rec_size);
+		return p < t ? p : t;
+	case BWI_LAYOUT_DR:
+		for (p = align_up(from, g->rec_align); p < t; p += g->rec_align)
+			if ((uint32_t)(dr_get(s, p) >> 32) == chk(p))
+				return p;
+		return t;
+	default: /* vr */
+		if (!scan)
+			return t;
+		if (dyn(s)) {
+			p = align_up(from, bwi_dyn_box(s->m));
+			return p < t ? p : t;
+		}
+		p = align_up(from, g->rec_align);
+		budget = 4 * ((t - from) / g->rec_align) + 64;
+		for (; p < t && budget; p += g->rec_align)
+			if (vr_chain(s, p, t, &budget))
+				return p;
+		return t;
+	}
+}
+
 /* After the reader was overtaken (it stands at or below the oldest byte
  * held): moves it to the next record start it can trust, counts what lay
  * between as lost, and says so once. */
@@ -361,23 +422,9 @@ static int resync(struct bw_stream *s)
 {
 	const struct bwi_geom *g = &s->m->g;
 	uint64_t o = bwi_oldest_held(s->m), from = s->rpos > o ? s->rpos : o;
-	uint64_t t = bw_load_acquire(&s->hdr->prod.tail), to = t, was = s->rpos;
+	uint64_t t = bw_load_acquire(&s->hdr->prod.tail), was = s->rpos;
+	uint64_t to = first_start(s, from, t, false);
 
-	if (g->layout == BWI_LAYOUT_FR) {
-		to = align_up(from, g->rec_size);
-	} else if (g->layout == BWI_LAYOUT_DR) {
-		/* the first entry that names its own position; a stale one
-		 * names a position a loop or more older */
-		for (uint64_t p = align_up(from, g->rec_align); p < t;
-		     p += g->rec_align)
-			if ((uint32_t)(dr_get(s, p) >> 32) == chk(p)) {
-				to = p;
-				break;
-			}
-	}
-	/* vr: no header can be trusted in old data; the tail is a start */
-	if (to > t)
-		to = t;
 	bwi_rd_lost(s, to);
 	s->rec_rfoot = 0;
 	s->ist.lost = s->rst.lost;
@@ -612,9 +659,21 @@ static int64_t rec_check(struct bw_stream *s, int64_t stamp, int flags)
 	return r < 0 ? r : bwi_d_check(s, stamp, flags);
 }
 
+/* A reader placed at the oldest byte held (from the start; a tap following
+ * a self-scaling ring into a region it fell behind) may stand inside a
+ * record of a ring that wrapped: it moves on to the first record start. */
 static int rec_attach(struct bw_stream *s)
 {
-	return BWI_OP(s->lower, attach)(s);
+	uint64_t t, p;
+	int64_t r = BWI_OP(s->lower, attach)(s);
+
+	if (r < 0 || !(s->reader || s->tap))
+		return (int)r;
+	t = bw_load_acquire(&s->hdr->prod.tail);
+	p = s->rpos < t ? first_start(s, s->rpos, t, true) : s->rpos;
+	if (p != s->rpos)
+		r = lower_lseek(s, (int64_t)p, SEEK_SET);
+	return r < 0 ? (int)r : 0;
 }
 
 static void rec_detach(struct bw_stream *s)

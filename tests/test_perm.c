@@ -197,6 +197,7 @@ static void test_tap(void)
 struct stap_arg {
 	int to[2], from[2];
 	pid_t pid;
+	uint64_t step; /* record rings: a record's footprint; else 0 */
 };
 
 static int stap_child(void *argp)
@@ -216,25 +217,30 @@ static int stap_child(void *argp)
 		return 2;
 	while (read(a->to[0], &target, sizeof(target)) == sizeof(target)) {
 		while (pos < target) {
-			uint64_t want = target - pos;
+			uint64_t want = a->step ? sizeof(buf) : target - pos;
 			ssize_t x = bw_stream_read(t, buf,
 						   want < sizeof(buf) ? want
 								      : sizeof(buf));
 
 			if (x > 0) {
+				/* a record's payload is filled from its
+				 * position: it starts where the last read
+				 * ended, or where the tap resumed */
 				if (bwt_verify(buf, (size_t)x, pos, 23) != -1)
 					return 3; /* a damaged byte as valid */
-				pos += (uint64_t)x;
+				pos += a->step ? a->step : (uint64_t)x;
 			} else if (x == -ESTALE) {
 				if (bw_stream_stat(t, &st) != 0 ||
 				    st.read_pos <= pos)
 					return 4;
+
 				pos = st.read_pos;
 			} else if (x == 0) {
 				if (target != UINT64_MAX)
 					return 5; /* an end mid-stream */
 				break;
 			} else {
+
 				return 6;
 			}
 		}
@@ -269,20 +275,38 @@ static uint64_t capacity(struct bw_stream *s)
 	return st.capacity;
 }
 
-/* A writer and a reader that keeps up (so the ring shrinks) and a tap
- * that keeps LAG bytes behind. At the first resize the writer fills the
- * new region, so a deck-cut ring's old pages are all reused: the tap must
- * lose what it had not read there (never read the new bytes as the old),
- * where a reallocating ring's old region is intact and it loses nothing.
- * Then it follows to the end of the stream. */
-static void run_scale_tap(uint32_t scale)
+/* Writes one write of N bytes (a record on a record ring), filled from the
+ * write position, which moves step on; the reader that keeps up reads all
+ * there is. */
+static void put(struct bw_stream *w, struct bw_stream *r, uint8_t *buf,
+		uint8_t *out, uint64_t *wpos, uint64_t step)
 {
-	enum { LAG = 10000, N = 4096 };
+	enum { N = 4096 };
+
+	bwt_fill(buf, N, *wpos, 23);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, N), N);
+	*wpos += step;
+	CU_ASSERT_EQUAL_FATAL(bw_stream_lseek(w, 0, SEEK_CUR), (int64_t)*wpos);
+	while (bw_stream_read(r, out, 1 << 16) > 0)
+		;
+}
+
+/* A writer and a reader that keeps up (so the ring shrinks) and a tap
+ * that keeps about LAG bytes behind. At the first resize the writer fills
+ * the new region, so a deck-cut ring's old pages are all reused: the tap
+ * must lose what it had not read there (never read the new bytes as the
+ * old), where a reallocating ring's old region is intact and it loses
+ * nothing. Then it follows to the end of the stream. On a record ring
+ * (layout vr or dr) every write is a record of N bytes, filled from its
+ * position: the tap reads whole records, and resumes at a record start. */
+static void run_scale_tap(uint32_t scale, uint32_t layout)
+{
+	enum { N = 4096 };
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
-	struct stap_arg a;
+	struct stap_arg a = {.step = 0};
 	struct bw_stream *r, *w;
 	static uint8_t buf[N], out[1 << 16];
-	uint64_t wpos = 0, rep[2], c;
+	uint64_t wpos = 0, rep[2], c, step, lag;
 	bool resized = false;
 	pid_t pid;
 
@@ -293,6 +317,14 @@ static void run_scale_tap(uint32_t scale)
 	o.scale = scale;
 	o.scale_min = 64u << 10;
 	o.scale_max = 1u << 20;
+	o.layout = layout;
+	if (layout != BW_LAYOUT_BYTES) {
+		o.record_size = N;
+		/* vr: the 8-byte header; dr: 64-aligned, headers elsewhere */
+		a.step = layout == BW_LAYOUT_VR ? N + 8 : N;
+	}
+	step = a.step ? a.step : N;
+	lag = 3 * step; /* record rings: a record start */
 	bw_unlink("stap");
 	CU_ASSERT_EQUAL_FATAL(pipe(a.to), 0);
 	CU_ASSERT_EQUAL_FATAL(pipe(a.from), 0);
@@ -314,35 +346,34 @@ static void run_scale_tap(uint32_t scale)
 			      (ssize_t)sizeof(wpos));
 	c = capacity(w);
 	for (int i = 0; i < 8000; i++) {
-		uint64_t lag = resized ? 0 : LAG;
+		uint64_t behind = resized ? 0 : lag;
 
-		bwt_fill(buf, N, wpos, 23);
-		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, N), N);
-		wpos += N;
-		while (bw_stream_read(r, out, sizeof(out)) > 0)
-			;
+		put(w, r, buf, out, &wpos, step);
 		if (!resized && capacity(w) != c) {
 			/* this write started the next region: fill it */
-			uint64_t b = wpos - N, tap_at = b - LAG;
+			uint64_t b = wpos - step, tap_at = b - lag;
 
-			for (uint64_t k = N; k < capacity(w); k += N) {
-				bwt_fill(buf, N, wpos, 23);
-				CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, N),
-						      N);
-				wpos += N;
-				while (bw_stream_read(r, out, sizeof(out)) > 0)
-					;
-			}
+			uint64_t over, cut;
+
+			while (wpos < b + capacity(w))
+				put(w, r, buf, out, &wpos, step);
+			/* a vr record (N + 8 bytes) overruns the region: its
+			 * oldest byte is inside its first record, which a
+			 * reallocating ring's tap loses whole */
+			over = wpos - (b + capacity(w));
+			cut = (over + step - 1) / step * step;
 			stap_step(&a, wpos, rep);
 			CU_ASSERT_EQUAL(rep[0], wpos);
-			/* deck-cut: lost from where it stood; realloc: none */
+			/* deck-cut: lost from where it stood */
 			CU_ASSERT(scale == BW_SCALE_DECKCUT ? rep[1] >= b - tap_at
-							    : rep[1] == 0);
+							    : rep[1] == cut);
+			if (layout == BW_LAYOUT_VR)
+				CU_ASSERT(over > 0);
 			resized = true;
 			continue;
 		}
-		stap_step(&a, wpos > lag ? wpos - lag : 0, rep);
-		CU_ASSERT_EQUAL_FATAL(rep[0], wpos > lag ? wpos - lag : 0);
+		stap_step(&a, wpos > behind ? wpos - behind : 0, rep);
+		CU_ASSERT_EQUAL_FATAL(rep[0], wpos > behind ? wpos - behind : 0);
 		if (!resized)
 			CU_ASSERT_EQUAL_FATAL(rep[1], 0);
 	}
@@ -363,12 +394,20 @@ static void run_scale_tap(uint32_t scale)
 
 static void test_scale_tap_realloc(void)
 {
-	run_scale_tap(BW_SCALE_REALLOC);
+	run_scale_tap(BW_SCALE_REALLOC, BW_LAYOUT_BYTES);
 }
 
 static void test_scale_tap_deckcut(void)
 {
-	run_scale_tap(BW_SCALE_DECKCUT);
+	run_scale_tap(BW_SCALE_DECKCUT, BW_LAYOUT_BYTES);
+}
+
+static void test_scale_tap_records(void)
+{
+	run_scale_tap(BW_SCALE_REALLOC, BW_LAYOUT_VR);
+	run_scale_tap(BW_SCALE_REALLOC, BW_LAYOUT_DR);
+	run_scale_tap(BW_SCALE_DECKCUT, BW_LAYOUT_VR);
+	run_scale_tap(BW_SCALE_DECKCUT, BW_LAYOUT_DR);
 }
 
 /* Without root, the owner's own bits still apply to it. */
@@ -555,6 +594,8 @@ static void reg(void)
 	bwt_add("read-only access is a tap", test_tap);
 	bwt_add("a tap follows a reallocating ring", test_scale_tap_realloc);
 	bwt_add("a tap follows a deck-cut ring", test_scale_tap_deckcut);
+	bwt_add("a tap follows record-layout self-scaling rings",
+		test_scale_tap_records);
 	bwt_add("owner bits without privilege", test_owner_bits_unprivileged);
 	bwt_add("huge-page ring", test_hugepage);
 }

@@ -256,6 +256,64 @@ static void test_resync(void)
 	}
 }
 
+/* A reader attaching from the start of a ring that wrapped stands at the
+ * oldest byte held, inside some record: it moves on to the first record
+ * that starts there or after (vr too: the first whose headers chain to the
+ * write position), and reads every record from it in order. FRP and
+ * lossless (with a reader that keeps up). */
+static void test_from_start(void)
+{
+	static const uint32_t pol[] = {BW_POLICY_FRP, BW_POLICY_LOSSLESS};
+
+	for (unsigned l = 0; l < 3; l++)
+		for (unsigned p = 0; p < 2; p++) {
+			struct bw_stream *r, *w, *f;
+			uint8_t buf[512], out[512];
+			static int64_t start[4096];
+			int64_t head;
+			unsigned k, j;
+			ssize_t x;
+
+			CU_ASSERT_EQUAL_FATAL(mk("rf", layouts[l], pol[p], 0, 0,
+						 0),
+					      0);
+			open2("rf", &r, &w);
+			for (k = 0; k < 3 * RING / 100; k++) {
+				size_t n = 100 + k % 150;
+
+				start[k] = bw_stream_lseek(w, 0, SEEK_CUR);
+				rec_fill(buf, k, n);
+				CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, n),
+						      (ssize_t)n);
+				CU_ASSERT_EQUAL_FATAL(bw_stream_read(r, out,
+								     sizeof(out)),
+						      (ssize_t)n);
+			}
+			head = bw_stream_lseek(w, 0, SEEK_CUR);
+			for (j = 0; start[j] < head - (int64_t)RING; j++)
+				;
+			CU_ASSERT_FATAL(j > 0); /* it wrapped */
+			CU_ASSERT_EQUAL_FATAL(bw_stream_open("rf", BW_READ |
+								   BW_NOWAIT |
+								   BW_NONBLOCK |
+								   BW_FROM_START,
+							     &f),
+					      0);
+			CU_ASSERT_EQUAL(bw_stream_lseek(f, 0, SEEK_CUR), start[j]);
+			for (; j < k; j++) {
+				x = bw_stream_read(f, out, sizeof(out));
+				CU_ASSERT_EQUAL_FATAL(x, (ssize_t)(100 + j % 150));
+				CU_ASSERT(rec_ok(out, j, (size_t)x));
+			}
+			CU_ASSERT_EQUAL(bw_stream_read(f, out, sizeof(out)),
+					-EAGAIN);
+			bw_stream_close(f);
+			bw_stream_close(r);
+			bw_stream_close(w);
+		}
+	bw_unlink("rf");
+}
+
 /* Payloads land so that payload + offset is aligned. */
 static void test_alignment(void)
 {
@@ -640,6 +698,7 @@ static void reg(void)
 	bwt_add("append", test_append);
 	bwt_add("EMSGSIZE and append on a byte ring", test_emsgsize);
 	bwt_add("resync after overwrite", test_resync);
+	bwt_add("a reader from the start of a wrapped ring", test_from_start);
 	bwt_add("alignment", test_alignment);
 	bwt_add("refused combinations", test_refused);
 	bwt_add("corrupted headers", test_corrupt_headers);
