@@ -525,6 +525,36 @@ static void test_records(void)
 		}
 		CU_ASSERT(peak <= BOUND);
 		CU_ASSERT(peak >= RING); /* the ring was full */
+		/* a reader from the start: at a record start (on vr, the
+		 * next container's), then every record to the end */
+		{
+			struct bw_stream *f;
+			ssize_t n;
+			uint64_t k = w_n > 64 ? w_n - 64 : 0;
+
+			CU_ASSERT_EQUAL_FATAL(bw_stream_open("dr", BW_READ |
+								   BW_NOWAIT |
+								   BW_NONBLOCK |
+								   BW_FROM_START,
+							     &f),
+					      0);
+			n = bw_stream_read(f, out, sizeof(out));
+			CU_ASSERT_FATAL(n > 0);
+			while (k < w_n && ((size_t)n != rec_len(k, max) ||
+					   bwt_verify(out, (size_t)n, k, 19) != -1))
+				k++;
+			CU_ASSERT_FATAL(k < w_n); /* one of the last records */
+			while (++k < w_n) {
+				n = bw_stream_read(f, out, sizeof(out));
+				CU_ASSERT_EQUAL_FATAL(n, (ssize_t)rec_len(k, max));
+				CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)n, k,
+								 19),
+						      -1);
+			}
+			CU_ASSERT_EQUAL(bw_stream_read(f, out, sizeof(out)),
+					-EAGAIN);
+			bw_stream_close(f);
+		}
 		/* a record in pieces, and one by poke_acquire */
 		CU_ASSERT_EQUAL(bw_stream_append(w, "ab", 2), 2);
 		CU_ASSERT_EQUAL(bw_stream_append(w, "cd", 2), 2);
