@@ -598,8 +598,21 @@ static int open_push(struct bw_server *s, struct session *x,
 	return 0;
 }
 
+/* The pending connection that has waited longest without its request
+ * coming whole, or NULL. */
+static struct session *oldest_silent(const struct bw_server *s)
+{
+	for (struct session *x = s->pending; x; x = x->next) /* oldest first */
+		if (x->q_got < sizeof(x->q))
+			return x;
+	return NULL;
+}
+
 /* Takes a new connection; its request is read as it arrives (a client that
- * connects and says nothing holds nothing up). */
+ * connects and says nothing holds nothing up). With every pending place
+ * taken, the newcomer takes the place of the connection that has waited
+ * longest without its request coming whole: silent connections cannot
+ * keep clients out until they time out. */
 static void accept_one(struct bw_server *s)
 {
 	struct sockaddr_storage ss;
@@ -607,9 +620,13 @@ static void accept_one(struct bw_server *s)
 	struct session *x;
 	int fd;
 
+	if (s->npending >= MAX_PENDING && !oldest_silent(s))
+		return; /* whole requests all: the next ones wait */
 	fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 	if (fd < 0)
 		return;
+	if (s->npending >= MAX_PENDING)
+		pending_drop(s, oldest_silent(s));
 	x = calloc(1, sizeof(*x));
 	if (!x) {
 		close(fd);
@@ -858,8 +875,10 @@ int bw_server_run(struct bw_server *s, int timeout_ms)
 			if (!x->acked && bwi_now_ns() - x->started_ns < tmo_ns(s))
 				waiting = true;
 		pending_tend(s, &waiting);
-		pf[n++] = (struct pollfd){.fd = s->npending < MAX_PENDING ? s->lfd
-									 : -1,
+		pf[n++] = (struct pollfd){.fd = s->npending < MAX_PENDING ||
+							       oldest_silent(s)
+						       ? s->lfd
+						       : -1,
 					  .events = POLLIN};
 		/* requests still arriving */
 		for (struct session *x = s->pending; x; x = x->next) {

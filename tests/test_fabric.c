@@ -856,6 +856,33 @@ static void bad_requests(void)
 		CU_ASSERT_EQUAL(recv(fd, &c, 1, 0), 0);
 	}
 	close(fd);
+	/* 16 silent connections fill the server's pending places: a new
+	 * client takes the place of the one silent longest, which is let go
+	 * at once, well before the server's timeout */
+	{
+		enum { PENDING = 16 };
+		struct bw_fabric_opts quick = o;
+		struct pollfd pf = {.events = POLLIN};
+		int sil[PENDING], e;
+		char c;
+
+		for (int k = 0; k < PENDING; k++) {
+			sil[k] = socket(AF_INET, SOCK_STREAM, 0);
+			CU_ASSERT_FATAL(connect(sil[k], (struct sockaddr *)&a,
+						sizeof(a)) == 0);
+			CU_ASSERT(write(sil[k], junk, 10) == 10);
+		}
+		quick.timeout_ms = TMO / 5;
+		e = bw_remote_open(url("shown"), BW_READ, &quick, &r);
+		CU_ASSERT_EQUAL(e, 0);
+		if (e == 0)
+			bw_remote_close(r);
+		pf.fd = sil[0];
+		CU_ASSERT_EQUAL(poll(&pf, 1, (int)TMO / 2), 1);
+		CU_ASSERT_EQUAL(recv(sil[0], &c, 1, 0), 0);
+		for (int k = 0; k < PENDING; k++)
+			close(sil[k]);
+	}
 	server_stop();
 	bw_unlink("shown");
 	bw_unlink("hidden");
