@@ -868,6 +868,13 @@ static int huge_dir(char *out, size_t len)
 	return found;
 }
 
+/* The file of huge-page ring name, of ring id id, in huge_dir() hd. */
+static void huge_path(char *out, size_t len, const char *hd, const char *name,
+		      uint64_t id)
+{
+	snprintf(out, len, "%s/%s.%llx", hd, name, (unsigned long long)id);
+}
+
 static int create_anon(struct bwi_map *m)
 {
 	unsigned fl = MFD_CLOEXEC | MFD_ALLOW_SEALING;
@@ -981,8 +988,7 @@ static int create_huge(const char *name, mode_t mode, struct bwi_map *m)
 		return bwi_err(ENOTSUP, "no hugetlbfs mount with 2 MiB pages "
 					"for ring '%s'",
 			       name);
-	snprintf(path, sizeof(path), "%s/%s.%llx", hd, name,
-		 (unsigned long long)m->g.ring_id);
+	huge_path(path, sizeof(path), hd, name, m->g.ring_id);
 	fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return bwi_err(errno, "creating %s", path);
@@ -1143,40 +1149,50 @@ BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)
 
 /* The ring's indices go stale with it: retire its registry entry. Returns
  * its layout, or -1 when it is not a readable ring. */
-static int retire_named(int dfd, const char *name)
+/* Retires the ring named name in the registry; returns its layout, with
+ * its geometry in *g, or -1 when the file is not a ring. */
+static int retire_named(int dfd, const char *name, struct bwi_geom *g)
 {
-	struct bwi_geom g;
 	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK), lay = -1;
 
 	if (fd < 0)
 		return -1;
-	if (pread(fd, &g, sizeof(g), 0) == (ssize_t)sizeof(g) &&
-	    g.magic == BWI_RING_MAGIC && g.sum == bwi_geom_sum(&g)) {
-		bwi_reg_retire(g.ring_id);
-		lay = (int)g.layout;
+	if (pread(fd, g, sizeof(*g), 0) == (ssize_t)sizeof(*g) &&
+	    g->magic == BWI_RING_MAGIC && g->sum == bwi_geom_sum(g)) {
+		bwi_reg_retire(g->ring_id);
+		lay = (int)g->layout;
 	}
 	close(fd);
 	return lay;
 }
 
+/* Removes name from the ring directory; returns the layout of the ring it
+ * named (BWI_LAYOUT_BYTES for a file that was no ring), or -errno. */
 static int unlink_one(const char *name)
 {
-	char target[PATH_MAX];
+	char target[PATH_MAX], hd[PATH_MAX], want[PATH_MAX + 96];
+	struct bwi_geom g;
 	ssize_t n;
 	int dfd, r, lay;
 
 	dfd = dir_open(false);
 	if (dfd < 0)
 		return dfd;
-	lay = retire_named(dfd, name);
+	lay = retire_named(dfd, name, &g);
 	n = readlinkat(dfd, name, target, sizeof(target) - 1);
 	r = unlinkat(dfd, name, 0) < 0 ? -errno : 0;
 	close(dfd);
-	if (r == 0 && n > 0) {
+	/* A huge-page ring's file on hugetlbfs goes with its link
+	 * (create_huge). No other link is followed: anyone may put one in
+	 * the directory, pointing anywhere. */
+	if (r == 0 && n > 0 && lay >= 0 && (g.flags & BW_RING_HUGEPAGE) &&
+	    huge_dir(hd, sizeof(hd))) {
 		target[n] = '\0';
-		unlink(target);
+		huge_path(want, sizeof(want), hd, name, g.ring_id);
+		if (strcmp(target, want) == 0)
+			unlink(target);
 	}
-	return r < 0 ? r : lay;
+	return r < 0 ? r : lay < 0 ? BWI_LAYOUT_BYTES : lay;
 }
 
 /* Removes the parts NAME@* of a self-scaling ring (any left). */

@@ -348,6 +348,44 @@ static void test_not_a_ring(void)
 	rmdir(ring_path("dir"));
 }
 
+/* bw_unlink removes the name in the ring directory and nothing else: a
+ * link there to a file elsewhere (absolute, or relative, which would be
+ * taken from the caller's directory) leaves that file be; a plain file that
+ * is no ring is removed without an error. */
+static void test_unlink_links(void)
+{
+	char outside[] = "/tmp/bwlink.XXXXXX", file[64], cwd[4096];
+	struct stat st;
+	int fd;
+
+	CU_ASSERT_FATAL(mkdtemp(outside) != NULL);
+	snprintf(file, sizeof(file), "%s/precious", outside);
+	fd = open(file, O_CREAT | O_WRONLY, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	close(fd);
+	CU_ASSERT_EQUAL_FATAL(symlink(file, ring_path("abs")), 0);
+	CU_ASSERT_EQUAL(bw_unlink("abs"), 0);
+	CU_ASSERT_EQUAL(lstat(ring_path("abs"), &st), -1);
+	CU_ASSERT_EQUAL(stat(file, &st), 0);
+	/* relative: "precious", from a caller standing in outside */
+	CU_ASSERT_FATAL(getcwd(cwd, sizeof(cwd)) != NULL);
+	CU_ASSERT_EQUAL_FATAL(symlink("precious", ring_path("rel")), 0);
+	CU_ASSERT_EQUAL_FATAL(chdir(outside), 0);
+	CU_ASSERT_EQUAL(bw_unlink("rel"), 0);
+	CU_ASSERT_EQUAL_FATAL(chdir(cwd), 0);
+	CU_ASSERT_EQUAL(lstat(ring_path("rel"), &st), -1);
+	CU_ASSERT_EQUAL(stat(file, &st), 0);
+	/* no ring: gone, and no error */
+	fd = open(ring_path("junk"), O_CREAT | O_WRONLY, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	close(fd);
+	CU_ASSERT_EQUAL(bw_unlink("junk"), 0);
+	CU_ASSERT_EQUAL(lstat(ring_path("junk"), &st), -1);
+	CU_ASSERT_EQUAL(bw_unlink("junk"), -ENOENT);
+	unlink(file);
+	rmdir(outside);
+}
+
 /* Random scribbles over the mutable part of the header (positions, slots,
  * counters), then every call: the process must never crash. Each round runs
  * in a child so a crash shows as a signal. */
@@ -419,6 +457,8 @@ static void reg(void)
 	bwt_add("corrupted header", test_corrupt_header);
 	bwt_add("corrupted positions", test_corrupt_positions);
 	bwt_add("names that are not rings", test_not_a_ring);
+	bwt_add("unlink follows no link out of the directory",
+		test_unlink_links);
 	bwt_add("dead claimer and dead lock holder", test_dead_claimer_and_lock_holder);
 	bwt_add("random scribbles never crash", test_scribble_fuzz);
 }
