@@ -422,16 +422,18 @@ static int resync(struct bw_stream *s)
 {
 	const struct bwi_geom *g = &s->m->g;
 	uint64_t o = bwi_oldest_held(s->m), from = s->rpos > o ? s->rpos : o;
-	uint64_t t = bw_load_acquire(&s->hdr->prod.tail), was = s->rpos;
-	uint64_t to = first_start(s, from, t, false);
+	uint64_t t = bw_load_acquire(&s->hdr->prod.tail);
+	uint64_t to = first_start(s, from, t, false), told = s->ist.lost;
 
 	bwi_rd_lost(s, to);
 	s->rec_rfoot = 0;
+	/* all lost since the last report: the DBuf may have moved the read
+	 * position to the oldest byte held before this */
 	s->ist.lost = s->rst.lost;
 	return bwi_err(ESTALE, "reader was overtaken: %llu bytes of records "
 			       "lost; resuming at the record at %llu (%s)",
-		       (unsigned long long)(to - was), (unsigned long long)to,
-		       bw_layout_name(g->layout));
+		       (unsigned long long)(s->ist.lost - told),
+		       (unsigned long long)to, bw_layout_name(g->layout));
 }
 
 static int corrupt(const struct bw_stream *s, const char *what)
@@ -473,7 +475,7 @@ static int64_t rec_next(struct bw_stream *s, const uint8_t **pl,
 		if (!len) {
 			/* a pad; a validating reader trusts no header it has
 			 * not seen held */
-			if (s->validate && !bwi_rd_held(s))
+			if (!bwi_rd_held(s))
 				return resync(s);
 			bwi_rd_move(s, f, true);
 			continue;
@@ -548,7 +550,7 @@ static ssize_t rec_read(struct bw_stream *s, void *buf, size_t n)
 	if ((uint64_t)len > n)
 		return short_buf(len, n);
 	bwi_rd_copy(s, buf, pl, (size_t)len);
-	if (s->validate && !bwi_rd_held(s))
+	if (!bwi_rd_held(s))
 		return resync(s);
 	bwi_rd_move(s, foot, true);
 	bwi_count_call(&s->ist, (uint64_t)len);
@@ -574,7 +576,7 @@ static ssize_t rec_peek(struct bw_stream *s, const void **ptr, size_t n,
 		return len;
 	if ((uint64_t)len > n)
 		return short_buf(len, n);
-	if (s->validate && !bwi_rd_held(s))
+	if (!bwi_rd_held(s))
 		return resync(s); /* the header was overwritten as we read it */
 	*ptr = pl;
 	if (move) {
@@ -661,18 +663,28 @@ static int64_t rec_check(struct bw_stream *s, int64_t stamp, int flags)
 
 /* A reader placed at the oldest byte held (from the start; a tap following
  * a self-scaling ring into a region it fell behind) may stand inside a
- * record of a ring that wrapped: it moves on to the first record start. */
+ * record of a ring that wrapped: it moves on to the first record start.
+ * Writers may overwrite that too meanwhile: it looks again from what is
+ * held then, and after a few tries starts at the write position. */
 static int rec_attach(struct bw_stream *s)
 {
-	uint64_t t, p;
 	int64_t r = BWI_OP(s->lower, attach)(s);
 
-	if (r < 0 || !(s->reader || s->tap))
-		return (int)r;
-	t = bw_load_acquire(&s->hdr->prod.tail);
-	p = s->rpos < t ? first_start(s, s->rpos, t, true) : s->rpos;
-	if (p != s->rpos)
-		r = lower_lseek(s, (int64_t)p, SEEK_SET);
+	for (int tries = 0; r >= 0 && (s->reader || s->tap); tries++) {
+		uint64_t t = bw_load_acquire(&s->hdr->prod.tail);
+		uint64_t o = bwi_oldest_held(s->m);
+		uint64_t from = s->rpos > o ? s->rpos : o;
+		uint64_t p = s->rpos < t ? first_start(s, from, t, true) : s->rpos;
+
+		if (p == s->rpos)
+			return 0;
+		r = tries < 4 ? lower_lseek(s, (int64_t)p, SEEK_SET)
+			      : lower_lseek(s, 0, SEEK_END);
+		if (r == -ESTALE)
+			r = 0; /* overwritten meanwhile: again */
+		else if (r >= 0)
+			return 0;
+	}
 	return r < 0 ? (int)r : 0;
 }
 

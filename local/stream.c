@@ -1794,7 +1794,9 @@ int64_t bwi_rd_acquire(struct bw_stream *s, uint64_t need, const uint8_t **ptr)
 
 	if (a <= 0)
 		return a;
-	r = rd_validate(s, (uint64_t)a);
+	/* 0: the layer above has read nothing yet, and checks what it reads
+	 * (bwi_rd_held) while the read position is below safe_from */
+	r = rd_validate(s, 0);
 	if (r < 0)
 		return r;
 	*ptr = s->data + (s->rpos & s->mask);
@@ -1805,7 +1807,7 @@ int64_t bwi_rd_acquire(struct bw_stream *s, uint64_t need, const uint8_t **ptr)
  * reader must (the copy may race an overwrite: bwi_rd_held() tells). */
 void bwi_rd_copy(struct bw_stream *s, void *buf, const void *src, size_t n)
 {
-	if (s->validate)
+	if (s->validate || s->rpos < s->safe_from)
 		copy_racy(buf, src, n);
 	else
 		bwi_copy(buf, src, n);

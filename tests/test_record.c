@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,161 @@ static void test_from_start(void)
 			bw_stream_close(w);
 		}
 	bw_unlink("rf");
+}
+
+/* A lossless reader that seeks back is below what its slot protects: the
+ * writer worked out its room while the reader stood at the tail, and may
+ * overwrite the records it seeks back to. It reads them checked: a record
+ * overwritten as it reads is lost, counted and said (ESTALE) once, never
+ * handed out as valid; it then resumes at a record start. fr and dr (vr
+ * seeks only to the write position). */
+static void test_seek_back_lossless(void)
+{
+	for (unsigned l = 0; l < 3; l++) {
+		struct bw_stream *r, *w;
+		struct bw_stream_stat st;
+		uint8_t buf[512], out[512];
+		static int64_t start[1024];
+		int64_t head, lim = 0, foot;
+		unsigned k = 0, j = 0, stale = 0, good = 0;
+		ssize_t x;
+
+		if (layouts[l] == BW_LAYOUT_VR)
+			continue;
+		foot = layouts[l] == BW_LAYOUT_FR ? 2048 : 256; /* of 200 B */
+		CU_ASSERT_EQUAL_FATAL(mk("rb", layouts[l], 0, 0, 0, 0), 0);
+		open2("rb", &r, &w);
+		/* the reader keeps up; stop just after the writer looked for
+		 * room (it sees a ring of room from the reader at the tail) */
+		for (;;) {
+			int64_t hd = bw_stream_lseek(w, 0, SEEK_CUR);
+			bool looked = hd + foot > lim;
+
+			if (looked)
+				lim = hd + RING;
+			start[k] = hd;
+			rec_fill(buf, k, 200);
+			CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 200), 200);
+			CU_ASSERT_EQUAL_FATAL(bw_stream_read(r, out, sizeof(out)),
+					      200);
+			k++;
+			if (looked && hd > 2 * (int64_t)RING)
+				break;
+		}
+		head = bw_stream_lseek(w, 0, SEEK_CUR);
+		while (start[j] < head - (int64_t)RING)
+			j++;
+		j++;
+		CU_ASSERT_EQUAL_FATAL(bw_stream_lseek(r, start[j], SEEK_SET),
+				      start[j]);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 200);
+		CU_ASSERT(rec_ok(out, j, 200));
+		/* half a ring more: over what the reader has yet to read */
+		for (int64_t wr = 0; wr < (int64_t)RING / 2; wr += foot, k++) {
+			rec_fill(buf, k, 200);
+			CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 200), 200);
+		}
+		while ((x = bw_stream_read(r, out, sizeof(out))) != -EAGAIN) {
+			unsigned i;
+
+			if (x == -ESTALE) {
+				stale++;
+				continue;
+			}
+			CU_ASSERT_EQUAL_FATAL(x, 200);
+			memcpy(&i, out, 4);
+			CU_ASSERT_FATAL(i < k);
+			CU_ASSERT(rec_ok(out, i, 200)); /* never the new as old */
+			good++;
+		}
+		CU_ASSERT_EQUAL(stale, 1);
+		CU_ASSERT(good > 0);
+		CU_ASSERT_EQUAL(bw_stream_stat(r, &st), 0);
+		CU_ASSERT(st.lost > 0);
+		bw_stream_close(r);
+		bw_stream_close(w);
+	}
+	bw_unlink("rb");
+}
+
+struct busy_arg {
+	const char *name;
+	atomic_bool stop;
+};
+
+static void *busy_writer(void *argp)
+{
+	struct busy_arg *a = argp;
+	struct bw_stream *w;
+	uint8_t buf[512];
+
+	if (bw_stream_open(a->name, BW_WRITE | BW_NOWAIT, &w) < 0)
+		return NULL;
+	for (unsigned k = 0; !atomic_load(&a->stop); k++) {
+		size_t n = 8 + k * 37 % 300;
+
+		rec_fill(buf, k, n);
+		if (bw_stream_write(w, buf, n) != (ssize_t)n)
+			break;
+	}
+	bw_stream_close(w);
+	return NULL;
+}
+
+/* Readers open from the start while a writer keeps overwriting the oldest
+ * records: every open succeeds (the record start it found may be gone by
+ * the time it moves there: it looks again), and every record read is
+ * whole and valid. FRP and lossless, each layout. */
+static void test_from_start_busy(void)
+{
+	static const uint32_t pol[] = {BW_POLICY_FRP, BW_POLICY_LOSSLESS};
+
+	for (unsigned l = 0; l < 3; l++)
+		for (unsigned p = 0; p < 2; p++) {
+			struct busy_arg a = {.name = "rz"};
+			unsigned fails = 0, bad = 0, recs = 0;
+			pthread_t t;
+
+			CU_ASSERT_EQUAL_FATAL(mk("rz", layouts[l], pol[p], 0, 0,
+						 0),
+					      0);
+			atomic_init(&a.stop, false);
+			CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL,
+							     busy_writer, &a),
+					      0);
+			for (int i = 0; i < 200; i++) {
+				struct bw_stream *r;
+				uint8_t out[512];
+				ssize_t x;
+
+				if (bw_stream_open("rz", BW_READ | BW_NOWAIT |
+							       BW_NONBLOCK |
+							       BW_FROM_START,
+						   &r) < 0) {
+					fails++;
+					continue;
+				}
+				for (int n = 0; n < 8; n++) {
+					unsigned k;
+
+					x = bw_stream_read(r, out, sizeof(out));
+					if (x <= 0)
+						continue; /* ESTALE, EAGAIN */
+					memcpy(&k, out, 4);
+					recs++;
+					if (x < 4 || (size_t)x != 8 + k * 37 % 300 ||
+					    !rec_ok(out, k, (size_t)x))
+						bad++;
+				}
+				bw_stream_close(r);
+			}
+			atomic_store(&a.stop, true);
+			pthread_join(t, NULL);
+			CU_ASSERT_EQUAL(fails, 0);
+			CU_ASSERT_EQUAL(bad, 0);
+			CU_ASSERT(recs > 0);
+		}
+	bw_unlink("rz");
 }
 
 /* Payloads land so that payload + offset is aligned. */
@@ -699,6 +855,9 @@ static void reg(void)
 	bwt_add("EMSGSIZE and append on a byte ring", test_emsgsize);
 	bwt_add("resync after overwrite", test_resync);
 	bwt_add("a reader from the start of a wrapped ring", test_from_start);
+	bwt_add("a lossless reader seeking back reads checked",
+		test_seek_back_lossless);
+	bwt_add("readers from the start of a busy ring", test_from_start_busy);
 	bwt_add("alignment", test_alignment);
 	bwt_add("refused combinations", test_refused);
 	bwt_add("corrupted headers", test_corrupt_headers);
