@@ -2259,6 +2259,27 @@ void bwi_wake_readers(struct bwi_map *m)
 	wake_readers(m);
 }
 
+/* Whether another writer, alive, holds the reservation at the tail. */
+static bool tail_held_by_live(const struct bw_stream *s)
+{
+	struct bwi_map *m = s->m;
+	uint64_t t = bw_load_acquire(&m->hdr->prod.tail);
+	uint32_t hi = bwi_slots_hi(m, BWI_WRITER);
+
+	for (uint32_t i = 0; i < hi; i++) {
+		struct bwi_slot *sl = bwi_wslot(m, i);
+		uint64_t p = bw_load_acquire(&sl->pos);
+
+		if (i != s->wslot && (p & BWI_OPEN_BIT) && BWI_MARK_POS(p) == t &&
+		    BWI_SLOT_STATE(bw_load_acquire(&sl->state)) ==
+			    BWI_SLOT_ACTIVE &&
+		    bwi_pid_alive((pid_t)bw_load_relaxed(&sl->pid),
+				  bw_load_relaxed(&sl->starttime)))
+			return true;
+	}
+	return false;
+}
+
 static void detach(struct bw_stream *s)
 {
 	if (s->epoch != bwi_epoch || !s->m->hdr)
@@ -2267,8 +2288,11 @@ static void detach(struct bw_stream *s)
 	mirror(&s->wst, s->wsl);
 	if (s->writer) {
 		flush_poke(s);
-		/* a span we posted is published before we go */
-		if (s->post_last)
+		/* a span we posted is published before we go, unless a live
+		 * writer holds the reservation the tail stands at: its
+		 * publish carries the tail over ours (tail_help), and it may
+		 * keep a record open for append as long as it likes */
+		if (s->post_last && !tail_held_by_live(s))
 			wr_wait_tail(s, s->post_last);
 		if (s->acq) {
 			bwi_head_rollback(s->m, s->acq_start + s->acq_len,

@@ -470,6 +470,52 @@ static void test_from_start_busy(void)
 	bw_unlink("rz");
 }
 
+/* A writer closes while an earlier writer keeps a record open for append
+ * (or, on a byte ring, a poke_acquire): the close does not wait for that
+ * record, and the records come out in order once it is closed. In one
+ * thread: a close that waited would never return (the watchdog fails it). */
+static void test_close_behind_open_record(void)
+{
+	static const unsigned lays[] = {BW_LAYOUT_BYTES, BW_LAYOUT_VR,
+					BW_LAYOUT_DR};
+
+	for (unsigned l = 0; l < 3; l++) {
+		struct bw_stream *r, *a, *b;
+		uint8_t out[64];
+		void *q;
+
+		CU_ASSERT_EQUAL_FATAL(mk("rc", lays[l], 0, lays[l] ? 1024 : 0,
+					 0, 0),
+				      0);
+		open2("rc", &r, &a);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("rc", BW_WRITE |
+								   BW_NONBLOCK,
+						     &b),
+				      0);
+		if (lays[l] == BW_LAYOUT_BYTES) {
+			CU_ASSERT_EQUAL(bw_stream_poke_acquire(a, &q, 4), 4);
+			memcpy(q, "aaaa", 4);
+		} else {
+			CU_ASSERT_EQUAL(bw_stream_append(a, "aaaa", 4), 4);
+		}
+		CU_ASSERT_EQUAL(bw_stream_write(b, "bbbb", 4), 4);
+		CU_ASSERT_EQUAL(bw_stream_close(b), 0);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), -EAGAIN);
+		CU_ASSERT_EQUAL(lays[l] == BW_LAYOUT_BYTES
+					? bw_stream_poke_complete(a, 4)
+					: bw_stream_flush(a),
+				0);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, 4), 4);
+		CU_ASSERT_EQUAL(memcmp(out, "aaaa", 4), 0);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, 4), 4);
+		CU_ASSERT_EQUAL(memcmp(out, "bbbb", 4), 0);
+		bw_stream_close(a);
+		CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 0);
+		bw_stream_close(r);
+	}
+	bw_unlink("rc");
+}
+
 /* Payloads land so that payload + offset is aligned. */
 static void test_alignment(void)
 {
@@ -858,6 +904,8 @@ static void reg(void)
 	bwt_add("a lossless reader seeking back reads checked",
 		test_seek_back_lossless);
 	bwt_add("readers from the start of a busy ring", test_from_start_busy);
+	bwt_add("a writer closes behind an open record",
+		test_close_behind_open_record);
 	bwt_add("alignment", test_alignment);
 	bwt_add("refused combinations", test_refused);
 	bwt_add("corrupted headers", test_corrupt_headers);
