@@ -10,17 +10,21 @@
 
 static _Thread_local char last_msg[256];
 
+/* Formats into a buffer of its own first: a caller may pass the last
+ * message, bw_strerror_last(), as an argument of the next. */
 int bwi_err(int err, const char *fmt, ...)
 {
+	char msg[sizeof(last_msg)];
 	va_list ap;
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(last_msg, sizeof(last_msg), fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (n >= 0 && (size_t)n < sizeof(last_msg) - 4)
-		snprintf(last_msg + n, sizeof(last_msg) - (size_t)n, " (%s)",
+	if (n >= 0 && (size_t)n < sizeof(msg) - 4)
+		snprintf(msg + n, sizeof(msg) - (size_t)n, " (%s)",
 			 strerror(err));
+	memcpy(last_msg, msg, sizeof(last_msg));
 	return -err;
 }
 

@@ -56,6 +56,7 @@ static int sub_open(struct bw_stream *s, int flags, struct bw_stream **out)
 int bwi_i_attach(struct bw_stream *s)
 {
 	char name[BWI_NAME_MAX + 8];
+	const char *kind;
 
 	if (!s->wt) {
 		snprintf(name, sizeof(name), "%s.wt", s->m->name);
@@ -64,6 +65,20 @@ int bwi_i_attach(struct bw_stream *s)
 		if (r < 0)
 			return bwi_err(-r, "IBuf '%s': its default DBuf '%s': %s",
 				       s->m->name, name, bw_strerror_last());
+		/* an index names bytes of a flat byte ring: any other kind
+		 * would be read wrong, or out of its mapping */
+		kind = s->wt->g.scale ? "a self-scaling ring"
+		       : (s->wt->g.flags & BW_RING_DYNAMIC) ? "a dynamic ring"
+		       : s->wt->g.layout == BWI_LAYOUT_INDEX ? "an IBuf"
+		       : s->wt->g.layout != BWI_LAYOUT_BYTES ? "a record ring"
+							      : NULL;
+		if (kind) {
+			bwi_map_put(s->wt);
+			s->wt = NULL;
+			return bwi_err(EBADMSG, "IBuf '%s': its default DBuf "
+						"'%s' is %s, not a byte ring",
+				       s->m->name, name, kind);
+		}
 	}
 	/* Written-through blocks wait for this reader: it attaches to the
 	 * default DBuf now, so nothing written from here on is lost to it. */

@@ -498,6 +498,41 @@ static void test_anonymous_ibuf_fork(void)
 	bw_stream_close(d[1]);
 }
 
+/* An IBuf's default DBuf NAME.wt replaced by a ring of another kind: a
+ * record ring (its bytes are not where an index says), another IBuf, a
+ * self-scaling ring (its data is in its regions), a dynamic ring (its data
+ * is on a heap): opening the IBuf is refused, never read wrong or out of
+ * a mapping. */
+static void test_wt_not_bytes(void)
+{
+	struct bw_ring_opts o;
+	struct bw_stream *s;
+
+	for (int k = 0; k < 4; k++) {
+		mk("iw", BW_RING_INDEX, RING);
+		CU_ASSERT_EQUAL_FATAL(bw_unlink("iw.wt"), 0);
+		o = (struct bw_ring_opts)BW_RING_OPTS_INIT;
+		o.size = RING;
+		if (k == 0)
+			o.layout = BW_LAYOUT_VR;
+		else if (k == 1)
+			o.flags = BW_RING_INDEX;
+		else if (k == 2)
+			o.scale = BW_SCALE_REALLOC;
+		else
+			o.flags = BW_RING_DYNAMIC;
+		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("iw.wt", &o), 0);
+		CU_ASSERT_EQUAL(bw_stream_open("iw", BW_WRITE | BW_NOWAIT, &s),
+				-EBADMSG);
+		CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(),
+					      "not a byte ring"));
+		CU_ASSERT_EQUAL(bw_stream_open("iw", BW_READ | BW_NOWAIT, &s),
+				-EBADMSG);
+		bw_unlink("iw.wt");
+		bw_unlink("iw");
+	}
+}
+
 static void reg(void)
 {
 	bwt_add("write-through and splice", test_write_through_and_splice);
@@ -510,6 +545,7 @@ static void reg(void)
 	bwt_add("corrupted index records", test_corrupt_records);
 	bwt_add("lossless write-through", test_lossless_write_through);
 	bwt_add("anonymous IBuf across bw_fork", test_anonymous_ibuf_fork);
+	bwt_add("a default DBuf that is no byte ring", test_wt_not_bytes);
 }
 
 int main(void)
