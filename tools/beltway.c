@@ -471,12 +471,12 @@ static int cmd_stat(int argc, char **argv)
 	       "presumed dead; writer timeout %s\n",
 	       in.padded_spans, in.padded_bytes, tmo);
 	stat_remote(argv[1]);
+	if (in.flags & BW_RING_INDEX)
+		stat_targets(argv[1]);
 	if (n > 0)
 		printf("\n%-6s %4s %8s %14s %10s %14s %10s %8s %10s\n", "ROLE",
 		       "SLOT", "PID", "POSITION", "BEHIND", "BYTES", "CALLS",
 		       "WAITS", "LOST");
-	if (in.flags & BW_RING_INDEX)
-		stat_targets(argv[1]);
 	for (int i = 0; i < n && i < 1280; i++) {
 		struct bw_ring_peer *p = &peers[i];
 

@@ -391,8 +391,10 @@ struct bw_pollitem {
 	short revents;
 };
 
-/* Waits on a group of streams (at most 128). Returns how many are ready,
- * with their revents set, or 0 on timeout. */
+/* Waits on a group of streams (1 to 64: the kernel's futex_waitv takes
+ * 128 words, two per stream). Returns how many are ready, with their
+ * revents set, 0 on timeout, or -EINVAL for another count. For more,
+ * poll the streams' descriptors (bw_stream_fd). */
 BW_API int bw_stream_select(struct bw_pollitem *items, unsigned n,
 			    int timeout_ms);
 
