@@ -151,6 +151,8 @@ struct bw_stream {
 	uint64_t rec_rfoot;  /* reader: the record peek_acquire handed out:
 			      * its footprint (0: none) and length */
 	uint32_t rec_rlen;
+	uint64_t rec_pad_from, rec_pad_to; /* reader: the last pad spans it
+					     * skipped, [from, to) */
 
 	/* dynamic rings (dynamic.c): the containers last used, so a call
 	 * does one lookup */

@@ -477,7 +477,10 @@ static int64_t rec_next(struct bw_stream *s, const uint8_t **pl,
 			 * not seen held */
 			if (!bwi_rd_held(s))
 				return resync(s);
+			if (s->rec_pad_to != s->rpos)
+				s->rec_pad_from = s->rpos;
 			bwi_rd_move(s, f, true);
+			s->rec_pad_to = s->rpos;
 			continue;
 		}
 		*pl = ptr + bwi_rec_hoff(g);
@@ -644,6 +647,8 @@ static int64_t rec_lseek(struct bw_stream *s, int64_t off, int whence)
 	if ((off < 0 && (uint64_t)(-(off + 1)) + 1 > base) ||
 	    (off > 0 && (uint64_t)off > t - base) || p > t)
 		return lower_lseek(s, off, whence); /* its range error */
+	if (p < bwi_oldest_held(s->m)) /* overwritten: its ESTALE */
+		return lower_lseek(s, (int64_t)p, SEEK_SET);
 	if (p != t && (p % g->rec_align ||
 		       (g->layout == BWI_LAYOUT_FR && p % g->rec_size) ||
 		       (g->layout == BWI_LAYOUT_DR &&
@@ -654,11 +659,20 @@ static int64_t rec_lseek(struct bw_stream *s, int64_t off, int whence)
 	return lower_lseek(s, (int64_t)p, SEEK_SET);
 }
 
+/* A read stamp inside pad spans the reader skipped stands for their end:
+ * they hold no data, and their space went back as they were skipped (as
+ * the DBuf's pad_stamp does for its padding). */
 static int64_t rec_check(struct bw_stream *s, int64_t stamp, int flags)
 {
 	int r = rec_enter(s);
 
-	return r < 0 ? r : bwi_d_check(s, stamp, flags);
+	if (r < 0)
+		return r;
+	if (flags == BW_CHECK_READ && stamp >= 0 &&
+	    (uint64_t)stamp >= s->rec_pad_from &&
+	    (uint64_t)stamp < s->rec_pad_to)
+		stamp = (int64_t)s->rec_pad_to;
+	return bwi_d_check(s, stamp, flags);
 }
 
 /* A reader placed at the oldest byte held (from the start; a tap following
