@@ -45,6 +45,7 @@
 enum {
 	BWI_REC_W_NONE = 0,
 	BWI_REC_W_APPEND = 1, /* open for append */
+	BWI_REC_W_DROP = 4,   /* open for append, dropped by the policy */
 	BWI_REC_W_POKE = 2,   /* poked: published at the next call */
 	BWI_REC_W_ACQ = 3,    /* poke_acquire: until poke_complete */
 };
@@ -181,6 +182,8 @@ static int w_enter(struct bw_stream *s)
 
 	if (r == 0 && s && s->rec_w == BWI_REC_W_APPEND)
 		r = w_close(s, s->rec_wlen);
+	if (r == 0 && s && s->rec_w == BWI_REC_W_DROP)
+		s->rec_w = BWI_REC_W_NONE; /* nothing was reserved */
 	return r;
 }
 
@@ -323,14 +326,22 @@ static ssize_t rec_append(struct bw_stream *s, const void *buf, size_t n)
 		return r;
 	if (n && !buf)
 		return bwi_err(EFAULT, "append buffer is NULL");
-	if (s->rec_w != BWI_REC_W_APPEND) {
+	if (s->rec_w != BWI_REC_W_APPEND && s->rec_w != BWI_REC_W_DROP) {
 		r = bwi_need_writer(s);
 		if (r < 0)
 			return r;
 		r = w_open(s, bwi_rec_max(&s->m->g), &q);
-		if (r < 0)
+		/* SRP and MRP with the readers a ring behind: the whole
+		 * record is dropped (counted once, as a write), each piece
+		 * swallowed as a write's would be */
+		if (r == -ENOBUFS) {
+			s->rec_w = BWI_REC_W_DROP;
+			s->rec_wlen = 0;
+		} else if (r < 0) {
 			return r;
-		s->rec_w = BWI_REC_W_APPEND;
+		} else {
+			s->rec_w = BWI_REC_W_APPEND;
+		}
 	}
 	g = &s->m->g;
 	if (n > bwi_rec_max(g) - s->rec_wlen)
@@ -338,6 +349,10 @@ static ssize_t rec_append(struct bw_stream *s, const void *buf, size_t n)
 					 "of %u would exceed the ring's largest "
 					 "record, %llu",
 			       n, s->rec_wlen, (unsigned long long)bwi_rec_max(g));
+	if (s->rec_w == BWI_REC_W_DROP) {
+		s->rec_wlen += (uint32_t)n;
+		return (ssize_t)n;
+	}
 	memcpy(w_at(s, s->acq_start + s->rec_wpad + bwi_rec_hoff(g) +
 			       s->rec_wlen),
 	       buf, n);
@@ -706,6 +721,7 @@ static void rec_detach(struct bw_stream *s)
 {
 	if (s->rec_w == BWI_REC_W_POKE || s->rec_w == BWI_REC_W_APPEND)
 		w_close(s, s->rec_wlen);
+	s->rec_w = BWI_REC_W_NONE;
 }
 
 /* Block and select: a poked record is published first, as any call on a

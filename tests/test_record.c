@@ -570,6 +570,43 @@ static void test_stamps_and_pads(void)
 	bw_unlink("rp");
 }
 
+/* SRP with the reader a ring behind: a record opened for append then is
+ * dropped whole, as a write would be: every piece returns its count, the
+ * reader sees no part of it, and the next record goes in once there is
+ * room. */
+static void test_srp_append_dropped(void)
+{
+	struct bw_stream *r, *w;
+	struct bw_stream_stat st;
+	uint8_t buf[1024], out[1024];
+	uint64_t drops;
+
+	CU_ASSERT_EQUAL_FATAL(mk("rs", BW_LAYOUT_VR, BW_POLICY_SRP, 1024, 0, 0),
+			      0);
+	open2("rs", &r, &w);
+	memset(buf, 'x', sizeof(buf));
+	do {
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 1000), 1000);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_stat(w, &st), 0);
+	} while (!st.dropped);
+	drops = st.dropped;
+	CU_ASSERT_EQUAL(bw_stream_append(w, "HEAD-", 5), 5);
+	while (bw_stream_read(r, out, sizeof(out)) > 0)
+		; /* room again */
+	CU_ASSERT_EQUAL(bw_stream_append(w, "TAIL", 4), 4);
+	CU_ASSERT_EQUAL(bw_stream_flush(w), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), -EAGAIN);
+	CU_ASSERT_EQUAL(bw_stream_stat(w, &st), 0);
+	CU_ASSERT(st.dropped > drops);
+	CU_ASSERT_EQUAL(bw_stream_append(w, "next", 4), 4);
+	CU_ASSERT_EQUAL(bw_stream_flush(w), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 4);
+	CU_ASSERT_EQUAL(memcmp(out, "next", 4), 0);
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("rs");
+}
+
 /* Payloads land so that payload + offset is aligned. */
 static void test_alignment(void)
 {
@@ -962,6 +999,8 @@ static void reg(void)
 		test_close_behind_open_record);
 	bwt_add("stamps across pad spans, seeks to overwritten records",
 		test_stamps_and_pads);
+	bwt_add("an append record dropped whole on srp",
+		test_srp_append_dropped);
 	bwt_add("alignment", test_alignment);
 	bwt_add("refused combinations", test_refused);
 	bwt_add("corrupted headers", test_corrupt_headers);

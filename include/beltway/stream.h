@@ -83,7 +83,8 @@ enum {
  *    slowest reader.
  *  - SRP (slow reader preference, non-blocking tail drop): the write is
  *    dropped. bw_stream_write() still returns its length; poke and
- *    poke_acquire return -ENOBUFS. Drops are counted in the writer's
+ *    poke_acquire return -ENOBUFS. A record opened for append then is
+ *    dropped whole: each bw_stream_append() returns its length. Drops are counted in the writer's
  *    statistics and the ring's. Readers never lose data.
  *  - MRP (medium reader preference): readers share one read position R,
  *    each raising it (atomic max) to its own previous position as it reads;
