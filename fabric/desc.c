@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -128,6 +129,8 @@ int bwf_parse_hostport(const char *s, char *host, size_t hostlen, char *port,
 	host[he - h] = '\0';
 	memcpy(port, p, (size_t)(pe - p));
 	port[pe - p] = '\0';
+	if (atol(port) > 65535)
+		return bwi_err(EINVAL, "'%s': port %s is above 65535", s, port);
 	return 0;
 bad:
 	return bwi_err(EINVAL, "'%s' is not HOST:PORT%s", s,

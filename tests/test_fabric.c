@@ -794,6 +794,10 @@ static void bad_requests(void)
 	CU_ASSERT_EQUAL(bw_remote_open(url("nosuch"), BW_READ, &o, &r), -EACCES);
 	CU_ASSERT_EQUAL(bw_remote_open("127.0.0.1/shown", BW_READ, &o, &r),
 			-EINVAL);
+	CU_ASSERT_EQUAL(bw_remote_open("127.0.0.1:99999/shown", BW_READ, &o,
+				       &r),
+			-EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "above 65535"));
 	CU_ASSERT_EQUAL(bw_remote_open("127.0.0.1:1/shown", BW_READ, &o, &r),
 			-ECONNREFUSED);
 	CU_ASSERT_EQUAL(bw_remote_open(url("shown"), BW_READ | BW_WRITE, &o, &r),
