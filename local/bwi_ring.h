@@ -37,6 +37,7 @@
 #define BWI_MIN_CAPACITY 4096u
 #define BWI_MAX_CAPACITY (UINT64_C(1) << 36)
 #define BWI_MAX_READERS 1024u
+#define BWI_DEFAULT_READERS 64 /* reader slots of a ring unless asked */
 #define BWI_MAX_WRITERS 256u
 #define BWI_NAME_MAX 63
 #define BWI_HUGE_PAGE (2u << 20)

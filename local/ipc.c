@@ -84,9 +84,10 @@ BW_API int bw_mpipe(struct bw_stream **ends, unsigned n,
 	if (!ends || n < 2 || n > BWI_MAX_READERS)
 		return bwi_err(EINVAL, "bw_mpipe takes 2 to %u ends",
 			       BWI_MAX_READERS);
-	if (opts && opts->max_readers && opts->max_readers < n - 1)
+	if ((opts && opts->max_readers ? opts->max_readers
+				       : BWI_DEFAULT_READERS) < n - 1)
 		return bwi_err(EINVAL, "bw_mpipe of %u ends needs %u reader "
-				       "slots",
+				       "slots (bw_ring_opts.max_readers)",
 			       n, n - 1);
 	return make_ends(ends, n, opts);
 }

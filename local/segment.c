@@ -387,7 +387,7 @@ static int opts_check(const struct bw_ring_opts *o, struct bwi_geom *g)
 	if (g->capacity < g->page_size)
 		return bwi_err(EINVAL, "a huge-page ring needs a size of at "
 				       "least 2 MiB");
-	g->max_readers = o->max_readers ? o->max_readers : 64;
+	g->max_readers = o->max_readers ? o->max_readers : BWI_DEFAULT_READERS;
 	g->max_writers = o->max_writers ? o->max_writers : 16;
 	if (g->max_readers > BWI_MAX_READERS || g->max_writers > BWI_MAX_WRITERS)
 		return bwi_err(EINVAL, "at most %u readers and %u writers",

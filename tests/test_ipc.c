@@ -156,6 +156,13 @@ static void test_mpipe(void)
 	for (int i = 0; i < 3; i++)
 		CU_ASSERT_EQUAL(bwt_wait(pid[i]), 0);
 	CU_ASSERT_EQUAL(bw_mpipe(e, 1, &o), -EINVAL);
+	/* more readers than a ring has slots by default: refused up front */
+	{
+		static struct bw_stream *many[100];
+
+		CU_ASSERT_EQUAL(bw_mpipe(many, 100, NULL), -EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "99 reader"));
+	}
 }
 
 /* Named ring, FIFO rules: a reader that comes first waits for a writer; the
