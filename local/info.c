@@ -137,7 +137,7 @@ BW_API int bw_ring_index_targets(const char *name,
 	struct bw_index_target t[256];
 	struct bwi_map *m;
 	uint64_t tail, from;
-	unsigned nt = 0;
+	unsigned nt = 0, last = 0;
 	int r;
 
 	r = bwi_map_open(name, BWI_ACC_RO, &m);
@@ -154,10 +154,14 @@ BW_API int bw_ring_index_targets(const char *name,
 		unsigned i;
 
 		memcpy(&idx, m->data + (p & m->mask), sizeof(idx));
-		for (i = 0; i < nt; i++)
-			if (t[i].dbuf == bw_index_dbuf(&idx) &&
-			    t[i].gen == bw_index_gen(&idx))
-				break;
+		/* runs of indices point into one ring: the last one first */
+		i = last;
+		if (i >= nt || t[i].dbuf != bw_index_dbuf(&idx) ||
+		    t[i].gen != bw_index_gen(&idx))
+			for (i = 0; i < nt; i++)
+				if (t[i].dbuf == bw_index_dbuf(&idx) &&
+				    t[i].gen == bw_index_gen(&idx))
+					break;
 		if (i == nt) {
 			if (nt == sizeof(t) / sizeof(t[0]))
 				continue;
@@ -168,6 +172,7 @@ BW_API int bw_ring_index_targets(const char *name,
 		}
 		t[i].indices++;
 		t[i].bytes += bw_index_len(&idx);
+		last = i;
 	}
 	bwi_map_put(m);
 	for (unsigned i = 0; i < nt; i++) {

@@ -111,8 +111,9 @@ struct bw_index_target {
 
 /* Reads the indices the named IBuf holds and fills up to max targets, one
  * per ring they point into, most used first. Returns the number of targets
- * found (it may exceed max), -EINVAL when NAME is not an IBuf, or as
- * bw_ring_stat() does. */
+ * found (it may exceed max; the first 256 rings found are told apart, the
+ * indices into any others are not counted), -EINVAL when NAME is not an
+ * IBuf, or as bw_ring_stat() does. */
 BW_API int bw_ring_index_targets(const char *name,
 				 struct bw_index_target *out, unsigned max);
 
