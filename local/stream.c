@@ -777,6 +777,11 @@ static int64_t rd_avail(struct bw_stream *s, uint64_t n)
 	if (a > 0)
 		return rd_refresh(s);
 	rd_publish(s);
+	/* MRP: a reader that has read everything holds no one's turn back:
+	 * R moves to its position (else, after it read a whole ring in one
+	 * call, the writer would drop everything while it waits) */
+	if (s->policy == BW_POLICY_MRP && s->reader)
+		mrp_raise(s->m, s->rpos);
 	if (s->rtrickle)
 		pace(&s->rlook);
 	for (;;) {
@@ -1466,7 +1471,9 @@ __attribute__((noinline)) ssize_t bwi_d_peek(struct bw_stream *s,
 		return a;
 	if ((uint64_t)a > n)
 		a = (int64_t)n;
-	r = rd_validate(s, (uint64_t)a);
+	/* an acquisition does not move the read position: it stays checked
+	 * below safe_from (peek_complete may complete only part) */
+	r = rd_validate(s, move ? (uint64_t)a : 0);
 	if (r < 0)
 		return r;
 	*ptr = s->data + (s->rpos & s->mask);
@@ -1942,6 +1949,10 @@ static void rd_reposition(struct bw_stream *s, uint64_t pos)
 	t = bw_load_acquire(&H(s)->prod.tail);
 	if (!s->validate && pos < t && t > s->safe_from)
 		s->safe_from = t;
+	/* writers work out their room again before their next reservation:
+	 * only those in flight now may overwrite what lies below safe_from */
+	if (s->reader && pos < s->rpos)
+		bwi_bump_peers(s->m);
 	s->rpos = pos;
 	s->tail_seen = pos; /* the next read refreshes, padding included */
 	s->pad_next = pads_floor(s->m);

@@ -979,6 +979,81 @@ static void reg_cases(bool threads)
 	}
 }
 
+/* MRP: a reader that read a whole ring in one call, then waits, holds
+ * no turn back: the writer's next writes get through (R moved to the
+ * reader's position once it had read everything). */
+static void mrp_whole_ring_read(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_stream *w, *r;
+	struct bw_ring_info in;
+	static uint8_t buf[RING];
+
+	o.size = RING;
+	o.policy = BW_POLICY_MRP;
+	bw_unlink("mrpw");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("mrpw", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("mrpw", BW_READ | BW_NOWAIT |
+							  BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("mrpw", BW_WRITE, &w), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, RING), RING);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), RING);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), -EAGAIN); /* waits */
+	for (int i = 0; i < 5; i++) {
+		bwt_fill(buf, 100, RING + 100 * (uint64_t)i, 3);
+		CU_ASSERT_EQUAL(bw_stream_write(w, buf, 100), 100);
+		CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), 100);
+		CU_ASSERT_EQUAL(bwt_verify(buf, 100, RING + 100 * (uint64_t)i,
+					   3),
+				-1);
+	}
+	CU_ASSERT_EQUAL(bw_ring_stat("mrpw", &in, NULL, 0), 2);
+	CU_ASSERT_EQUAL(in.dropped_bytes, 0);
+	bw_stream_close(w);
+	bw_stream_close(r);
+	bw_unlink("mrpw");
+}
+
+/* Lossless: a reader that seeks back is below what the writer knew of it;
+ * the writer works out its room again, so a span the reader then peeks,
+ * or acquires and completes in part, stays intact until its next call. */
+static void lossless_seek_back_peeks(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_stream *w, *r;
+	static uint8_t buf[2 * RING], out[RING];
+	const void *q;
+
+	o.size = RING;
+	bw_unlink("sbk");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sbk", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sbk", BW_READ | BW_NOWAIT |
+							 BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sbk", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	bwt_fill(buf, 2 * RING, 0, 5);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, RING), RING);
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, RING), RING);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf + RING, RING / 2), RING / 2);
+	/* the writer has room up to 2 RING; the reader goes back to RING/2 */
+	CU_ASSERT_EQUAL(bw_stream_lseek(r, RING / 2, SEEK_SET), RING / 2);
+	CU_ASSERT_EQUAL(bw_stream_peek_acquire(r, &q, RING), RING);
+	CU_ASSERT_EQUAL(bw_stream_peek_complete(r, 1), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, RING / 2 - 1), -EAGAIN);
+	CU_ASSERT_EQUAL(bw_stream_read(r, out, 100), 100);
+	CU_ASSERT_EQUAL(bwt_verify(out, 100, RING / 2 + 1, 5), -1);
+	CU_ASSERT_EQUAL(bw_stream_peek(r, &q, RING), RING - 101);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, RING / 2 - 1), -EAGAIN);
+	CU_ASSERT_EQUAL(bwt_verify(q, RING - 101, RING / 2 + 101, 5), -1);
+	bw_stream_close(w);
+	bw_stream_close(r);
+	bw_unlink("sbk");
+}
+
 static void reg(void)
 {
 	bwt_ring_dir();
@@ -988,6 +1063,9 @@ static void reg(void)
 	bwt_add("srp: a dead reader is found by the dropping writer",
 		srp_dead_reader);
 	bwt_add("mrp shared read position", mrp_shared_position);
+	bwt_add("mrp: a whole ring read in one call", mrp_whole_ring_read);
+	bwt_add("lossless: peeks after a seek back are held",
+		lossless_seek_back_peeks);
 	bwt_add("frp never waits", frp_never_waits);
 	bwt_add("writers complete out of order", out_of_order_completion);
 	bwt_suite("batching");
