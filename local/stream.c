@@ -570,6 +570,8 @@ static bool handle_sleeps(const struct bw_stream *s)
 /* ---- waiting ---------------------------------------------------------------- */
 
 static bool tail_unstick(struct bw_stream *s);
+static bool pad_held(struct bw_stream *s, struct bwi_slot *holder, uint64_t mk,
+		     uint64_t t);
 
 /* How long a waiter on m sleeps before it reaps the dead and looks at the
  * tail: the liveness interval, or less on a ring with a shorter writer
@@ -1110,7 +1112,7 @@ static bool tail_unstick(struct bw_stream *s)
 	struct bwi_map *m = s->m;
 	struct bwi_hdr *h = m->hdr;
 	uint64_t t = bw_load_acquire(&h->prod.tail), now = bwi_now_ns();
-	uint64_t hd = bw_load_acquire(&h->prod.head), mk = 0, k, e;
+	uint64_t hd = bw_load_acquire(&h->prod.head), mk = 0;
 	uint32_t hi = bwi_slots_hi(m, BWI_WRITER);
 	struct bwi_slot *holder = NULL;
 	bool live = false, claimant = false;
@@ -1164,6 +1166,19 @@ static bool tail_unstick(struct bw_stream *s)
 		     now - s->stuck_ns <
 			     (uint64_t)m->g.writer_timeout_ms * 1000000u))
 		return false;
+	return pad_held(s, holder, mk, t);
+}
+
+/* Fences the reservation at the tail t that holder's marker mk names, and
+ * pads it (see struct bwi_pad). Returns true when it padded or broke the
+ * ring; false when the span was completed or another fenced it first. */
+static bool pad_held(struct bw_stream *s, struct bwi_slot *holder, uint64_t mk,
+		     uint64_t t)
+{
+	struct bwi_map *m = s->m;
+	struct bwi_hdr *h = m->hdr;
+	uint64_t k, e;
+
 	k = bw_load_acquire(&h->prod.pads);
 	if (k >= BWI_PADS) {
 		struct bwi_pad *old = &h->padv[k % BWI_PADS];
@@ -2270,6 +2285,30 @@ void bwi_wake_readers(struct bwi_map *m)
 	wake_readers(m);
 }
 
+/* Closing with a poke_acquire never completed, which others reserved
+ * after: the span becomes padding, as a dead writer's does (readers skip
+ * it, the ring goes on), once the writers before it have published. If
+ * that cannot be (the ring broke, the pad table is still busy), the ring
+ * breaks: the data after it can never be published in order. Returns true
+ * when a waiter that fenced the span pads it, and needs its marker. */
+static bool acq_abandon(struct bw_stream *s)
+{
+	struct bwi_hdr *h = H(s);
+	uint64_t mk = bw_load_acquire(&s->wsl->pos);
+
+	if ((mk & BWI_OPEN_BIT) && BWI_MARK_POS(mk) == s->acq_start &&
+	    wr_wait_tail(s, s->acq_start) == 0) {
+		if (pad_held(s, s->wsl, mk, s->acq_start))
+			return false;
+		/* a waiter fenced it first: it pads, and needs the marker */
+		if (bw_load_acquire(&s->wsl->pos) & BWI_FENCE_BIT)
+			return true;
+	}
+	if (bw_load_relaxed(&h->prod.tail) <= s->acq_start)
+		bw_store_release(&h->ctl.broken, 1);
+	return false;
+}
+
 /* Whether another writer, alive, holds the reservation at the tail. */
 static bool tail_held_by_live(const struct bw_stream *s)
 {
@@ -2305,18 +2344,10 @@ static void detach(struct bw_stream *s)
 		 * keep a record open for append as long as it likes */
 		if (s->post_last && !tail_held_by_live(s))
 			wr_wait_tail(s, s->post_last);
-		if (s->acq) {
-			bwi_head_rollback(s->m, s->acq_start + s->acq_len,
-					  s->acq_start);
+		if (s->acq && (bwi_head_rollback(s->m, s->acq_start + s->acq_len,
+						 s->acq_start) ||
+			       !acq_abandon(s)))
 			wr_unmark(s->wsl); /* nothing of ours is there now */
-		}
-		if (s->acq &&
-		    bw_load_relaxed(&H(s)->prod.head) >= s->acq_start + s->acq_len &&
-		    bw_load_relaxed(&H(s)->prod.tail) <= s->acq_start) {
-			/* Others reserved after our unfinished poke: their
-			 * data can never be published in order. */
-			bw_store_release(&H(s)->ctl.broken, 1);
-		}
 		bwi_writer_lock(s->m);
 		bwi_slot_release(s->m, BWI_WRITER, s->wslot, s->wgen);
 		bwi_writer_unlock(s->m);

@@ -344,6 +344,44 @@ static void test_writer_killed_random(void)
  * write completes without waiting (posted); a waiter finds the dead one's
  * span, pads it and moves the tail over both. The reader gets what came
  * before, then what came after, never the torn span; the ring goes on. */
+/* A writer that closes with a poke_acquire it never completed, after
+ * another writer reserved behind it: its span is padded, as a dead
+ * writer's is (the ring is not broken), and the reader gets what came
+ * before and after it. */
+static void test_writer_closes_acquired(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	struct bw_stream *w1, *w2, *r;
+	struct bw_ring_info in;
+	char buf[64];
+	void *p;
+
+	bw_unlink("ca");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("ca", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ca", BW_READ | BW_NOWAIT |
+							BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ca", BW_WRITE, &w1), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("ca", BW_WRITE, &w2), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w1, "first", 5), 5);
+	CU_ASSERT_EQUAL(bw_stream_poke_acquire(w1, &p, 10), 10);
+	memset(p, '?', 10);
+	CU_ASSERT_EQUAL(bw_stream_write(w2, "second", 6), 6);
+	CU_ASSERT_EQUAL(bw_stream_close(w1), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w2, "third", 5), 5);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
+	CU_ASSERT_EQUAL(memcmp(buf, "first", 5), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 11);
+	CU_ASSERT_EQUAL(memcmp(buf, "secondthird", 11), 0);
+	CU_ASSERT_EQUAL(bw_ring_stat("ca", &in, NULL, 0) >= 0, 1);
+	CU_ASSERT_EQUAL(in.broken, 0);
+	CU_ASSERT_EQUAL(in.padded_spans, 1);
+	bw_stream_close(w2);
+	bw_stream_close(r);
+	bw_unlink("ca");
+}
+
 static void test_writer_killed_before_another(void)
 {
 	struct bw_ring_opts o = ring_opts(RING);
@@ -539,6 +577,8 @@ static void reg(void)
 	bwt_add("writer killed mid-write", test_writer_killed_midwrite);
 	bwt_add("writers killed at random points", test_writer_killed_random);
 	bwt_add("writer killed before another writer", test_writer_killed_before_another);
+	bwt_add("writer closes with a poke_acquire open",
+		test_writer_closes_acquired);
 	bwt_add("live writer stalled, with and without a timeout",
 		test_writer_stalled);
 	bwt_add("writer timeout counts from the first look",
