@@ -459,6 +459,31 @@ static void test_from_start_busy(void)
 			}
 			atomic_store(&a.stop, true);
 			pthread_join(t, NULL);
+			/* and once the writer stopped, records to read: the
+			 * busy reads may all have been overtaken */
+			{
+				struct bw_stream *r;
+				uint8_t out[512];
+				ssize_t x;
+				unsigned k;
+
+				CU_ASSERT_EQUAL_FATAL(
+					bw_stream_open("rz", BW_READ | BW_NOWAIT |
+								     BW_NONBLOCK |
+								     BW_FROM_START,
+						       &r),
+					0);
+				while ((x = bw_stream_read(r, out, sizeof(out))) >
+				       0) {
+					memcpy(&k, out, 4);
+					recs++;
+					if ((size_t)x != 8 + k * 37 % 300 ||
+					    !rec_ok(out, k, (size_t)x))
+						bad++;
+				}
+				CU_ASSERT_EQUAL(x, 0); /* the writer has gone */
+				bw_stream_close(r);
+			}
 			CU_ASSERT_EQUAL(fails, 0);
 			CU_ASSERT_EQUAL(bad, 0);
 			CU_ASSERT(recs > 0);
