@@ -117,6 +117,8 @@ struct bw_stream {
 
 	/* any side that waits: since when it has seen the tail stuck */
 	uint64_t stuck_t, stuck_ns;
+	uint64_t look_ns; /* waits: when this handle last looked for dead
+			   * peers, or first found nothing (0: never) */
 	const struct bwi_slot *stuck_holder; /* whose reservation it was */
 	uint64_t fenced_ns; /* and since when it has seen it fenced (0: not) */
 

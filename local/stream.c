@@ -644,6 +644,32 @@ static void count_wait(struct bw_stream *s, int ev)
  * Either the re-check sees the publish or the publisher sees the sleeper;
  * a bump between our read of the word and the sleep fails the futex_wait.
  */
+/* Looks for dead peers (reaps their slots, pads a dead writer's span) for
+ * the handles that have waited, in this call or in earlier ones, at least
+ * live ns since they last looked: a non-blocking caller, or one that waits
+ * in short slices, finds them as a long wait does. Returns the earliest
+ * time a handle looks next. */
+static uint64_t look_peers(struct waiter *w, unsigned n, uint64_t now,
+			   uint64_t live)
+{
+	uint64_t next = UINT64_MAX;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct bw_stream *s = w[i].s;
+
+		if (!s->look_ns) {
+			s->look_ns = now; /* the clock starts */
+		} else if (now - s->look_ns >= live) {
+			bwi_reap(s->m);
+			tail_unstick(s);
+			s->look_ns = now;
+		}
+		if (s->look_ns + live < next)
+			next = s->look_ns + live;
+	}
+	return next;
+}
+
 static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 {
 	struct bwi_waitv v[2 * 64];
@@ -663,12 +689,14 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 		    batch_timer_us(w[i].s->m) < timer)
 			timer = batch_timer_us(w[i].s->m);
 	}
-	next_look = start + live * 1000u;
 	if (timeout_ms >= 0)
 		deadline = start + (uint64_t)timeout_ms * 1000000u;
 	cnt = ready_all(w, n);
-	if (cnt || timeout_ms == 0)
+	if (cnt)
 		return cnt;
+	next_look = look_peers(w, n, start, live * 1000u);
+	if (timeout_ms == 0)
+		return ready_all(w, n);
 	spin_end = start + BWI_SPIN_NS;
 	for (uint64_t look = start; look < spin_end;) {
 		if (!(w[0].s->flags & BW_LOW_LATENCY) || n > 1)
@@ -742,13 +770,8 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 			return cnt;
 		if (r == -EINTR)
 			return bwi_err(EINTR, "interrupted while waiting");
-		if (r == -ETIMEDOUT && bwi_now_ns() >= next_look) {
-			for (unsigned i = 0; i < n; i++) {
-				bwi_reap(w[i].s->m);
-				tail_unstick(w[i].s);
-			}
-			next_look = bwi_now_ns() + live * 1000u;
-		}
+		if (r == -ETIMEDOUT && bwi_now_ns() >= next_look)
+			next_look = look_peers(w, n, bwi_now_ns(), live * 1000u);
 		cnt = ready_all(w, n);
 		if (cnt || bwi_now_ns() >= deadline)
 			return cnt;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -566,6 +567,69 @@ static void test_blocked_reader_eof(void)
 	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
 }
 
+/* Event loops: a non-blocking reader that waits in short slices (as an
+ * event loop with a timer does) learns that its writer was killed, and a
+ * non-blocking writer is no longer held back by a reader that was: each
+ * handle looks for dead peers once it has waited a liveness interval, over
+ * all its calls. The loops are bounded by a deadline far above that
+ * interval. */
+static void test_short_waits_see_dead_peers(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	static char buf[RING];
+	struct bw_stream *s;
+	int sync[2];
+	pid_t pid;
+	char c;
+
+	for (int side = 0; side < 2; side++) {
+		time_t end = time(NULL) + 20;
+		ssize_t x;
+
+		bw_unlink("dp");
+		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("dp", &o), 0);
+		CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
+		pid = fork();
+		if (pid == 0) { /* side 0: the writer, 1: the reader */
+			struct bw_stream *p;
+
+			if (bw_stream_open("dp", (side ? BW_READ : BW_WRITE) |
+							 BW_NOWAIT,
+					   &p))
+				_exit(1);
+			if (write(sync[1], "o", 1) != 1)
+				_exit(2);
+			pause();
+			_exit(0);
+		}
+		CU_ASSERT_EQUAL_FATAL(read(sync[0], &c, 1), 1);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("dp", (side ? BW_WRITE
+								 : BW_READ) |
+								BW_NONBLOCK |
+								BW_NOWAIT,
+						     &s),
+				      0);
+		if (side) /* fill the ring: the writer waits for the reader */
+			CU_ASSERT_EQUAL(bw_stream_write(s, buf, RING), RING);
+		kill(pid, SIGKILL);
+		CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
+		do {
+			x = side ? bw_stream_write(s, buf, 1)
+				 : bw_stream_read(s, buf, 1);
+			if (x == -EAGAIN)
+				bw_stream_block(s, side ? BW_POLLOUT : BW_POLLIN,
+						20);
+		} while (x == -EAGAIN && time(NULL) < end);
+		/* the reader: the end; the writer (BW_NOWAIT: it needs no
+		 * reader) is no longer held back by the dead one */
+		CU_ASSERT_EQUAL(x, side ? 1 : 0);
+		bw_stream_close(s);
+		close(sync[0]);
+		close(sync[1]);
+	}
+	bw_unlink("dp");
+}
+
 static void reg(void)
 {
 	bwt_add("pipe across bw_fork", test_pipe_fork);
@@ -584,6 +648,7 @@ static void reg(void)
 	bwt_add("writer timeout counts from the first look",
 		test_writer_timeout_from_start);
 	bwt_add("reader killed", test_reader_killed);
+	bwt_add("short waits find dead peers", test_short_waits_see_dead_peers);
 	bwt_add("blocked reader sees EOF", test_blocked_reader_eof);
 }
 
