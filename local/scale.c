@@ -68,6 +68,12 @@
  * rule). The optimum is what this machine measures, not a cache size: on
  * a stream whose writer outruns its reader the ring is always full, and
  * the thesis's rule alone would grow it to the largest size.
+ * A call needs its bytes in one region (a poke; a write of at most the
+ * largest size, atomic as a DBuf's of at most its capacity): a loop it
+ * starts never shrinks the ring below it, and grows it to hold it. With a
+ * reader still in the older region that grow waits (a lossless writer that
+ * blocks: until the readers have taken this region), says -EAGAIN, or
+ * drops the call (SRP).
  */
 #include "config.h"
 
@@ -814,13 +820,51 @@ static bool collect(struct bw_stream *s)
 	return true;
 }
 
-/* A new loop starts at hd: measure the last, and resize if it says so. */
-static int loop_done(struct bw_stream *s, uint64_t hd)
+/* The shift of the least size that holds need bytes, if one up to the
+ * largest does; else 0 (the call is refused as too large: fits). */
+static unsigned need_shift(const struct bw_stream *s, uint64_t need)
+{
+	unsigned sh = need > 1 ? 64u - (unsigned)__builtin_clzll(need - 1) : 0;
+
+	return sh <= hi_shift(s) ? sh : 0;
+}
+
+/* A call needs a larger region than the writer's, and a reader is still in
+ * an older one (no third region: see collect). A lossless writer that
+ * blocks waits until every reader has taken all of this region: those in
+ * the older region follow into it first (adopting the slots kept for them
+ * here, step 2), and leave the older one as they do. Returns 0 when none
+ * is left there. */
+static int wait_older(struct bw_stream *s, uint64_t need)
+{
+	struct bwi_scaler *sc = s->sc;
+	int r = 0;
+
+	if (sc->w->policy == BW_POLICY_SRP)
+		return -ENOBUFS; /* it never waits for readers: it drops */
+	if (!(s->flags & BW_NONBLOCK))
+		r = bwi_wr_room(sc->w, sc->w->m->g.capacity);
+	if (r < 0 || collect(s))
+		return r;
+	return bwi_err(EAGAIN, "self-scaling ring '%s': a call of %llu bytes "
+			       "needs a larger region than this one of %llu, "
+			       "and a reader is still in region %llu",
+		       s->m->name, (unsigned long long)need,
+		       (unsigned long long)sc->w->m->g.capacity,
+		       (unsigned long long)sc->gc);
+}
+
+/* A new loop starts at hd: measure the last, and resize if it says so. The
+ * call that starts it needs need bytes in one region (a poke, a write of at
+ * most the largest size: 0 for none): the ring never shrinks below that,
+ * and grows to it if smaller. Returns 0 or -errno (a failure to grow to
+ * need, or -EPIPE; a failed resize otherwise goes on at this size). */
+static int loop_done(struct bw_stream *s, uint64_t hd, uint64_t need)
 {
 	struct bwi_scaler *sc = s->sc;
 	uint64_t now = bwi_now_ns(), cap = sc->w->m->g.capacity;
 	unsigned shift = (unsigned)__builtin_ctzll(cap), to;
-	bool here;
+	bool here, grow;
 	int r = 0;
 
 	sc->loops++;
@@ -855,11 +899,21 @@ static int loop_done(struct bw_stream *s, uint64_t hd)
 measured:
 	sample(s, hd);
 	to = sc->stuck ? shift : decide(s, shift, now);
+	if (to < need_shift(s, need))
+		to = need_shift(s, need);
 	/* a reader still in an older region: no third region, so at most
 	 * two are held and no reader falls a region behind; while one stays
 	 * there, look (map it) every eighth loop only: a small ring's loop
-	 * is short */
-	here = sc->gc >= sc->kw || (sc->gc_tries++ % 8 == 0 && collect(s));
+	 * is short. A call that needs a larger region looks now, and may
+	 * wait for it. */
+	grow = to > shift && (UINT64_C(1) << shift) < need;
+	here = sc->gc >= sc->kw;
+	if (!here && (grow || sc->gc_tries++ % 8 == 0))
+		here = collect(s);
+	if (!here && grow) {
+		r = wait_older(s, need);
+		here = r == 0;
+	}
 	if (to != shift && here) {
 		r = resize(s, hd, to);
 		if (r == 0)
@@ -873,7 +927,7 @@ measured:
 	sc->loop_t0 = bwi_now_ns();
 	sc->loop_end = hd + cap;
 	sc->sample_at = hd + cap / 4;
-	return r == -EPIPE ? r : 0;
+	return r == -EPIPE || cap < need ? r : 0;
 }
 
 /* Every writing call starts here: a poke is published, so the write
@@ -898,7 +952,7 @@ static int no_acq(struct bw_stream *s)
 static ssize_t sc_write(struct bw_stream *s, const void *buf, size_t n)
 {
 	struct bwi_scaler *sc = s->sc;
-	size_t done = 0;
+	size_t done = 0, whole = n;
 	int r = w_enter(s);
 
 	if (r == 0)
@@ -907,21 +961,31 @@ static ssize_t sc_write(struct bw_stream *s, const void *buf, size_t n)
 		return r;
 	if (n && !buf)
 		return bwi_err(EFAULT, "write buffer is NULL");
+	/* a call of at most the largest size is one piece, as a DBuf's of at
+	 * most its capacity is: the region grows to hold it; a larger call is
+	 * split, into pieces of the size at hand */
+	if (n > UINT64_C(1) << hi_shift(s))
+		whole = 0;
 	while (done < n) {
 		uint64_t hd = sc->w->wpos, cap = sc->w->m->g.capacity;
-		size_t c = n - done < cap ? n - done : (size_t)cap;
+		size_t c = whole || n - done < cap ? n - done : (size_t)cap;
 		ssize_t x;
 
 		if (hd + c > sc->sample_at)
 			sample(s, hd);
 		if (hd + c > sc->loop_end) {
-			r = loop_done(s, hd);
+			r = loop_done(s, hd, whole);
 			if (r == 0)
 				r = sync_flags(s, sc->w);
+			if (r == -ENOBUFS) { /* SRP: dropped, as the region's
+					      * write drops (stream.h) */
+				sc->wacc.lost += n;
+				return (ssize_t)n;
+			}
 			if (r < 0)
 				return done ? (ssize_t)done : r;
 			cap = sc->w->m->g.capacity;
-			c = n - done < cap ? n - done : (size_t)cap;
+			c = whole || n - done < cap ? n - done : (size_t)cap;
 		}
 		x = bw_stream_write(sc->w, (const uint8_t *)buf + done, c);
 		if (x <= 0)
@@ -940,10 +1004,17 @@ static ssize_t sc_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 		r = no_acq(s);
 	if (r < 0)
 		return r;
+	if (n > UINT64_C(1) << hi_shift(s))
+		return bwi_err(EMSGSIZE, "poke of %zu bytes exceeds the largest "
+					 "size of self-scaling ring '%s', %llu",
+			       n, s->m->name,
+			       (unsigned long long)(UINT64_C(1) << hi_shift(s)));
 	if (sc->w->wpos + n > sc->loop_end && n) {
-		r = loop_done(s, sc->w->wpos);
+		r = loop_done(s, sc->w->wpos, n);
 		if (r == 0)
 			r = sync_flags(s, sc->w);
+		if (r == -ENOBUFS) /* SRP: dropped, as the region's poke drops */
+			sc->wacc.lost += n;
 		if (r < 0)
 			return r;
 	}
@@ -971,7 +1042,7 @@ static ssize_t sc_append(struct bw_stream *s, const void *buf, size_t n)
 	/* an open record holds its reservation as an acquire: the region's
 	 * record layer checks the writer's state */
 	if (r == 0 && !sc->w->rec_w && sc->w->wpos + n > sc->loop_end) {
-		r = loop_done(s, sc->w->wpos);
+		r = loop_done(s, sc->w->wpos, 0);
 		if (r == 0)
 			r = sync_flags(s, sc->w);
 	}

@@ -813,6 +813,80 @@ static void test_acquire_holds(void)
 	bw_unlink("sa");
 }
 
+/* A poke or write of up to the largest size finds room for all of it: the
+ * ring never shrinks below such a call, grows back to hold one after it
+ * shrank, and refuses (EMSGSIZE) only a call beyond the largest size. */
+static void test_call_fits(void)
+{
+	struct bw_stream *r, *w;
+	static uint8_t buf[64 << 10], out[64 << 10];
+	uint64_t wpos = 0, rpos = 0;
+	size_t big = 40000;
+	ssize_t x;
+	void *p;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sp", BW_SCALE_REALLOC, 64 << 10, 4 << 10,
+				 64 << 10),
+			      0);
+	nb_pair("sp", &r, &w);
+	/* the reader keeps up: the ring would shrink, but not below a poke */
+	for (int i = 0; i < 600; i++) {
+		bool acq = i & 1;
+
+		x = acq ? bw_stream_poke_acquire(w, &p, big)
+			: bw_stream_poke(w, &p, big);
+		CU_ASSERT_EQUAL_FATAL(x, (ssize_t)big);
+		bwt_fill(p, big, wpos, 9);
+		CU_ASSERT_EQUAL_FATAL(acq ? bw_stream_poke_complete(w, big)
+					  : bw_stream_flush(w),
+				      0);
+		wpos += big;
+		CU_ASSERT_FATAL(cap(w) >= big);
+		while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
+			CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 9),
+					      -1);
+			rpos += (uint64_t)x;
+		}
+	}
+	/* small writes let it shrink; then a poke and a write of 40000
+	 * bytes each grow it back and go in whole */
+	for (int i = 0; i < 20000 && cap(w) >= big; i++) {
+		bwt_fill(buf, 256, wpos, 9);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 256), 256);
+		wpos += 256;
+		while ((x = bw_stream_read(r, out, sizeof(out))) > 0)
+			rpos += (uint64_t)x;
+	}
+	CU_ASSERT_FATAL(cap(w) < big);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_poke(w, &p, big), (ssize_t)big);
+	CU_ASSERT(cap(w) >= big);
+	bwt_fill(p, big, wpos, 9);
+	wpos += big;
+	for (int i = 0; i < 20000 && cap(w) >= big; i++) {
+		bwt_fill(buf, 256, wpos, 9);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 256), 256);
+		wpos += 256;
+		while ((x = bw_stream_read(r, out, sizeof(out))) > 0)
+			rpos += (uint64_t)x;
+	}
+	CU_ASSERT_FATAL(cap(w) < big);
+	bwt_fill(buf, big, wpos, 9);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, big), (ssize_t)big);
+	CU_ASSERT(cap(w) >= big);
+	wpos += big;
+	while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
+		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 9), -1);
+		rpos += (uint64_t)x;
+	}
+	CU_ASSERT_EQUAL(rpos, wpos);
+	/* beyond the largest size */
+	CU_ASSERT_EQUAL(bw_stream_poke(w, &p, (64 << 10) + 1), -EMSGSIZE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "largest"));
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("sp");
+}
+
 static void reg(void)
 {
 	bwt_add("realloc: shrink and grow in turns", test_realloc_turns);
@@ -830,6 +904,8 @@ static void reg(void)
 	bwt_add("readers from the oldest byte attach during resizes",
 		test_attach_from_start_during_resizes);
 	bwt_add("an outstanding poke_acquire", test_acquire_holds);
+	bwt_add("a poke or write of up to the largest size fits",
+		test_call_fits);
 	bwt_add("record layouts over both kinds of scaling", test_records);
 	bwt_add("a reader of records in another process",
 		test_records_other_process);

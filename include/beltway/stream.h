@@ -228,7 +228,10 @@ struct bw_ring_opts {
  * permission. It takes a record layout (fr, vr, dr): every region has it,
  * and its records must fit, with their header, in half of scale_min
  * (-EINVAL at create otherwise); a record never spans two regions.
- * bw_stream_stat's capacity is the size now.
+ * bw_stream_stat's capacity is the size now. A write or poke of up to
+ * scale_max bytes goes in whole, as one of up to the capacity does on any
+ * ring: the ring grows to hold it if it is smaller, and never shrinks
+ * below it; a poke of more fails with -EMSGSIZE, a write of more is split.
  * bw_stream_fd gives an epoll descriptor that follows the handle from
  * region to region: the same number for the life of the handle (in a
  * bw_fork child, call it again).
