@@ -32,7 +32,9 @@
 #include <beltway/stream.h>
 
 #define BWI_RING_MAGIC UINT64_C(0x474e495259574c42) /* "BLWYRING" */
-#define BWI_RING_VERSION 5u
+/* 6: a self-scaling ring's parts are named by its ring id (.ID@K), not
+ * its name (NAME@K) */
+#define BWI_RING_VERSION 6u
 #define BWI_LINE 128
 #define BWI_MIN_CAPACITY 4096u
 #define BWI_MAX_CAPACITY (UINT64_C(1) << 36)
@@ -85,7 +87,7 @@ struct bwi_geom {
 
 /* Internal geometry flags, above the public BW_RING_* ones. */
 #define BWI_GF_EPOCH (1u << 30) /* a region of a self-scaling ring */
-#define BWI_GF_DECK (1u << 29)	/* whose data is in NAME@deck */
+#define BWI_GF_DECK (1u << 29)	/* whose data is in .ID@deck */
 #define BWI_GF_PUBLIC (BW_RING_HUGEPAGE | BW_RING_INDEX | BW_RING_DYNAMIC)
 
 /* Self-scaling rings: the table of regions (epochs) in the control
@@ -384,8 +386,10 @@ static inline uint64_t bwi_seg_bytes(const struct bwi_geom *g)
 
 int bwi_epoch_create(const struct bwi_map *root, uint64_t k, unsigned shift,
 		     uint64_t start);
-int bwi_part_name(char *out, size_t len, const char *root, uint64_t k);
-void bwi_part_unlink(const char *root, uint64_t k);
+/* Parts of the self-scaling ring whose control segment has ring_id: region
+ * k, or the deck (k = UINT64_MAX), named .ID@K and .ID@deck (segment.c). */
+int bwi_part_name(char *out, size_t len, uint64_t ring_id, uint64_t k);
+void bwi_part_unlink(uint64_t ring_id, uint64_t k);
 
 int bwi_name_check(const char *name);
 int bwi_ring_create(const char *name, const struct bw_ring_opts *opts,

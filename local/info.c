@@ -43,7 +43,7 @@ static void scale_info(struct bwi_map *m, struct bw_ring_info *info)
 	info->scale_epoch = k;
 	info->scale_size = UINT64_C(1) << sh;
 	info->capacity = info->scale_size; /* the data's, not the control's */
-	if (bwi_part_name(part, sizeof(part), m->name, k) < 0 ||
+	if (bwi_part_name(part, sizeof(part), m->g.ring_id, k) < 0 ||
 	    bwi_map_open(part, BWI_ACC_RO, &r) < 0)
 		return;
 	info->write_pos = bw_load_acquire(&r->hdr->prod.tail);

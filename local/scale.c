@@ -6,15 +6,17 @@
  * The named ring is a control segment: its slots say who is attached (FIFO
  * opens, end of stream, liveness work as for any ring), and it holds the
  * table of regions, epoch k in entry k % BWI_EPOCHS. Region k is the ring
- * NAME@K, whose positions start where region k - 1 ended (its head, tail
- * and scar start there), so positions stay absolute and nothing is copied.
+ * .ID@K (ID: the control segment's ring id, so a ring removed and made
+ * anew under its name has regions of its own), whose positions start
+ * where region k - 1 ended (its head, tail and scar start there), so
+ * positions stay absolute and nothing is copied.
  * A handle forwards every call to a handle on the region it is in; the
  * fast paths are the DBuf's own.
  *
  * Resizing, by the one writer, only as it starts a new loop through the
  * region (the write that would pass the loop's end), at position B (that
  * write's start):
- *  0. deck-cut only (its regions share NAME@deck's pages): it raises the
+ *  0. deck-cut only (its regions share .ID@deck's pages): it raises the
  *     resizing flag, fences, and waits until every reader has read to B (a
  *     non-blocking or SRP writer lowers the flag and tries again a loop
  *     later), then gives the pages beyond a smaller size back to the kernel
@@ -202,12 +204,16 @@ static int region_open(struct bw_stream *s, uint64_t k, int flags,
 	char part[BWI_NAME_MAX + 1];
 	struct bw_stream *h;
 	struct bwi_map *m;
-	int r = bwi_part_name(part, sizeof(part), s->m->name, k);
+	int r = bwi_part_name(part, sizeof(part), s->m->g.ring_id, k);
 
 	if (r < 0)
 		return r;
 	/* a tap of the ring (read permission only) taps its regions */
 	r = bwi_map_open(part, s->m->writable ? BWI_ACC_RW : BWI_ACC_RO, &m);
+	if (r == -ENOENT)
+		return bwi_err(ENOENT, "self-scaling ring '%s': region %llu "
+				       "(%s) is gone",
+			       s->m->name, (unsigned long long)k, part);
 	if (r < 0)
 		return r;
 	if (!(m->g.flags & BWI_GF_EPOCH)) {
@@ -264,7 +270,7 @@ static void give_up(struct bw_stream *s, uint64_t k, uint64_t tag)
 	struct bwi_map *m;
 	int64_t idx;
 
-	if (bwi_part_name(part, sizeof(part), s->m->name, k) < 0 ||
+	if (bwi_part_name(part, sizeof(part), s->m->g.ring_id, k) < 0 ||
 	    bwi_map_open(part, BWI_ACC_RW, &m) < 0)
 		return;
 	idx = find_kept(m, tag);
@@ -751,7 +757,7 @@ static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 	}
 	r = bwi_epoch_create(s->m, k + 1, shift, b);
 	if (r == 0)
-		r = bwi_part_name(part, sizeof(part), s->m->name, k + 1);
+		r = bwi_part_name(part, sizeof(part), s->m->g.ring_id, k + 1);
 	if (r == 0)
 		r = bwi_map_open(part, BWI_ACC_RW, &m1);
 	if (r < 0)
@@ -786,7 +792,7 @@ static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 	sc->kw = k + 1;
 	return 0;
 err_region:
-	bwi_part_unlink(s->m->name, k + 1);
+	bwi_part_unlink(s->m->g.ring_id, k + 1);
 err_drain:
 	free(kept);
 	bw_store_release(&a->resizing, 0);
@@ -805,7 +811,8 @@ static bool collect(struct bw_stream *s)
 		struct bwi_map *m;
 		unsigned n;
 
-		if (bwi_part_name(part, sizeof(part), s->m->name, sc->gc) < 0)
+		if (bwi_part_name(part, sizeof(part), s->m->g.ring_id,
+				  sc->gc) < 0)
 			return false;
 		if (bwi_map_open(part, BWI_ACC_RW, &m) == 0) {
 			bwi_reap(m); /* readers that died are not in it */
@@ -813,7 +820,7 @@ static bool collect(struct bw_stream *s)
 			bwi_map_put(m);
 			if (n)
 				return false;
-			bwi_part_unlink(s->m->name, sc->gc);
+			bwi_part_unlink(s->m->g.ring_id, sc->gc);
 		}
 		sc->gc++;
 	}

@@ -62,8 +62,8 @@ static int dir_open(bool create)
 	return fd;
 }
 
-static int unlink_one(const char *name);
-static void unlink_parts(const char *name);
+static int unlink_one(const char *name, struct bwi_geom *g);
+static void unlink_parts(uint64_t ring_id);
 static int scale_create(const char *name, const struct bwi_map *root);
 
 int bwi_name_check(const char *name)
@@ -92,41 +92,49 @@ int bwi_name_check(const char *name)
 	return 0;
 }
 
-/* A ring name, or a part of a self-scaling ring: ROOT@K (K decimal) or
- * ROOT@deck, made by this library only. */
+/*
+ * The parts of a self-scaling ring are named by its control segment's
+ * ring id, not its name: .ID@K (ID 16 hex digits, K decimal) and .ID@deck.
+ * A ring removed and made anew under the same name has another id, so a
+ * handle on the old one never opens the new one's regions as its own (nor
+ * does the old writer's resize replace them), and the old ring goes on
+ * until its handles close, as any unlinked ring does. A leading '.' keeps
+ * them out of bw_ring_list and of bw_stream_open (bwi_name_check).
+ */
+#define PART_ID_LEN 17 /* ".ID" */
+
+/* A ring name, or a part of a self-scaling ring, made by this library
+ * only. */
 static int name_or_part(const char *name)
 {
 	const char *at = name ? strchr(name, '@') : NULL;
-	char root[BWI_NAME_MAX + 1];
-	size_t n;
 
-	if (!at)
+	if (!at || name[0] != '.')
 		return bwi_name_check(name);
-	n = (size_t)(at - name);
-	if (n > BWI_NAME_MAX || strlen(name) > BWI_NAME_MAX)
-		return bwi_err(EINVAL, "ring name '%.64s' is too long", name);
-	memcpy(root, name, n);
-	root[n] = 0;
-	if (bwi_name_check(root) < 0)
-		return -EINVAL;
+	if (at - name != PART_ID_LEN ||
+	    strspn(name + 1, "0123456789abcdef") != PART_ID_LEN - 1 ||
+	    strlen(name) > BWI_NAME_MAX)
+		return bwi_err(EINVAL, "'%.64s' is no ring name", name);
 	if (strcmp(at + 1, "deck") == 0)
 		return 0;
 	if (!at[1] || strspn(at + 1, "0123456789") != strlen(at + 1))
-		return bwi_err(EINVAL, "ring name '%.64s' holds '@'", name);
+		return bwi_err(EINVAL, "'%.64s' is no ring name", name);
 	return 0;
 }
 
-/* The name of part k of the self-scaling ring root (UINT64_MAX: the deck). */
-int bwi_part_name(char *out, size_t len, const char *root, uint64_t k)
+/* The name of part k of the self-scaling ring ring_id (UINT64_MAX: the
+ * deck). */
+int bwi_part_name(char *out, size_t len, uint64_t ring_id, uint64_t k)
 {
 	int n = k == UINT64_MAX
-			? snprintf(out, len, "%s@deck", root)
-			: snprintf(out, len, "%s@%llu", root, (unsigned long long)k);
+			? snprintf(out, len, ".%016llx@deck",
+				   (unsigned long long)ring_id)
+			: snprintf(out, len, ".%016llx@%llu",
+				   (unsigned long long)ring_id,
+				   (unsigned long long)k);
 
 	if (n < 0 || (size_t)n >= len || n > BWI_NAME_MAX)
-		return bwi_err(ENAMETOOLONG, "ring name '%s' leaves no room "
-					     "for its parts",
-			       root);
+		return bwi_err(ENAMETOOLONG, "no room for a part name");
 	return 0;
 }
 
@@ -495,21 +503,18 @@ static int geom_check(const struct bwi_geom *g, uint64_t file_size,
 	return 0;
 }
 
-/* NAME@deck, the data of the deck-cut ring whose region m is, checked to
- * hold cap bytes. Returns the descriptor. */
+/* .ID@deck, the data of the deck-cut ring whose region m (.ID@K) is,
+ * checked to hold cap bytes. Returns the descriptor. */
 static int deck_open(const struct bwi_map *m, size_t cap)
 {
-	char root[BWI_NAME_MAX + 1], deck[BWI_NAME_MAX + 1];
+	char deck[BWI_NAME_MAX + 1];
 	const char *at = strchr(m->name, '@');
 	struct stat st;
-	int dfd, fd, r;
+	int dfd, fd;
 
-	if (!at)
-		return bwi_err(EBADMSG, "deck-cut region without a name");
-	snprintf(root, sizeof(root), "%.*s", (int)(at - m->name), m->name);
-	r = bwi_part_name(deck, sizeof(deck), root, UINT64_MAX);
-	if (r < 0)
-		return r;
+	if (!at || at - m->name != PART_ID_LEN)
+		return bwi_err(EBADMSG, "deck-cut region without a part name");
+	snprintf(deck, sizeof(deck), "%.*s@deck", PART_ID_LEN, m->name);
 	dfd = dir_open(false);
 	if (dfd < 0)
 		return dfd;
@@ -943,6 +948,7 @@ static int link_fd(int fd, int dfd, const char *name)
 static int create_named(const char *name, mode_t mode, struct bwi_map *m)
 {
 	char tmp[96];
+	struct stat st;
 	int dfd, fd, r;
 
 	dfd = dir_open(true);
@@ -968,6 +974,10 @@ static int create_named(const char *name, mode_t mode, struct bwi_map *m)
 		if (r == 0 && linkat(dfd, tmp, dfd, name, 0) < 0)
 			r = -errno;
 		unlinkat(dfd, tmp, 0);
+	}
+	if (r == 0 && fstat(fd, &st) == 0) { /* the file, as map_shared's */
+		m->dev = st.st_dev;
+		m->ino = st.st_ino;
 	}
 	close(fd);
 	close(dfd);
@@ -1108,12 +1118,6 @@ BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)
 	r = bwi_name_check(name);
 	if (r < 0)
 		return r;
-	if (opts && opts->struct_size >= offsetof(struct bw_ring_opts, scale) +
-						 sizeof(opts->scale) &&
-	    opts->scale && strlen(name) > BWI_NAME_MAX - 5)
-		return bwi_err(EINVAL, "self-scaling ring name '%.64s' is "
-				       "longer than %d (its parts are NAME@K)",
-			       name, BWI_NAME_MAX - 5);
 	r = bwi_ring_create(name, opts, &m);
 	if (r < 0)
 		return r;
@@ -1123,8 +1127,8 @@ BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)
 		if (r < 0) {
 			int e = r;
 
-			unlink_parts(name);
-			unlink_one(name);
+			unlink_parts(m.g.ring_id);
+			unlink_one(name, NULL);
 			return bwi_err(-e, "creating self-scaling ring '%s': %s",
 				       name, bw_strerror_last());
 		}
@@ -1140,7 +1144,7 @@ BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)
 	if (r < 0) {
 		int e = r;
 
-		unlink_one(name);
+		unlink_one(name, NULL);
 		return bwi_err(-e, "creating IBuf '%s': its DBuf '%s'", name, wt);
 	}
 	bwi_ring_unmap(&m);
@@ -1167,18 +1171,24 @@ static int retire_named(int dfd, const char *name, struct bwi_geom *g)
 }
 
 /* Removes name from the ring directory; returns the layout of the ring it
- * named (BWI_LAYOUT_BYTES for a file that was no ring), or -errno. */
-static int unlink_one(const char *name)
+ * named (BWI_LAYOUT_BYTES for a file that was no ring), or -errno. The
+ * ring's geometry goes to *out if given (zeroed when it was no ring). */
+static int unlink_one(const char *name, struct bwi_geom *out)
 {
 	char target[PATH_MAX], hd[PATH_MAX], want[PATH_MAX + 96];
-	struct bwi_geom g;
+	struct bwi_geom g, dummy;
 	ssize_t n;
 	int dfd, r, lay;
 
+	if (!out)
+		out = &dummy;
+	memset(out, 0, sizeof(*out));
 	dfd = dir_open(false);
 	if (dfd < 0)
 		return dfd;
 	lay = retire_named(dfd, name, &g);
+	if (lay >= 0)
+		*out = g;
 	n = readlinkat(dfd, name, target, sizeof(target) - 1);
 	r = unlinkat(dfd, name, 0) < 0 ? -errno : 0;
 	close(dfd);
@@ -1195,10 +1205,10 @@ static int unlink_one(const char *name)
 	return r < 0 ? r : lay < 0 ? BWI_LAYOUT_BYTES : lay;
 }
 
-/* Removes the parts NAME@* of a self-scaling ring (any left). */
-static void unlink_parts(const char *name)
+/* Removes the parts .ID@* of the self-scaling ring ring_id (any left). */
+static void unlink_parts(uint64_t ring_id)
 {
-	size_t n = strlen(name);
+	char pre[BWI_NAME_MAX + 1];
 	struct dirent *de;
 	DIR *d;
 	int dfd = dir_open(false);
@@ -1210,34 +1220,34 @@ static void unlink_parts(const char *name)
 		close(dfd);
 		return;
 	}
+	snprintf(pre, sizeof(pre), ".%016llx@", (unsigned long long)ring_id);
 	while ((de = readdir(d)))
-		if (!strncmp(de->d_name, name, n) && de->d_name[n] == '@' &&
+		if (!strncmp(de->d_name, pre, PART_ID_LEN + 1) &&
 		    name_or_part(de->d_name) == 0)
 			unlinkat(dirfd(d), de->d_name, 0);
 	closedir(d);
 }
 
-/* Removes part k of the self-scaling ring root, if it is there. */
-void bwi_part_unlink(const char *root, uint64_t k)
+/* Removes part k of the self-scaling ring ring_id, if it is there. */
+void bwi_part_unlink(uint64_t ring_id, uint64_t k)
 {
 	char part[BWI_NAME_MAX + 1];
 
-	if (bwi_part_name(part, sizeof(part), root, k) == 0)
-		unlink_one(part);
+	if (bwi_part_name(part, sizeof(part), ring_id, k) == 0)
+		unlink_one(part, NULL);
 }
 
-/* A deck-cut ring's data: NAME@deck of the largest size, mode as NAME. */
-static int deck_create(const char *name, uint64_t size, mode_t mode)
+/* A deck-cut ring's data: .ID@deck of the largest size, mode as NAME. */
+static int deck_create(uint64_t ring_id, uint64_t size, mode_t mode)
 {
 	char deck[BWI_NAME_MAX + 1];
-	int dfd, fd, r = bwi_part_name(deck, sizeof(deck), name, UINT64_MAX);
+	int dfd, fd, r = bwi_part_name(deck, sizeof(deck), ring_id, UINT64_MAX);
 
 	if (r < 0)
 		return r;
 	dfd = dir_open(true);
 	if (dfd < 0)
 		return dfd;
-	unlinkat(dfd, deck, 0); /* a stale one from a ring of that name */
 	fd = openat(dfd, deck, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
 	close(dfd);
 	if (fd < 0)
@@ -1255,20 +1265,29 @@ int bwi_epoch_create(const struct bwi_map *root, uint64_t k, unsigned shift,
 		     uint64_t start)
 {
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
-	char part[BWI_NAME_MAX + 1];
+	char part[BWI_NAME_MAX + 1], prev[BWI_NAME_MAX + 1];
 	struct bwi_map m;
 	struct stat st;
 	mode_t mode = 0600;
 	int dfd, r;
 
-	r = bwi_part_name(part, sizeof(part), root->name, k);
+	r = bwi_part_name(part, sizeof(part), root->g.ring_id, k);
 	if (r < 0)
 		return r;
 	dfd = dir_open(false);
 	if (dfd >= 0) {
-		if (fstatat(dfd, root->name, &st, 0) == 0)
+		/* the mode of the ring, or, once it was removed (another
+		 * ring may have its name), of the region before */
+		if (fstatat(dfd, root->name, &st, 0) == 0 &&
+		    st.st_dev == root->dev && st.st_ino == root->ino)
 			mode = st.st_mode & 0777;
-		unlinkat(dfd, part, 0); /* a stale one from an earlier ring */
+		else if (k && bwi_part_name(prev, sizeof(prev), root->g.ring_id,
+					    k - 1) == 0 &&
+			 fstatat(dfd, prev, &st, 0) == 0)
+			mode = st.st_mode & 0777;
+		/* a stale one: a writer of this ring died between creating
+		 * it and publishing it, or a resize failed (resize) */
+		unlinkat(dfd, part, 0);
 		close(dfd);
 	}
 	o.size = UINT64_C(1) << shift;
@@ -1317,7 +1336,7 @@ static int scale_create(const char *name, const struct bwi_map *root)
 		close(dfd);
 	}
 	if (root->g.scale == BW_SCALE_DECKCUT)
-		r = deck_create(name, UINT64_C(1) << hi, mode);
+		r = deck_create(root->g.ring_id, UINT64_C(1) << hi, mode);
 	if (r == 0)
 		r = bwi_epoch_create(root, 0, init, 0);
 	return r;
@@ -1326,13 +1345,15 @@ static int scale_create(const char *name, const struct bwi_map *root)
 BW_API int bw_unlink(const char *name)
 {
 	char wt[BWI_NAME_MAX + 8];
+	struct bwi_geom g;
 	int r;
 
 	r = bwi_name_check(name);
 	if (r < 0)
 		return r;
-	unlink_parts(name);
-	r = unlink_one(name);
+	r = unlink_one(name, &g);
+	if (r >= 0 && g.scale)
+		unlink_parts(g.ring_id);
 	if (r == -ENOENT)
 		return bwi_err(ENOENT, "no ring '%s'", name);
 	if (r < 0)
@@ -1340,7 +1361,7 @@ BW_API int bw_unlink(const char *name)
 	if (r == BWI_LAYOUT_INDEX) {
 		/* an IBuf takes its default DBuf with it */
 		snprintf(wt, sizeof(wt), "%s.wt", name);
-		unlink_one(wt);
+		unlink_one(wt, NULL);
 	}
 	return 0;
 }

@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bwi_ring.h"
 #include "helpers.h"
 
 #define MIB (1u << 20)
@@ -74,16 +76,36 @@ static int readable(int fd, int ms)
 	return poll(&pf, 1, ms);
 }
 
-/* Files of the ring directory whose name starts with prefix. */
-static int parts(const char *prefix)
+/* The ring id of the ring name (its geometry, as bwi_ring.h lays it out):
+ * its parts are named .ID@K and .ID@deck. */
+static uint64_t ring_id(const char *name)
+{
+	char path[512];
+	struct bwi_geom g;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", bw_ring_dir(), name);
+	fd = open(path, O_RDONLY);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL_FATAL(pread(fd, &g, sizeof(g), 0), (ssize_t)sizeof(g));
+	close(fd);
+	return g.ring_id;
+}
+
+/* Files of the ring directory that are parts of the self-scaling ring with
+ * ring id id, or of any (id 0). */
+static int parts(uint64_t id)
 {
 	DIR *d = opendir(bw_ring_dir());
 	struct dirent *de;
+	char pre[32];
 	int n = 0;
 
+	snprintf(pre, sizeof(pre), ".%016llx@", (unsigned long long)id);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
 	while ((de = readdir(d)))
-		n += !strncmp(de->d_name, prefix, strlen(prefix));
+		n += id ? !strncmp(de->d_name, pre, strlen(pre))
+			: de->d_name[0] == '.' && strchr(de->d_name, '@');
 	closedir(d);
 	return n;
 }
@@ -95,12 +117,13 @@ static void run_turns(uint32_t scale)
 {
 	struct bw_stream *r, *w;
 	static uint8_t buf[64 << 10], out[64 << 10];
-	uint64_t wpos = 0, rpos = 0, c0, lo, hi;
+	uint64_t wpos = 0, rpos = 0, c0, lo, hi, id;
 	struct bw_ring_info in;
 	int fdr, fdw;
 
 	CU_ASSERT_EQUAL_FATAL(mk("sc", scale, MIB, 64 << 10, 0), 0);
-	CU_ASSERT_EQUAL(parts("sc@"), scale == BW_SCALE_DECKCUT ? 2 : 1);
+	id = ring_id("sc");
+	CU_ASSERT_EQUAL(parts(id), scale == BW_SCALE_DECKCUT ? 2 : 1);
 	nb_pair("sc", &r, &w);
 	c0 = cap(w);
 	CU_ASSERT_EQUAL(c0, MIB);
@@ -185,13 +208,14 @@ static void run_turns(uint32_t scale)
 	CU_ASSERT_EQUAL(in.scale_size, cap(w));
 	/* regions left behind are removed: the current and the one
 	 * before at most (and the deck) */
-	CU_ASSERT(parts("sc@") <= (scale == BW_SCALE_DECKCUT ? 3 : 2));
+	CU_ASSERT(parts(id) <= (scale == BW_SCALE_DECKCUT ? 3 : 2));
 	if (scale == BW_SCALE_DECKCUT) {
 		/* pages beyond the size now went back to the kernel */
 		char path[512];
 		struct stat st;
 
-		snprintf(path, sizeof(path), "%s/sc@deck", bw_ring_dir());
+		snprintf(path, sizeof(path), "%s/.%016llx@deck", bw_ring_dir(),
+			 (unsigned long long)id);
 		CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
 		CU_ASSERT_EQUAL((uint64_t)st.st_size, MIB);
 		CU_ASSERT((uint64_t)st.st_blocks * 512 <= cap(w) + (64 << 10) ||
@@ -201,7 +225,7 @@ static void run_turns(uint32_t scale)
 	CU_ASSERT_EQUAL(bw_stream_read(r, out, sizeof(out)), 0); /* the end */
 	bw_stream_close(r);
 	CU_ASSERT_EQUAL(bw_unlink("sc"), 0);
-	CU_ASSERT_EQUAL(parts("sc@"), 0);
+	CU_ASSERT_EQUAL(parts(id), 0);
 }
 
 static void test_realloc_turns(void)
@@ -402,10 +426,11 @@ static void run_records(uint32_t scale, uint32_t layout, uint32_t rec_size,
 {
 	struct bw_stream *r, *w;
 	struct bw_ring_info in;
-	uint64_t wi = 0, ri = 0, c0, lo, hi;
+	uint64_t wi = 0, ri = 0, c0, lo, hi, id;
 	static uint8_t big[16384];
 
 	CU_ASSERT_EQUAL_FATAL(mk_rec("sr", scale, layout, rec_size), 0);
+	id = ring_id("sr");
 	CU_ASSERT_FATAL(bw_ring_stat("sr", &in, NULL, 0) >= 0);
 	CU_ASSERT_EQUAL(in.layout, layout);
 	CU_ASSERT_EQUAL(in.scale, scale);
@@ -449,7 +474,7 @@ static void run_records(uint32_t scale, uint32_t layout, uint32_t rec_size,
 	CU_ASSERT_EQUAL(bw_stream_read(r, big, sizeof(big)), 0); /* the end */
 	bw_stream_close(r);
 	CU_ASSERT_EQUAL(bw_unlink("sr"), 0);
-	CU_ASSERT_EQUAL(parts("sr@"), 0);
+	CU_ASSERT_EQUAL(parts(id), 0);
 }
 
 static void test_records(void)
@@ -595,15 +620,24 @@ static void test_refused(void)
 	o.scale_max = 0;
 	o.scale = 7;
 	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	CU_ASSERT_EQUAL(parts(0), 0);
+	/* its parts are named by its id: any ring name will do */
 	o.scale = BW_SCALE_DECKCUT;
-	memset(name, 'n', 62);
-	name[62] = 0;
-	CU_ASSERT_EQUAL(bw_mkfifo(name, &o), -EINVAL);
-	CU_ASSERT_EQUAL(parts("sx"), 0);
+	memset(name, 'n', BWI_NAME_MAX);
+	name[BWI_NAME_MAX] = 0;
+	CU_ASSERT_EQUAL(bw_mkfifo(name, &o), 0);
+	CU_ASSERT_EQUAL(parts(ring_id(name)), 2);
+	CU_ASSERT_EQUAL(bw_unlink(name), 0);
+	CU_ASSERT_EQUAL(parts(0), 0);
 	/* a region is not opened by name, nor made by bw_mkfifo */
 	CU_ASSERT_EQUAL(mk("sy", BW_SCALE_REALLOC, 1 << 20, 0, 0), 0);
+	snprintf(name, sizeof(name), ".%016llx@0",
+		 (unsigned long long)ring_id("sy"));
+	CU_ASSERT_EQUAL(bw_stream_open(name, BW_READ, &e[0]), -EINVAL);
 	CU_ASSERT_EQUAL(bw_stream_open("sy@0", BW_READ, &e[0]), -EINVAL);
 	CU_ASSERT_EQUAL(bw_mkfifo("sy@1", NULL), -EINVAL);
+	name[strlen(name) - 1] = '1';
+	CU_ASSERT_EQUAL(bw_mkfifo(name, NULL), -EINVAL);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sy", BW_READ | BW_WRITE, &e[0]),
 			      0);
 	CU_ASSERT_EQUAL(readable(bw_stream_fd(e[0]), 0), 0);
@@ -612,7 +646,7 @@ static void test_refused(void)
 	CU_ASSERT_EQUAL(bw_stream_block(e[0], BW_POLLIN, 1000), BW_POLLIN);
 	bw_stream_close(e[0]);
 	bw_unlink("sy");
-	CU_ASSERT_EQUAL(parts("sy"), 0);
+	CU_ASSERT_EQUAL(parts(0), 0);
 }
 
 struct stress {
@@ -887,6 +921,75 @@ static void test_call_fits(void)
 	bw_unlink("sp");
 }
 
+/* One stream of test_made_anew: its ring, positions and resizes seen. */
+struct anew {
+	struct bw_stream *r, *w;
+	uint32_t seed;
+	uint64_t wpos, rpos, cap;
+	unsigned resizes;
+};
+
+/* Writes 4 KiB to a's ring; unless that resized it and hold is set, reads
+ * all there is, checked. */
+static void anew_turn(struct anew *a, bool hold)
+{
+	static uint8_t buf[4096], out[64 << 10];
+	ssize_t x;
+
+	bwt_fill(buf, sizeof(buf), a->wpos, a->seed);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_write(a->w, buf, sizeof(buf)),
+			      (ssize_t)sizeof(buf));
+	a->wpos += sizeof(buf);
+	if (cap(a->w) != a->cap) {
+		a->cap = cap(a->w);
+		a->resizes++;
+		if (hold)
+			return;
+	}
+	while ((x = bw_stream_read(a->r, out, sizeof(out))) > 0) {
+		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, a->rpos,
+						 a->seed),
+				      -1);
+		a->rpos += (uint64_t)x;
+	}
+}
+
+/* A ring removed and made anew under its name while handles on it are
+ * attached: each has regions of its own, so the old one goes on until
+ * closed (its reader follows its resizes into its own regions, never the
+ * new ring's, and its writer is not held) and the new one is untouched. */
+static void test_made_anew(void)
+{
+	struct anew a = {.seed = 30}, b = {.seed = 31};
+
+	CU_ASSERT_EQUAL_FATAL(mk("su", BW_SCALE_REALLOC, MIB, 64 << 10, 0), 0);
+	nb_pair("su", &a.r, &a.w);
+	CU_ASSERT_EQUAL_FATAL(bw_unlink("su"), 0);
+	CU_ASSERT_EQUAL_FATAL(mk("su", BW_SCALE_REALLOC, MIB, 64 << 10, 0), 0);
+	nb_pair("su", &b.r, &b.w);
+	a.cap = cap(a.w);
+	b.cap = cap(b.w);
+	/* the reader keeps up, so the old ring shrinks: its reader stays
+	 * behind in region 0 while the new ring makes its region 1 too */
+	while (!a.resizes)
+		anew_turn(&a, true);
+	while (!b.resizes)
+		anew_turn(&b, false);
+	/* then both go on, through regions 2, 3, ... of each */
+	for (int i = 0; i < 3000; i++) {
+		anew_turn(&a, false);
+		anew_turn(&b, false);
+	}
+	CU_ASSERT(a.resizes >= 2 && b.resizes >= 2);
+	CU_ASSERT_EQUAL(a.rpos, a.wpos);
+	CU_ASSERT_EQUAL(b.rpos, b.wpos);
+	bw_stream_close(a.r);
+	bw_stream_close(a.w);
+	bw_stream_close(b.r);
+	bw_stream_close(b.w);
+	CU_ASSERT_EQUAL(bw_unlink("su"), 0);
+}
+
 static void reg(void)
 {
 	bwt_add("realloc: shrink and grow in turns", test_realloc_turns);
@@ -906,6 +1009,7 @@ static void reg(void)
 	bwt_add("an outstanding poke_acquire", test_acquire_holds);
 	bwt_add("a poke or write of up to the largest size fits",
 		test_call_fits);
+	bwt_add("a ring removed and made anew under its name", test_made_anew);
 	bwt_add("record layouts over both kinds of scaling", test_records);
 	bwt_add("a reader of records in another process",
 		test_records_other_process);
