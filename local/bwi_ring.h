@@ -390,6 +390,8 @@ int bwi_epoch_create(const struct bwi_map *root, uint64_t k, unsigned shift,
  * k, or the deck (k = UINT64_MAX), named .ID@K and .ID@deck (segment.c). */
 int bwi_part_name(char *out, size_t len, uint64_t ring_id, uint64_t k);
 void bwi_part_unlink(uint64_t ring_id, uint64_t k);
+void bwi_parts_sweep(uint64_t ring_id, uint64_t last);
+bool bwi_map_linked(const struct bwi_map *m);
 
 int bwi_name_check(const char *name);
 int bwi_ring_create(const char *name, const struct bw_ring_opts *opts,

@@ -382,6 +382,13 @@ static void sc_detach(struct bw_stream *s)
 	}
 	if (sc->w)
 		bw_stream_close(sc->w);
+	/* a ring removed while attached: its last handle removes its parts
+	 * (bwi_parts_sweep); the fence, as for the kept slot above: either
+	 * we see another closing handle's slots gone, or it sees ours */
+	if ((sc->r || sc->w) && !bwi_map_linked(s->m)) {
+		bw_smp_mb();
+		bwi_parts_sweep(s->m->g.ring_id, bw_load_acquire(&area(s)->cur));
+	}
 	if (sc->epfd >= 0)
 		close(sc->epfd);
 	free(sc);

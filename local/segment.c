@@ -1228,6 +1228,79 @@ static void unlink_parts(uint64_t ring_id)
 	closedir(d);
 }
 
+/* Whether part name (.ID@K) is a region nothing uses: no slot (reader,
+ * kept for one, or writer), once the dead are reaped. */
+static bool part_unused(const char *name)
+{
+	struct bwi_map *m;
+	bool unused;
+
+	if (bwi_map_open(name, BWI_ACC_RW, &m) < 0)
+		return false; /* not ours to judge (EACCES), or gone */
+	bwi_reap(m);
+	unused = !bwi_slot_count(m, BWI_READER) &&
+		 !bwi_slot_count(m, BWI_WRITER);
+	bwi_map_put(m);
+	return unused;
+}
+
+/*
+ * Removes the parts of the self-scaling ring ring_id that nothing uses any
+ * more: regions up to epoch last (a later one is being made: its writer
+ * attaches before it publishes it, resize step 3), and the deck once no
+ * region is left. A ring removed while handles are attached keeps the
+ * parts they use (bw_unlink), and every handle of it that closes sweeps
+ * again (sc_detach), so the last one leaves nothing behind.
+ */
+void bwi_parts_sweep(uint64_t ring_id, uint64_t last)
+{
+	char pre[BWI_NAME_MAX + 1], deck[BWI_NAME_MAX + 1];
+	unsigned left = 0;
+	struct dirent *de;
+	DIR *d;
+	int dfd = dir_open(false);
+
+	if (dfd < 0)
+		return;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	snprintf(pre, sizeof(pre), ".%016llx@", (unsigned long long)ring_id);
+	bwi_part_name(deck, sizeof(deck), ring_id, UINT64_MAX);
+	while ((de = readdir(d))) {
+		const char *k = de->d_name + PART_ID_LEN + 1;
+
+		if (strncmp(de->d_name, pre, PART_ID_LEN + 1) ||
+		    name_or_part(de->d_name) < 0 || !strcmp(de->d_name, deck))
+			continue;
+		if (strtoull(k, NULL, 10) <= last && part_unused(de->d_name))
+			unlink_one(de->d_name, NULL);
+		else
+			left++;
+	}
+	closedir(d);
+	if (!left)
+		bwi_part_unlink(ring_id, UINT64_MAX);
+}
+
+/* Whether m is still the ring its name holds (not removed, nor replaced
+ * by another of that name). */
+bool bwi_map_linked(const struct bwi_map *m)
+{
+	struct stat st;
+	int dfd = dir_open(false);
+	bool r;
+
+	if (dfd < 0)
+		return false;
+	r = fstatat(dfd, m->name, &st, 0) == 0 && st.st_dev == m->dev &&
+	    st.st_ino == m->ino;
+	close(dfd);
+	return r;
+}
+
 /* Removes part k of the self-scaling ring ring_id, if it is there. */
 void bwi_part_unlink(uint64_t ring_id, uint64_t k)
 {
@@ -1352,8 +1425,8 @@ BW_API int bw_unlink(const char *name)
 	if (r < 0)
 		return r;
 	r = unlink_one(name, &g);
-	if (r >= 0 && g.scale)
-		unlink_parts(g.ring_id);
+	if (r >= 0 && g.scale) /* the parts no attached handle uses */
+		bwi_parts_sweep(g.ring_id, UINT64_MAX);
 	if (r == -ENOENT)
 		return bwi_err(ENOENT, "no ring '%s'", name);
 	if (r < 0)

@@ -963,6 +963,7 @@ static void test_made_anew(void)
 	struct anew a = {.seed = 30}, b = {.seed = 31};
 
 	CU_ASSERT_EQUAL_FATAL(mk("su", BW_SCALE_REALLOC, MIB, 64 << 10, 0), 0);
+	CU_ASSERT_NOT_EQUAL(ring_id("su"), 0);
 	nb_pair("su", &a.r, &a.w);
 	CU_ASSERT_EQUAL_FATAL(bw_unlink("su"), 0);
 	CU_ASSERT_EQUAL_FATAL(mk("su", BW_SCALE_REALLOC, MIB, 64 << 10, 0), 0);
@@ -988,6 +989,40 @@ static void test_made_anew(void)
 	bw_stream_close(b.r);
 	bw_stream_close(b.w);
 	CU_ASSERT_EQUAL(bw_unlink("su"), 0);
+	CU_ASSERT_EQUAL(parts(0), 0); /* of either ring */
+}
+
+/* A ring removed while attached: its handles go on (the reader follows
+ * into a region made before the removal, and into the ones made after),
+ * and once the last closes no part of it is left. */
+static void run_removed_attached(uint32_t scale)
+{
+	struct anew a = {.seed = 32};
+	uint64_t id;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sv", scale, MIB, 64 << 10, 0), 0);
+	id = ring_id("sv");
+	nb_pair("sv", &a.r, &a.w);
+	a.cap = cap(a.w);
+	while (!a.resizes) /* its reader stays behind in region 0 */
+		anew_turn(&a, true);
+	CU_ASSERT_EQUAL_FATAL(bw_unlink("sv"), 0);
+	/* regions 0 and 1 are in use (and the deck) */
+	CU_ASSERT_EQUAL(parts(id), scale == BW_SCALE_DECKCUT ? 3 : 2);
+	for (int i = 0; i < 3000; i++)
+		anew_turn(&a, false);
+	CU_ASSERT(a.resizes >= 2);
+	CU_ASSERT_EQUAL(a.rpos, a.wpos);
+	bw_stream_close(a.r);
+	CU_ASSERT(parts(id) > 0); /* the writer's region */
+	bw_stream_close(a.w);
+	CU_ASSERT_EQUAL(parts(id), 0);
+}
+
+static void test_removed_attached(void)
+{
+	run_removed_attached(BW_SCALE_REALLOC);
+	run_removed_attached(BW_SCALE_DECKCUT);
 }
 
 static void reg(void)
@@ -1010,6 +1045,8 @@ static void reg(void)
 	bwt_add("a poke or write of up to the largest size fits",
 		test_call_fits);
 	bwt_add("a ring removed and made anew under its name", test_made_anew);
+	bwt_add("a ring removed while attached leaves nothing behind",
+		test_removed_attached);
 	bwt_add("record layouts over both kinds of scaling", test_records);
 	bwt_add("a reader of records in another process",
 		test_records_other_process);

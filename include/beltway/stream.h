@@ -223,9 +223,10 @@ struct bw_ring_opts {
  * on a DECKCUT ring, one that attaches while the producer waits to reuse
  * memory starts at the write position (the old bytes are about to go).
  * A self-scaling ring is named (its regions are files .ID@K and .ID@deck
- * in the ring directory, ID its ring id, which bw_unlink removes with it;
- * a ring made anew under a removed one's name has regions of its own, so
- * handles on the old one keep working until closed), has one writer,
+ * in the ring directory, ID its ring id, which bw_unlink removes with it:
+ * those that attached handles use, as the last of them closes; a ring
+ * made anew under a removed one's name has regions of its own, so handles
+ * on the old one keep working until closed), has one writer,
  * is lossless or SRP, and is read and written by processes with write
  * permission. It takes a record layout (fr, vr, dr): every region has it,
  * and its records must fit, with their header, in half of scale_min
