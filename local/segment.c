@@ -339,14 +339,17 @@ static int scale_opts(const struct bw_ring_opts *o, struct bwi_geom *g)
 				     sizeof(o->scale_max) ||
 	    !o->scale)
 		return 0;
+	/* the default least size is at most the size; one asked for is
+	 * checked as asked (not clamped: a wrong one is refused) */
 	lo = o->scale_min ? o->scale_min : BWI_SCALE_MIN_DEFAULT;
-	if (lo > size)
+	if (!o->scale_min && lo > size)
 		lo = size;
 	hi = o->scale_max ? o->scale_max
 	     : o->scale == BW_SCALE_REALLOC
 		     ? (size * 4 < BWI_MAX_CAPACITY ? size * 4 : BWI_MAX_CAPACITY)
 		     : size;
-	if (!is_pow2(lo) || !is_pow2(hi) || lo < 4096 || hi < size)
+	if (!is_pow2(lo) || !is_pow2(hi) || lo < 4096 || lo > size ||
+	    hi < size)
 		return bwi_err(EINVAL, "scale sizes %llu to %llu around %llu: "
 				       "powers of two with 4096 <= least <= "
 				       "size <= largest",

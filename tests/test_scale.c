@@ -613,7 +613,20 @@ static void test_refused(void)
 	o.flags = 0;
 	o.scale_min = 3000;
 	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	/* above the size: refused as asked, not clamped to the size (a
+	 * power of two or not) */
+	o.size = 64 << 10;
+	o.scale_min = 100000;
+	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "100000"));
+	o.scale_min = 128 << 10;
+	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);
+	o.scale_min = 64 << 10;
+	CU_ASSERT_EQUAL(mk_rec_ok(&o), 0);
 	o.scale_min = 0;
+	o.size = 16 << 10; /* the default least size is clamped */
+	CU_ASSERT_EQUAL(mk_rec_ok(&o), 0);
+	o.size = 0;
 	o.size = 1 << 20;
 	o.scale_max = 1 << 19; /* below the size */
 	CU_ASSERT_EQUAL(bw_mkfifo("sx", &o), -EINVAL);

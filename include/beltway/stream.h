@@ -197,8 +197,10 @@ struct bw_ring_opts {
 	uint32_t record_align;
 	uint32_t record_align_offset;
 	/* Self-scaling (enum bw_scale): the ring starts at size and doubles
-	 * or halves, between scale_min (0: 64 KiB) and scale_max (0: 4 x size
-	 * for REALLOC; size for DECKCUT, which allocates it once). */
+	 * or halves, between scale_min (0: 64 KiB, or size if smaller) and
+	 * scale_max (0: 4 x size for REALLOC; size for DECKCUT, which
+	 * allocates it once): powers of two, 4096 <= scale_min <= size <=
+	 * scale_max, else -EINVAL. */
 	uint32_t scale;
 	uint64_t scale_min;
 	uint64_t scale_max;
