@@ -1089,23 +1089,90 @@ static int64_t sc_check(struct bw_stream *s, int64_t stamp, int flags)
 	return bwi_d_check(s, stamp, flags);
 }
 
-/* A reader seeks within its region. Back in a deck-cut region that a
- * resize is ending (the flag up) or ended (its end set) it may not go: the
- * next region reuses its pages. The seek published the lower position with
- * a full fence before the look at the flag and the end (rd_reposition):
- * the Dekker with step 0, whose writer raises the flag, fences, and then
- * waits for readers' positions. */
+/* The ring's write position: the tail of the writer's region, which may
+ * be past the reader's (h, in region kr). */
+static int ring_wpos(struct bw_stream *s, uint64_t *pos)
+{
+	struct bwi_scaler *sc = s->sc;
+	char part[BWI_NAME_MAX + 1];
+	int r = -ENOENT;
+
+	for (int tries = 0; tries < 64 && r == -ENOENT; tries++) {
+		uint64_t k = bw_load_acquire(&area(s)->cur);
+		struct bwi_map *m;
+
+		if (sc->r && k == sc->kr) { /* the reader's own region */
+			*pos = bw_load_acquire(&sc->r->m->hdr->prod.tail);
+			return 0;
+		}
+		r = bwi_part_name(part, sizeof(part), s->m->g.ring_id, k);
+		if (r == 0)
+			r = bwi_map_open(part, BWI_ACC_RO, &m);
+		if (r == 0) { /* A: pairs with the writer's publish of tail */
+			*pos = bw_load_acquire(&m->hdr->prod.tail);
+			bwi_map_put(m);
+		}
+	} /* ENOENT: removed as the writer moved on: look again */
+	return r;
+}
+
+/* Where a seek goes, against the ring's write position (not the end of
+ * the reader's region, which a resize may have ended). */
+static int seek_target(struct bw_stream *s, int64_t was, int64_t off,
+		       int whence, int64_t *to)
+{
+	uint64_t w;
+	int r = ring_wpos(s, &w);
+
+	if (r < 0)
+		return r;
+	if (whence == SEEK_SET)
+		*to = off;
+	else if (__builtin_add_overflow(whence == SEEK_CUR ? was : (int64_t)w,
+					off, to))
+		*to = -1;
+	if (*to < 0 || (uint64_t)*to > w)
+		return bwi_err(EINVAL, "seek outside the stream [0, %llu]",
+			       (unsigned long long)w);
+	return 0;
+}
+
+/* A reader seeks anywhere the ring holds: forward past the end of its
+ * region it follows into the region that holds the position (what lies
+ * between is skipped, as by any seek forward), then seeks there. Back in a
+ * deck-cut region that a resize is ending (the flag up) or ended (its end
+ * set) it may not go: the next region reuses its pages. The seek published
+ * the lower position with a full fence before the look at the flag and
+ * the end (rd_reposition): the Dekker with step 0, whose writer raises the
+ * flag, fences, and then waits for readers' positions. */
 static int64_t sc_rd_lseek(struct bw_stream *s, int64_t off, int whence)
 {
 	struct bw_stream *h = s->sc->r;
-	int64_t was = bw_stream_lseek(h, 0, SEEK_CUR), to;
+	int64_t was = bw_stream_lseek(h, 0, SEEK_CUR), to = 0;
 	uint64_t start, end;
 	unsigned shift;
 	int r;
 
 	if (was < 0)
 		return was;
-	to = bw_stream_lseek(h, off, whence);
+	if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END)
+		return bw_stream_lseek(h, off, whence); /* its message */
+	r = seek_target(s, was, off, whence, &to);
+	for (;;) {
+		if (r == 0)
+			r = entry(s, s->sc->kr, &start, &end, &shift);
+		if (r < 0)
+			return r;
+		if (end == BWI_NO_POS || (uint64_t)to < end)
+			break;
+		r = follow(s);
+		if (r == 0)
+			break; /* the end of the stream */
+		r = r < 0 ? r : sync_flags(s, s->sc->r);
+	}
+	h = s->sc->r;
+	was = bw_stream_lseek(h, 0, SEEK_CUR);
+	to = was < 0 ? was : bw_stream_lseek(h, to, SEEK_SET);
 	if (to < 0 || to >= was || s->m->g.scale != BW_SCALE_DECKCUT)
 		return to;
 	r = entry(s, s->sc->kr, &start, &end, &shift);
@@ -1172,6 +1239,10 @@ static int sc_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	st->capacity = sub.capacity;
 	st->read_pos = sub.read_pos;
 	st->write_pos = sub.write_pos;
+	/* a reader's region may have ended: the ring's goes on (failing,
+	 * the region's stays) */
+	if (h == sc->r)
+		(void)ring_wpos(s, &st->write_pos);
 	st->bytes = acc->bytes + sub.bytes;
 	st->calls = acc->calls + sub.calls;
 	st->waits = acc->waits + sub.waits;

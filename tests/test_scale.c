@@ -1038,6 +1038,75 @@ static void test_removed_attached(void)
 	run_removed_attached(BW_SCALE_DECKCUT);
 }
 
+/* Four writes more into the writer's new region, none read. */
+static void seek_ahead_writes(struct anew *a)
+{
+	static uint8_t buf[4096];
+
+	for (int i = 0; i < 4; i++) {
+		bwt_fill(buf, sizeof(buf), a->wpos, a->seed);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(a->w, buf, sizeof(buf)),
+				      (ssize_t)sizeof(buf));
+		a->wpos += sizeof(buf);
+	}
+}
+
+/* A reader still in the region the writer left sees the ring's write
+ * position, not its region's end: stat, SEEK_END, and SEEK_SET to a byte
+ * in the writer's region, which it then reads. */
+static void run_seek_ahead(uint32_t scale)
+{
+	struct anew a = {.seed = 33};
+	struct bw_stream_stat st;
+	static uint8_t out[4096];
+	int64_t w;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sk", scale, 256 << 10, 16 << 10, 0), 0);
+	nb_pair("sk", &a.r, &a.w);
+	a.cap = cap(a.w);
+	while (!a.resizes) /* its reader stays behind in region 0 */
+		anew_turn(&a, true);
+	seek_ahead_writes(&a);
+	w = bw_stream_lseek(a.w, 0, SEEK_CUR);
+	CU_ASSERT_EQUAL_FATAL((uint64_t)w, a.wpos);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_stat(a.r, &st), 0);
+	CU_ASSERT_EQUAL(st.write_pos, a.wpos);
+	CU_ASSERT(st.read_pos < a.wpos - 4 * 4096);
+	CU_ASSERT_EQUAL(bw_stream_lseek(a.r, w + 1, SEEK_SET), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bw_strerror_last(), "outside"));
+	CU_ASSERT_EQUAL(bw_stream_lseek(a.r, 0, SEEK_END), w);
+	CU_ASSERT_EQUAL(bw_stream_read(a.r, out, sizeof(out)), -EAGAIN);
+	/* back, within the writer's region now */
+	CU_ASSERT_EQUAL_FATAL(bw_stream_lseek(a.r, -100, SEEK_END), w - 100);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_read(a.r, out, sizeof(out)), 100);
+	CU_ASSERT_EQUAL(bwt_verify(out, 100, (uint64_t)w - 100, a.seed), -1);
+	bw_stream_close(a.r);
+	bw_stream_close(a.w);
+	bw_unlink("sk");
+
+	/* SEEK_SET straight from the old region into the writer's */
+	a = (struct anew){.seed = 34};
+	CU_ASSERT_EQUAL_FATAL(mk("sk", scale, 256 << 10, 16 << 10, 0), 0);
+	nb_pair("sk", &a.r, &a.w);
+	a.cap = cap(a.w);
+	while (!a.resizes)
+		anew_turn(&a, true);
+	seek_ahead_writes(&a);
+	w = (int64_t)a.wpos;
+	CU_ASSERT_EQUAL_FATAL(bw_stream_lseek(a.r, w - 100, SEEK_SET), w - 100);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_read(a.r, out, sizeof(out)), 100);
+	CU_ASSERT_EQUAL(bwt_verify(out, 100, (uint64_t)w - 100, a.seed), -1);
+	bw_stream_close(a.r);
+	bw_stream_close(a.w);
+	bw_unlink("sk");
+}
+
+static void test_seek_ahead(void)
+{
+	run_seek_ahead(BW_SCALE_REALLOC);
+	run_seek_ahead(BW_SCALE_DECKCUT);
+}
+
 static void reg(void)
 {
 	bwt_add("realloc: shrink and grow in turns", test_realloc_turns);
@@ -1060,6 +1129,8 @@ static void reg(void)
 	bwt_add("a ring removed and made anew under its name", test_made_anew);
 	bwt_add("a ring removed while attached leaves nothing behind",
 		test_removed_attached);
+	bwt_add("a reader behind a resize seeks to the ring's end",
+		test_seek_ahead);
 	bwt_add("record layouts over both kinds of scaling", test_records);
 	bwt_add("a reader of records in another process",
 		test_records_other_process);
