@@ -25,14 +25,92 @@ static void peer_fill(struct bw_ring_peer *p, int role, uint32_t idx,
 	p->lost = bw_load_relaxed(&sl->lost);
 }
 
-/* A self-scaling ring: its sizes, and the positions of its region now. */
+/* Region k of the self-scaling ring m, mapped read-only, or NULL. */
+static struct bwi_map *region(const struct bwi_map *m, uint64_t k)
+{
+	char part[BWI_NAME_MAX + 1];
+	struct bwi_map *r;
+
+	if (bwi_part_name(part, sizeof(part), m->g.ring_id, k) < 0 ||
+	    bwi_map_open(part, BWI_ACC_RO, &r) < 0)
+		return NULL;
+	return r;
+}
+
+/* The slot in region old of the reader a slot was kept for (its tag), if
+ * that reader is still there; else NULL. */
+static const struct bwi_slot *kept_for(const struct bwi_map *old,
+				       uint64_t tag)
+{
+	uint32_t idx = (uint32_t)(tag >> 32);
+	const struct bwi_slot *sl;
+	uint64_t w;
+
+	if (!old || idx >= old->g.max_readers)
+		return NULL;
+	sl = &old->hdr->slots[idx];
+	w = bw_load_acquire(&sl->state);
+	return BWI_SLOT_STATE(w) == BWI_SLOT_ACTIVE &&
+			       BWI_SLOT_GEN(w) == (uint32_t)tag
+		       ? sl
+		       : NULL;
+}
+
+/*
+ * The peers of a self-scaling ring: who is attached is in the control
+ * segment's slots (peers[0..n), filled from them), what they did in the
+ * slots of region k, counts carried from region to region (scale.c): each
+ * peer takes an active slot there of its role and process. A reader's
+ * slot still only kept for it means it is in region k - 1: its slot there.
+ */
+static void scale_peers(const struct bwi_map *m, uint64_t k,
+			struct bw_ring_peer *peers, unsigned n)
+{
+	struct bwi_map *rm = region(m, k), *old = NULL;
+	bool *used = rm ? calloc(rm->g.max_readers + rm->g.max_writers, 1)
+			: NULL;
+
+	for (unsigned p = 0; used && p < n; p++) {
+		bool rd = peers[p].role == BW_PEER_READER;
+		uint32_t i = rd ? 0 : rm->g.max_readers,
+			 hi = rd ? rm->g.max_readers
+				 : rm->g.max_readers + rm->g.max_writers;
+
+		for (; i < hi; i++) {
+			const struct bwi_slot *sl = &rm->hdr->slots[i], *o;
+
+			if (used[i] ||
+			    BWI_SLOT_STATE(bw_load_acquire(&sl->state)) !=
+				    BWI_SLOT_ACTIVE ||
+			    (pid_t)bw_load_relaxed(&sl->pid) != peers[p].pid)
+				continue;
+			used[i] = true;
+			if (rd && bw_load_relaxed(&sl->adopt) == BWI_ADOPT_KEPT) {
+				if (!old && k)
+					old = region(m, k - 1);
+				o = kept_for(old, bw_load_relaxed(&sl->kept_for));
+				sl = o ? o : sl;
+			}
+			peer_fill(&peers[p], peers[p].role, peers[p].slot, sl);
+			break;
+		}
+	}
+	free(used);
+	if (old)
+		bwi_map_put(old);
+	if (rm)
+		bwi_map_put(rm);
+}
+
+/* A self-scaling ring: its sizes, and the positions and counts of its
+ * region now (carried from region to region: scale.c). */
 static void scale_info(struct bwi_map *m, struct bw_ring_info *info)
 {
 	struct bwi_scale_area *a = bwi_scale_area(m);
 	uint64_t k = bw_load_acquire(&a->cur), sh;
 	struct bwi_epoch *e = &a->ev[k % BWI_EPOCHS];
-	char part[BWI_NAME_MAX + 1];
 	struct bwi_map *r;
+	struct bwi_hdr *h;
 
 	info->scale = m->g.scale;
 	info->scale_min = UINT64_C(1) << ((m->g.scale_shifts >> 8) & 0xff);
@@ -43,11 +121,17 @@ static void scale_info(struct bwi_map *m, struct bw_ring_info *info)
 	info->scale_epoch = k;
 	info->scale_size = UINT64_C(1) << sh;
 	info->capacity = info->scale_size; /* the data's, not the control's */
-	if (bwi_part_name(part, sizeof(part), m->g.ring_id, k) < 0 ||
-	    bwi_map_open(part, BWI_ACC_RO, &r) < 0)
+	r = region(m, k);
+	if (!r)
 		return;
-	info->write_pos = bw_load_acquire(&r->hdr->prod.tail);
-	info->reserved_pos = bw_load_relaxed(&r->hdr->prod.head);
+	h = r->hdr;
+	info->write_pos = bw_load_acquire(&h->prod.tail);
+	info->reserved_pos = bw_load_relaxed(&h->prod.head);
+	info->dropped_writes = bw_load_relaxed(&h->grp.dropped_writes);
+	info->dropped_bytes = bw_load_relaxed(&h->grp.dropped_bytes);
+	info->reader_waits = bw_load_relaxed(&h->rwait.waits);
+	info->writer_waits = bw_load_relaxed(&h->wwait.waits);
+	info->reader_wakes = bw_load_relaxed(&h->rwait.wakes);
 	bwi_map_put(r);
 }
 
@@ -120,6 +204,8 @@ BW_API int bw_ring_stat(const char *name, struct bw_ring_info *info,
 			peer_fill(&peers[n++], rd ? BW_PEER_READER : BW_PEER_WRITER,
 				  rd ? i : i - m->g.max_readers, sl);
 	}
+	if (m->g.scale && peers)
+		scale_peers(m, info->scale_epoch, peers, n);
 	bwi_map_put(m);
 	return (int)(info->readers + info->writers);
 }

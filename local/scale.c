@@ -95,7 +95,6 @@
 struct bwi_scaler {
 	struct bw_stream *r, *w; /* handles on the regions we are in */
 	uint64_t kr, kw;	 /* their epochs */
-	struct bwi_stats racc, wacc; /* counts of regions left behind */
 	/* the writer's measurements */
 	uint64_t loop_end, sample_at, loop_t0, maxdist;
 	unsigned loops;		/* loops completed at this size */
@@ -250,16 +249,36 @@ static int region_open(struct bw_stream *s, uint64_t k, int flags,
 	return 0;
 }
 
-static void add_stats(struct bwi_stats *acc, struct bw_stream *h)
+/*
+ * Statistics go on from region to region: a handle's counts move with it
+ * to its next region handle (carry), and a new region's ring-wide counts
+ * start where the old one's stand (carry_ring), so a region's slots and
+ * counters, which bw_ring_stat shows, are the ring's since it was made,
+ * and a reader's drops (the ring's since it attached: its drop0) too.
+ */
+static void carry(struct bw_stream *h, const struct bw_stream *old)
 {
-	struct bw_stream_stat st;
+	h->rst = old->rst;
+	h->ist = old->ist;
+	h->wst = old->wst;
+	h->iwst = old->iwst;
+	h->drop0 = old->drop0;
+	h->padded = old->padded;
+}
 
-	if (bw_stream_stat(h, &st) == 0) {
-		acc->bytes += st.bytes;
-		acc->calls += st.calls;
-		acc->waits += st.waits;
-		acc->lost += h->writer ? st.dropped : st.lost;
-	}
+/* Before anyone else can find m1 (step 4). */
+static void carry_ring(struct bwi_map *m1, const struct bwi_map *old)
+{
+	struct bwi_hdr *h = m1->hdr;
+	const struct bwi_hdr *o = old->hdr;
+
+	bw_store_relaxed(&h->grp.dropped_writes,
+			 bw_load_relaxed(&o->grp.dropped_writes));
+	bw_store_relaxed(&h->grp.dropped_bytes,
+			 bw_load_relaxed(&o->grp.dropped_bytes));
+	bw_store_relaxed(&h->rwait.waits, bw_load_relaxed(&o->rwait.waits));
+	bw_store_relaxed(&h->rwait.wakes, bw_load_relaxed(&o->rwait.wakes));
+	bw_store_relaxed(&h->wwait.waits, bw_load_relaxed(&o->wwait.waits));
 }
 
 /* Gives up the slot kept in region k for this process's reader with tag,
@@ -400,7 +419,7 @@ static void sc_detach(struct bw_stream *s)
 /* Moves the reader's handle to h, on region k. */
 static void r_move(struct bw_stream *s, uint64_t k, struct bw_stream *h)
 {
-	add_stats(&s->sc->racc, s->sc->r);
+	carry(h, s->sc->r);
 	bw_stream_close(s->sc->r);
 	s->sc->r = h;
 	s->sc->kr = k;
@@ -442,7 +461,8 @@ static int tap_follow(struct bw_stream *s, bool ended)
 	r_move(s, k, h);
 	if (!lost)
 		return 1;
-	sc->racc.lost += lost;
+	/* where bw_stream_stat takes it from: the layer's units, if any */
+	((h->slow & BWI_SLOW_LAYER) ? &h->ist : &h->rst)->lost += lost;
 	return bwi_err(ESTALE, "tap of self-scaling ring '%s' fell behind and "
 			       "lost %llu bytes; resuming at position %llu",
 		       s->m->name, (unsigned long long)lost,
@@ -769,6 +789,7 @@ static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 		r = bwi_map_open(part, BWI_ACC_RW, &m1);
 	if (r < 0)
 		goto err_region;
+	carry_ring(m1, old);
 	keep_slots(old, m1, b, kept); /* step 2 */
 	r = bwi_stream_new(&h); /* step 5 before 4: a reader that finds the
 				 * region finds its writer */
@@ -793,7 +814,7 @@ static int resize(struct bw_stream *s, uint64_t b, unsigned shift)
 	bw_store_release(&a->resizing, 0); /* after cur: see reader_enter */
 	check_kept(old, m1, b, kept);
 	free(kept);
-	add_stats(&sc->wacc, w);
+	carry(h, w);
 	bw_stream_close(w); /* its readers read to b and see its end */
 	sc->w = h;
 	sc->kw = k + 1;
@@ -843,6 +864,18 @@ static unsigned need_shift(const struct bw_stream *s, uint64_t need)
 	return sh <= hi_shift(s) ? sh : 0;
 }
 
+/* SRP: a call that cannot go in is dropped, and counted as the region's
+ * write counts what it drops (wr_drop). */
+static int drop(struct bw_stream *s, uint64_t n)
+{
+	struct bw_stream *w = s->sc->w;
+
+	w->wst.lost += n;
+	bw_fetch_add(&w->hdr->grp.dropped_writes, 1);
+	bw_fetch_add(&w->hdr->grp.dropped_bytes, n);
+	return -ENOBUFS;
+}
+
 /* A call needs a larger region than the writer's, and a reader is still in
  * an older one (no third region: see collect). A lossless writer that
  * blocks waits until every reader has taken all of this region: those in
@@ -855,7 +888,7 @@ static int wait_older(struct bw_stream *s, uint64_t need)
 	int r = 0;
 
 	if (sc->w->policy == BW_POLICY_SRP)
-		return -ENOBUFS; /* it never waits for readers: it drops */
+		return drop(s, need); /* it never waits for readers */
 	if (!(s->flags & BW_NONBLOCK))
 		r = bwi_wr_room(sc->w, sc->w->m->g.capacity);
 	if (r < 0 || collect(s))
@@ -991,11 +1024,9 @@ static ssize_t sc_write(struct bw_stream *s, const void *buf, size_t n)
 			r = loop_done(s, hd, whole);
 			if (r == 0)
 				r = sync_flags(s, sc->w);
-			if (r == -ENOBUFS) { /* SRP: dropped, as the region's
-					      * write drops (stream.h) */
-				sc->wacc.lost += n;
+			if (r == -ENOBUFS) /* SRP: dropped (counted), and a
+					    * write says n (stream.h) */
 				return (ssize_t)n;
-			}
 			if (r < 0)
 				return done ? (ssize_t)done : r;
 			cap = sc->w->m->g.capacity;
@@ -1027,9 +1058,7 @@ static ssize_t sc_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 		r = loop_done(s, sc->w->wpos, n);
 		if (r == 0)
 			r = sync_flags(s, sc->w);
-		if (r == -ENOBUFS) /* SRP: dropped, as the region's poke drops */
-			sc->wacc.lost += n;
-		if (r < 0)
+		if (r < 0) /* -ENOBUFS: SRP dropped it, as a poke says */
 			return r;
 	}
 	return acq ? bw_stream_poke_acquire(sc->w, ptr, n)
@@ -1227,13 +1256,12 @@ static int sc_stat(struct bw_stream *s, struct bw_stream_stat *st)
 {
 	struct bwi_scaler *sc = s->sc;
 	struct bw_stream *h = sc->r ? sc->r : sc->w;
-	const struct bwi_stats *acc = sc->r ? &sc->racc : &sc->wacc;
 	struct bw_stream_stat sub;
 	int r;
 
 	if (!h)
 		return 0;
-	r = bw_stream_stat(h, &sub);
+	r = bw_stream_stat(h, &sub); /* its counts are the ring's: carry */
 	if (r < 0)
 		return r;
 	st->capacity = sub.capacity;
@@ -1243,15 +1271,11 @@ static int sc_stat(struct bw_stream *s, struct bw_stream_stat *st)
 	 * the region's stays) */
 	if (h == sc->r)
 		(void)ring_wpos(s, &st->write_pos);
-	st->bytes = acc->bytes + sub.bytes;
-	st->calls = acc->calls + sub.calls;
-	st->waits = acc->waits + sub.waits;
-	if (h == sc->r) {
-		st->lost = acc->lost + sub.lost;
-		st->dropped = sub.dropped;
-	} else {
-		st->dropped = acc->lost + sub.dropped;
-	}
+	st->bytes = sub.bytes;
+	st->calls = sub.calls;
+	st->waits = sub.waits;
+	st->lost = sub.lost;
+	st->dropped = sub.dropped;
 	st->padded = sub.padded;
 	return 0;
 }

@@ -1107,6 +1107,91 @@ static void test_seek_ahead(void)
 	run_seek_ahead(BW_SCALE_DECKCUT);
 }
 
+/* bw_ring_stat's peers of a self-scaling ring are its handles' positions
+ * and counts since they attached, across every resize, as on any ring. */
+static void run_peers(uint32_t scale)
+{
+	struct anew a = {.seed = 35};
+	struct bw_ring_peer p[4];
+	struct bw_ring_info in;
+	int n;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sq", scale, 64 << 10, 16 << 10, 0), 0);
+	nb_pair("sq", &a.r, &a.w);
+	a.cap = cap(a.w);
+	for (int i = 0; i < 1000; i++)
+		anew_turn(&a, false);
+	CU_ASSERT(a.resizes > 0);
+	n = bw_ring_stat("sq", &in, p, 4);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT_EQUAL(in.write_pos, a.wpos);
+	for (int i = 0; i < n; i++) {
+		/* the writer's counts are published as it looks at readers:
+		 * not always up to its last write */
+		CU_ASSERT(p[i].bytes > a.wpos / 2);
+		CU_ASSERT(p[i].calls > 0);
+		if (p[i].role == BW_PEER_READER) {
+			CU_ASSERT_EQUAL(p[i].pos, a.rpos);
+		}
+	}
+	bw_stream_close(a.r);
+	bw_stream_close(a.w);
+	bw_unlink("sq");
+}
+
+/* An SRP ring's drops, counted across resizes: the writer's, each
+ * reader's (the ring's since it attached) and the ring's agree. */
+static void test_srp_drops(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_stream *r, *w;
+	struct bw_stream_stat ws, rs;
+	struct bw_ring_info in;
+	static uint8_t buf[4096];
+	uint64_t written = 0;
+
+	o.size = 64 << 10;
+	o.scale = BW_SCALE_REALLOC;
+	o.scale_min = 16 << 10;
+	o.scale_max = 256 << 10;
+	o.policy = BW_POLICY_SRP;
+	bw_unlink("sd");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sd", &o), 0);
+	nb_pair("sd", &r, &w);
+	for (int round = 0; round < 40; round++) {
+		for (int i = 0; i < 64; i++, written += sizeof(buf)) /* drops */
+			CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf,
+							      sizeof(buf)),
+					      (ssize_t)sizeof(buf));
+		for (int i = 0; i < 200; i++, written += sizeof(buf)) {
+			CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf,
+							      sizeof(buf)),
+					      (ssize_t)sizeof(buf));
+			while (bw_stream_read(r, buf, sizeof(buf)) > 0)
+				;
+		}
+	}
+	CU_ASSERT_EQUAL_FATAL(bw_stream_stat(w, &ws), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_stat(r, &rs), 0);
+	CU_ASSERT_FATAL(bw_ring_stat("sd", &in, NULL, 0) >= 0);
+	CU_ASSERT(in.scale_epoch > 0);
+	CU_ASSERT(ws.dropped > 0);
+	CU_ASSERT_EQUAL(ws.dropped,
+			written - (uint64_t)bw_stream_lseek(w, 0, SEEK_CUR));
+	CU_ASSERT_EQUAL(rs.dropped, ws.dropped);
+	CU_ASSERT_EQUAL(in.dropped_bytes, ws.dropped);
+	CU_ASSERT(in.dropped_writes > 0);
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("sd");
+}
+
+static void test_peers(void)
+{
+	run_peers(BW_SCALE_REALLOC);
+	run_peers(BW_SCALE_DECKCUT);
+}
+
 static void reg(void)
 {
 	bwt_add("realloc: shrink and grow in turns", test_realloc_turns);
@@ -1131,6 +1216,8 @@ static void reg(void)
 		test_removed_attached);
 	bwt_add("a reader behind a resize seeks to the ring's end",
 		test_seek_ahead);
+	bwt_add("peers of a self-scaling ring in bw_ring_stat", test_peers);
+	bwt_add("drops of an SRP self-scaling ring", test_srp_drops);
 	bwt_add("record layouts over both kinds of scaling", test_records);
 	bwt_add("a reader of records in another process",
 		test_records_other_process);
