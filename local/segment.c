@@ -1208,22 +1208,35 @@ static int unlink_one(const char *name, struct bwi_geom *out)
 	return r < 0 ? r : lay < 0 ? BWI_LAYOUT_BYTES : lay;
 }
 
+/* The ring directory, open for a look at the parts of the self-scaling
+ * ring ring_id, whose names start with pre (.ID@); NULL when it cannot be
+ * read. */
+static DIR *parts_open(uint64_t ring_id, char pre[BWI_NAME_MAX + 1])
+{
+	int dfd = dir_open(false);
+	DIR *d;
+
+	if (dfd < 0)
+		return NULL;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return NULL;
+	}
+	snprintf(pre, BWI_NAME_MAX + 1, ".%016llx@",
+		 (unsigned long long)ring_id);
+	return d;
+}
+
 /* Removes the parts .ID@* of the self-scaling ring ring_id (any left). */
 static void unlink_parts(uint64_t ring_id)
 {
 	char pre[BWI_NAME_MAX + 1];
 	struct dirent *de;
-	DIR *d;
-	int dfd = dir_open(false);
+	DIR *d = parts_open(ring_id, pre);
 
-	if (dfd < 0)
+	if (!d)
 		return;
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return;
-	}
-	snprintf(pre, sizeof(pre), ".%016llx@", (unsigned long long)ring_id);
 	while ((de = readdir(d)))
 		if (!strncmp(de->d_name, pre, PART_ID_LEN + 1) &&
 		    name_or_part(de->d_name) == 0)
@@ -1260,17 +1273,10 @@ void bwi_parts_sweep(uint64_t ring_id, uint64_t last)
 	char pre[BWI_NAME_MAX + 1], deck[BWI_NAME_MAX + 1];
 	unsigned left = 0;
 	struct dirent *de;
-	DIR *d;
-	int dfd = dir_open(false);
+	DIR *d = parts_open(ring_id, pre);
 
-	if (dfd < 0)
+	if (!d)
 		return;
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return;
-	}
-	snprintf(pre, sizeof(pre), ".%016llx@", (unsigned long long)ring_id);
 	bwi_part_name(deck, sizeof(deck), ring_id, UINT64_MAX);
 	while ((de = readdir(d))) {
 		const char *k = de->d_name + PART_ID_LEN + 1;
