@@ -124,7 +124,7 @@ static void drain(int fd)
 }
 
 /* Arms the doorbell: it will ring at the next change, or now if the stream is
- * already ready for need bytes (0: a default of 4 KiB, or the ring). Called
+ * already ready for need bytes (0: bwi_room_want). Called
  * when the descriptor is made, and on every -EAGAIN with what the call
  * wanted, so a writer that wants more room than there is does not find
  * its descriptor ready at once and spin. */
@@ -134,7 +134,7 @@ void bwi_bell_arm(struct bw_stream *s, uint64_t need)
 	uint64_t cap = s->m->g.capacity;
 
 	if (need == 0 || need > cap)
-		need = cap < 4096 ? cap : 4096;
+		need = bwi_room_want(cap);
 
 	if (s->bell_fd < 0)
 		return;

@@ -210,6 +210,14 @@ static inline bool bwi_rd_fast(const struct bw_stream *s, size_t n,
 
 #define BWI_NO_PEER_WAIT (1 << 16) /* open flag: both ends made together */
 
+/* The room that makes a writer's descriptor or select ready when the call
+ * names none: 4 KiB (PIPE_BUF), or half of a smaller ring (a whole ring
+ * would have it wait for every byte to be read). */
+static inline uint64_t bwi_room_want(uint64_t cap)
+{
+	return cap / 2 < 4096 ? cap / 2 : 4096;
+}
+
 extern uint32_t bwi_epoch;
 
 /* Doorbells (bell.c; bwi_bell_ring_all in bwi_ring.h) */

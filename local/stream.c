@@ -2082,7 +2082,7 @@ BW_API int bw_stream_select(struct bw_pollitem *items, unsigned n,
 			rd_publish(s);
 		w[i].s = s;
 		w[i].events = items[i].events & (BW_POLLIN | BW_POLLOUT);
-		w[i].need = s->m->g.capacity < 4096 ? s->m->g.capacity : 4096;
+		w[i].need = bwi_room_want(s->m->g.capacity);
 		items[i].revents = 0;
 	}
 	r = wait_any(w, n, timeout_ms);

@@ -405,6 +405,39 @@ static void test_list_stat(void)
 	CU_ASSERT_EQUAL(bw_ring_stat("st", &in, NULL, 0), -ENOENT);
 }
 
+/* A writer of the smallest ring (4 KiB) is writable, to block, select and
+ * its descriptor, with half the ring free, not only when it is empty. */
+static void test_small_ring_writable(void)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	struct bw_stream *r, *w;
+	static char buf[4096];
+	struct pollfd p;
+
+	o.size = 4096;
+	bw_unlink("sw");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("sw", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sw", BW_READ | BW_NOWAIT |
+							BW_NONBLOCK,
+					     &r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("sw", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 1), 1);
+	CU_ASSERT_EQUAL(bw_stream_block(w, BW_POLLOUT, 0), BW_POLLOUT);
+	p = (struct pollfd){.fd = bw_stream_fd(w), .events = POLLIN};
+	CU_ASSERT_FATAL(p.fd >= 0);
+	CU_ASSERT_EQUAL(poll(&p, 1, 0), 1);
+	/* under half free: not writable until the reader reads */
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 2100), 2100);
+	CU_ASSERT_EQUAL(bw_stream_block(w, BW_POLLOUT, 0), 0);
+	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 2101);
+	CU_ASSERT_EQUAL(bw_stream_block(w, BW_POLLOUT, 0), BW_POLLOUT);
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("sw");
+}
+
 static void reg(void)
 {
 	bwt_add("write and read", test_write_read);
@@ -418,6 +451,8 @@ static void reg(void)
 	bwt_add("descriptor in epoll", test_fd_epoll);
 	bwt_add("descriptor rings on hang-up", test_fd_hangup);
 	bwt_add("block and select", test_block_select);
+	bwt_add("a 4 KiB ring's writer is writable with half of it free",
+		test_small_ring_writable);
 	bwt_add("list and stat", test_list_stat);
 }
 
