@@ -636,28 +636,13 @@ static int reserve(struct bw_remote *r, uint64_t k)
 	return 0;
 }
 
-ssize_t bw_remote_write(struct bw_remote *r, const void *buf, size_t n)
+/* Stages and posts n bytes (one record on a record ring); returns what it
+ * wrote, which may be less when it cannot go on, or -errno for nothing. */
+static ssize_t push_bytes(struct bw_remote *r, const uint8_t *b, size_t n)
 {
-	const uint8_t *b = buf;
 	size_t done = 0;
 	int e;
 
-	bwi_err_clear();
-	if (!(r->flags & BW_WRITE))
-		return bwi_err(EBADF, "not a remote writer");
-	if (r->ep.err)
-		return r->ep.err;
-	if (r->rg.layout) {
-		/* a record ring: one record per call */
-		if (n == 0)
-			return 0;
-		if (!buf)
-			return bwi_err(EFAULT, "write buffer is NULL");
-		if (n > bwi_rec_max(&r->rg))
-			return bwi_err(EMSGSIZE, "a record of %zu bytes exceeds "
-						 "the ring's largest, %u",
-				       n, bwi_rec_max(&r->rg));
-	}
 	while (done < n) {
 		uint64_t m = n - done, k;
 		unsigned slot;
@@ -708,9 +693,32 @@ ssize_t bw_remote_write(struct bw_remote *r, const void *buf, size_t n)
 		if ((e = push_progress(r)) < 0)
 			return e;
 	}
-	r->st.bytes += n;
-	r->st.calls++;
-	return (ssize_t)n;
+	return (ssize_t)done;
+}
+
+ssize_t bw_remote_write(struct bw_remote *r, const void *buf, size_t n)
+{
+	ssize_t w;
+
+	bwi_err_clear();
+	if (!(r->flags & BW_WRITE))
+		return bwi_err(EBADF, "not a remote writer");
+	if (r->ep.err)
+		return r->ep.err;
+	if (n == 0)
+		return 0;
+	if (!buf)
+		return bwi_err(EFAULT, "write buffer is NULL");
+	if (r->rg.layout && n > bwi_rec_max(&r->rg)) /* one record per call */
+		return bwi_err(EMSGSIZE, "a record of %zu bytes exceeds the "
+					 "ring's largest, %u",
+			       n, bwi_rec_max(&r->rg));
+	w = push_bytes(r, buf, n);
+	if (w > 0) { /* counted as written, all or part */
+		r->st.bytes += (uint64_t)w;
+		r->st.calls++;
+	}
+	return w;
 }
 
 int bw_remote_flush(struct bw_remote *r)

@@ -481,10 +481,11 @@ void bw_server_stop(struct bw_server *s)
 
 int bwf_exportable(const char *name, const struct bwi_map *m, const char *who)
 {
-	const char *kind = m->g.scale			  ? "self-scaling"
-			   : (m->g.flags & BW_RING_DYNAMIC) ? "dynamic"
-			   : m->g.layout == BWI_LAYOUT_DR   ? "dr record"
-							    : NULL;
+	const char *kind = m->g.scale			     ? "self-scaling"
+			   : (m->g.flags & BW_RING_DYNAMIC)  ? "dynamic"
+			   : m->g.layout == BWI_LAYOUT_DR    ? "dr record"
+			   : m->g.layout == BWI_LAYOUT_INDEX ? "index (IBuf)"
+							     : NULL;
 
 	if (kind)
 		return bwi_err(ENOTSUP, "ring '%s' is a %s ring, which %s "
@@ -492,6 +493,9 @@ int bwf_exportable(const char *name, const struct bwi_map *m, const char *who)
 			       name, kind, who,
 			       m->g.layout == BWI_LAYOUT_DR
 				       ? " (its headers lie outside its data)"
+			       : m->g.layout == BWI_LAYOUT_INDEX
+				       ? " (its records are indices into "
+					 "rings of this host)"
 				       : "");
 	return 0;
 }

@@ -179,6 +179,17 @@ static void pull_lossless_by_handshake(void)
 		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("pullsc", &ro), 0);
 		CU_ASSERT_EQUAL(bw_remote_open(url("pullsc"), BW_READ, &o, &r),
 				-ENOTSUP);
+		/* an IBuf's records are indices into rings of this host:
+		 * neither pulled nor pushed */
+		ro.scale = 0;
+		ro.flags = BW_RING_INDEX;
+		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("pullix", &ro), 0);
+		CU_ASSERT_EQUAL(bw_remote_open(url("pullix"), BW_READ, &o, &r),
+				-ENOTSUP);
+		CU_ASSERT_EQUAL(bw_remote_open(url("pullix"), BW_WRITE, &o, &r),
+				-ENOTSUP);
+		ro.flags = 0;
+		bw_unlink("pullix");
 		bw_unlink("pullvr");
 		bw_unlink("pullsc");
 	}
@@ -279,6 +290,40 @@ static pid_t reader_child(const char *name, uint64_t total, uint32_t seed,
 		_exit(pos == total ? 0 : 6);
 	}
 	return pid;
+}
+
+/* A non-blocking lossless push into a ring whose reader reads nothing:
+ * the write goes in part, and the part is counted in the writer's stat; a
+ * NULL buffer is an error, not a crash. */
+static void push_partial_counted(void)
+{
+	struct bw_fabric_opts o = fopts();
+	struct bw_remote *r;
+	struct bw_remote_stat st;
+	struct bw_stream *lr;
+	static uint8_t buf[100000];
+	ssize_t x;
+
+	mkring("push2", 64u << 10);
+	server_start(NULL);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("push2", BW_READ | BW_NOWAIT, &lr),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("push2"),
+					     BW_WRITE | BW_REMOTE_LOSSLESS |
+						     BW_NONBLOCK,
+					     &o, &r),
+			      0);
+	CU_ASSERT_EQUAL(bw_remote_write(r, NULL, 10), -EFAULT);
+	x = bw_remote_write(r, buf, sizeof(buf));
+	CU_ASSERT(x > 0 && x < (ssize_t)sizeof(buf));
+	CU_ASSERT_EQUAL(bw_remote_flush(r), 0);
+	bw_remote_stat(r, &st);
+	CU_ASSERT_EQUAL(st.bytes, (uint64_t)x);
+	CU_ASSERT_EQUAL(st.calls, 1);
+	CU_ASSERT_EQUAL(bw_remote_close(r), 0);
+	bw_stream_close(lr);
+	server_stop();
+	bw_unlink("push2");
 }
 
 static void push_lossless(void)
@@ -1161,6 +1206,7 @@ static void pad_queue(void)
 PER_PROVIDER(pull_lossless_by_handshake)
 PER_PROVIDER(pull_overrun)
 PER_PROVIDER(push_lossless)
+PER_PROVIDER(push_partial_counted)
 PER_PROVIDER(push_refused_with_writer)
 PER_PROVIDER(push_frp_in_ring)
 PER_PROVIDER(push_records)
@@ -1197,6 +1243,7 @@ static void reg(void)
 	ADD(pull_lossless_by_handshake);
 	ADD(pull_overrun);
 	ADD(push_lossless);
+	ADD(push_partial_counted);
 	ADD(push_refused_with_writer);
 	ADD(push_frp_in_ring);
 	ADD(push_records);

@@ -90,7 +90,7 @@ static void on_stop(int sig)
 int cmd_serve(int argc, char **argv)
 {
 	struct fab_opts f = {.o = BW_FABRIC_OPTS_INIT};
-	const char *listen = NULL, **names;
+	const char *listen = NULL, **names, *env;
 	struct sigaction sa = {.sa_handler = on_stop};
 	unsigned nn = 0;
 	int r;
@@ -127,10 +127,11 @@ int cmd_serve(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	env = getenv("BELTWAY_PROVIDER"); /* empty: unset, as the library */
 	printf("beltway serve: listening on port %d, provider %s, exporting %s\n",
 	       bw_server_port(serving), f.o.provider ? f.o.provider
-				: getenv("BELTWAY_PROVIDER") ? getenv("BELTWAY_PROVIDER")
-							     : "tcp",
+				: env && *env		    ? env
+							    : "tcp",
 	       nn ? "the rings named" : "every ring this user may open");
 	fflush(stdout);
 	r = bw_server_run(serving, -1);
