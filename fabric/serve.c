@@ -481,14 +481,14 @@ void bw_server_stop(struct bw_server *s)
 
 int bwf_exportable(const char *name, const struct bwi_map *m, const char *who)
 {
-	const char *kind = m->g.scale			     ? "self-scaling"
-			   : (m->g.flags & BW_RING_DYNAMIC)  ? "dynamic"
-			   : m->g.layout == BWI_LAYOUT_DR    ? "dr record"
-			   : m->g.layout == BWI_LAYOUT_INDEX ? "index (IBuf)"
+	const char *kind = m->g.scale			     ? "a self-scaling"
+			   : (m->g.flags & BW_RING_DYNAMIC)  ? "a dynamic"
+			   : m->g.layout == BWI_LAYOUT_DR    ? "a dr record"
+			   : m->g.layout == BWI_LAYOUT_INDEX ? "an index (IBuf)"
 							     : NULL;
 
 	if (kind)
-		return bwi_err(ENOTSUP, "ring '%s' is a %s ring, which %s "
+		return bwi_err(ENOTSUP, "ring '%s' is %s ring, which %s "
 					"cannot take%s",
 			       name, kind, who,
 			       m->g.layout == BWI_LAYOUT_DR
