@@ -634,16 +634,6 @@ static void count_wait(struct bw_stream *s, int ev)
 	mirror(st, sl);
 }
 
-/*
- * Waits until one of w[0..n) is ready or timeout_ms passes (-1: forever).
- * Returns the number ready (revents set), 0 on timeout, -EINTR.
- *
- * Sleeping is the heavy side of the asymmetric Dekker with the publishers:
- * raise sleepers, read the futex word, heavy barrier, re-check; a publisher
- * stores its position, light barrier, reads sleepers and bumps the word.
- * Either the re-check sees the publish or the publisher sees the sleeper;
- * a bump between our read of the word and the sleep fails the futex_wait.
- */
 /* Looks for dead peers (reaps their slots, pads a dead writer's span) for
  * the handles that have waited, in this call or in earlier ones, at least
  * live ns since they last looked: a non-blocking caller, or one that waits
@@ -670,6 +660,16 @@ static uint64_t look_peers(struct waiter *w, unsigned n, uint64_t now,
 	return next;
 }
 
+/*
+ * Waits until one of w[0..n) is ready or timeout_ms passes (-1: forever).
+ * Returns the number ready (revents set), 0 on timeout, -EINTR.
+ *
+ * Sleeping is the heavy side of the asymmetric Dekker with the publishers:
+ * raise sleepers, read the futex word, heavy barrier, re-check; a publisher
+ * stores its position, light barrier, reads sleepers and bumps the word.
+ * Either the re-check sees the publish or the publisher sees the sleeper;
+ * a bump between our read of the word and the sleep fails the futex_wait.
+ */
 static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 {
 	struct bwi_waitv v[2 * 64];
@@ -2319,6 +2319,8 @@ static bool acq_abandon(struct bw_stream *s)
 	struct bwi_hdr *h = H(s);
 	uint64_t mk = bw_load_acquire(&s->wsl->pos);
 
+	if (mk & BWI_FENCE_BIT)
+		return true; /* a waiter fenced it already: it pads */
 	if ((mk & BWI_OPEN_BIT) && BWI_MARK_POS(mk) == s->acq_start &&
 	    wr_wait_tail(s, s->acq_start) == 0) {
 		if (pad_held(s, s->wsl, mk, s->acq_start))
