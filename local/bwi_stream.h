@@ -292,6 +292,7 @@ int bwi_attach(struct bw_stream *s, struct bwi_map *m, int flags);
 int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 		     int flags);
 int bwi_wr_room(struct bw_stream *s, uint64_t n);
+int bwi_wr_drop(struct bw_stream *s, uint64_t n);
 bool bwi_scale_continues(struct bw_stream *s);
 int bwi_scale_fd(struct bw_stream *s);
 int bwi_stream_new(struct bw_stream **out);

@@ -864,18 +864,6 @@ static unsigned need_shift(const struct bw_stream *s, uint64_t need)
 	return sh <= hi_shift(s) ? sh : 0;
 }
 
-/* SRP: a call that cannot go in is dropped, and counted as the region's
- * write counts what it drops (wr_drop). */
-static int drop(struct bw_stream *s, uint64_t n)
-{
-	struct bw_stream *w = s->sc->w;
-
-	w->wst.lost += n;
-	bw_fetch_add(&w->hdr->grp.dropped_writes, 1);
-	bw_fetch_add(&w->hdr->grp.dropped_bytes, n);
-	return -ENOBUFS;
-}
-
 /* A call needs a larger region than the writer's, and a reader is still in
  * an older one (no third region: see collect). A lossless writer that
  * blocks waits until every reader has taken all of this region: those in
@@ -888,7 +876,9 @@ static int wait_older(struct bw_stream *s, uint64_t need)
 	int r = 0;
 
 	if (sc->w->policy == BW_POLICY_SRP)
-		return drop(s, need); /* it never waits for readers */
+		return bwi_wr_drop(sc->w, need); /* it never waits for
+						  * readers: counted in the
+						  * writer's region */
 	if (!(s->flags & BW_NONBLOCK))
 		r = bwi_wr_room(sc->w, sc->w->m->g.capacity);
 	if (r < 0 || collect(s))

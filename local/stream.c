@@ -2545,6 +2545,13 @@ int bwi_wr_room(struct bw_stream *s, uint64_t n)
 	return r < 0 ? r : wr_room(s, n);
 }
 
+/* Counts a write of n bytes the policy drops (SRP, MRP), for a layer that
+ * drops a call before it reaches the ring; returns -ENOBUFS. */
+int bwi_wr_drop(struct bw_stream *s, uint64_t n)
+{
+	return wr_drop(s, n);
+}
+
 void bwi_stream_free(struct bw_stream *s)
 {
 	bwi_bell_close(s);

@@ -860,6 +860,23 @@ static void test_acquire_holds(void)
 	bw_unlink("sa");
 }
 
+/* Small writes, read as they come, until the ring is smaller than big. */
+static void shrink_below(struct bw_stream *r, struct bw_stream *w, size_t big,
+			 uint64_t *wpos, uint64_t *rpos)
+{
+	static uint8_t buf[256], out[64 << 10];
+	ssize_t x;
+
+	for (int i = 0; i < 20000 && cap(w) >= big; i++) {
+		bwt_fill(buf, 256, *wpos, 9);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 256), 256);
+		*wpos += 256;
+		while ((x = bw_stream_read(r, out, sizeof(out))) > 0)
+			*rpos += (uint64_t)x;
+	}
+	CU_ASSERT_FATAL(cap(w) < big);
+}
+
 /* A poke or write of up to the largest size finds room for all of it: the
  * ring never shrinks below such a call, grows back to hold one after it
  * shrank, and refuses (EMSGSIZE) only a call beyond the largest size. */
@@ -897,26 +914,12 @@ static void test_call_fits(void)
 	}
 	/* small writes let it shrink; then a poke and a write of 40000
 	 * bytes each grow it back and go in whole */
-	for (int i = 0; i < 20000 && cap(w) >= big; i++) {
-		bwt_fill(buf, 256, wpos, 9);
-		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 256), 256);
-		wpos += 256;
-		while ((x = bw_stream_read(r, out, sizeof(out))) > 0)
-			rpos += (uint64_t)x;
-	}
-	CU_ASSERT_FATAL(cap(w) < big);
+	shrink_below(r, w, big, &wpos, &rpos);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_poke(w, &p, big), (ssize_t)big);
 	CU_ASSERT(cap(w) >= big);
 	bwt_fill(p, big, wpos, 9);
 	wpos += big;
-	for (int i = 0; i < 20000 && cap(w) >= big; i++) {
-		bwt_fill(buf, 256, wpos, 9);
-		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 256), 256);
-		wpos += 256;
-		while ((x = bw_stream_read(r, out, sizeof(out))) > 0)
-			rpos += (uint64_t)x;
-	}
-	CU_ASSERT_FATAL(cap(w) < big);
+	shrink_below(r, w, big, &wpos, &rpos);
 	bwt_fill(buf, big, wpos, 9);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, big), (ssize_t)big);
 	CU_ASSERT(cap(w) >= big);
