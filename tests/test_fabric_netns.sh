@@ -114,6 +114,34 @@ wait $rpid || fail "read exited $? ($(cat "$dir/read.err"))"
 cmp -s "$dir/src" "$dir/pushed.out" && echo "ok: push across hosts, 24 MiB, identical" ||
 	fail "pushed data differs"
 
+# ---- push of a stream that pauses: what was pushed is visible across the
+# link while the local writer stays and writes nothing more (push flushes
+# when its ring runs dry, not only at the next write)
+"$BW" create pushed2 --size 1M || exit 1
+"$BW" create local2 --size 1M || exit 1
+mkfifo "$dir/hold2"
+inA timeout 60 "$BW" read pushed2 >"$dir/trickle.out" 2>"$dir/read2.err" &
+rpid=$!
+inB timeout 60 "$BW" push local2 "10.77.0.1:$port/pushed2" --timeout 2000 2>"$dir/push2.err" &
+ppid=$!
+inB "$BW" write local2 <"$dir/hold2" &
+wpid=$!
+exec 5>"$dir/hold2"
+printf 'a pause follows' >&5
+# bounded (each look costs a namespace switch), then the check below
+# reports what arrived
+for _ in $(seq 1 2000); do
+	[ "$(cat "$dir/trickle.out")" = "a pause follows" ] && break
+	inA true
+done
+[ "$(cat "$dir/trickle.out")" = "a pause follows" ] &&
+	echo "ok: push makes a paused stream visible across hosts" ||
+	fail "paused push: '$(cat "$dir/trickle.out")' arrived ($(cat "$dir/push2.err"))"
+exec 5>&-
+wait $wpid || fail "write into local2 exited $?"
+wait $ppid || fail "push2 exited $? ($(cat "$dir/push2.err"))"
+wait $rpid || fail "read2 exited $? ($(cat "$dir/read2.err"))"
+
 # ---- the server killed under a waiting tail: an error, not a hang. A
 # writer stays attached (reading a FIFO nobody writes), so the stream has
 # not ended and the tail waits for data.

@@ -440,11 +440,23 @@ int cmd_push(int argc, char **argv)
 		bw_stream_close(s);
 		return cli_fail_bw(r, url);
 	}
+	/* non-blocking: when the local ring runs dry, what was pushed is made
+	 * visible (flushed) before this waits for more */
+	bw_stream_set_nonblock(s, 1);
 	meter_start(&m);
 	for (;;) {
 		const void *p;
 		ssize_t n = bw_stream_peek(s, &p, IO_CHUNK), w;
 
+		if (n == -EAGAIN) {
+			r = bw_remote_flush(rm);
+			if (r < 0) {
+				rc = cli_fail_bw(r, url);
+				break;
+			}
+			bw_stream_block(s, BW_POLLIN, -1);
+			continue;
+		}
 		if (n == -ESTALE) {
 			fprintf(stderr, "beltway push: %s\n", bw_strerror_last());
 			continue;
