@@ -18,6 +18,10 @@
  * so tail updates need no order among themselves, and no provider ordering
  * (FI_ORDER_WAW, fences) is relied on: tcp does not give WAW between RMA
  * and atomics. Several writes are in flight from a registered staging area.
+ * A write is posted at once when none is in flight; else writes gather in
+ * the next slot until it holds STAGE_GATHER bytes or none is in flight any
+ * more (Nagle's rule), so small writes share fabric operations while the
+ * fabric is busy and cost no delay while it is idle.
  * Reservations are taken capacity/8 ahead, so pull readers may count a
  * byte up to that far ahead of a full ring behind as lost, and never more
  * than a ring past the tail raised last (writes in flight complete first),
@@ -45,6 +49,7 @@
 
 #define STAGE_SLOTS 16u
 #define STAGE_SLOT_MAX (512u << 10)
+#define STAGE_GATHER (64u << 10)
 
 /* Registered scratch memory: what one-sided operations read into, write
  * from, and what the server writes credit into. */
@@ -99,6 +104,8 @@ struct bw_remote {
 	uint64_t want_res;  /* reserve(): the position head must reach */
 	struct inflight fl[STAGE_SLOTS];
 	unsigned fl_head, fl_n; /* FIFO of writes in flight */
+	size_t open_len;	/* bytes gathered in the slot after them (the
+				 * last open_len below pos), not yet posted */
 	struct bwf_op head_op, tail_op;
 	bool head_busy, tail_busy; /* one of the two at a time: see head_post */
 	struct bw_remote_stat st;
@@ -494,7 +501,30 @@ static int atomic_retired(struct bw_remote *r, bool *busy,
 	return op->err ? (r->ep.err = op_error(r, op->err, what)) : 1;
 }
 
-/* Retires completed writes in order; raises head before the reservation
+/* Posts the gathered slot. At most STAGE_SLOTS - 1 writes are in flight, so
+ * the slot after them is always free to gather in. A failure ends the
+ * session (the gathered bytes were reported written). */
+static int stage_post(struct bw_remote *r)
+{
+	unsigned slot = (r->fl_head + r->fl_n) % STAGE_SLOTS;
+	uint64_t at = r->pos - r->open_len;
+	int e;
+
+	e = bwf_write(&r->ep, r->peer, r->stage + (size_t)slot * r->slot_len,
+		      r->open_len, r->stage_mr.desc,
+		      r->d.data_raddr + (at & r->mask), r->d.data_key,
+		      FI_DELIVERY_COMPLETE, &r->fl[slot].op);
+	if (e < 0)
+		return r->ep.err = e;
+	r->fl[slot].end = r->pos;
+	r->fl_n++;
+	r->open_len = 0;
+	return 0;
+}
+
+/* Retires completed writes in order; posts the gathered slot when nothing
+ * is in flight or it holds STAGE_GATHER bytes (and a slot is free); raises
+ * head before the reservation
  * runs out (when another write of the last one's size, or a sixteenth of
  * the ring, would not fit), so a write seldom waits for it; else raises
  * tail over the completed prefix, its value fixed until done. */
@@ -514,6 +544,10 @@ static int push_progress(struct bw_remote *r)
 		r->fl_head = (r->fl_head + 1) % STAGE_SLOTS;
 		r->fl_n--;
 	}
+	if (r->open_len && r->fl_n < STAGE_SLOTS - 1 &&
+	    (r->fl_n == 0 || r->open_len >= STAGE_GATHER) &&
+	    (e = stage_post(r)) < 0)
+		return e;
 	if ((e = atomic_retired(r, &r->head_busy, &r->head_op,
 				"reserving space in the remote ring")) < 0)
 		return e;
@@ -583,15 +617,16 @@ static int push_wait(struct bw_remote *r, bool (*done)(const struct bw_remote *)
 	}
 }
 
-static bool slot_free(const struct bw_remote *r)
+/* The gathered slot may be posted */
+static bool slot_postable(const struct bw_remote *r)
 {
-	return r->fl_n < STAGE_SLOTS;
+	return r->fl_n < STAGE_SLOTS - 1;
 }
 
 static bool all_visible(const struct bw_remote *r)
 {
-	return r->fl_n == 0 && !r->head_busy && !r->tail_busy &&
-	       r->tail_sent == r->pos;
+	return r->fl_n == 0 && !r->open_len && !r->head_busy &&
+	       !r->tail_busy && r->tail_sent == r->pos;
 }
 
 static bool atomics_idle(const struct bw_remote *r)
@@ -636,8 +671,9 @@ static int reserve(struct bw_remote *r, uint64_t k)
 	return 0;
 }
 
-/* Stages and posts n bytes (one record on a record ring); returns what it
- * wrote, which may be less when it cannot go on, or -errno for nothing. */
+/* Stages n bytes (one record on a record ring) and posts them, or gathers
+ * them into the slot after the writes in flight; returns what it wrote,
+ * which may be less when it cannot go on, or -errno for nothing. */
 static ssize_t push_bytes(struct bw_remote *r, const uint8_t *b, size_t n)
 {
 	size_t done = 0;
@@ -645,7 +681,6 @@ static ssize_t push_bytes(struct bw_remote *r, const uint8_t *b, size_t n)
 
 	while (done < n) {
 		uint64_t m = n - done, k;
-		unsigned slot;
 		uint8_t *st;
 
 		if (m > r->slot_len)
@@ -667,10 +702,14 @@ static ssize_t push_bytes(struct bw_remote *r, const uint8_t *b, size_t n)
 		}
 		if ((e = reserve(r, k)) < 0)
 			return done ? (ssize_t)done : e;
-		if ((e = push_wait(r, slot_free, false)) < 0)
-			return done ? (ssize_t)done : e;
-		slot = (r->fl_head + r->fl_n) % STAGE_SLOTS;
-		st = r->stage + (size_t)slot * r->slot_len;
+		if (r->open_len + k > r->slot_len) { /* full: post it */
+			if ((e = push_wait(r, slot_postable, false)) < 0 ||
+			    (r->open_len && (e = stage_post(r)) < 0))
+				return done ? (ssize_t)done : e;
+		}
+		st = r->stage +
+		     (size_t)((r->fl_head + r->fl_n) % STAGE_SLOTS) * r->slot_len +
+		     r->open_len;
 		if (r->rg.layout) {
 			/* the header, then the payload at its offset */
 			uint64_t w = bwi_rec_hdr_word(r->pos, (uint32_t)m);
@@ -680,13 +719,7 @@ static ssize_t push_bytes(struct bw_remote *r, const uint8_t *b, size_t n)
 		} else {
 			memcpy(st, b + done, k);
 		}
-		e = bwf_write(&r->ep, r->peer, st, k, r->stage_mr.desc,
-			      r->d.data_raddr + (r->pos & r->mask), r->d.data_key,
-			      FI_DELIVERY_COMPLETE, &r->fl[slot].op);
-		if (e < 0)
-			return done ? (ssize_t)done : e;
-		r->fl[slot].end = r->pos + k;
-		r->fl_n++;
+		r->open_len += k;
 		r->pos += k;
 		r->last_k = k;
 		done += m;
