@@ -378,57 +378,71 @@ static void push_lossless(void)
 	bw_unlink("push1");
 }
 
-/* Tiny writes, each a fabric operation of its own if nothing gathered
- * them: they arrive whole and in order through a ring they wrap many times,
- * in far fewer operations than calls (they gather while writes are in
- * flight, and a write takes microseconds to complete where a call takes
- * a fraction of one); a write after a flush, with nothing in flight, is
- * posted at once. */
+/* Small writes gather while writes are in flight (Nagle's rule). The
+ * server is stopped, so nothing in flight completes: a write with nothing in
+ * flight goes out at once, in one operation; 60 KiB of 1-61 byte writes
+ * behind it gather, in no operation while that one is in flight (64 KiB
+ * would be posted, and shm could not post it to a stopped peer). Once the
+ * server runs again, all of it, and 2 MiB of tiny writes after it, arrive
+ * whole and in order through a ring they wrap. */
 static void push_small_writes_gather(void)
 {
 	struct bw_fabric_opts o = fopts();
 	struct bw_remote *r;
-	struct bw_remote_stat st, st2;
+	struct bw_remote_stat s0, s1, s2;
 	const uint64_t total = 2u << 20;
 	uint8_t buf[64];
 	uint64_t pos = 0;
 	pid_t rd;
 
-	mkring("pushsm", 64u << 10);
+	mkring("pushsm", 4u << 20);
 	server_start(NULL);
 	rd = reader_child("pushsm", total, 31, 1);
 	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("pushsm"),
 					     BW_WRITE | BW_REMOTE_LOSSLESS, &o, &r),
 			      0);
-	while (pos < total - 1000) {
-		size_t n = 1 + (size_t)(pos % 61);
-
-		bwt_fill(buf, n, pos, 31);
-		CU_ASSERT_EQUAL_FATAL(bw_remote_write(r, buf, n), (ssize_t)n);
-		pos += n;
-	}
+	/* the first write reserves an eighth of the ring ahead */
+	bwt_fill(buf, 40, pos, 31);
+	CU_ASSERT_EQUAL_FATAL(bw_remote_write(r, buf, 40), 40);
+	pos += 40;
 	CU_ASSERT_EQUAL(bw_remote_flush(r), 0);
-	bw_remote_stat(r, &st);
-	CU_ASSERT(st.remote_ops < st.calls / 4);
-	if (st.remote_ops >= st.calls / 4)
-		fprintf(stderr, "%llu calls took %llu operations\n",
-			(unsigned long long)st.calls,
-			(unsigned long long)st.remote_ops);
-	/* nothing in flight: the next write goes out in its own operation
-	 * before the call returns */
+	CU_ASSERT_EQUAL_FATAL(kill(server_pid, SIGSTOP), 0);
+	bw_remote_stat(r, &s0);
 	bwt_fill(buf, 40, pos, 31);
 	CU_ASSERT_EQUAL(bw_remote_write(r, buf, 40), 40);
 	pos += 40;
-	bw_remote_stat(r, &st2);
-	CU_ASSERT(st2.remote_ops > st.remote_ops);
+	bw_remote_stat(r, &s1);
+	CU_ASSERT_EQUAL(s1.remote_ops, s0.remote_ops + 1);
+	while (pos < (60u << 10) + 80) { /* on failure, on to SIGCONT */
+		size_t n = 1 + (size_t)(pos % 61);
+		ssize_t w;
+
+		bwt_fill(buf, n, pos, 31);
+		w = bw_remote_write(r, buf, n);
+		CU_ASSERT_EQUAL(w, (ssize_t)n);
+		if (w != (ssize_t)n)
+			break;
+		pos += n;
+	}
+	bw_remote_stat(r, &s2);
+	CU_ASSERT_EQUAL(s2.remote_ops, s1.remote_ops);
+	if (s2.remote_ops != s1.remote_ops)
+		fprintf(stderr, "%llu calls took %llu operations\n",
+			(unsigned long long)(s2.calls - s1.calls),
+			(unsigned long long)(s2.remote_ops - s1.remote_ops));
+	CU_ASSERT_EQUAL(kill(server_pid, SIGCONT), 0);
 	while (pos < total) {
 		size_t n = total - pos < 60 ? (size_t)(total - pos) : 60;
 
 		bwt_fill(buf, n, pos, 31);
-		CU_ASSERT_EQUAL_FATAL(bw_remote_write(r, buf, n), (ssize_t)n);
+		if (bw_remote_write(r, buf, n) != (ssize_t)n)
+			break;
 		pos += n;
 	}
+	CU_ASSERT_EQUAL(pos, total);
 	CU_ASSERT_EQUAL(bw_remote_close(r), 0);
+	if (pos < total) /* it would wait for the rest */
+		kill(rd, SIGKILL);
 	CU_ASSERT_EQUAL(bwt_wait(rd), 0);
 	server_stop();
 	bw_unlink("pushsm");
