@@ -9,6 +9,14 @@
  * readable. Abstract sockets vanish with their process, and a stray datagram
  * only causes a spurious wakeup: the handle re-checks the ring.
  *
+ * A peer killed without closing rings nothing, and an event loop that
+ * waits on the descriptor alone would wait forever. So the descriptor is an
+ * epoll set of the doorbell and a timer that ticks every wait slice (the
+ * liveness interval): a tick makes the loop call, and a call that has
+ * waited that long looks for dead peers, as a blocking wait does. (Not
+ * yet on self-scaling rings: their descriptor holds their regions'
+ * doorbells alone.)
+ *
  * Taps cannot write their slot (they have none): their descriptor is a
  * periodic timer, and they poll.
  */
@@ -17,6 +25,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
@@ -146,6 +155,12 @@ void bwi_bell_arm(struct bw_stream *s, uint64_t need)
 		return;
 	}
 	drain(s->bell_fd);
+	if (s->bell_tick >= 0) { /* the ticks so far made this call */
+		uint64_t ticks;
+
+		if (read(s->bell_tick, &ticks, sizeof(ticks)) < 0)
+			(void)0;
+	}
 	sl = bell_slot(s);
 	if (bw_load_relaxed(&sl->bell) != BWI_BELL_ARMED) {
 		bw_store_relaxed(&sl->bell, BWI_BELL_ARMED);
@@ -167,17 +182,59 @@ void bwi_bell_close(struct bw_stream *s)
 	if (!s->bell_timer && s->epoch == bwi_epoch && s->m->hdr &&
 	    bw_cas(&bell_slot(s)->bell, &b, BWI_BELL_OFF))
 		bw_fetch_sub(&bell_wait(s)->waiting, BWI_ARMED);
-	close(s->bell_fd);
-	s->bell_fd = -1;
+	bwi_bell_child(s);
 }
 
-/* In a bw_fork() child: the inherited doorbell is the parent's. */
+/* Closes the descriptors. In a bw_fork() child the inherited ones are the
+ * parent's: closed so, with nothing disarmed. */
 void bwi_bell_child(struct bw_stream *s)
 {
-	if (s->bell_fd >= 0)
-		close(s->bell_fd);
-	s->bell_fd = -1;
+	int *fds[3] = {&s->bell_fd, &s->bell_tick, &s->bell_ep};
+
+	for (int i = 0; i < 3; i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
 	s->bell_timer = false;
+}
+
+/* A periodic timer of ms milliseconds; its descriptor or -errno. */
+static int ticker(int ms, const char *what)
+{
+	struct itimerspec its;
+	int fd, r;
+
+	its.it_interval.tv_sec = ms / 1000;
+	its.it_interval.tv_nsec = (long)(ms % 1000) * 1000000;
+	its.it_value = its.it_interval;
+	fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (fd < 0 || timerfd_settime(fd, 0, &its, NULL) < 0) {
+		r = bwi_err(errno, "creating %s", what);
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* The descriptor handed out: an epoll set of the doorbell and the liveness
+ * timer. Returns 0 or -errno. */
+static int bell_set(struct bw_stream *s)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+	int r;
+
+	r = ticker(bwi_wait_slice_ms(s->m), "the descriptor's liveness timer");
+	if (r < 0)
+		return r;
+	s->bell_tick = r;
+	s->bell_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (s->bell_ep < 0 ||
+	    epoll_ctl(s->bell_ep, EPOLL_CTL_ADD, s->bell_fd, &ev) < 0 ||
+	    epoll_ctl(s->bell_ep, EPOLL_CTL_ADD, s->bell_tick, &ev) < 0)
+		return bwi_err(errno, "creating the stream's descriptor");
+	return 0;
 }
 
 BW_API int bw_stream_fd(struct bw_stream *s)
@@ -195,22 +252,13 @@ BW_API int bw_stream_fd(struct bw_stream *s)
 		return bwi_err(ENOSYS, "this handle on a self-scaling ring "
 				       "has no descriptor to poll");
 	if (s->bell_fd >= 0)
-		return s->bell_fd;
+		return s->bell_ep >= 0 ? s->bell_ep : s->bell_fd;
 	if (s->shadow)
 		return bw_shadow_fd(s->shadow);
 	if (s->tap) {
-		struct itimerspec its = {
-			.it_interval = {.tv_nsec = 5000000},
-			.it_value = {.tv_nsec = 5000000},
-		};
-
-		fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-		if (fd < 0 || timerfd_settime(fd, 0, &its, NULL) < 0) {
-			r = bwi_err(errno, "creating the tap's timer");
-			if (fd >= 0)
-				close(fd);
-			return r;
-		}
+		fd = ticker(5, "the tap's timer");
+		if (fd < 0)
+			return fd;
 		s->bell_fd = fd;
 		s->bell_timer = true;
 		return fd;
@@ -226,6 +274,12 @@ BW_API int bw_stream_fd(struct bw_stream *s)
 		return r;
 	}
 	s->bell_fd = fd;
+	/* a region of a self-scaling ring: the ring's own set holds its
+	 * doorbell (bwi_scale_fd), without the timer */
+	if (!(s->m->g.flags & BWI_GF_EPOCH) && (r = bell_set(s)) < 0) {
+		bwi_bell_child(s); /* nothing was armed */
+		return r;
+	}
 	bwi_bell_arm(s, 0);
-	return fd;
+	return s->bell_ep >= 0 ? s->bell_ep : fd;
 }

@@ -170,6 +170,9 @@ struct bw_stream {
 
 	int bell_fd;	     /* doorbell for bw_stream_fd(), or -1 */
 	bool bell_timer;     /* taps: the doorbell is a periodic timer */
+	int bell_tick;	     /* the liveness timer beside the doorbell, or -1 */
+	int bell_ep;	     /* what bw_stream_fd() returns: an epoll set of
+			      * the doorbell and the timer, or -1 */
 
 	struct bw_stream *next, *prev; /* this process's handles */
 };
@@ -224,6 +227,7 @@ extern uint32_t bwi_epoch;
 void bwi_bell_arm(struct bw_stream *s, uint64_t need);
 void bwi_bell_close(struct bw_stream *s);
 void bwi_bell_child(struct bw_stream *s);
+int bwi_wait_slice_ms(const struct bwi_map *m);
 
 /* The DBuf implementation of the calls (stream.c), which IBufs use on their
  * own index ring, and the IBuf implementation (ibuf.c). */

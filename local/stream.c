@@ -106,6 +106,8 @@ int bwi_stream_new(struct bw_stream **out)
 	bwi_barrier_init();
 	s->asym = bwi_barrier_asym;
 	s->bell_fd = -1;
+	s->bell_tick = -1;
+	s->bell_ep = -1;
 	s->epoch = bwi_epoch;
 	*out = s;
 	return 0;
@@ -576,7 +578,7 @@ static bool pad_held(struct bw_stream *s, struct bwi_slot *holder, uint64_t mk,
 /* How long a waiter on m sleeps before it reaps the dead and looks at the
  * tail: the liveness interval, or less on a ring with a shorter writer
  * timeout (to pad within about 1.5 timeouts). */
-static int wait_slice_ms(const struct bwi_map *m)
+int bwi_wait_slice_ms(const struct bwi_map *m)
 {
 	int live = bwi_liveness_ms();
 	uint32_t tmo = m->g.writer_timeout_ms;
@@ -595,7 +597,7 @@ static uint64_t batch_timer_us(const struct bwi_map *m)
  * until the next look at the peers, or the batch timer if sooner. */
 static int64_t wait_timer_us(const struct bwi_map *m)
 {
-	uint64_t us = (uint64_t)wait_slice_ms(m) * 1000u;
+	uint64_t us = (uint64_t)bwi_wait_slice_ms(m) * 1000u;
 
 	return (int64_t)(batch_timer_us(m) < us ? batch_timer_us(m) : us);
 }
@@ -681,7 +683,7 @@ static int wait_any(struct waiter *w, unsigned n, int timeout_ms)
 	/* in microseconds: how often to look at the peers, and the timer of
 	 * rings whose writers wake readers in batches */
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t sl = (uint64_t)wait_slice_ms(w[i].s->m) * 1000u;
+		uint64_t sl = (uint64_t)bwi_wait_slice_ms(w[i].s->m) * 1000u;
 
 		if (sl < live)
 			live = sl;
@@ -1242,7 +1244,7 @@ static int wr_wait_tail(struct bw_stream *s, uint64_t want)
 {
 	struct bwi_hdr *h = H(s);
 	uint64_t spin_end = bwi_now_ns() + BWI_SPIN_NS;
-	uint64_t next_look = spin_end + (uint64_t)wait_slice_ms(s->m) * 1000000u;
+	uint64_t next_look = spin_end + (uint64_t)bwi_wait_slice_ms(s->m) * 1000000u;
 	unsigned spins = 0;
 
 	for (;;) {
@@ -1274,7 +1276,7 @@ static int wr_wait_tail(struct bw_stream *s, uint64_t want)
 			continue;
 		bwi_reap(s->m);
 		tail_unstick(s); /* pads the span, or breaks the ring */
-		next_look = bwi_now_ns() + (uint64_t)wait_slice_ms(s->m) * 1000000u;
+		next_look = bwi_now_ns() + (uint64_t)bwi_wait_slice_ms(s->m) * 1000000u;
 	}
 	s->slow |= BWI_SLOW_STOP;
 	s->err = bwi_err(EIO, "a writer before this one died inside its "

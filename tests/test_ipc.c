@@ -3,6 +3,7 @@
  * unrelated processes, and peers that die. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -630,9 +631,81 @@ static void test_short_waits_see_dead_peers(void)
 	bw_unlink("dp");
 }
 
+/* Event loops on the descriptor alone (poll with no timeout of their
+ * own): a reader learns that its writer was killed, and a writer that its
+ * reader was, without another call to wake them. poll's bound here only
+ * turns a hang into a failure. */
+static void test_fd_loop_sees_dead_peers(void)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	static char buf[RING];
+	struct bw_stream *s;
+	int sync[2];
+	pid_t pid;
+	char c;
+
+	for (int side = 0; side < 2; side++) {
+		struct pollfd pf = {.events = POLLIN};
+		int polls = 0;
+		ssize_t x;
+
+		bw_unlink("dpfd");
+		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("dpfd", &o), 0);
+		CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
+		pid = fork();
+		if (pid == 0) { /* side 0: the writer, 1: the reader */
+			struct bw_stream *p;
+
+			if (bw_stream_open("dpfd", (side ? BW_READ : BW_WRITE) |
+							   BW_NOWAIT,
+					   &p))
+				_exit(1);
+			if (write(sync[1], "o", 1) != 1)
+				_exit(2);
+			pause();
+			_exit(0);
+		}
+		CU_ASSERT_EQUAL_FATAL(read(sync[0], &c, 1), 1);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("dpfd", (side ? BW_WRITE
+								   : BW_READ) |
+								  BW_NONBLOCK |
+								  BW_NOWAIT,
+						     &s),
+				      0);
+		if (side) /* fill the ring: the writer waits for the reader */
+			CU_ASSERT_EQUAL(bw_stream_write(s, buf, RING), RING);
+		pf.fd = bw_stream_fd(s);
+		CU_ASSERT_FATAL(pf.fd >= 0);
+		kill(pid, SIGKILL);
+		CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
+		for (;;) {
+			x = side ? bw_stream_write(s, buf, 1)
+				 : bw_stream_read(s, buf, 1);
+			if (x != -EAGAIN)
+				break;
+			if (poll(&pf, 1, 10000) != 1) {
+				CU_FAIL("the descriptor stayed quiet after "
+					"the peer was killed");
+				break;
+			}
+			polls++;
+		}
+		/* the reader: the end; the writer (BW_NOWAIT: it needs no
+		 * reader) is no longer held back by the dead one */
+		CU_ASSERT_EQUAL(x, side ? 1 : 0);
+		CU_ASSERT(polls >= 1);
+		bw_stream_close(s);
+		close(sync[0]);
+		close(sync[1]);
+	}
+	bw_unlink("dpfd");
+}
+
 static void reg(void)
 {
 	bwt_add("pipe across bw_fork", test_pipe_fork);
+	bwt_add("event loops on the descriptor see dead peers",
+		test_fd_loop_sees_dead_peers);
 	bwt_add("bw_fork keeps positions", test_fork_positions);
 	bwt_add("plain fork cannot use streams", test_plain_fork);
 	bwt_add("mpipe with three reader processes", test_mpipe);

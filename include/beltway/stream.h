@@ -410,7 +410,11 @@ BW_API int bw_stream_select(struct bw_pollitem *items, unsigned n,
 /* Returns a file descriptor that poll/epoll report readable when s is
  * readable (or writable, for a write-only handle, reported as POLLIN on the
  * descriptor). Owned by s: do not close it. After a readiness report, call
- * until -EAGAIN before waiting again. */
+ * until -EAGAIN before waiting again. It is also readable once per liveness
+ * interval (BELTWAY_LIVENESS_MS) while s waits, so that a loop waiting on
+ * it alone calls s, and s finds peers killed without closing; such a call
+ * may find nothing (-EAGAIN). (Not on self-scaling rings yet: a loop on
+ * their descriptor needs a timeout to learn of dead peers.) */
 BW_API int bw_stream_fd(struct bw_stream *s);
 
 /* Switches non-blocking mode. Returns 0. */
