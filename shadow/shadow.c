@@ -94,10 +94,13 @@ struct bw_shadow {
 	/* record rings (fr, vr: rl.layout): the record whose header was
 	 * read, at rl_at (rl_len 0: none); rl_unsure: the read position
 	 * may not be a record start (after a loss, or from the oldest byte);
-	 * rl_acq: a record peek_acquire'd; rl_buf: a record's copy, when no
-	 * one span holds it */
+	 * rl_scan: bytes a vr shadow from the oldest byte may still step
+	 * through looking for a record start (0: resync at the write
+	 * position); rl_acq: a record peek_acquire'd; rl_buf: a record's
+	 * copy, when no one span holds it */
 	const struct bwi_geom *rl;
 	uint64_t rl_at, rl_foot;
+	uint64_t rl_scan;
 	uint32_t rl_len;
 	uint32_t rl_hacq; /* BW_SHADOW_HEADERS: bytes of its start acquired */
 	bool rl_unsure, rl_acq;
@@ -244,6 +247,7 @@ static ssize_t lose(struct bw_shadow *sh)
 	sh->lost += n;
 	rl_forget(sh); /* a record being read is lost with it */
 	sh->rl_unsure = true;
+	sh->rl_scan = 0; /* what follows an overwrite: no header is trusted */
 	r = moved_to(sh, sh->w.oldest);
 	if (r < 0)
 		return r;
@@ -794,7 +798,11 @@ static ssize_t take(struct bw_shadow *sh, uint8_t *dst, size_t m)
 
 /* From at, where no record could be read (not a record start, or a bad
  * header), to the next sure record start: fr's next slot, vr's write
- * position. What lay between is lost. */
+ * position. A vr shadow that started at the oldest byte, inside a record
+ * of an intact ring, steps instead to the next aligned position, whose
+ * header rl_head then checks, for up to a ring's bytes (a local reader
+ * scans the same way, and follows the headers to the write position too).
+ * What lay between is lost. */
 static int rl_resync(struct bw_shadow *sh, uint64_t at)
 {
 	const struct bwi_geom *g = sh->rl;
@@ -803,7 +811,14 @@ static int rl_resync(struct bw_shadow *sh, uint64_t at)
 
 	if (g->layout == BWI_LAYOUT_FR) {
 		to = (at + g->rec_size) & ~(uint64_t)(g->rec_size - 1);
+	} else if (sh->rl_scan >= g->rec_align && at + g->rec_align < sh->w.tail) {
+		to = (at + g->rec_align) & ~(uint64_t)(g->rec_align - 1);
+		sh->rl_scan -= to - at;
+		sh->lost += to - at;
+		rl_forget(sh);
+		return moved_to(sh, to); /* still unsure */
 	} else {
+		sh->rl_scan = 0;
 		if ((r = win(sh)) < 0)
 			return r;
 		to = sh->w.tail;
@@ -865,6 +880,7 @@ static ssize_t rl_head(struct bw_shadow *sh)
 				       (unsigned long long)sh->pos);
 		}
 		sh->rl_unsure = false;
+		sh->rl_scan = 0;
 		if (!len) { /* a pad span */
 			if ((r = moved_to(sh, at + foot)) < 0)
 				return r;
@@ -1447,6 +1463,8 @@ int bws_open(struct bws_src *src, int flags, const struct bw_shadow_opts *o,
 	if (sh->src->rec.layout != BWI_LAYOUT_BYTES) {
 		sh->rl = &sh->src->rec;
 		sh->rl_unsure = (flags & BW_FROM_START) != 0;
+		if (sh->rl_unsure && sh->rl->layout == BWI_LAYOUT_VR)
+			sh->rl_scan = sh->rl->capacity;
 		/* hybrid: an fr ring's headers are a slot apart */
 		if (!sh->rec && sh->rl->layout == BWI_LAYOUT_FR)
 			sh->rec = sh->rl->rec_size;

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,9 +402,15 @@ static void *busy_writer(void *argp)
 		return NULL;
 	for (unsigned k = 0; !atomic_load(&a->stop); k++) {
 		size_t n = 8 + k * 37 % 300;
+		ssize_t x;
 
 		rec_fill(buf, k, n);
-		if (bw_stream_write(w, buf, n) != (ssize_t)n)
+		/* lossless: -EPIPE while no reader is attached (they come
+		 * and go); the record is written again once one is */
+		while ((x = bw_stream_write(w, buf, n)) == -EPIPE &&
+		       !atomic_load(&a->stop))
+			sched_yield();
+		if (x != (ssize_t)n)
 			break;
 	}
 	bw_stream_close(w);

@@ -103,7 +103,8 @@ struct bw_shadow_opts {
  * (-EMSGSIZE when n is shorter: the record stays; -EBADMSG for a header the
  * origin wrote wrong, which is skipped), peek_complete takes 0 or the whole
  * record acquired, and after a loss the shadow resumes at the next record
- * start (fr: the next slot; vr: the write position). With
+ * start (fr: the next slot; vr: the write position; from the oldest byte,
+ * vr: the first whole record). With
  * BW_SHADOW_HEADERS, a peek or peek_acquire of n bytes shorter than the
  * record gives its first bytes (up to n, one span) instead: header-only
  * access. Completing what was acquired, or the peek itself, moves past the
