@@ -568,42 +568,57 @@ static void test_blocked_reader_eof(void)
 	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
 }
 
-/* Event loops: a non-blocking reader that waits in short slices (as an
- * event loop with a timer does) learns that its writer was killed, and a
- * non-blocking writer is no longer held back by a reader that was: each
- * handle looks for dead peers once it has waited a liveness interval, over
- * all its calls. The loops are bounded by a deadline far above that
- * interval. */
-static void test_short_waits_see_dead_peers(void)
+/* A peer that opens NAME (side 0: the writer, 1: the reader) and then
+ * waits to be killed; returns once it has opened. */
+static pid_t peer_opened(const char *name, int side)
 {
-	struct bw_ring_opts o = ring_opts(RING);
-	static char buf[RING];
-	struct bw_stream *s;
 	int sync[2];
 	pid_t pid;
 	char c;
 
+	CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct bw_stream *p;
+
+		if (bw_stream_open(name, (side ? BW_READ : BW_WRITE) | BW_NOWAIT,
+				   &p))
+			_exit(1);
+		if (write(sync[1], "o", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
+	close(sync[0]);
+	close(sync[1]);
+	return pid;
+}
+
+/* Event loops: a non-blocking reader learns that its writer was killed,
+ * and a non-blocking writer is no longer held back by a reader that was.
+ * by_fd 0: the loop waits in short slices (as one with a timer does): each
+ * handle looks for dead peers once it has waited a liveness interval, over
+ * all its calls. by_fd 1: the loop waits on the descriptor alone, with no
+ * timeout of its own: the descriptor ticks each liveness interval, so the
+ * loop calls. The loops are bounded far above that interval (poll's bound
+ * only turns a hang into a failure). */
+static void dead_peers_seen(int by_fd)
+{
+	struct bw_ring_opts o = ring_opts(RING);
+	static char buf[RING];
+	struct bw_stream *s;
+
 	for (int side = 0; side < 2; side++) {
+		struct pollfd pf = {.events = POLLIN};
 		time_t end = time(NULL) + 20;
+		int waits = 0;
 		ssize_t x;
+		pid_t pid;
 
 		bw_unlink("dp");
 		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("dp", &o), 0);
-		CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
-		pid = fork();
-		if (pid == 0) { /* side 0: the writer, 1: the reader */
-			struct bw_stream *p;
-
-			if (bw_stream_open("dp", (side ? BW_READ : BW_WRITE) |
-							 BW_NOWAIT,
-					   &p))
-				_exit(1);
-			if (write(sync[1], "o", 1) != 1)
-				_exit(2);
-			pause();
-			_exit(0);
-		}
-		CU_ASSERT_EQUAL_FATAL(read(sync[0], &c, 1), 1);
+		pid = peer_opened("dp", side);
 		CU_ASSERT_EQUAL_FATAL(bw_stream_open("dp", (side ? BW_WRITE
 								 : BW_READ) |
 								BW_NONBLOCK |
@@ -612,93 +627,42 @@ static void test_short_waits_see_dead_peers(void)
 				      0);
 		if (side) /* fill the ring: the writer waits for the reader */
 			CU_ASSERT_EQUAL(bw_stream_write(s, buf, RING), RING);
-		kill(pid, SIGKILL);
-		CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
-		do {
-			x = side ? bw_stream_write(s, buf, 1)
-				 : bw_stream_read(s, buf, 1);
-			if (x == -EAGAIN)
-				bw_stream_block(s, side ? BW_POLLOUT : BW_POLLIN,
-						20);
-		} while (x == -EAGAIN && time(NULL) < end);
-		/* the reader: the end; the writer (BW_NOWAIT: it needs no
-		 * reader) is no longer held back by the dead one */
-		CU_ASSERT_EQUAL(x, side ? 1 : 0);
-		bw_stream_close(s);
-		close(sync[0]);
-		close(sync[1]);
-	}
-	bw_unlink("dp");
-}
-
-/* Event loops on the descriptor alone (poll with no timeout of their
- * own): a reader learns that its writer was killed, and a writer that its
- * reader was, without another call to wake them. poll's bound here only
- * turns a hang into a failure. */
-static void test_fd_loop_sees_dead_peers(void)
-{
-	struct bw_ring_opts o = ring_opts(RING);
-	static char buf[RING];
-	struct bw_stream *s;
-	int sync[2];
-	pid_t pid;
-	char c;
-
-	for (int side = 0; side < 2; side++) {
-		struct pollfd pf = {.events = POLLIN};
-		int polls = 0;
-		ssize_t x;
-
-		bw_unlink("dpfd");
-		CU_ASSERT_EQUAL_FATAL(bw_mkfifo("dpfd", &o), 0);
-		CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
-		pid = fork();
-		if (pid == 0) { /* side 0: the writer, 1: the reader */
-			struct bw_stream *p;
-
-			if (bw_stream_open("dpfd", (side ? BW_READ : BW_WRITE) |
-							   BW_NOWAIT,
-					   &p))
-				_exit(1);
-			if (write(sync[1], "o", 1) != 1)
-				_exit(2);
-			pause();
-			_exit(0);
-		}
-		CU_ASSERT_EQUAL_FATAL(read(sync[0], &c, 1), 1);
-		CU_ASSERT_EQUAL_FATAL(bw_stream_open("dpfd", (side ? BW_WRITE
-								   : BW_READ) |
-								  BW_NONBLOCK |
-								  BW_NOWAIT,
-						     &s),
-				      0);
-		if (side) /* fill the ring: the writer waits for the reader */
-			CU_ASSERT_EQUAL(bw_stream_write(s, buf, RING), RING);
-		pf.fd = bw_stream_fd(s);
-		CU_ASSERT_FATAL(pf.fd >= 0);
+		pf.fd = by_fd ? bw_stream_fd(s) : -1;
+		CU_ASSERT_FATAL(!by_fd || pf.fd >= 0);
 		kill(pid, SIGKILL);
 		CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
 		for (;;) {
 			x = side ? bw_stream_write(s, buf, 1)
 				 : bw_stream_read(s, buf, 1);
-			if (x != -EAGAIN)
+			if (x != -EAGAIN || time(NULL) >= end)
 				break;
-			if (poll(&pf, 1, 10000) != 1) {
+			waits++;
+			if (!by_fd) {
+				bw_stream_block(s, side ? BW_POLLOUT : BW_POLLIN,
+						20);
+			} else if (poll(&pf, 1, 10000) != 1) {
 				CU_FAIL("the descriptor stayed quiet after "
 					"the peer was killed");
 				break;
 			}
-			polls++;
 		}
 		/* the reader: the end; the writer (BW_NOWAIT: it needs no
 		 * reader) is no longer held back by the dead one */
 		CU_ASSERT_EQUAL(x, side ? 1 : 0);
-		CU_ASSERT(polls >= 1);
+		CU_ASSERT(waits >= 1);
 		bw_stream_close(s);
-		close(sync[0]);
-		close(sync[1]);
 	}
-	bw_unlink("dpfd");
+	bw_unlink("dp");
+}
+
+static void test_short_waits_see_dead_peers(void)
+{
+	dead_peers_seen(0);
+}
+
+static void test_fd_loop_sees_dead_peers(void)
+{
+	dead_peers_seen(1);
 }
 
 static void reg(void)
