@@ -253,6 +253,7 @@ int bwi_rec_write(struct bw_stream *s, const void *rec, size_t n);
 int bwi_dyn_rec_reserve(struct bw_stream *s, uint64_t foot, uint64_t *pad);
 uint8_t *bwi_dyn_wat(struct bw_stream *s, uint64_t p);
 const uint8_t *bwi_dyn_rat(struct bw_stream *s);
+const uint8_t *bwi_dyn_box_of(struct bw_stream *s, uint64_t p);
 uint64_t bwi_dyn_box(const struct bwi_map *m);
 int bwi_rec_reserve(struct bw_stream *s, size_t n, uint64_t *pos);
 int bwi_rec_publish(struct bw_stream *s, uint64_t pos, size_t n);

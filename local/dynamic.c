@@ -576,6 +576,20 @@ const uint8_t *bwi_dyn_rat(struct bw_stream *s)
 	return b->data + (s->rpos - b->start);
 }
 
+/* The start of the container that holds p, or NULL when none does (it was
+ * freed, or is not made yet): for a reader attaching, which looks for the
+ * first record start in it. */
+const uint8_t *bwi_dyn_box_of(struct bw_stream *s, uint64_t p)
+{
+	struct bwi_dyn *d = s->m->dyn;
+	struct bwi_dyn_box *b;
+
+	pthread_mutex_lock(&d->mu);
+	b = walk(d->first, d->box, p);
+	pthread_mutex_unlock(&d->mu);
+	return b && b->start <= p ? b->data : NULL;
+}
+
 /* Bytes per container: every multiple is a record start or the tail. */
 uint64_t bwi_dyn_box(const struct bwi_map *m)
 {

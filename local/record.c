@@ -369,12 +369,13 @@ static int rec_flush(struct bw_stream *s)
 
 /* ---- reading ---------------------------------------------------------------- */
 
-/* Whether the headers from p on chain, each valid, to exactly the tail t
- * (a vr ring on the DBuf): then p is a record start. Payload bytes or a
- * header of an older loop fail the check word of their position. At most
+/* Whether the headers from p on chain, each valid, to exactly t: the tail,
+ * or on a dynamic ring the end of the container (at base) that holds p,
+ * where a record starts again. Then p is a record start. Payload bytes or
+ * a header of an older loop fail the check word of their position. At most
  * *budget headers are loaded. */
-static bool vr_chain(const struct bw_stream *s, uint64_t p, uint64_t t,
-		     uint64_t *budget)
+static bool vr_chain(const struct bw_stream *s, const uint8_t *base,
+		     uint64_t p, uint64_t t, uint64_t *budget)
 {
 	while (p < t) {
 		uint64_t f;
@@ -384,8 +385,9 @@ static bool vr_chain(const struct bw_stream *s, uint64_t p, uint64_t t,
 			return false;
 		(*budget)--;
 		if (bwi_rec_hdr(&s->m->g, p,
-				hdr_get(s, p, s->data + (p & s->mask)), &len,
-				&f) ||
+				hdr_get(s, p, base ? base + (p & (bwi_dyn_box(s->m) - 1))
+						   : s->data + (p & s->mask)),
+				&len, &f) ||
 		    f > t - p)
 			return false;
 		p += f;
@@ -398,12 +400,14 @@ static bool vr_chain(const struct bw_stream *s, uint64_t p, uint64_t t,
  * stale one names a position a loop or more older). vr: the tail after an
  * overwrite (scan false: no header can be trusted in old data, as the
  * thesis says); else the first position whose headers chain to the tail,
- * or on a dynamic ring the next container (no record lies in two). */
+ * on a dynamic ring to the end of its container (no record lies in two,
+ * and a container starts with one), or else the next container. */
 static uint64_t first_start(struct bw_stream *s, uint64_t from, uint64_t t,
 			    bool scan)
 {
 	const struct bwi_geom *g = &s->m->g;
-	uint64_t p, budget;
+	const uint8_t *base = NULL;
+	uint64_t p, budget, end = t;
 
 	switch (g->layout) {
 	case BWI_LAYOUT_FR:
@@ -418,15 +422,18 @@ static uint64_t first_start(struct bw_stream *s, uint64_t from, uint64_t t,
 		if (!scan)
 			return t;
 		if (dyn(s)) {
-			p = align_up(from, bwi_dyn_box(s->m));
-			return p < t ? p : t;
+			end = align_up(from + 1, bwi_dyn_box(s->m));
+			if (end > t)
+				end = t;
+			if (!(base = bwi_dyn_box_of(s, from)))
+				return end;
 		}
 		p = align_up(from, g->rec_align);
-		budget = 4 * ((t - from) / g->rec_align) + 64;
-		for (; p < t && budget; p += g->rec_align)
-			if (vr_chain(s, p, t, &budget))
+		budget = 4 * ((end - from) / g->rec_align) + 64;
+		for (; p < end && budget; p += g->rec_align)
+			if (vr_chain(s, base, p, end, &budget))
 				return p;
-		return t;
+		return end;
 	}
 }
 

@@ -525,25 +525,40 @@ static void test_records(void)
 		}
 		CU_ASSERT(peak <= BOUND);
 		CU_ASSERT(peak >= RING); /* the ring was full */
-		/* a reader from the start: at a record start (on vr, the
-		 * next container's), then every record to the end */
+		/* a reader from the start: at the first record that starts
+		 * at or after the oldest byte held (vr: found by following
+		 * the headers to the end of its container; it used to skip
+		 * to the next container), then every record to the end */
 		{
 			struct bw_stream *f;
+			struct bw_ring_info in;
 			ssize_t n;
+			int64_t at;
 			uint64_t k = w_n > 64 ? w_n - 64 : 0;
 
+			CU_ASSERT_FATAL(bw_ring_stat("dr", &in, NULL, 0) >= 0);
 			CU_ASSERT_EQUAL_FATAL(bw_stream_open("dr", BW_READ |
 								   BW_NOWAIT |
 								   BW_NONBLOCK |
 								   BW_FROM_START,
 							     &f),
 					      0);
+			at = bw_stream_lseek(f, 0, SEEK_CUR);
 			n = bw_stream_read(f, out, sizeof(out));
 			CU_ASSERT_FATAL(n > 0);
 			while (k < w_n && ((size_t)n != rec_len(k, max) ||
 					   bwt_verify(out, (size_t)n, k, 19) != -1))
 				k++;
 			CU_ASSERT_FATAL(k < w_n); /* one of the last records */
+			if (lay[i] == BW_LAYOUT_VR) {
+				/* record k - 1 (8-byte header, 8-byte
+				 * alignment) began below the oldest byte */
+				uint64_t prev = (8 + rec_len(k - 1, max) + 7) & ~7ull;
+				uint64_t oldest = in.reserved_pos - in.capacity;
+
+				CU_ASSERT((uint64_t)at >= oldest);
+				CU_ASSERT((uint64_t)at - prev < oldest);
+			}
 			while (++k < w_n) {
 				n = bw_stream_read(f, out, sizeof(out));
 				CU_ASSERT_EQUAL_FATAL(n, (ssize_t)rec_len(k, max));
