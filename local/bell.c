@@ -13,9 +13,9 @@
  * waits on the descriptor alone would wait forever. So the descriptor is an
  * epoll set of the doorbell and a timer that ticks every wait slice (the
  * liveness interval): a tick makes the loop call, and a call that has
- * waited that long looks for dead peers, as a blocking wait does. (Not
- * yet on self-scaling rings: their descriptor holds their regions'
- * doorbells alone.)
+ * waited that long looks for dead peers, as a blocking wait does. A
+ * self-scaling ring's descriptor holds the set of the region handle it
+ * waits on, and its calls use the ticks up as the region's do.
  *
  * Taps cannot write their slot (they have none): their descriptor is a
  * periodic timer, and they poll.
@@ -155,12 +155,7 @@ void bwi_bell_arm(struct bw_stream *s, uint64_t need)
 		return;
 	}
 	drain(s->bell_fd);
-	if (s->bell_tick >= 0) { /* the ticks so far made this call */
-		uint64_t ticks;
-
-		if (read(s->bell_tick, &ticks, sizeof(ticks)) < 0)
-			(void)0;
-	}
+	bwi_bell_ticks_used(s);
 	sl = bell_slot(s);
 	if (bw_load_relaxed(&sl->bell) != BWI_BELL_ARMED) {
 		bw_store_relaxed(&sl->bell, BWI_BELL_ARMED);
@@ -171,6 +166,16 @@ void bwi_bell_arm(struct bw_stream *s, uint64_t need)
 	if (bwi_ready(s, bell_events(s), need))
 		ring_slot(s->m, bell_wait(s), bell_role(s),
 			  s->reader ? s->rslot : s->wslot);
+}
+
+/* A call found nothing: the liveness ticks that made it are used up (else
+ * the descriptor stays readable, and an event loop spins). */
+void bwi_bell_ticks_used(struct bw_stream *s)
+{
+	uint64_t ticks;
+
+	if (s->bell_tick >= 0 && read(s->bell_tick, &ticks, sizeof(ticks)) < 0)
+		(void)0; /* none yet */
 }
 
 void bwi_bell_close(struct bw_stream *s)
@@ -274,12 +279,10 @@ BW_API int bw_stream_fd(struct bw_stream *s)
 		return r;
 	}
 	s->bell_fd = fd;
-	/* a region of a self-scaling ring: the ring's own set holds its
-	 * doorbell (bwi_scale_fd), without the timer */
-	if (!(s->m->g.flags & BWI_GF_EPOCH) && (r = bell_set(s)) < 0) {
+	if ((r = bell_set(s)) < 0) {
 		bwi_bell_child(s); /* nothing was armed */
 		return r;
 	}
 	bwi_bell_arm(s, 0);
-	return s->bell_ep >= 0 ? s->bell_ep : fd;
+	return s->bell_ep;
 }

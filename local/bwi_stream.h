@@ -227,6 +227,7 @@ extern uint32_t bwi_epoch;
 void bwi_bell_arm(struct bw_stream *s, uint64_t need);
 void bwi_bell_close(struct bw_stream *s);
 void bwi_bell_child(struct bw_stream *s);
+void bwi_bell_ticks_used(struct bw_stream *s);
 int bwi_wait_slice_ms(const struct bwi_map *m);
 
 /* The DBuf implementation of the calls (stream.c), which IBufs use on their

@@ -598,15 +598,28 @@ static ssize_t rd_call(struct bw_stream *s, int kind, void *buf,
 	}
 }
 
+/* A call that found nothing: the liveness ticks of the region handle
+ * the descriptor waits on are used up, also when the ring itself said
+ * -EAGAIN (a region handle's own -EAGAIN uses them as it arms). */
+static ssize_t ticks_used(struct bw_stream *s, ssize_t x)
+{
+	struct bw_stream *h = s->sc->r ? s->sc->r : s->sc->w;
+
+	if (x == -EAGAIN && h)
+		bwi_bell_ticks_used(h);
+	return x;
+}
+
 static ssize_t sc_read(struct bw_stream *s, void *buf, size_t n)
 {
-	return rd_call(s, RD_READ, buf, NULL, n);
+	return ticks_used(s, rd_call(s, RD_READ, buf, NULL, n));
 }
 
 static ssize_t sc_peek(struct bw_stream *s, const void **ptr, size_t n,
 		       bool move)
 {
-	return rd_call(s, move ? RD_PEEK : RD_ACQUIRE, NULL, ptr, n);
+	return ticks_used(s, rd_call(s, move ? RD_PEEK : RD_ACQUIRE, NULL, ptr,
+				     n));
 }
 
 static int sc_peek_complete(struct bw_stream *s, size_t n)
@@ -986,7 +999,7 @@ static int no_acq(struct bw_stream *s)
 	return 0;
 }
 
-static ssize_t sc_write(struct bw_stream *s, const void *buf, size_t n)
+static ssize_t write_call(struct bw_stream *s, const void *buf, size_t n)
 {
 	struct bwi_scaler *sc = s->sc;
 	size_t done = 0, whole = n;
@@ -1030,7 +1043,12 @@ static ssize_t sc_write(struct bw_stream *s, const void *buf, size_t n)
 	return (ssize_t)done;
 }
 
-static ssize_t sc_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
+static ssize_t sc_write(struct bw_stream *s, const void *buf, size_t n)
+{
+	return ticks_used(s, write_call(s, buf, n));
+}
+
+static ssize_t poke_call(struct bw_stream *s, void **ptr, size_t n, bool acq)
 {
 	struct bwi_scaler *sc = s->sc;
 	int r = w_enter(s);
@@ -1055,6 +1073,11 @@ static ssize_t sc_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 		   : bw_stream_poke(sc->w, ptr, n);
 }
 
+static ssize_t sc_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
+{
+	return ticks_used(s, poke_call(s, ptr, n, acq));
+}
+
 static int sc_poke_complete(struct bw_stream *s, size_t n)
 {
 	int r = w_enter(s);
@@ -1065,7 +1088,7 @@ static int sc_poke_complete(struct bw_stream *s, size_t n)
 /* Extends the region writer's open record (record layouts; a byte ring's
  * region says ENOSYS). A record opens, and the ring resizes, only between
  * records: w_enter() would close the open one. */
-static ssize_t sc_append(struct bw_stream *s, const void *buf, size_t n)
+static ssize_t append_call(struct bw_stream *s, const void *buf, size_t n)
 {
 	struct bwi_scaler *sc = s->sc;
 	int r = bwi_need_writer(s);
@@ -1080,6 +1103,11 @@ static ssize_t sc_append(struct bw_stream *s, const void *buf, size_t n)
 			r = sync_flags(s, sc->w);
 	}
 	return r < 0 ? r : bw_stream_append(sc->w, buf, n);
+}
+
+static ssize_t sc_append(struct bw_stream *s, const void *buf, size_t n)
+{
+	return ticks_used(s, append_call(s, buf, n));
 }
 
 /* ---- other calls -------------------------------------------------------------- */

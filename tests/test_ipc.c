@@ -601,14 +601,17 @@ static pid_t peer_opened(const char *name, int side)
  * handle looks for dead peers once it has waited a liveness interval, over
  * all its calls. by_fd 1: the loop waits on the descriptor alone, with no
  * timeout of its own: the descriptor ticks each liveness interval, so the
- * loop calls. The loops are bounded far above that interval (poll's bound
- * only turns a hang into a failure). */
-static void dead_peers_seen(int by_fd)
+ * loop calls; scale: on a self-scaling ring (held at its size, so that a
+ * full ring does not grow). The loops are bounded far above that interval
+ * (poll's bound only turns a hang into a failure). */
+static void dead_peers_seen(int by_fd, uint32_t scale)
 {
 	struct bw_ring_opts o = ring_opts(RING);
 	static char buf[RING];
 	struct bw_stream *s;
 
+	o.scale = scale;
+	o.scale_min = o.scale_max = scale ? RING : 0;
 	for (int side = 0; side < 2; side++) {
 		struct pollfd pf = {.events = POLLIN};
 		time_t end = time(NULL) + 20;
@@ -657,12 +660,13 @@ static void dead_peers_seen(int by_fd)
 
 static void test_short_waits_see_dead_peers(void)
 {
-	dead_peers_seen(0);
+	dead_peers_seen(0, 0);
 }
 
 static void test_fd_loop_sees_dead_peers(void)
 {
-	dead_peers_seen(1);
+	dead_peers_seen(1, 0);
+	dead_peers_seen(1, BW_SCALE_REALLOC);
 }
 
 static void reg(void)

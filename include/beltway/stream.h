@@ -413,8 +413,7 @@ BW_API int bw_stream_select(struct bw_pollitem *items, unsigned n,
  * until -EAGAIN before waiting again. It is also readable once per liveness
  * interval (BELTWAY_LIVENESS_MS) while s waits, so that a loop waiting on
  * it alone calls s, and s finds peers killed without closing; such a call
- * may find nothing (-EAGAIN). (Not on self-scaling rings yet: a loop on
- * their descriptor needs a timeout to learn of dead peers.) */
+ * may find nothing (-EAGAIN). */
 BW_API int bw_stream_fd(struct bw_stream *s);
 
 /* Switches non-blocking mode. Returns 0. */
