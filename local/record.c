@@ -370,12 +370,13 @@ static int rec_flush(struct bw_stream *s)
 /* ---- reading ---------------------------------------------------------------- */
 
 /* Whether the headers from p on chain, each valid, to exactly t: the tail,
- * or on a dynamic ring the end of the container (at base) that holds p,
- * where a record starts again. Then p is a record start. Payload bytes or
- * a header of an older loop fail the check word of their position. At most
+ * or on a dynamic ring the end of the container that holds p, where a
+ * record starts again. Position q lies at base + (q & mask): the DBuf's
+ * data, or that container. Then p is a record start. Payload bytes or a
+ * header of an older loop fail the check word of their position. At most
  * *budget headers are loaded. */
 static bool vr_chain(const struct bw_stream *s, const uint8_t *base,
-		     uint64_t p, uint64_t t, uint64_t *budget)
+		     uint64_t mask, uint64_t p, uint64_t t, uint64_t *budget)
 {
 	while (p < t) {
 		uint64_t f;
@@ -385,9 +386,7 @@ static bool vr_chain(const struct bw_stream *s, const uint8_t *base,
 			return false;
 		(*budget)--;
 		if (bwi_rec_hdr(&s->m->g, p,
-				hdr_get(s, p, base ? base + (p & (bwi_dyn_box(s->m) - 1))
-						   : s->data + (p & s->mask)),
-				&len, &f) ||
+				hdr_get(s, p, base + (p & mask)), &len, &f) ||
 		    f > t - p)
 			return false;
 		p += f;
@@ -406,8 +405,8 @@ static uint64_t first_start(struct bw_stream *s, uint64_t from, uint64_t t,
 			    bool scan)
 {
 	const struct bwi_geom *g = &s->m->g;
-	const uint8_t *base = NULL;
-	uint64_t p, budget, end = t;
+	const uint8_t *base = s->data;
+	uint64_t p, budget, end = t, mask = s->mask;
 
 	switch (g->layout) {
 	case BWI_LAYOUT_FR:
@@ -427,11 +426,12 @@ static uint64_t first_start(struct bw_stream *s, uint64_t from, uint64_t t,
 				end = t;
 			if (!(base = bwi_dyn_box_of(s, from)))
 				return end;
+			mask = bwi_dyn_box(s->m) - 1;
 		}
 		p = align_up(from, g->rec_align);
 		budget = 4 * ((end - from) / g->rec_align) + 64;
 		for (; p < end && budget; p += g->rec_align)
-			if (vr_chain(s, base, p, end, &budget))
+			if (vr_chain(s, base, mask, p, end, &budget))
 				return p;
 		return end;
 	}
