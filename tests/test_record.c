@@ -390,6 +390,7 @@ static void test_seek_back_lossless(void)
 struct busy_arg {
 	const char *name;
 	atomic_bool stop;
+	atomic_ulong wrote; /* records written so far */
 };
 
 static void *busy_writer(void *argp)
@@ -412,6 +413,7 @@ static void *busy_writer(void *argp)
 			sched_yield();
 		if (x != (ssize_t)n)
 			break;
+		atomic_fetch_add(&a->wrote, 1);
 	}
 	bw_stream_close(w);
 	return NULL;
@@ -435,10 +437,19 @@ static void test_from_start_busy(void)
 						 0),
 					      0);
 			atomic_init(&a.stop, false);
+			atomic_init(&a.wrote, 0);
 			CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL,
 							     busy_writer, &a),
 					      0);
-			for (int i = 0; i < 200; i++) {
+			/* 200 readers, and more until the writer has written
+			 * 2000 records, some twenty loops: a thread may start
+			 * late (under TSan it started after the 200 had come
+			 * and gone). The bound only ends a writer that never
+			 * writes. */
+			for (int i = 0;
+			     i < 200 || (atomic_load(&a.wrote) < 2000 &&
+					 i < 200000);
+			     i++) {
 				struct bw_stream *r;
 				uint8_t out[512];
 				ssize_t x;
