@@ -9,6 +9,13 @@
  * median over --runs runs of that loop's throughput and ring size. The
  * summary compares the settled state (the median of the last quarter of
  * the loops) of each scaled ring with the static ring's.
+ *
+ * The ceiling, in the same runs: static rings of every size a scaled ring
+ * may take (64 KiB to 64 MiB), each streamed as long as a quarter of the
+ * static case. No choice of size can beat the fastest of them, so the best
+ * ratio a scaled ring can reach on this machine is printed beside the
+ * ratios reached (outside --json, whose rows keep the issue's shape; with
+ * --json it goes to stderr).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +31,9 @@
 
 #define START (16u << 20)
 #define MAXLOOPS 1024
+#define REF_MIN_SHIFT 16 /* the ceiling: static rings of 64 KiB */
+#define REF_MAX_SHIFT 26 /* to 64 MiB */
+#define NREF (REF_MAX_SHIFT - REF_MIN_SHIFT + 1)
 
 enum { C_STATIC, C_REALLOC, C_DECKCUT, NCASES };
 static const char *const names[NCASES] = {"static", "realloc", "deckcut"};
@@ -100,7 +110,9 @@ static void reader(const char *name, size_t call, int loops, int pin, int fd)
 	_exit(0);
 }
 
-static int run_case(int c, size_t call, int loops, int pin, struct loop *out)
+/* Streams loops loops through a ring of case c that starts at size. */
+static int run_case(int c, uint64_t size, size_t call, int loops, int pin,
+		    struct loop *out)
 {
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
 	char name[64];
@@ -109,7 +121,7 @@ static int run_case(int c, size_t call, int loops, int pin, struct loop *out)
 	ssize_t n;
 
 	snprintf(name, sizeof(name), "bench-scaling-%d", (int)getpid());
-	o.size = START;
+	o.size = size;
 	o.scale = c == C_REALLOC ? BW_SCALE_REALLOC
 		  : c == C_DECKCUT ? BW_SCALE_DECKCUT
 				   : BW_SCALE_NONE;
@@ -131,21 +143,59 @@ static int run_case(int c, size_t call, int loops, int pin, struct loop *out)
 	waitpid(wp, &st, 0);
 	bw_unlink(name);
 	if (!ok) {
-		fprintf(stderr, "beltway bench scaling: case %s failed\n",
-			names[c]);
+		fprintf(stderr, "beltway bench scaling: case %s (%s) failed\n",
+			names[c], bench_size_name((size_t)size));
 		exit(3);
 	}
 	return 0;
 }
 
+/* The figure for each loop: the medians over runs of its throughput and
+ * ring size. */
+static void per_loop(struct loop (*lp)[MAXLOOPS], int runs, int loops,
+		     double *g, double *ring)
+{
+	for (int l = 0; l < loops; l++) {
+		double gv[64], rv[64];
+
+		for (int i = 0; i < runs; i++) {
+			gv[i] = (double)lp[i][l].ring / lp[i][l].secs / 1e9;
+			rv[i] = (double)lp[i][l].ring;
+		}
+		g[l] = bench_median(gv, runs);
+		ring[l] = bench_median(rv, runs);
+	}
+}
+
+/* The settled state: the median of the last quarter of the loops. */
+static double settled(const double *v, int loops)
+{
+	double s[MAXLOOPS];
+	int from = loops - loops / 4;
+
+	memcpy(s, v + from, sizeof(s[0]) * (size_t)(loops - from));
+	return bench_median(s, loops - from);
+}
+
+/* Loops of a static ring of 2^k bytes for the ceiling: a quarter of the
+ * static case's bytes, 4 loops at least. */
+static int ref_loops(unsigned k, int loops)
+{
+	uint64_t n = (uint64_t)loops * (START / 4) >> k;
+
+	return n < 4 ? 4 : n > MAXLOOPS ? MAXLOOPS : (int)n;
+}
+
 int bench_scaling_main(int argc, char **argv)
 {
 	struct bench_opts o = {.runs = 5, .nsizes = 1, .sizes = {16384}};
-	static struct loop lp[NCASES][64][MAXLOOPS];
+	static struct loop lp[NCASES][64][MAXLOOPS], lr[NREF][64][MAXLOOPS];
 	static double g[NCASES][MAXLOOPS], ring[NCASES][MAXLOOPS];
-	int loops = 256, ncpu = bench_ncpus(), pin = ncpu >= 2;
+	double gref[NREF], base, best = 0;
+	int loops = 256, ncpu = bench_ncpus(), pin = ncpu >= 2, kbest = 0;
 	unsigned long ul;
 	const char *v;
+	FILE *sum;
 
 	for (int i = 1; i < argc; i++) {
 		int r = bench_common_opt(argc, argv, &i, &o);
@@ -172,64 +222,73 @@ int bench_scaling_main(int argc, char **argv)
 	if (o.quick && loops > 16)
 		loops = 16;
 	signal(SIGPIPE, SIG_IGN);
-	fprintf(o.json ? stderr : stdout,
+	sum = o.json ? stderr : stdout;
+	fprintf(sum,
 		"# beltway bench scaling: %d runs, median per loop; %d loops "
 		"of the ring per case; calls of %zu bytes; rings start at 16 "
 		"MiB\n# %s\n",
 		o.runs, loops, o.sizes[0],
 		pin ? "writer pinned to CPU 0, reader to CPU 1"
 		    : "one CPU: writer and reader not pinned");
-	for (int i = 0; i < o.runs; i++)
+	for (int i = 0; i < o.runs; i++) {
 		for (int c = 0; c < NCASES; c++)
-			run_case(c, o.sizes[0], loops, pin, lp[c][i]);
-	for (int c = 0; c < NCASES; c++)
-		for (int l = 0; l < loops; l++) {
-			double gv[64], rv[64];
-
-			for (int i = 0; i < o.runs; i++) {
-				gv[i] = (double)lp[c][i][l].ring /
-					lp[c][i][l].secs / 1e9;
-				rv[i] = (double)lp[c][i][l].ring;
-			}
-			g[c][l] = bench_median(gv, o.runs);
-			ring[c][l] = bench_median(rv, o.runs);
-			if (o.json)
-				printf("{\"suite\":\"scaling\",\"case\":\"%s\","
-				       "\"loop\":%d,\"ring_bytes\":%.0f,"
-				       "\"gbps\":%.4f}\n",
-				       names[c], l, ring[c][l], g[c][l]);
-		}
-	if (o.json)
-		return 0;
-	printf("\nGB/s and ring size by loop (every %d loops)\n%-6s",
-	       loops / 16 ? loops / 16 : 1, "loop");
-	for (int c = 0; c < NCASES; c++)
-		printf(" %19s", names[c]);
-	printf("\n");
-	for (int l = 0; l < loops; l += loops / 16 ? loops / 16 : 1) {
-		printf("%-6d", l);
-		for (int c = 0; c < NCASES; c++)
-			printf("      %6.2f %6s", g[c][l],
-			       bench_size_name((size_t)ring[c][l]));
-		printf("\n");
+			run_case(c, START, o.sizes[0], loops, pin, lp[c][i]);
+		for (unsigned k = REF_MIN_SHIFT; k <= REF_MAX_SHIFT; k++)
+			run_case(C_STATIC, UINT64_C(1) << k, o.sizes[0],
+				 ref_loops(k, loops), pin,
+				 lr[k - REF_MIN_SHIFT][i]);
 	}
-	printf("\nsettled (median of the last quarter of the loops):\n");
-	double base = 0;
-
 	for (int c = 0; c < NCASES; c++) {
-		int from = loops - loops / 4;
-		double gs[MAXLOOPS], rs[MAXLOOPS], gm, rm;
-
-		for (int l = from; l < loops; l++) {
-			gs[l - from] = g[c][l];
-			rs[l - from] = ring[c][l];
-		}
-		gm = bench_median(gs, loops - from);
-		rm = bench_median(rs, loops - from);
-		if (c == C_STATIC)
-			base = gm;
-		printf("  %-8s %6.2f GB/s at %6s  %.2fx static\n", names[c], gm,
-		       bench_size_name((size_t)rm), gm / base);
+		per_loop(lp[c], o.runs, loops, g[c], ring[c]);
+		for (int l = 0; o.json && l < loops; l++)
+			printf("{\"suite\":\"scaling\",\"case\":\"%s\","
+			       "\"loop\":%d,\"ring_bytes\":%.0f,"
+			       "\"gbps\":%.4f}\n",
+			       names[c], l, ring[c][l], g[c][l]);
 	}
+	for (unsigned k = REF_MIN_SHIFT; k <= REF_MAX_SHIFT; k++) {
+		static double gl[MAXLOOPS], rl[MAXLOOPS];
+		int n = ref_loops(k, loops), j = (int)(k - REF_MIN_SHIFT);
+
+		per_loop(lr[j], o.runs, n, gl, rl);
+		gref[j] = settled(gl, n);
+		if (gref[j] > best) {
+			best = gref[j];
+			kbest = (int)k;
+		}
+	}
+	if (!o.json) {
+		printf("\nGB/s and ring size by loop (every %d loops)\n%-6s",
+		       loops / 16 ? loops / 16 : 1, "loop");
+		for (int c = 0; c < NCASES; c++)
+			printf(" %19s", names[c]);
+		printf("\n");
+		for (int l = 0; l < loops; l += loops / 16 ? loops / 16 : 1) {
+			printf("%-6d", l);
+			for (int c = 0; c < NCASES; c++)
+				printf("      %6.2f %6s", g[c][l],
+				       bench_size_name((size_t)ring[c][l]));
+			printf("\n");
+		}
+	}
+	fprintf(sum, "%sstatic rings of every size, settled GB/s (the "
+		     "ceiling):\n%s",
+		o.json ? "# " : "\n", o.json ? "# " : "");
+	for (unsigned k = REF_MIN_SHIFT; k <= REF_MAX_SHIFT; k++)
+		fprintf(sum, " %s %.2f", bench_size_name((size_t)1 << k),
+			gref[k - REF_MIN_SHIFT]);
+	fprintf(sum, "\n%ssettled (median of the last quarter of the "
+		     "loops):\n",
+		o.json ? "# " : "\n");
+	base = settled(g[C_STATIC], loops);
+	for (int c = 0; c < NCASES; c++)
+		fprintf(sum, "%s  %-8s %6.2f GB/s at %6s  %.2fx static\n",
+			o.json ? "#" : "", names[c], settled(g[c], loops),
+			bench_size_name((size_t)settled(ring[c], loops)),
+			settled(g[c], loops) / base);
+	fprintf(sum, "%s  ceiling  %6.2f GB/s at %6s  %.2fx static: the most "
+		     "any choice of size can reach here\n",
+		o.json ? "#" : "", best, bench_size_name((size_t)1 << kbest),
+		best / base);
 	return 0;
 }
