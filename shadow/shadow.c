@@ -36,9 +36,11 @@
 #include "bws.h"
 
 #define CH_MAX 16u		  /* operations in flight */
-#define HC_MAX 16u		  /* hybrid: headers fetched at once */
+#define HC_MAX 256u		  /* hybrid: headers fetched at once, */
+#define HC_BYTES (64u << 10)	  /* in this many bytes at most */
 #define HDR_DEFAULT 64u		  /* hybrid: a frame's headers */
 #define HDR_MAX 4096u
+_Static_assert(HC_BYTES / HDR_MAX >= 16, "a header cache holds 16 at least");
 #define REP_DEFAULT (4u << 20)	  /* replica: at most this by default */
 #define PF_REP_DEFAULT (16u << 20) /* prefetch's: room to hide latency */
 #define LANDING (256u << 10)	  /* zero-copy over the fabric: peeks land */
@@ -79,11 +81,13 @@ struct bw_shadow {
 	uint64_t wv_covers;
 
 	/* hybrid over the fabric: validated headers of the records at
-	 * hc_pos[0..hc_n), hdr_n bytes each (fewer at the write position) */
+	 * hc_pos[0..hc_n), in increasing order, hdr_n bytes each (fewer at
+	 * the write position); fetched hc_max at a time, with hc_rq */
 	uint8_t *hc;
 	uint64_t hc_pos[HC_MAX];
 	uint32_t hc_len[HC_MAX];
-	unsigned hc_n;
+	unsigned hc_n, hc_max;
+	struct bws_req *hc_rq;
 
 	/* padding (spans of writers presumed dead: never delivered): the
 	 * next pad to take from the origin's table, and the spans known that
@@ -428,19 +432,21 @@ static ssize_t co_get(struct bw_shadow *sh, size_t n, const void **p)
 	return (ssize_t)min64(n, rep_have(sh));
 }
 
-/* Hybrid over the fabric: the headers of the next records, fetched at once
- * and validated by one look at the positions. */
+/* Hybrid over the fabric: the headers of the next records (up to hc_max,
+ * as many as are written), all in flight at once, validated by one look at
+ * the positions: two round trips for the lot, so a long link is paid once
+ * per batch, not once per record. */
 static int hc_fetch(struct bw_shadow *sh)
 {
 	unsigned n = 0;
 	int r = 0;
 
 	sh->hc_n = 0;
-	for (uint64_t p = sh->pos; n < HC_MAX && p < sh->w.tail;) {
+	for (uint64_t p = sh->pos; n < sh->hc_max && p < sh->w.tail;) {
 		sh->hc_pos[n] = p;
 		sh->hc_len[n] = (uint32_t)min64(sh->hdr_n, sh->w.tail - p);
 		r = post(sh, sh->hc + (size_t)n * sh->hdr_n, p, sh->hc_len[n],
-			 &sh->ch[n].rq);
+			 &sh->hc_rq[n]);
 		if (r < 0)
 			break;
 		n++;
@@ -449,7 +455,7 @@ static int hc_fetch(struct bw_shadow *sh)
 		p += sh->rec;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		int e = test(sh, &sh->ch[i].rq, true);
+		int e = test(sh, &sh->hc_rq[i], true);
 
 		if (e < 0 && r == 0)
 			r = e;
@@ -474,12 +480,22 @@ static int hc_fetch(struct bw_shadow *sh)
  * when none does, and the header is fetched again from the read position. */
 static int hc_find(const struct bw_shadow *sh, uint64_t want)
 {
-	for (unsigned i = 0; i < sh->hc_n; i++)
-		if (sh->hc_pos[i] <= sh->pos &&
-		    sh->pos - sh->hc_pos[i] < sh->hc_len[i])
-			return sh->hc_pos[i] + sh->hc_len[i] - sh->pos >= want
-				       ? (int)i
-				       : -1;
+	unsigned lo = 0, hi = sh->hc_n;
+
+	/* the last header that starts at or below the read position */
+	while (hi - lo > 1) {
+		unsigned mid = lo + (hi - lo) / 2;
+
+		if (sh->hc_pos[mid] <= sh->pos)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	if (lo < sh->hc_n && sh->hc_pos[lo] <= sh->pos &&
+	    sh->pos - sh->hc_pos[lo] < sh->hc_len[lo])
+		return sh->hc_pos[lo] + sh->hc_len[lo] - sh->pos >= want
+			       ? (int)lo
+			       : -1;
 	return -1;
 }
 
@@ -1235,6 +1251,7 @@ static void shadow_free(struct bw_shadow *sh)
 	}
 	bws_mirror_free(sh->rep, sh->rep_len);
 	free(sh->hc);
+	free(sh->hc_rq);
 	free(sh->rl_buf);
 	if (sh->tfd >= 0)
 		close(sh->tfd);
@@ -1361,12 +1378,16 @@ static int setup(struct bw_shadow *sh, const struct bw_shadow_opts *o,
 		}
 	}
 	if (sh->method == BW_SHADOW_HYBRID) {
-		sh->hc = aligned_alloc(4096, ((size_t)HC_MAX * sh->hdr_n + 4095) &
-						     ~(size_t)4095);
-		if (!sh->hc)
+		size_t len;
+
+		sh->hc_max = HC_BYTES / sh->hdr_n < HC_MAX ? HC_BYTES / sh->hdr_n
+							   : HC_MAX;
+		len = (size_t)sh->hc_max * sh->hdr_n;
+		sh->hc_rq = calloc(sh->hc_max, sizeof(*sh->hc_rq));
+		sh->hc = aligned_alloc(4096, (len + 4095) & ~(size_t)4095);
+		if (!sh->hc || !sh->hc_rq)
 			return bwi_err(ENOMEM, "allocating a header cache");
-		if ((r = sh->src->ops->reg(sh->src, sh->hc,
-					   (size_t)HC_MAX * sh->hdr_n)) < 0) {
+		if ((r = sh->src->ops->reg(sh->src, sh->hc, len)) < 0) {
 			free(sh->hc);
 			sh->hc = NULL;
 			return r;
