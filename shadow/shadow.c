@@ -46,6 +46,7 @@ _Static_assert(HC_BYTES / HDR_MAX >= 16, "a header cache holds 16 at least");
 #define LANDING (256u << 10)	  /* zero-copy over the fabric: peeks land */
 #define PF_START (1u << 20)	  /* prefetch: the first window */
 #define PF_CHUNK_MIN (64u << 10) /* prefetch: the smallest read (one op) */
+#define CO_MIN_DIV 16u /* copy-once: a copy of 1/16 of the replica at least */
 
 struct chunk {
 	struct bws_req rq;
@@ -328,9 +329,9 @@ static int fetch_sync(struct bw_shadow *sh, uint64_t a, uint64_t k)
 	return win(sh);
 }
 
-/* Copy-once, and hybrid's payloads: copies up to limit bytes the origin
- * holds past the replica's end (as much as the replica takes). Returns 1,
- * 0 at end of stream, or -errno. */
+/* Hybrid's payloads: copies up to limit bytes the origin holds past the
+ * replica's end (as much as the replica takes), and waits for them.
+ * Returns 1, 0 at end of stream, or -errno. */
 static int fill(struct bw_shadow *sh, uint64_t limit)
 {
 	uint64_t a, k;
@@ -415,8 +416,9 @@ static ssize_t zc_get(struct bw_shadow *sh, size_t n, void *dst,
 	return (ssize_t)k;
 }
 
-/* Copy-once: from the replica, filled in bulk when it is empty. */
-static ssize_t co_get(struct bw_shadow *sh, size_t n, const void **p)
+/* Hybrid's payloads: from the replica, filled again when it holds fewer
+ * bytes than asked for and the origin has more. */
+static ssize_t rep_get(struct bw_shadow *sh, size_t n, const void **p)
 {
 	int r;
 
@@ -507,7 +509,7 @@ static ssize_t hy_get(struct bw_shadow *sh, size_t n, void *dst,
 	int i, r;
 
 	if (rep_have(sh))
-		return co_get(sh, n, p);
+		return rep_get(sh, n, p);
 	if (n > sh->hdr_n) {
 		/* the payload: this record (or this call), copied once */
 		r = fill(sh, n > sh->rec ? n : sh->rec);
@@ -531,7 +533,9 @@ static ssize_t hy_get(struct bw_shadow *sh, size_t n, void *dst,
 }
 
 /* Prefetch: keeps reads in flight for a window past the read position,
- * within what the origin has written. */
+ * within what the origin has written. Copy-once: the same, one bulk copy
+ * at a time (several in flight hide a long link; one large one costs the
+ * fewest operations on a short link). */
 static int pump(struct bw_shadow *sh)
 {
 	uint64_t chunk = sh->window / sh->depth;
@@ -541,6 +545,20 @@ static int pump(struct bw_shadow *sh)
 	chunk = min64(chunk, sh->src->max_xfer);
 	if (sh->r_next < sh->pos) /* a skip past it all */
 		rep_reset(sh, sh->pos);
+	if (sh->method == BW_SHADOW_COPYONCE) {
+		/* one bulk copy at a time, in one operation, of all that is
+		 * new and fits: posted as the last one lands, so it overlaps
+		 * the reader's use of what came before; it waits for room
+		 * for a sixteenth of the replica (not a copy per record),
+		 * unless that is more than the origin has */
+		uint64_t room = min64(sh->pos, sh->r_done) + sh->rep_len -
+				sh->r_next;
+
+		if (sh->ch_n || (room < sh->rep_len / CO_MIN_DIV &&
+				 room < sh->w.tail - sh->r_next))
+			return 0;
+		chunk = sh->src->max_xfer;
+	}
 	while (sh->ch_n < sh->depth) {
 		uint64_t a = sh->r_next, k;
 		struct chunk *c = &sh->ch[(sh->ch_head + sh->ch_n) % CH_MAX];
@@ -686,8 +704,6 @@ static ssize_t method_get(struct bw_shadow *sh, size_t n, void *dst,
 	switch (sh->method) {
 	case BW_SHADOW_ZEROCOPY:
 		return zc_get(sh, n, dst, p);
-	case BW_SHADOW_COPYONCE:
-		return co_get(sh, n, p);
 	case BW_SHADOW_HYBRID:
 		return hy_get(sh, n, dst, p);
 	default:
@@ -1144,7 +1160,8 @@ BW_API int64_t bw_shadow_check(struct bw_shadow *sh, int64_t stamp)
  * looking starts its reads, and later looks collect them. */
 static int ready(struct bw_shadow *sh)
 {
-	bool pf = sh->method == BW_SHADOW_PREFETCH;
+	bool pf = sh->method == BW_SHADOW_PREFETCH ||
+		  sh->method == BW_SHADOW_COPYONCE;
 	int r;
 
 	if (pf && (r = pf_progress(sh)) < 0)
@@ -1395,6 +1412,11 @@ static int setup(struct bw_shadow *sh, const struct bw_shadow_opts *o,
 	}
 	sh->window = o->window ? o->window : PF_START;
 	sh->fixed_window = o->window != 0;
+	if (sh->method == BW_SHADOW_COPYONCE) {
+		sh->window = sh->rep_len;
+		sh->fixed_window = true;
+		sh->depth = CH_MAX;
+	}
 	if (sh->rep && sh->window > sh->rep_len)
 		sh->window = sh->rep_len;
 	return 0;

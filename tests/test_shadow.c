@@ -1162,6 +1162,47 @@ static void header_batch(void)
 	bw_unlink("sh_batch");
 }
 
+/* Copy-once copies the next bulk while the reader is still using the last:
+ * before the reader has taken a replica's worth, more than a replica's
+ * worth has been fetched (one waiting for an empty replica fetches exactly
+ * a replica's worth until then). Every byte arrives intact, in order. */
+static void copy_overlaps(void)
+{
+	const uint64_t rep = 64u << 10, total = 4 * rep;
+	struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+	struct bw_shadow_stat st;
+	struct bw_shadow *sh;
+	uint8_t buf[REC];
+	uint64_t got = 0, ahead_at = 0;
+
+	mkring("sh_co", total);
+	CU_ASSERT_EQUAL(bwt_wait(bwt_writer_child("sh_co", total, REC, 15, -1, 0)),
+			0);
+	o.method = BW_SHADOW_COPYONCE;
+	o.replica_bytes = rep;
+	CU_ASSERT_EQUAL_FATAL(sh_open("sh_co", BW_FROM_START, &o, &sh), 0);
+	while (got < total) {
+		ssize_t k = bw_shadow_read(sh, buf, REC);
+
+		if (k <= 0 || bwt_verify(buf, (size_t)k, got, 15) >= 0) {
+			CU_FAIL("a read failed or gave a wrong byte");
+			break;
+		}
+		got += (uint64_t)k;
+		bw_shadow_stat(sh, &st);
+		CU_ASSERT(st.fetched <= got + rep); /* never past the replica */
+		if (!ahead_at && st.fetched > rep)
+			ahead_at = got;
+	}
+	CU_ASSERT_EQUAL(got, total);
+	CU_ASSERT(ahead_at > 0 && ahead_at < rep);
+	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, REC), 0);
+	bw_shadow_stat(sh, &st);
+	CU_ASSERT_EQUAL(st.lost, 0);
+	bw_shadow_close(sh);
+	bw_unlink("sh_co");
+}
+
 /* An event loop on the descriptor of an empty shadow that reads until
  * -EAGAIN at each wake-up is woken about once a millisecond, not at once
  * every time. A lower bound: a slow machine cannot fail it. */
@@ -1299,6 +1340,7 @@ PER_LINK(records_padded)
 PER_LINK(records_copied)
 PER_LINK(short_header)
 PER_LINK(header_batch)
+PER_LINK(copy_overlaps)
 PER_LINK(server_stalled)
 
 static void reg(void)
@@ -1345,6 +1387,7 @@ static void reg(void)
 	ADD(records_copied)
 	ADD(short_header)
 	ADD(header_batch)
+	ADD(copy_overlaps)
 	for (unsigned i = 0; i < nlinks && k < 160; i++) {
 		if (strcmp(links[i], "local") == 0)
 			continue;

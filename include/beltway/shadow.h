@@ -10,9 +10,10 @@
  *   zero-copy  every call reaches the origin: a one-sided read straight into
  *              the caller's buffer over the fabric; a load from the origin's
  *              memory on this host (peek points into the ring itself).
- *   copy-once  a call that finds the local replica empty copies everything
- *              the origin holds past the read position (up to the replica's
- *              size) in bulk, then serves calls locally.
+ *   copy-once  copies everything the origin holds past what the replica
+ *              has (up to the replica's size) in one bulk copy, and serves
+ *              calls locally; the next copy starts as the last lands, so it
+ *              overlaps the reader's use of what came before.
  *   hybrid     the first header_bytes of each record come from the origin in
  *              place; the payload is copied into the replica once, only when
  *              a call asks for it. Skipped payloads are never moved.
