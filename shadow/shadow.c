@@ -538,26 +538,21 @@ static ssize_t hy_get(struct bw_shadow *sh, size_t n, void *dst,
  * fewest operations on a short link). */
 static int pump(struct bw_shadow *sh)
 {
-	uint64_t chunk = sh->window / sh->depth;
+	uint64_t chunk = sh->window / sh->depth, least;
 
 	if (chunk < PF_CHUNK_MIN)
 		chunk = PF_CHUNK_MIN;
-	chunk = min64(chunk, sh->src->max_xfer);
+	chunk = least = min64(chunk, sh->src->max_xfer);
 	if (sh->r_next < sh->pos) /* a skip past it all */
 		rep_reset(sh, sh->pos);
 	if (sh->method == BW_SHADOW_COPYONCE) {
 		/* one bulk copy at a time, in one operation, of all that is
 		 * new and fits: posted as the last one lands, so it overlaps
-		 * the reader's use of what came before; it waits for room
-		 * for a sixteenth of the replica (not a copy per record),
-		 * unless that is more than the origin has */
-		uint64_t room = min64(sh->pos, sh->r_done) + sh->rep_len -
-				sh->r_next;
-
-		if (sh->ch_n || (room < sh->rep_len / CO_MIN_DIV &&
-				 room < sh->w.tail - sh->r_next))
+		 * the reader's use of what came before */
+		if (sh->ch_n)
 			return 0;
 		chunk = sh->src->max_xfer;
+		least = sh->rep_len / CO_MIN_DIV;
 	}
 	while (sh->ch_n < sh->depth) {
 		uint64_t a = sh->r_next, k;
@@ -570,9 +565,10 @@ static int pump(struct bw_shadow *sh)
 		 * a skip) own their slots until they land */
 		k = min64(min64(chunk, sh->w.tail - a),
 			  min64(sh->pos, sh->r_done) + sh->rep_len - a);
-		/* a read cut short by the room left, while others are in
-		 * flight, would spend a slot on little: wait for room */
-		if (k == 0 || (k < chunk && k < sh->w.tail - a && sh->ch_n))
+		/* a read cut short by the room left would spend an operation
+		 * on little (a read per record, where reads complete as they
+		 * are posted): wait for room; wait for the origin never */
+		if (k == 0 || (k < least && k < sh->w.tail - a))
 			break;
 		if ((r = post(sh, rep_at(sh, a), a, k, &c->rq)) < 0)
 			return r;
