@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -236,8 +237,8 @@ pid_t bwt_server_start_turns(const char *prov, uint32_t timeout_ms,
 			     const char *const *names, int *port_out,
 			     void (*turn)(struct bw_server *s))
 {
+	pid_t parent = getpid(), pid;
 	int p[2], port = -1;
-	pid_t pid;
 
 	CU_ASSERT_FATAL(pipe(p) == 0);
 	pid = fork();
@@ -246,6 +247,10 @@ pid_t bwt_server_start_turns(const char *prov, uint32_t timeout_ms,
 		struct bw_fabric_opts o = BW_FABRIC_OPTS_INIT;
 		struct bw_server *s;
 
+		/* a server outlives no test binary (one that failed before it
+		 * stopped its server, or was killed by the watchdog) */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+			_exit(1);
 		close(p[0]);
 		o.provider = prov;
 		o.timeout_ms = timeout_ms;

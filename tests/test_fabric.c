@@ -44,9 +44,21 @@ static struct bw_fabric_opts fopts(void)
 	return o;
 }
 
+/* Stops a server a failed test left running (its fatal assertion left
+ * before it stopped it): the next test must not reach it. */
+static void server_stray(void)
+{
+	if (server_pid > 0) {
+		kill(server_pid, SIGKILL);
+		bwt_wait(server_pid);
+	}
+	server_pid = -1;
+}
+
 /* Starts a server in a child; only `names` exported when given. */
 static void server_start(const char *const *names)
 {
+	server_stray();
 	server_pid = bwt_server_start(prov, TMO, names, &server_port);
 }
 
@@ -828,6 +840,7 @@ static void endpoint_replaced(void)
 
 	mkring("epfail", 64u << 10);
 	signal(SIGUSR1, on_usr1); /* the server child inherits it */
+	server_stray();
 	server_pid = bwt_server_start_turns(prov, TMO, NULL, &server_port,
 					    fail_on_usr1);
 	signal(SIGUSR1, SIG_DFL);

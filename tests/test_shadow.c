@@ -50,6 +50,18 @@ static void server_up(void)
 		server_pid = bwt_server_start(link_name, TMO, NULL, &server_port);
 }
 
+/* Kills a server a failed test left running (its fatal assertion left
+ * before it stopped it): the next test, maybe on another link, must not
+ * reach it. */
+static void server_stray(void)
+{
+	if (server_pid > 0) {
+		kill(server_pid, SIGKILL);
+		bwt_wait(server_pid);
+	}
+	server_pid = -1;
+}
+
 static void server_down(void)
 {
 	if (server_pid > 0) {
@@ -1318,10 +1330,19 @@ static void writer_killed(void)
 static const char *links[4];
 static unsigned nlinks;
 
+/* Runs test fn on link i, with a server of its own when it is remote. */
+static void on_link(unsigned i, void (*fn)(void))
+{
+	server_stray();
+	link_name = links[i];
+	fn();
+	server_down();
+}
+
 #define PER_LINK(fn)                                                         \
-	static void fn##_l0(void) { link_name = links[0]; fn(); server_down(); } \
-	static void fn##_l1(void) { link_name = links[1]; fn(); server_down(); } \
-	static void fn##_l2(void) { link_name = links[2]; fn(); server_down(); } \
+	static void fn##_l0(void) { on_link(0, fn); }                         \
+	static void fn##_l1(void) { on_link(1, fn); }                         \
+	static void fn##_l2(void) { on_link(2, fn); }                         \
 	static void (*const fn##_v[3])(void) = {fn##_l0, fn##_l1, fn##_l2};
 #define LINKED(name, m)                                                      \
 	PER_LINK(full_##name)                                                 \
