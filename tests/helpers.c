@@ -3,10 +3,12 @@
 #include <CUnit/Basic.h>
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -276,6 +278,23 @@ pid_t bwt_server_start_turns(const char *prov, uint32_t timeout_ms,
 	CU_ASSERT_FATAL(port > 0);
 	*port_out = port;
 	return pid;
+}
+
+bool bwt_quiet(int fd, int ep, struct bw_stream *s, const void *buf,
+	       size_t n)
+{
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	struct epoll_event out;
+	uint8_t b[1];
+
+	for (int k = 0; k < 5; k++) {
+		if ((ep >= 0 ? epoll_wait(ep, &out, 1, 0) : poll(&pf, 1, 0)) == 0)
+			return true;
+		if (k < 4 && (buf ? bw_stream_write(s, buf, n)
+				  : bw_stream_read(s, b, 1)) != -EAGAIN)
+			return false;
+	}
+	return false;
 }
 
 pid_t bwt_writer_child(const char *name, uint64_t total, size_t blk,

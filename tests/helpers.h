@@ -45,6 +45,15 @@ pid_t bwt_server_start_turns(const char *prov, uint32_t timeout_ms,
  * byte before each further window. Exits 0 when all was written. */
 pid_t bwt_writer_child(const char *name, uint64_t total, size_t blk,
 		       uint32_t seed, int tokfd, uint64_t window);
+/* Whether descriptor fd (or the epoll set ep holding it, if ep >= 0) of s
+ * is quiet after a call on s found nothing (-EAGAIN). Its liveness timer
+ * ticks every wait slice (200 ms), a spurious wakeup by design, and may
+ * tick at any moment: while the descriptor is readable, the call is made
+ * again (it must find nothing: a read of 1, or a write of n from buf) and
+ * uses the tick up, up to 4 times. One that stays readable through that
+ * is readable for another reason. */
+bool bwt_quiet(int fd, int ep, struct bw_stream *s, const void *buf,
+	       size_t n);
 /* Records that part of a test could not run here (a missing resource), and
  * why. A binary with a skip and no failure exits 77: a visible skip, never a
  * pass. */

@@ -271,28 +271,6 @@ static void test_large_write_thread(void)
 	bw_unlink("big");
 }
 
-/* Whether the descriptor (or the epoll set ep holding it, if ep >= 0) is
- * quiet after a call on s found nothing. Its liveness timer may have
- * ticked since (every 200 ms: a spurious wakeup by design); then one more
- * call finds nothing (a read of 1, or a write of n from buf) and uses the
- * tick up. */
-static bool quiet(int fd, int ep, struct bw_stream *s, const void *buf,
-		  size_t n)
-{
-	struct pollfd pf = {.fd = fd, .events = POLLIN};
-	struct epoll_event out;
-	uint8_t b[1];
-
-	for (int k = 0; k < 2; k++) {
-		if ((ep >= 0 ? epoll_wait(ep, &out, 1, 0) : poll(&pf, 1, 0)) == 0)
-			return true;
-		if (k == 0 && (buf ? bw_stream_write(s, buf, n)
-				   : bw_stream_read(s, b, 1)) != -EAGAIN)
-			return false;
-	}
-	return false;
-}
-
 /* The descriptor works in epoll, for readers and for writers. */
 static void test_fd_epoll(void)
 {
@@ -304,12 +282,12 @@ static void test_fd_epoll(void)
 	CU_ASSERT_FATAL(rfd >= 0);
 	CU_ASSERT_EQUAL(bw_stream_fd(r), rfd);
 	CU_ASSERT_EQUAL(epoll_ctl(ep, EPOLL_CTL_ADD, rfd, &ev), 0);
-	CU_ASSERT(quiet(rfd, ep, r, NULL, 0));
+	CU_ASSERT(bwt_quiet(rfd, ep, r, NULL, 0));
 	CU_ASSERT_EQUAL(bw_stream_write(w, "hello", 5), 5);
 	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 1000), 1);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), -EAGAIN);
-	CU_ASSERT(quiet(rfd, ep, r, NULL, 0));
+	CU_ASSERT(bwt_quiet(rfd, ep, r, NULL, 0));
 	CU_ASSERT_EQUAL(bw_stream_write(w, "again", 5), 5);
 	CU_ASSERT_EQUAL(epoll_wait(ep, &out, 1, 1000), 1);
 
@@ -320,7 +298,7 @@ static void test_fd_epoll(void)
 	wfd = bw_stream_fd(w);
 	CU_ASSERT_FATAL(wfd >= 0);
 	struct pollfd pf = {.fd = wfd, .events = POLLIN};
-	CU_ASSERT(quiet(wfd, -1, w, buf, 512));
+	CU_ASSERT(bwt_quiet(wfd, -1, w, buf, 512));
 	/* 5 bytes of "again" and seven 512-byte writes fill all but 507 */
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 5 + 7 * 512);
 	CU_ASSERT_EQUAL(poll(&pf, 1, 1000), 1);
@@ -341,7 +319,7 @@ static void test_fd_hangup(void)
 	pf.fd = bw_stream_fd(r);
 	CU_ASSERT_FATAL(pf.fd >= 0);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), -EAGAIN);
-	CU_ASSERT(quiet(pf.fd, -1, r, NULL, 0));
+	CU_ASSERT(bwt_quiet(pf.fd, -1, r, NULL, 0));
 	bw_stream_close(w);
 	CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
 	CU_ASSERT_EQUAL(bw_stream_read(r, buf, sizeof(buf)), 0);
@@ -355,7 +333,7 @@ static void test_fd_hangup(void)
 		;
 	pf.fd = bw_stream_fd(w);
 	CU_ASSERT_FATAL(pf.fd >= 0);
-	CU_ASSERT(quiet(pf.fd, -1, w, buf, sizeof(buf)));
+	CU_ASSERT(bwt_quiet(pf.fd, -1, w, buf, sizeof(buf)));
 	bw_stream_close(r);
 	CU_ASSERT_EQUAL(poll(&pf, 1, 5000), 1);
 	CU_ASSERT_EQUAL(bw_stream_write(w, buf, sizeof(buf)), -EPIPE);
