@@ -330,8 +330,6 @@ static ssize_t dyn_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 	if (r < 0)
 		return r;
 	*ptr = b->data + (head - b->start);
-	if (k == 0)
-		return 0;
 	r = bwi_poke_reserve(s, &p, (size_t)k, acq);
 	if (r <= 0)
 		return r;

@@ -487,7 +487,7 @@ ssize_t bwi_i_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 	if (r < 0)
 		return r;
 	k = bw_stream_poke_acquire(w, ptr, n);
-	if (k <= 0)
+	if (k < 0 || (k == 0 && !acq))
 		return k;
 	s->ipoke = true;
 	s->ipoke_acq = acq;

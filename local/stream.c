@@ -1682,7 +1682,13 @@ ssize_t bwi_poke_reserve(struct bw_stream *s, void **ptr, size_t n, bool acq)
 	int r;
 
 	if (n == 0) {
-		*ptr = s->data + (bw_load_relaxed(&H(s)->prod.head) & s->mask);
+		hd = bw_load_relaxed(&H(s)->prod.head);
+		*ptr = s->data + (hd & s->mask);
+		if (acq) { /* reserves nothing, and poke_complete(0) ends it */
+			s->acq = true;
+			s->acq_start = hd;
+			s->acq_len = 0;
+		}
 		return 0;
 	}
 	r = wr_reserve(s, n, &hd);
@@ -2371,9 +2377,10 @@ static void detach(struct bw_stream *s)
 		 * keep a record open for append as long as it likes */
 		if (s->post_last && !tail_held_by_live(s))
 			wr_wait_tail(s, s->post_last);
-		if (s->acq && (bwi_head_rollback(s->m, s->acq_start + s->acq_len,
-						 s->acq_start) ||
-			       !acq_abandon(s)))
+		if (s->acq && s->acq_len &&
+		    (bwi_head_rollback(s->m, s->acq_start + s->acq_len,
+				       s->acq_start) ||
+		     !acq_abandon(s)))
 			wr_unmark(s->wsl); /* nothing of ours is there now */
 		bwi_writer_lock(s->m);
 		bwi_slot_release(s->m, BWI_WRITER, s->wslot, s->wgen);

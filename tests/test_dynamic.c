@@ -141,6 +141,11 @@ static void test_peek(void)
 				RING / 4 - 100);
 		bwt_fill(q, 50, RING / 2 + 100, 6);
 		CU_ASSERT_EQUAL(bw_stream_poke_complete(w, 50), 0);
+		/* an acquire of nothing: ended by complete(0) */
+		CU_ASSERT_EQUAL(bw_stream_poke_acquire(w, &q, 0), 0);
+		CU_ASSERT_EQUAL(bw_stream_write(w, buf, 1), -EBUSY);
+		CU_ASSERT_EQUAL(bw_stream_poke_complete(w, 0), 0);
+		CU_ASSERT_EQUAL(bw_stream_poke_complete(w, 0), -EINVAL);
 		CU_ASSERT_EQUAL(bw_stream_poke(w, &q, RING + 1), -EMSGSIZE);
 		CU_ASSERT_EQUAL(bw_stream_read(r, buf, RING), 150);
 		CU_ASSERT_EQUAL(bwt_verify(buf, 150, RING / 2, 6), -1);

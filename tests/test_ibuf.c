@@ -235,6 +235,12 @@ static void test_stream_calls(void)
 	bwt_fill(q, 100, 1200, 42);
 	CU_ASSERT_EQUAL(bw_stream_poke_complete(iw, 100), 0);
 	CU_ASSERT_EQUAL(bw_stream_lseek(iw, 0, SEEK_CUR), 48); /* 3 indices */
+	/* an acquire of nothing is ended by complete(0), and adds no index */
+	CU_ASSERT_EQUAL(bw_stream_poke_acquire(iw, &q, 0), 0);
+	CU_ASSERT_EQUAL(bw_stream_poke(iw, &q, 10), -EBUSY);
+	CU_ASSERT_EQUAL(bw_stream_poke_complete(iw, 0), 0);
+	CU_ASSERT_EQUAL(bw_stream_poke_complete(iw, 0), -EINVAL);
+	CU_ASSERT_EQUAL(bw_stream_lseek(iw, 0, SEEK_CUR), 48);
 
 	st = bw_stream_check(ir, -1, BW_CHECK_READ);
 	CU_ASSERT_EQUAL(st, 0);

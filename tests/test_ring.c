@@ -105,6 +105,13 @@ static void test_poke_peek_acquire(void)
 	CU_ASSERT_EQUAL(bw_stream_poke_complete(w, 50), 0);
 	CU_ASSERT_EQUAL(bw_stream_lseek(w, 0, SEEK_CUR), 150);
 	CU_ASSERT_EQUAL(bw_stream_poke_complete(w, 0), -EINVAL);
+	/* one of nothing is a reservation too, ended by complete(0) */
+	CU_ASSERT_EQUAL(bw_stream_poke_acquire(w, &wp, 0), 0);
+	CU_ASSERT_EQUAL(bw_stream_write(w, "x", 1), -EBUSY);
+	CU_ASSERT_EQUAL(bw_stream_poke_complete(w, 1), -EINVAL);
+	CU_ASSERT_EQUAL(bw_stream_poke_complete(w, 0), 0);
+	CU_ASSERT_EQUAL(bw_stream_poke_complete(w, 0), -EINVAL);
+	CU_ASSERT_EQUAL(bw_stream_lseek(w, 0, SEEK_CUR), 150);
 
 	st = bw_stream_check(r, -1, BW_CHECK_READ);
 	CU_ASSERT_EQUAL(st, 60);

@@ -340,7 +340,9 @@ BW_API ssize_t bw_stream_write(struct bw_stream *s, const void *buf, size_t n);
 BW_API ssize_t bw_stream_poke(struct bw_stream *s, void **ptr, size_t n);
 
 /* Reserves n bytes like poke but publishes nothing until
- * bw_stream_poke_complete(). One reservation at a time (-EBUSY). */
+ * bw_stream_poke_complete(). One reservation at a time (-EBUSY); one of 0
+ * bytes (on a byte ring) reserves nothing but is one all the same, ended
+ * by poke_complete(0). */
 BW_API ssize_t bw_stream_poke_acquire(struct bw_stream *s, void **ptr,
 				      size_t n);
 
