@@ -486,7 +486,10 @@ ssize_t bwi_i_poke(struct bw_stream *s, void **ptr, size_t n, bool acq)
 	r = wt_writer(s, &w);
 	if (r < 0)
 		return r;
-	k = bw_stream_poke_acquire(w, ptr, n);
+	/* a poke of nothing reserves nothing; an acquire of nothing is one
+	 * all the same (poke_complete(0) ends it) */
+	k = n || acq ? bw_stream_poke_acquire(w, ptr, n)
+		     : bw_stream_poke(w, ptr, 0);
 	if (k < 0 || (k == 0 && !acq))
 		return k;
 	s->ipoke = true;

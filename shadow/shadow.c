@@ -542,17 +542,19 @@ static int pump(struct bw_shadow *sh)
 
 	if (chunk < PF_CHUNK_MIN)
 		chunk = PF_CHUNK_MIN;
-	chunk = least = min64(chunk, sh->src->max_xfer);
+	chunk = min64(chunk, sh->src->max_xfer);
+	least = min64(chunk, sh->rep_len); /* an empty replica takes one */
 	if (sh->r_next < sh->pos) /* a skip past it all */
 		rep_reset(sh, sh->pos);
 	if (sh->method == BW_SHADOW_COPYONCE) {
-		/* one bulk copy at a time, in one operation, of all that is
-		 * new and fits: posted as the last one lands, so it overlaps
-		 * the reader's use of what came before */
+		/* one bulk copy at a time (one operation, or pieces of the
+		 * largest the link takes) of all that is new and fits: posted
+		 * as the last one lands, so it overlaps the reader's use of
+		 * what came before */
 		if (sh->ch_n)
 			return 0;
 		chunk = sh->src->max_xfer;
-		least = sh->rep_len / CO_MIN_DIV;
+		least = min64(sh->rep_len / CO_MIN_DIV, chunk);
 	}
 	while (sh->ch_n < sh->depth) {
 		uint64_t a = sh->r_next, k;

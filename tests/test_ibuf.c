@@ -241,6 +241,11 @@ static void test_stream_calls(void)
 	CU_ASSERT_EQUAL(bw_stream_poke_complete(iw, 0), 0);
 	CU_ASSERT_EQUAL(bw_stream_poke_complete(iw, 0), -EINVAL);
 	CU_ASSERT_EQUAL(bw_stream_lseek(iw, 0, SEEK_CUR), 48);
+	/* a poke of nothing holds nothing */
+	CU_ASSERT_EQUAL(bw_stream_poke(iw, &q, 0), 0);
+	CU_ASSERT_EQUAL(bw_stream_poke_acquire(iw, &q, 0), 0);
+	CU_ASSERT_EQUAL(bw_stream_poke_complete(iw, 0), 0);
+	CU_ASSERT_EQUAL(bw_stream_lseek(iw, 0, SEEK_CUR), 48);
 
 	st = bw_stream_check(ir, -1, BW_CHECK_READ);
 	CU_ASSERT_EQUAL(st, 0);

@@ -1215,6 +1215,42 @@ static void copy_overlaps(void)
 	bw_unlink("sh_co");
 }
 
+/* Prefetch and copy-once with a replica smaller than their usual least
+ * read (64 KiB; a sixteenth of the replica) and an origin holding more:
+ * an empty replica still takes a read, and every byte arrives, in order
+ * (a hang here is caught by the watchdog). */
+static void small_replica(void)
+{
+	const uint64_t total = 64u << 10;
+	static const unsigned m[] = {BW_SHADOW_PREFETCH, BW_SHADOW_COPYONCE};
+
+	mkring("sh_small", total);
+	CU_ASSERT_EQUAL(bwt_wait(bwt_writer_child("sh_small", total, REC, 16,
+						  -1, 0)),
+			0);
+	for (unsigned i = 0; i < 2; i++) {
+		struct bw_shadow_opts o = BW_SHADOW_OPTS_INIT;
+		struct bw_shadow *sh;
+		uint8_t buf[1000];
+		uint64_t got = 0;
+		ssize_t k;
+
+		o.method = m[i];
+		o.replica_bytes = 4096;
+		CU_ASSERT_EQUAL_FATAL(sh_open("sh_small", BW_FROM_START, &o, &sh),
+				      0);
+		while ((k = bw_shadow_read(sh, buf, sizeof(buf))) > 0) {
+			if (bwt_verify(buf, (size_t)k, got, 16) >= 0)
+				break;
+			got += (uint64_t)k;
+		}
+		CU_ASSERT_EQUAL(k, 0);
+		CU_ASSERT_EQUAL(got, total);
+		bw_shadow_close(sh);
+	}
+	bw_unlink("sh_small");
+}
+
 /* An event loop on the descriptor of an empty shadow that reads until
  * -EAGAIN at each wake-up is woken about once a millisecond, not at once
  * every time. A lower bound: a slow machine cannot fail it. */
@@ -1362,6 +1398,7 @@ PER_LINK(records_copied)
 PER_LINK(short_header)
 PER_LINK(header_batch)
 PER_LINK(copy_overlaps)
+PER_LINK(small_replica)
 PER_LINK(server_stalled)
 
 static void reg(void)
@@ -1409,6 +1446,7 @@ static void reg(void)
 	ADD(short_header)
 	ADD(header_batch)
 	ADD(copy_overlaps)
+	ADD(small_replica)
 	for (unsigned i = 0; i < nlinks && k < 160; i++) {
 		if (strcmp(links[i], "local") == 0)
 			continue;
