@@ -30,6 +30,8 @@
 #include "bench.h"
 
 #define START (16u << 20)
+#define START_SHIFT 24
+_Static_assert(START == 1u << START_SHIFT, "START is 2^START_SHIFT");
 #define MAXLOOPS 1024
 #define REF_MIN_SHIFT 16 /* the ceiling: static rings of 64 KiB */
 #define REF_MAX_SHIFT 26 /* to 64 MiB */
@@ -180,6 +182,19 @@ static double settled(const double *v, int loops)
 	return bench_median(s, loops - from);
 }
 
+/* One run's settled rate: the bytes over the time of its last quarter of
+ * loops. */
+static double run_rate(const struct loop *lp, int loops)
+{
+	double b = 0, t = 0;
+
+	for (int l = loops - loops / 4; l < loops; l++) {
+		b += (double)lp[l].bytes;
+		t += lp[l].secs;
+	}
+	return t > 0 ? b / t / 1e9 : 0;
+}
+
 /* Loops of a static ring of 2^k bytes for the ceiling: a quarter of the
  * static case's bytes, 4 loops at least and MAXLOOPS at most. */
 static int ref_loops(unsigned k, int loops)
@@ -194,7 +209,8 @@ int bench_scaling_main(int argc, char **argv)
 	struct bench_opts o = {.runs = 5, .nsizes = 1, .sizes = {16384}};
 	static struct loop lp[NCASES][64][MAXLOOPS], lr[NREF][64][MAXLOOPS];
 	static double g[NCASES][MAXLOOPS], ring[NCASES][MAXLOOPS];
-	double gref[NREF], base, best = 0;
+	double pr[NCASES + 1][64];
+	double gref[NREF], base, best = 0, ctl;
 	int loops = 256, ncpu = bench_ncpus(), pin = ncpu >= 2, kbest = 0;
 	unsigned long ul;
 	const char *v;
@@ -283,15 +299,52 @@ int bench_scaling_main(int argc, char **argv)
 	fprintf(sum, "\n%ssettled (median of the last quarter of the "
 		     "loops):\n",
 		o.json ? "# " : "\n");
+	/* paired: the median over runs of each run's ratio to its own
+	 * static case, which ran a second before (the host's slow and fast
+	 * spells last longer than that) */
+	for (int i = 0; i < o.runs; i++) {
+		double st = run_rate(lp[C_STATIC][i], loops);
+
+		for (int c = 0; c < NCASES; c++)
+			pr[c][i] = run_rate(lp[c][i], loops) / st;
+		pr[NCASES][i] = 0;
+		for (unsigned k = REF_MIN_SHIFT; k <= REF_MAX_SHIFT; k++) {
+			double x = run_rate(lr[k - REF_MIN_SHIFT][i],
+					    ref_loops(k, loops)) / st;
+
+			if (x > pr[NCASES][i])
+				pr[NCASES][i] = x;
+		}
+	}
 	base = settled(g[C_STATIC], loops);
 	for (int c = 0; c < NCASES; c++)
-		fprintf(sum, "%s  %-8s %6.2f GB/s at %6s  %.2fx static\n",
+		fprintf(sum, "%s  %-8s %6.2f GB/s at %6s  %.2fx static, "
+			     "%.2fx paired\n",
 			o.json ? "#" : "", names[c], settled(g[c], loops),
 			bench_size_name((size_t)settled(ring[c], loops)),
-			settled(g[c], loops) / base);
-	fprintf(sum, "%s  ceiling  %6.2f GB/s at %6s  %.2fx static: the most "
-		     "any choice of size can reach here\n",
+			settled(g[c], loops) / base,
+			bench_median(pr[c], o.runs));
+	fprintf(sum, "%s  ceiling  %6.2f GB/s at %6s  %.2fx static, %.2fx "
+		     "paired: the most any choice of size can reach here\n",
 		o.json ? "#" : "", best, bench_size_name((size_t)1 << kbest),
-		best / base);
+		best / base, bench_median(pr[NCASES], o.runs));
+	fprintf(sum, "%s  (paired: the median over runs of each run's ratio "
+		     "to its own static case)\n",
+		o.json ? "#" : "");
+	/* the control: the ceiling's own 16 MiB ring is the static case
+	 * again; apart from 1, the host's spells, not the ring size, moved
+	 * the figures */
+	for (int i = 0; i < o.runs; i++)
+		pr[0][i] = run_rate(lr[START_SHIFT - REF_MIN_SHIFT][i],
+				    ref_loops(START_SHIFT, loops)) /
+			   run_rate(lp[C_STATIC][i], loops);
+	ctl = bench_median(pr[0], o.runs);
+	fprintf(sum, "%s  control: the same static 16 MiB ring measured "
+		     "%.2fx the static case, paired%s\n",
+		o.json ? "#" : "", ctl,
+		ctl < 0.8 || ctl > 1.25 ? ": the host's speed changed during "
+					  "the run, the ratios above are not "
+					  "reliable"
+					: "");
 	return 0;
 }
