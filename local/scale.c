@@ -65,7 +65,13 @@
  * pressure says which neighbour to try: past the high watermark the double
  * size, under the low one the half, if not measured lately. Once settled
  * (6 samples) it tries a neighbour not measured lately, so each neighbour
- * is measured again as the stream and the machine change.
+ * is measured again as the stream and the machine change. A size that
+ * loses to a neighbour (the writer moves away from it because the
+ * neighbour measured faster) keeps its rate twice as long each time in a
+ * row, up to 32 times (lost): a try costs two resizes and a loop at the
+ * slower size, and on a writer that outruns its reader, where pressure
+ * always asks for the double size, trying it every 200 ms cost more than
+ * half the throughput.
  * Deck-cut resizes cost less, so its watermarks lie closer (the thesis's
  * rule). The optimum is what this machine measures, not a cache size: on
  * a stream whose writer outruns its reader the ring is always full, and
@@ -91,6 +97,7 @@
 #define SAMPLE_BYTES (UINT64_C(1) << 20) /* a rate sample: at least this */
 #define REPROBE_NS (UINT64_C(200) * 1000000) /* rates older, and */
 #define REPROBE_SAMPLES 64u			/* older: measured again */
+#define LOST_MAX 5 /* a losing size: measured again 32 times as late at most */
 
 struct bwi_scaler {
 	struct bw_stream *r, *w; /* handles on the regions we are in */
@@ -107,6 +114,9 @@ struct bwi_scaler {
 	double rate[64];	/* bytes/ns by shift, 0: never measured */
 	uint64_t rate_ns[64];	/* when */
 	uint64_t rate_smp[64];	/* and after how many samples */
+	uint8_t lost[64];	/* times in a row the size lost to a
+				 * neighbour: its rate is kept for
+				 * 2^lost times as long */
 	uint64_t samples;	/* taken, at every size */
 	double recent[3];	/* the last loops' rates at this size */
 	unsigned nrecent;
@@ -645,11 +655,14 @@ static void sample(struct bw_stream *s, uint64_t hd)
 
 /* The rate measured at size 2^k, or 0 once it is REPROBE_NS and
  * REPROBE_SAMPLES old (time alone would expire it before a slow stream
- * measured the next size). */
+ * measured the next size), each times 2^lost[k]: a size that keeps losing
+ * is tried again ever more rarely (a try costs two resizes, and a loop at
+ * the slower size). */
 static double known(const struct bwi_scaler *sc, unsigned k, uint64_t now)
 {
-	bool old = now - sc->rate_ns[k] >= REPROBE_NS &&
-		   sc->samples - sc->rate_smp[k] >= REPROBE_SAMPLES;
+	bool old = now - sc->rate_ns[k] >= REPROBE_NS << sc->lost[k] &&
+		   sc->samples - sc->rate_smp[k] >= REPROBE_SAMPLES
+							<< sc->lost[k];
 
 	return old ? 0 : sc->rate[k];
 }
@@ -677,8 +690,12 @@ static unsigned decide(struct bw_stream *s, unsigned shift, uint64_t now)
 	}
 	if (r_down > best)
 		to = shift - 1;
-	if (to != shift)
+	if (to != shift) {
+		if (sc->lost[shift] < LOST_MAX)
+			sc->lost[shift]++;
+		sc->lost[to] = 0;
 		return to;
+	}
 	/* else the watermarks say which neighbour to try first */
 	if (p > hi && up && !r_up)
 		return shift + 1;
