@@ -60,8 +60,11 @@
  * (it warms the caches). A rate sample spans whole loops, SAMPLE_BYTES at
  * least (a small ring's loop is too short to time alone); a size's rate is
  * the median of its last three samples.
- * Measurement decides first: the writer moves to a neighbouring size
- * measured 5% faster lately (REPROBE_NS and REPROBE_SAMPLES). Else
+ * Measurement decides first: the writer moves to the double size if it
+ * measured 5% faster lately (REPROBE_NS and REPROBE_SAMPLES), to the half
+ * unless this size measured 5% faster than it: a larger ring has to earn
+ * its memory, and on a flat landscape measured with noise pressure alone
+ * would walk the ring up. Else
  * pressure says which neighbour to try: past the high watermark the double
  * size, under the low one the half, if not measured lately. Once settled
  * (6 samples) it tries a neighbour not measured lately, so each neighbour
@@ -682,13 +685,16 @@ static unsigned decide(struct bw_stream *s, unsigned shift, uint64_t now)
 
 	if (!sc->rate[shift] || sc->nrecent < 3)
 		return shift; /* not measured here yet */
-	/* a neighbour measured faster, by 5% at least */
+	/* a neighbour measured faster: the double size by 5% at least, the
+	 * half if this size is not 5% faster than it (a larger ring has to
+	 * earn its memory; and on a flat landscape measured with noise,
+	 * pressure alone would walk the ring up) */
 	best = sc->rate[shift] * 1.05;
 	if (r_up > best) {
 		best = r_up;
 		to = shift + 1;
 	}
-	if (r_down > best)
+	if (r_down * 1.05 > best)
 		to = shift - 1;
 	if (to != shift) {
 		if (sc->lost[shift] < LOST_MAX)
