@@ -209,7 +209,7 @@ int bench_scaling_main(int argc, char **argv)
 	struct bench_opts o = {.runs = 5, .nsizes = 1, .sizes = {16384}};
 	static struct loop lp[NCASES][64][MAXLOOPS], lr[NREF][64][MAXLOOPS];
 	static double g[NCASES][MAXLOOPS], ring[NCASES][MAXLOOPS];
-	double pr[NCASES + 1][64];
+	double pr[NCASES + 1][64], cv[64];
 	double gref[NREF], base, best = 0, ctl;
 	int loops = 256, ncpu = bench_ncpus(), pin = ncpu >= 2, kbest = 0;
 	unsigned long ul;
@@ -335,10 +335,10 @@ int bench_scaling_main(int argc, char **argv)
 	 * again; apart from 1, the host's spells, not the ring size, moved
 	 * the figures */
 	for (int i = 0; i < o.runs; i++)
-		pr[0][i] = run_rate(lr[START_SHIFT - REF_MIN_SHIFT][i],
-				    ref_loops(START_SHIFT, loops)) /
-			   run_rate(lp[C_STATIC][i], loops);
-	ctl = bench_median(pr[0], o.runs);
+		cv[i] = run_rate(lr[START_SHIFT - REF_MIN_SHIFT][i],
+				 ref_loops(START_SHIFT, loops)) /
+			run_rate(lp[C_STATIC][i], loops);
+	ctl = bench_median(cv, o.runs);
 	fprintf(sum, "%s  control: the same static 16 MiB ring measured "
 		     "%.2fx the static case, paired%s\n",
 		o.json ? "#" : "", ctl,
