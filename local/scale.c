@@ -919,6 +919,11 @@ static int wait_older(struct bw_stream *s, uint64_t need)
 		r = bwi_wr_room(sc->w, sc->w->m->g.capacity);
 	if (r < 0 || collect(s))
 		return r;
+	/* the descriptor rings once every reader has taken all of this
+	 * region (those in the older one follow first), when a call finds
+	 * none left there; a stale ring (from when the region was new) is
+	 * drained, or an event loop would spin until then */
+	bwi_bell_arm(sc->w, sc->w->m->g.capacity);
 	return bwi_err(EAGAIN, "self-scaling ring '%s': a call of %llu bytes "
 			       "needs a larger region than this one of %llu, "
 			       "and a reader is still in region %llu",

@@ -939,6 +939,63 @@ static void test_call_fits(void)
 	bw_unlink("sp");
 }
 
+/* A non-blocking writer whose call needs a larger region while a reader
+ * is still in the older one gets -EAGAIN, and its descriptor is quiet
+ * until the reader has followed and taken this region (no event loop
+ * spins on it); then it rings, and the call goes in whole. */
+static void test_grow_waits_quietly(void)
+{
+	struct bw_stream *r, *w;
+	static uint8_t buf[48 << 10], out[64 << 10];
+	uint64_t wpos = 0, rpos = 0, c0;
+	size_t big = 48 << 10;
+	int fdw;
+	ssize_t x;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sq", BW_SCALE_REALLOC, 64 << 10, 4 << 10,
+				 64 << 10),
+			      0);
+	nb_pair("sq", &r, &w);
+	fdw = bw_stream_fd(w);
+	CU_ASSERT_FATAL(fdw >= 0);
+	/* small writes, each read at once, until one shrinks the ring; the
+	 * reader, at the write position, is then still in the older region */
+	c0 = cap(w);
+	for (int i = 0; i < 20000 && cap(w) == c0; i++) {
+		while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
+			CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 12),
+					      -1);
+			rpos += (uint64_t)x;
+		}
+		bwt_fill(buf, 256, wpos, 12);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 256), 256);
+		wpos += 256;
+	}
+	CU_ASSERT_FATAL(cap(w) < big);
+	bwt_fill(buf, big, wpos, 12);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, big), -EAGAIN);
+	CU_ASSERT_FATAL(bwt_quiet(fdw, -1, w, buf, big));
+	/* the reader follows and takes everything: the writer's descriptor
+	 * rings, and the call grows the ring */
+	while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
+		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 12), -1);
+		rpos += (uint64_t)x;
+	}
+	CU_ASSERT_EQUAL(rpos, wpos);
+	CU_ASSERT_EQUAL(readable(fdw, 0), 1); /* rung by the reads */
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, big), (ssize_t)big);
+	CU_ASSERT(cap(w) >= big);
+	wpos += big;
+	while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
+		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 12), -1);
+		rpos += (uint64_t)x;
+	}
+	CU_ASSERT_EQUAL(rpos, wpos);
+	bw_stream_close(r);
+	bw_stream_close(w);
+	bw_unlink("sq");
+}
+
 /* One stream of test_made_anew: its ring, positions and resizes seen. */
 struct anew {
 	struct bw_stream *r, *w;
@@ -1216,6 +1273,8 @@ static void reg(void)
 	bwt_add("an outstanding poke_acquire", test_acquire_holds);
 	bwt_add("a poke or write of up to the largest size fits",
 		test_call_fits);
+	bwt_add("a call that needs a larger region waits quietly",
+		test_grow_waits_quietly);
 	bwt_add("a ring removed and made anew under its name", test_made_anew);
 	bwt_add("a ring removed while attached leaves nothing behind",
 		test_removed_attached);
