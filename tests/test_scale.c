@@ -939,22 +939,34 @@ static void test_call_fits(void)
 	bw_unlink("sp");
 }
 
-/* A non-blocking writer whose call needs a larger region while a reader
- * is still in the older one gets -EAGAIN, and its descriptor is quiet
- * until the reader has followed and taken this region (no event loop
- * spins on it); then it rings, and the call goes in whole. */
-static void test_grow_waits_quietly(void)
+/* Reads everything r has, checking it against stream 12. */
+static void take_all(struct bw_stream *r, uint64_t *rpos)
+{
+	static uint8_t out[64 << 10];
+	ssize_t x;
+
+	while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
+		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, *rpos, 12), -1);
+		*rpos += (uint64_t)x;
+	}
+}
+
+/* A non-blocking writer whose call needs a larger region than its own, and
+ * so waits for its readers, gets -EAGAIN, and its descriptor is quiet until
+ * they have taken all of its region (no event loop spins on it); then it
+ * rings, and the call grows the ring and goes in whole. Realloc: a reader
+ * is still in the older region (the scale layer's wait). Deck-cut: a reader
+ * is behind the write position, whose pages the larger region reuses (the
+ * region's own wait for room). */
+static void grow_waits_quietly(uint32_t scale)
 {
 	struct bw_stream *r, *w;
-	static uint8_t buf[48 << 10], out[64 << 10];
+	static uint8_t buf[48 << 10];
 	uint64_t wpos = 0, rpos = 0, c0;
 	size_t big = 48 << 10;
 	int fdw;
-	ssize_t x;
 
-	CU_ASSERT_EQUAL_FATAL(mk("sq", BW_SCALE_REALLOC, 64 << 10, 4 << 10,
-				 64 << 10),
-			      0);
+	CU_ASSERT_EQUAL_FATAL(mk("sq", scale, 64 << 10, 4 << 10, 64 << 10), 0);
 	nb_pair("sq", &r, &w);
 	fdw = bw_stream_fd(w);
 	CU_ASSERT_FATAL(fdw >= 0);
@@ -962,38 +974,39 @@ static void test_grow_waits_quietly(void)
 	 * reader, at the write position, is then still in the older region */
 	c0 = cap(w);
 	for (int i = 0; i < 20000 && cap(w) == c0; i++) {
-		while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
-			CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 12),
-					      -1);
-			rpos += (uint64_t)x;
-		}
+		take_all(r, &rpos);
 		bwt_fill(buf, 256, wpos, 12);
 		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 256), 256);
 		wpos += 256;
 	}
 	CU_ASSERT_FATAL(cap(w) < big);
+	if (scale == BW_SCALE_DECKCUT) {
+		/* the reader follows; then it is 256 bytes behind */
+		take_all(r, &rpos);
+		bwt_fill(buf, 256, wpos, 12);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, 256), 256);
+		wpos += 256;
+	}
 	bwt_fill(buf, big, wpos, 12);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_write(w, buf, big), -EAGAIN);
 	CU_ASSERT_FATAL(bwt_quiet(fdw, -1, w, buf, big));
-	/* the reader follows and takes everything: the writer's descriptor
-	 * rings, and the call grows the ring */
-	while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
-		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 12), -1);
-		rpos += (uint64_t)x;
-	}
+	take_all(r, &rpos);
 	CU_ASSERT_EQUAL(rpos, wpos);
 	CU_ASSERT_EQUAL(readable(fdw, 0), 1); /* rung by the reads */
 	CU_ASSERT_EQUAL(bw_stream_write(w, buf, big), (ssize_t)big);
 	CU_ASSERT(cap(w) >= big);
 	wpos += big;
-	while ((x = bw_stream_read(r, out, sizeof(out))) > 0) {
-		CU_ASSERT_EQUAL_FATAL(bwt_verify(out, (size_t)x, rpos, 12), -1);
-		rpos += (uint64_t)x;
-	}
+	take_all(r, &rpos);
 	CU_ASSERT_EQUAL(rpos, wpos);
 	bw_stream_close(r);
 	bw_stream_close(w);
 	bw_unlink("sq");
+}
+
+static void test_grow_waits_quietly(void)
+{
+	grow_waits_quietly(BW_SCALE_REALLOC);
+	grow_waits_quietly(BW_SCALE_DECKCUT);
 }
 
 /* One stream of test_made_anew: its ring, positions and resizes seen. */
