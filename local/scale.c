@@ -62,9 +62,9 @@
  * the median of its last three samples.
  * Measurement decides first: the writer moves to the double size if it
  * measured 5% faster lately (REPROBE_NS and REPROBE_SAMPLES), to the half
- * unless this size measured 5% faster than it: a larger ring has to earn
- * its memory, and on a flat landscape measured with noise pressure alone
- * would walk the ring up. Else
+ * if it measured faster at all: a larger ring has to earn its memory, and
+ * on a flat landscape measured with noise pressure alone would walk the
+ * ring up. Else
  * pressure says which neighbour to try: past the high watermark the double
  * size, under the low one the half, if not measured lately. Once settled
  * (6 samples) it tries a neighbour not measured lately, so each neighbour
@@ -686,9 +686,9 @@ static unsigned decide(struct bw_stream *s, unsigned shift, uint64_t now)
 	if (!sc->rate[shift] || sc->nrecent < 3)
 		return shift; /* not measured here yet */
 	/* a neighbour measured faster: the double size by 5% at least, the
-	 * half if this size is not 5% faster than it (a larger ring has to
-	 * earn its memory; and on a flat landscape measured with noise,
-	 * pressure alone would walk the ring up) */
+	 * half at all (a larger ring has to earn its memory; and on a flat
+	 * landscape measured with noise, pressure alone would walk the ring
+	 * up) */
 	best = sc->rate[shift] * 1.05;
 	if (r_up > best) {
 		best = r_up;
