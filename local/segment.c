@@ -63,6 +63,7 @@ static int dir_open(bool create)
 }
 
 static int unlink_one(const char *name, struct bwi_geom *g);
+static void orphans_sweep(void);
 static void unlink_parts(uint64_t ring_id);
 static int scale_create(const char *name, const struct bwi_map *root);
 
@@ -1121,6 +1122,7 @@ BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)
 	r = bwi_name_check(name);
 	if (r < 0)
 		return r;
+	orphans_sweep();
 	r = bwi_ring_create(name, opts, &m);
 	if (r < 0)
 		return r;
@@ -1294,6 +1296,105 @@ void bwi_parts_sweep(uint64_t ring_id, uint64_t last)
 		bwi_part_unlink(ring_id, UINT64_MAX);
 }
 
+#define ORPHANS_MAX 64 /* rings looked at per sweep; the rest, later */
+
+/* Whether every region of the self-scaling ring ring_id is unused: no
+ * process (alive) is in any of them. A live handle always holds a slot in
+ * some region: a writer keeps the old one until it is in the new (resize
+ * step 3), a reader opens the next before it leaves. */
+static bool parts_all_unused(uint64_t ring_id)
+{
+	char pre[BWI_NAME_MAX + 1];
+	struct dirent *de;
+	bool unused = true;
+	DIR *d = parts_open(ring_id, pre);
+
+	if (!d)
+		return false;
+	while (unused && (de = readdir(d)))
+		if (!strncmp(de->d_name, pre, PART_ID_LEN + 1) &&
+		    name_or_part(de->d_name) == 0 &&
+		    strcmp(de->d_name + PART_ID_LEN + 1, "deck") != 0)
+			unused = part_unused(de->d_name);
+	closedir(d);
+	return unused;
+}
+
+/* Whether id is among ids[0..n). */
+static bool id_in(const uint64_t *ids, unsigned n, uint64_t id)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/*
+ * Removes the parts of self-scaling rings that were removed while attached
+ * and whose last process died: its closing handle would have swept them
+ * (sc_detach), and nothing else names them. A ring's parts are orphans
+ * when no ring in the directory has its id and no live process is in any
+ * of its regions. Called as rings are made and removed.
+ */
+static void orphans_sweep(void)
+{
+	uint64_t ids[ORPHANS_MAX];
+	unsigned n = 0;
+	struct dirent *de;
+	DIR *d;
+	int dfd = dir_open(false);
+
+	if (dfd < 0)
+		return;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	/* the ids of the parts there are */
+	while (n < ORPHANS_MAX && (de = readdir(d))) {
+		uint64_t id;
+
+		if (de->d_name[0] != '.' || name_or_part(de->d_name) < 0)
+			continue;
+		id = strtoull(de->d_name + 1, NULL, 16);
+		if (!id_in(ids, n, id))
+			ids[n++] = id;
+	}
+	/* less those of the rings there are; a ring whose header cannot be
+	 * read might be any of them (an idle ring's parts are unused too):
+	 * then nothing is removed */
+	rewinddir(d);
+	while (n && (de = readdir(d))) {
+		struct bwi_geom g;
+		ssize_t k = -1;
+		int fd;
+
+		if (de->d_name[0] == '.' || bwi_name_check(de->d_name) < 0)
+			continue;
+		fd = openat(dirfd(d), de->d_name,
+			    O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd >= 0) {
+			k = pread(fd, &g, sizeof(g), 0);
+			close(fd);
+		}
+		if (k != (ssize_t)sizeof(g)) {
+			n = 0; /* unreadable: it might be any of them */
+			break;
+		}
+		if (g.magic != BWI_RING_MAGIC || g.sum != bwi_geom_sum(&g))
+			continue; /* a full header that is no ring's */
+		for (unsigned i = 0; i < n; i++)
+			if (ids[i] == g.ring_id)
+				ids[i] = ids[--n];
+	}
+	closedir(d);
+	for (unsigned i = 0; i < n; i++)
+		if (parts_all_unused(ids[i]))
+			unlink_parts(ids[i]);
+	bwi_err_clear();
+}
+
 /* Whether m is still the ring its name holds (not removed, nor replaced
  * by another of that name). */
 bool bwi_map_linked(const struct bwi_map *m)
@@ -1436,6 +1537,7 @@ BW_API int bw_unlink(const char *name)
 	r = unlink_one(name, &g);
 	if (r >= 0 && g.scale) /* the parts no attached handle uses */
 		bwi_parts_sweep(g.ring_id, UINT64_MAX);
+	orphans_sweep();
 	if (r == -ENOENT)
 		return bwi_err(ENOENT, "no ring '%s'", name);
 	if (r < 0)

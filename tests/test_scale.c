@@ -1113,6 +1113,59 @@ static void test_removed_attached(void)
 	run_removed_attached(BW_SCALE_DECKCUT);
 }
 
+/* A ring removed while attached whose last process is killed: its closing
+ * handle never sweeps the parts. The next ring made or removed finds them
+ * orphans (no ring has their id, no live process is in them) and removes
+ * them; an idle ring's parts, unused too, stay. */
+static void run_removed_killed(uint32_t scale)
+{
+	struct bw_stream *r, *w;
+	uint64_t id, idle;
+	int go[2], ready[2];
+	pid_t pid;
+	char c;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sk1", scale, 256 << 10, 16 << 10, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(mk("sk2", scale, 256 << 10, 16 << 10, 0), 0);
+	id = ring_id("sk1");
+	idle = ring_id("sk2");
+	CU_ASSERT_FATAL(pipe(go) == 0 && pipe(ready) == 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		close(go[1]);
+		close(ready[0]);
+		if (bw_stream_open("sk1", BW_READ | BW_NOWAIT | BW_NONBLOCK, &r) ||
+		    bw_stream_open("sk1", BW_WRITE | BW_NONBLOCK, &w) ||
+		    bw_stream_write(w, "x", 1) != 1 || write(ready[1], "r", 1) != 1)
+			_exit(1);
+		(void)!read(go[0], &c, 1); /* killed here */
+		_exit(2);
+	}
+	close(go[0]);
+	close(ready[1]);
+	CU_ASSERT_EQUAL_FATAL(read(ready[0], &c, 1), 1);
+	CU_ASSERT_EQUAL_FATAL(bw_unlink("sk1"), 0);
+	CU_ASSERT(parts(id) > 0); /* in use */
+	kill(pid, SIGKILL);
+	CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
+	close(go[1]);
+	close(ready[0]);
+	CU_ASSERT(parts(id) > 0); /* left: nobody closed a handle */
+	CU_ASSERT_EQUAL_FATAL(mk("sk3", BW_SCALE_NONE, 64 << 10, 0, 0), 0);
+	CU_ASSERT_EQUAL(parts(id), 0);
+	CU_ASSERT_EQUAL(parts(idle), scale == BW_SCALE_DECKCUT ? 2 : 1);
+	CU_ASSERT_EQUAL(bw_unlink("sk2"), 0);
+	CU_ASSERT_EQUAL(bw_unlink("sk3"), 0);
+	CU_ASSERT_EQUAL(parts(0), 0);
+}
+
+static void test_removed_killed(void)
+{
+	run_removed_killed(BW_SCALE_REALLOC);
+	run_removed_killed(BW_SCALE_DECKCUT);
+}
+
 /* Four writes more into the writer's new region, none read. */
 static void seek_ahead_writes(struct anew *a)
 {
@@ -1291,6 +1344,8 @@ static void reg(void)
 	bwt_add("a ring removed and made anew under its name", test_made_anew);
 	bwt_add("a ring removed while attached leaves nothing behind",
 		test_removed_attached);
+	bwt_add("a removed ring whose last process died leaves nothing",
+		test_removed_killed);
 	bwt_add("a reader behind a resize seeks to the ring's end",
 		test_seek_ahead);
 	bwt_add("peers of a self-scaling ring in bw_ring_stat", test_peers);
