@@ -297,6 +297,15 @@ bool bwt_quiet(int fd, int ep, struct bw_stream *s, const void *buf,
 	return false;
 }
 
+void bwt_server_kill(pid_t *pid)
+{
+	if (*pid > 0) {
+		kill(*pid, SIGKILL);
+		bwt_wait(*pid);
+	}
+	*pid = -1;
+}
+
 pid_t bwt_writer_child(const char *name, uint64_t total, size_t blk,
 		       uint32_t seed, int tokfd, uint64_t window)
 {

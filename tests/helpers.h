@@ -40,6 +40,10 @@ struct bw_server;
 pid_t bwt_server_start_turns(const char *prov, uint32_t timeout_ms,
 			     const char *const *names, int *port,
 			     void (*turn)(struct bw_server *s));
+/* Kills the server *pid (if any: > 0) and waits for it; *pid becomes -1.
+ * For one a failed test left running: its fatal assertion left before it
+ * stopped it, and the next test must not reach it. */
+void bwt_server_kill(pid_t *pid);
 /* A child that writes total bytes of stream `seed` into NAME in blocks of
  * blk; with a token pipe it writes `window` bytes, then waits for a token
  * byte before each further window. Exits 0 when all was written. */

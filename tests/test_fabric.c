@@ -44,21 +44,10 @@ static struct bw_fabric_opts fopts(void)
 	return o;
 }
 
-/* Stops a server a failed test left running (its fatal assertion left
- * before it stopped it): the next test must not reach it. */
-static void server_stray(void)
-{
-	if (server_pid > 0) {
-		kill(server_pid, SIGKILL);
-		bwt_wait(server_pid);
-	}
-	server_pid = -1;
-}
-
 /* Starts a server in a child; only `names` exported when given. */
 static void server_start(const char *const *names)
 {
-	server_stray();
+	bwt_server_kill(&server_pid);
 	server_pid = bwt_server_start(prov, TMO, names, &server_port);
 }
 
@@ -68,9 +57,7 @@ static void server_stop(void)
 	if (server_pid <= 0)
 		return;
 	CU_ASSERT_EQUAL(waitpid(server_pid, NULL, WNOHANG), 0);
-	kill(server_pid, SIGKILL);
-	bwt_wait(server_pid);
-	server_pid = -1;
+	bwt_server_kill(&server_pid);
 }
 
 static char *url(const char *name)
@@ -766,9 +753,7 @@ static void server_killed(void)
 	mkring("gone", 64u << 10);
 	server_start(NULL);
 	CU_ASSERT_EQUAL_FATAL(bw_remote_open(url("gone"), BW_READ, &o, &r), 0);
-	kill(server_pid, SIGKILL);
-	bwt_wait(server_pid);
-	server_pid = -1;
+	bwt_server_kill(&server_pid);
 	n = bw_remote_read(r, buf, sizeof(buf));
 	CU_ASSERT(n == -ECONNRESET || n == -ETIMEDOUT || n == -EIO);
 	if (n != -ECONNRESET && n != -ETIMEDOUT)
@@ -840,7 +825,7 @@ static void endpoint_replaced(void)
 
 	mkring("epfail", 64u << 10);
 	signal(SIGUSR1, on_usr1); /* the server child inherits it */
-	server_stray();
+	bwt_server_kill(&server_pid);
 	server_pid = bwt_server_start_turns(prov, TMO, NULL, &server_port,
 					    fail_on_usr1);
 	signal(SIGUSR1, SIG_DFL);

@@ -502,6 +502,33 @@ static void test_writer_timeout_from_start(void)
 	bw_unlink("tmo0");
 }
 
+/* A peer that opens NAME (side 0: the writer, 1: the reader) and then
+ * waits to be killed; returns once it has opened. */
+static pid_t peer_opened(const char *name, int side)
+{
+	int sync[2];
+	pid_t pid;
+	char c;
+
+	CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct bw_stream *p;
+
+		if (bw_stream_open(name, (side ? BW_READ : BW_WRITE) | BW_NOWAIT,
+				   &p))
+			_exit(1);
+		if (write(sync[1], "o", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
+	close(sync[0]);
+	close(sync[1]);
+	return pid;
+}
+
 /* A reader that dies does not hold a lossless writer forever: it is found
  * dead, detached and counted, and the writer gets EPIPE when none is left. */
 static void test_reader_killed(void)
@@ -512,23 +539,9 @@ static void test_reader_killed(void)
 	uint8_t buf[4096];
 	ssize_t n;
 	pid_t pid;
-	int sync[2];
-	char c;
 
 	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("kill-r", &o), 0);
-	CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
-	pid = fork();
-	if (pid == 0) {
-		struct bw_stream *r;
-
-		if (bw_stream_open("kill-r", BW_READ | BW_NOWAIT, &r) < 0)
-			_exit(2);
-		if (write(sync[1], "r", 1) != 1)
-			_exit(3);
-		pause();
-		_exit(0);
-	}
-	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
+	pid = peer_opened("kill-r", 1);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_open("kill-r", BW_WRITE, &w), 0);
 	kill(pid, SIGKILL);
 	CU_ASSERT_EQUAL(bwt_wait(pid), 128 + SIGKILL);
@@ -566,33 +579,6 @@ static void test_blocked_reader_eof(void)
 	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
 	bw_stream_close(p[1]);
 	CU_ASSERT_EQUAL(bwt_wait(pid), 0);
-}
-
-/* A peer that opens NAME (side 0: the writer, 1: the reader) and then
- * waits to be killed; returns once it has opened. */
-static pid_t peer_opened(const char *name, int side)
-{
-	int sync[2];
-	pid_t pid;
-	char c;
-
-	CU_ASSERT_EQUAL_FATAL(pipe(sync), 0);
-	pid = fork();
-	if (pid == 0) {
-		struct bw_stream *p;
-
-		if (bw_stream_open(name, (side ? BW_READ : BW_WRITE) | BW_NOWAIT,
-				   &p))
-			_exit(1);
-		if (write(sync[1], "o", 1) != 1)
-			_exit(2);
-		pause();
-		_exit(0);
-	}
-	CU_ASSERT_EQUAL(read(sync[0], &c, 1), 1);
-	close(sync[0]);
-	close(sync[1]);
-	return pid;
 }
 
 /* Event loops: a non-blocking reader learns that its writer was killed,

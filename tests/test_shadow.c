@@ -50,26 +50,11 @@ static void server_up(void)
 		server_pid = bwt_server_start(link_name, TMO, NULL, &server_port);
 }
 
-/* Kills a server a failed test left running (its fatal assertion left
- * before it stopped it): the next test, maybe on another link, must not
- * reach it. */
-static void server_stray(void)
-{
-	if (server_pid > 0) {
-		kill(server_pid, SIGKILL);
-		bwt_wait(server_pid);
-	}
-	server_pid = -1;
-}
-
 static void server_down(void)
 {
-	if (server_pid > 0) {
+	if (server_pid > 0) /* still running: no crash on bad input */
 		CU_ASSERT_EQUAL(waitpid(server_pid, NULL, WNOHANG), 0);
-		kill(server_pid, SIGKILL);
-		bwt_wait(server_pid);
-	}
-	server_pid = -1;
+	bwt_server_kill(&server_pid);
 }
 
 /* Where a shadow of NAME is opened on the current link. */
@@ -816,9 +801,7 @@ static void server_killed(void)
 	bwt_fill(buf, REC, 0, 4);
 	CU_ASSERT_EQUAL(bw_stream_write(w, buf, REC), REC);
 	CU_ASSERT_EQUAL(bw_shadow_read(sh, buf, REC), REC);
-	kill(server_pid, SIGKILL);
-	bwt_wait(server_pid);
-	server_pid = -1;
+	bwt_server_kill(&server_pid);
 	CU_ASSERT_EQUAL(bw_stream_write(w, buf, REC), REC);
 	r = bw_shadow_read(sh, buf, REC);
 	CU_ASSERT(r == -ECONNRESET || r == -ETIMEDOUT);
@@ -1369,7 +1352,7 @@ static unsigned nlinks;
 /* Runs test fn on link i, with a server of its own when it is remote. */
 static void on_link(unsigned i, void (*fn)(void))
 {
-	server_stray();
+	bwt_server_kill(&server_pid);
 	link_name = links[i];
 	fn();
 	server_down();
