@@ -299,6 +299,8 @@ int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 		     int flags);
 int bwi_wr_room(struct bw_stream *s, uint64_t n);
 int bwi_wr_drop(struct bw_stream *s, uint64_t n);
+/* Counts a wait (ev: BW_POLLIN, BW_POLLOUT) of s that a layer made. */
+void bwi_count_wait(struct bw_stream *s, int ev);
 bool bwi_scale_continues(struct bw_stream *s);
 int bwi_scale_fd(struct bw_stream *s);
 int bwi_stream_new(struct bw_stream **out);

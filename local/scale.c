@@ -865,30 +865,45 @@ err_drain:
 
 /* Step 6: removes the regions before the writer's that no reader is in
  * (readers enter only the writer's region, or follow from the one before,
- * opening the next before they leave). Returns whether none is left. */
-static bool collect(struct bw_stream *s)
+ * opening the next before they leave). Returns 1 when none is left, else 0;
+ * with wait, 0 only after waiting until a reader left the region one is
+ * still in, or a liveness interval passed (one that died there is reaped
+ * at the next look); -EINTR. */
+static int collect(struct bw_stream *s, bool wait)
 {
 	struct bwi_scaler *sc = s->sc;
 
 	while (sc->gc < sc->kw) {
 		char part[BWI_NAME_MAX + 1];
 		struct bwi_map *m;
+		uint32_t seq;
 		unsigned n;
+		int r = 0;
 
 		if (bwi_part_name(part, sizeof(part), s->m->g.ring_id,
 				  sc->gc) < 0)
-			return false;
+			return 0;
 		if (bwi_map_open(part, BWI_ACC_RW, &m) == 0) {
+			/* every detach bumps peer_seq after it frees its
+			 * slot: read before the count, a detach after the
+			 * count fails the futex wait */
+			seq = bw_load_acquire(&m->hdr->ctl.peer_seq);
 			bwi_reap(m); /* readers that died are not in it */
 			n = bwi_slot_count(m, BWI_READER);
+			if (n && wait)
+				r = bwi_futex_wait_us(&m->hdr->ctl.peer_seq, seq,
+						      (int64_t)bwi_liveness_ms() *
+							      1000);
 			bwi_map_put(m);
+			if (r == -EINTR)
+				return bwi_err(EINTR, "interrupted while waiting");
 			if (n)
-				return false;
+				return 0;
 			bwi_part_unlink(s->m->g.ring_id, sc->gc);
 		}
 		sc->gc++;
 	}
-	return true;
+	return 1;
 }
 
 /* The shift of the least size that holds need bytes, if one up to the
@@ -905,7 +920,8 @@ static unsigned need_shift(const struct bw_stream *s, uint64_t need)
  * blocks waits until every reader has taken all of this region: those in
  * the older region follow into it first (adopting the slots kept for them
  * here, step 2), and leave the older one as they do. Returns 0 when none
- * is left there. */
+ * is left there (a wait counted once, as the writer's), -EAGAIN when a
+ * non-blocking call would wait, or -errno. */
 static int wait_older(struct bw_stream *s, uint64_t need)
 {
 	struct bwi_scaler *sc = s->sc;
@@ -915,10 +931,19 @@ static int wait_older(struct bw_stream *s, uint64_t need)
 		return bwi_wr_drop(sc->w, need); /* it never waits for
 						  * readers: counted in the
 						  * writer's region */
-	if (!(s->flags & BW_NONBLOCK))
-		r = bwi_wr_room(sc->w, sc->w->m->g.capacity);
-	if (r < 0 || collect(s))
-		return r;
+	for (bool waited = false; !(s->flags & BW_NONBLOCK); waited = true) {
+		/* every reader in this region has taken all of it, then none
+		 * is left in the older one: a reader may still be reading
+		 * there, or moving out (it enters this region first), even
+		 * when this region holds nothing yet for it to take */
+		if ((r = bwi_wr_room(sc->w, sc->w->m->g.capacity)) < 0 ||
+		    (r = collect(s, waited)) != 0)
+			return r < 0 ? r : 0;
+		if (!waited)
+			bwi_count_wait(sc->w, BW_POLLOUT);
+	}
+	if ((r = collect(s, false)) != 0)
+		return r < 0 ? r : 0;
 	/* the descriptor rings once every reader has taken all of this
 	 * region (those in the older one follow first), when a call finds
 	 * none left there; a stale ring (from when the region was new) is
@@ -987,7 +1012,7 @@ measured:
 	grow = to > shift && (UINT64_C(1) << shift) < need;
 	here = sc->gc >= sc->kw;
 	if (!here && (grow || sc->gc_tries++ % 8 == 0))
-		here = collect(s);
+		here = collect(s, false) > 0;
 	if (!here && grow) {
 		r = wait_older(s, need);
 		here = r == 0;

@@ -636,6 +636,11 @@ static void count_wait(struct bw_stream *s, int ev)
 	mirror(st, sl);
 }
 
+void bwi_count_wait(struct bw_stream *s, int ev)
+{
+	count_wait(s, ev);
+}
+
 /* Looks for dead peers (reaps their slots, pads a dead writer's span) for
  * the handles that have waited, in this call or in earlier ones, at least
  * live ns since they last looked: a non-blocking caller, or one that waits

@@ -10,8 +10,10 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <poll.h>
+#include <sched.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1009,6 +1011,99 @@ static void test_grow_waits_quietly(void)
 	grow_waits_quietly(BW_SCALE_DECKCUT);
 }
 
+/* The reader of test_grow_blocks: once the writer has waited (so its call
+ * is blocked, not yet through), takes want bytes; stops early at stop. */
+struct late {
+	struct bw_stream *r;
+	const char *name;
+	uint64_t waits0, rpos, want;
+	atomic_bool stop;
+};
+
+static void *late_reader(void *arg)
+{
+	struct late *l = arg;
+	struct bw_ring_info info;
+	static uint8_t out[64 << 10];
+
+	while (!atomic_load(&l->stop) &&
+	       (bw_ring_stat(l->name, &info, NULL, 0) < 0 ||
+		info.writer_waits <= l->waits0))
+		sched_yield();
+	while (!atomic_load(&l->stop) && l->rpos < l->want) {
+		ssize_t x = bw_stream_read(l->r, out, sizeof(out));
+
+		if (x == -EAGAIN) {
+			bw_stream_block(l->r, BW_POLLIN, 100);
+			continue;
+		}
+		if (x <= 0 || bwt_verify(out, (size_t)x, l->rpos, 12) != -1)
+			break;
+		l->rpos += (uint64_t)x;
+	}
+	return NULL;
+}
+
+/* A blocking writer whose call needs a larger region while a reader is
+ * still in the older one waits for it, even when it has written nothing
+ * into its own region yet (an acquisition that moved it there was
+ * completed empty): every reader has taken all of that region at once, and
+ * only the older region holds the call back. It used to fail with
+ * -EAGAIN. */
+static void grow_blocks(uint32_t scale)
+{
+	static uint8_t buf[48 << 10];
+	struct late l = {.name = "sb"};
+	struct bw_ring_info info;
+	struct bw_stream *w;
+	uint64_t wpos = 0, c0;
+	size_t big = 48 << 10;
+	pthread_t t;
+	ssize_t x;
+	void *p;
+
+	CU_ASSERT_EQUAL_FATAL(mk("sb", scale, 64 << 10, 4 << 10, 64 << 10), 0);
+	nb_pair("sb", &l.r, &w);
+	/* small pokes, each read at once, until one moves the writer into a
+	 * smaller region: that one is completed empty, and the reader, at
+	 * the write position, stays in the older region */
+	c0 = cap(w);
+	for (int i = 0; i < 20000; i++) {
+		take_all(l.r, &l.rpos);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_poke_acquire(w, &p, 256), 256);
+		if (cap(w) != c0)
+			break;
+		bwt_fill(p, 256, wpos, 12);
+		CU_ASSERT_EQUAL_FATAL(bw_stream_poke_complete(w, 256), 0);
+		wpos += 256;
+	}
+	CU_ASSERT_FATAL(cap(w) < big);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_poke_complete(w, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(l.rpos, wpos);
+	CU_ASSERT_FATAL(bw_ring_stat("sb", &info, NULL, 0) >= 0);
+	l.waits0 = info.writer_waits;
+	l.want = wpos + big;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, late_reader, &l), 0);
+	bwt_fill(buf, big, wpos, 12);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_set_nonblock(w, 0), 0);
+	x = bw_stream_write(w, buf, big);
+	CU_ASSERT_EQUAL(x, (ssize_t)big);
+	CU_ASSERT(cap(w) >= big);
+	if (x != (ssize_t)big)
+		atomic_store(&l.stop, true);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(l.rpos, wpos + big);
+	bw_stream_close(l.r);
+	bw_stream_close(w);
+	bw_unlink("sb");
+}
+
+static void test_grow_blocks(void)
+{
+	grow_blocks(BW_SCALE_REALLOC);
+	grow_blocks(BW_SCALE_DECKCUT);
+}
+
 /* One stream of test_made_anew: its ring, positions and resizes seen. */
 struct anew {
 	struct bw_stream *r, *w;
@@ -1341,6 +1436,8 @@ static void reg(void)
 		test_call_fits);
 	bwt_add("a call that needs a larger region waits quietly",
 		test_grow_waits_quietly);
+	bwt_add("a blocking call that needs a larger region waits",
+		test_grow_blocks);
 	bwt_add("a ring removed and made anew under its name", test_made_anew);
 	bwt_add("a ring removed while attached leaves nothing behind",
 		test_removed_attached);
