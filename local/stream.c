@@ -908,6 +908,8 @@ static int wr_room(struct bw_stream *s, uint64_t n)
 	}
 }
 
+void (*bwi_reserve_hook)(struct bw_stream *s);
+
 /*
  * Moves head from hd to hd + n, or fails when another writer moved it first.
  * The slot marker hd | OPEN says who holds the reservation at hd, for a
@@ -922,6 +924,9 @@ static int wr_room(struct bw_stream *s, uint64_t n)
 static inline bool head_move(struct bw_stream *s, uint64_t *hd, uint64_t n)
 {
 	struct bwi_hdr *h = H(s);
+
+	if (__builtin_expect(bwi_reserve_hook != NULL, 0))
+		bwi_reserve_hook(s);
 
 	bw_store_relaxed(&s->wsl->pos, *hd | BWI_OPEN_BIT);
 	if (__builtin_expect(s->asym, 1)) {
@@ -971,6 +976,74 @@ static void writers_go_multi(struct bw_stream *s)
 	}
 }
 
+static void wr_unmark(struct bwi_slot *sl);
+
+/*
+ * B1: a reader that moves back. Its writers worked out their room from where
+ * it was; a reservation made on that room after it moved would overwrite
+ * what it went back to. It publishes its position, bumps peer_seq, heavy
+ * barrier, and looks at head (bwi_d_lseek); a writer stores head, light
+ * barrier, and looks at peer_seq. Either the reader sees the reservation
+ * and refuses to move there, or the writer sees the bump and checks its
+ * reservation against the room now, before it copies anything into it.
+ *
+ * Returns false when [hd, hd + n) may stand, true when it was taken back
+ * (nothing was written there, so no scar: the caller reserves again and
+ * waits, drops or says -EAGAIN as its room says). A reservation another
+ * writer has reserved past cannot be given back: it waits for the room,
+ * signals or not (nothing may be lost).
+ */
+static bool wr_recheck(struct bw_stream *s, uint64_t hd, uint64_t n)
+{
+	uint64_t look = bwi_now_ns();
+
+	for (unsigned k = 0;; k++) {
+		uint32_t seq = bw_load_acquire(&H(s)->ctl.peer_seq);
+		uint64_t end = hd + n, min;
+		/* the readers as a reservation at hd sees them (below hd -
+		 * capacity one has lost its bytes already) */
+		int nr = wr_floor(s, seq, hd,
+				  bw_load_acquire(&H(s)->prod.tail), &min);
+
+		/* no reader left to overwrite, or a broken ring (the next
+		 * reservation says so), or within the room */
+		if (nr <= 0 || end <= min + s->m->g.capacity)
+			return false;
+		if (bw_cas(&H(s)->prod.head, &end, hd)) {
+			wr_unmark(s->wsl);
+			return true;
+		}
+		/* two writers and a reader in one race: rare enough to poll
+		 * (the readiness of a wait sees a head past ours, and would
+		 * not wait); a reader that died is found as a wait finds it */
+		if (k < 64) {
+			sched_yield();
+		} else {
+			usleep(200);
+			if (bwi_now_ns() - look >=
+			    (uint64_t)bwi_liveness_ms() * 1000000u) {
+				bwi_reap(s->m);
+				look = bwi_now_ns();
+			}
+		}
+	}
+}
+
+/* B1, after head moved for [hd, hd + n): true when the reservation stands
+ * (no reader that holds this writer back can have moved back since its
+ * room was worked out, or it was checked), false when it was taken back. */
+static inline bool wr_b1(struct bw_stream *s, uint64_t hd, uint64_t n)
+{
+	if (s->policy != BW_POLICY_LOSSLESS && s->policy != BW_POLICY_SRP)
+		return true; /* no reader's position holds these writers */
+	light(s);
+	if (__builtin_expect(bw_load_relaxed(&H(s)->ctl.peer_seq) ==
+				     s->peer_seen,
+			     1))
+		return true;
+	return !wr_recheck(s, hd, n);
+}
+
 static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 {
 	struct bwi_hdr *h = H(s);
@@ -995,8 +1068,11 @@ static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 			if (hd + n > s->limit)
 				continue;
 		}
-		if (head_move(s, &hd, n))
+		if (!head_move(s, &hd, n))
+			continue;
+		if (wr_b1(s, hd, n))
 			break;
+		hd = bw_load_relaxed(&h->prod.head);
 	}
 	wmb_after_reserve();
 	*hp = hd;
@@ -1591,8 +1667,9 @@ static inline bool wr_fast(struct bw_stream *s, size_t n, uint64_t *hd)
 	/* limit <= head + capacity, so this also bounds n */
 	if (*hd + n > s->limit ||
 	    bw_load_relaxed(&h->ctl.peer_seq) != s->peer_seen ||
-	    !head_move(s, hd, n))
-		return false;
+	    !head_move(s, hd, n) || !wr_b1(s, *hd, n))
+		return false; /* the slow path (reserves again if B1 took
+			       * this one back) */
 	wmb_after_reserve();
 	return true;
 }
@@ -2010,6 +2087,16 @@ static void rd_reposition(struct bw_stream *s, uint64_t pos)
 	s->racq = 0;
 }
 
+/* Moves the read position forward to pos. */
+static void rd_forward(struct bw_stream *s, uint64_t pos)
+{
+	s->rpos = pos;
+	s->racq = 0;
+	if (s->tail_seen < pos)
+		s->tail_seen = pos;
+	rd_publish(s);
+}
+
 BW_API int64_t bw_stream_lseek(struct bw_stream *s, int64_t off, int whence)
 {
 	return CALL(s, lseek, off, whence);
@@ -2052,19 +2139,30 @@ int64_t bwi_d_lseek(struct bw_stream *s, int64_t off, int whence)
 				      * was overwritten */
 	o = bwi_oldest_held(s->m);
 	if (pos < o)
-		return bwi_err(ESTALE, "position %llu was overwritten; the "
-				       "oldest held is %llu",
-			       (unsigned long long)pos, (unsigned long long)o);
-	if (pos < s->rpos) {
+		goto stale;
+	if (pos > s->rpos) {
+		rd_forward(s, pos);
+	} else {
+		uint64_t was = s->rpos;
+
 		rd_reposition(s, pos);
-	} else if (pos > s->rpos) {
-		s->rpos = pos;
-		s->racq = 0;
-		if (s->tail_seen < pos)
-			s->tail_seen = pos;
-		rd_publish(s);
+		/* B1 (wr_recheck): the bump is done; a reservation made on
+		 * the room we held before shows in head now */
+		if (s->reader && (s->policy == BW_POLICY_LOSSLESS ||
+				  s->policy == BW_POLICY_SRP)) {
+			bwi_barrier_heavy();
+			o = bwi_oldest_held(s->m);
+			if (pos < o) {
+				rd_forward(s, was);
+				goto stale;
+			}
+		}
 	}
 	return (int64_t)pos;
+stale:
+	return bwi_err(ESTALE, "position %llu was overwritten; the oldest held "
+			       "is %llu",
+		       (unsigned long long)pos, (unsigned long long)o);
 }
 
 BW_API int bw_stream_block(struct bw_stream *s, int events, int timeout_ms)

@@ -48,6 +48,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bwi_stream.h"
 #include "helpers.h"
 
 #define REC 64
@@ -1054,6 +1055,83 @@ static void lossless_seek_back_peeks(void)
 	bw_unlink("sbk");
 }
 
+/* The reader of racing_seek_back and where it goes back to, for the hook. */
+static struct bw_stream *race_r;
+static int64_t race_to, race_got;
+
+static void seek_back_hook(struct bw_stream *w)
+{
+	(void)w;
+	bwi_reserve_hook = NULL;
+	race_got = bw_stream_lseek(race_r, race_to, SEEK_SET);
+}
+
+/* A reader that moves back while a writer reserves on the room it had
+ * before (checked, not yet reserved: the hook): either the seek is refused
+ * or the write waits for the room, so what the reader went back to stays
+ * intact. Lossless: the write says -EAGAIN (non-blocking); SRP: it is
+ * dropped (and counted). It used to land on the bytes the reader went back
+ * to. */
+static void racing_seek_back(uint32_t policy)
+{
+	struct bw_ring_opts o = BW_RING_OPTS_INIT;
+	static uint8_t buf[RING], out[RING];
+	bool srp = policy == BW_POLICY_SRP;
+	struct bw_ring_info in;
+	struct bw_stream *w;
+	const void *q;
+
+	o.size = RING;
+	o.policy = policy;
+	bw_unlink("rsb");
+	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("rsb", &o), 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("rsb", BW_READ | BW_NOWAIT |
+							 BW_NONBLOCK,
+					     &race_r),
+			      0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_open("rsb", BW_WRITE | BW_NONBLOCK, &w),
+			      0);
+	bwt_fill(buf, RING, 0, 5);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, RING), RING);
+	CU_ASSERT_EQUAL(bw_stream_read(race_r, out, RING), RING);
+	/* the writer works out its room with the reader at RING: up to 2
+	 * RING */
+	bwt_fill(buf, 256, RING, 5);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 256), 256);
+	/* the next write fits that room; as it reserves, the reader goes
+	 * back to the oldest byte held, which that write would overwrite */
+	race_to = 256;
+	race_got = -1;
+	bwi_reserve_hook = seek_back_hook;
+	bwt_fill(buf, 512, 0, 6);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 512), srp ? 512 : -EAGAIN);
+	bwi_reserve_hook = NULL;
+	CU_ASSERT_EQUAL(race_got, 256);
+	CU_ASSERT_EQUAL(bw_ring_stat("rsb", &in, NULL, 0), 2);
+	CU_ASSERT_EQUAL(in.write_pos, RING + 256);
+	CU_ASSERT_EQUAL(in.dropped_bytes, srp ? 512 : 0);
+	CU_ASSERT_EQUAL_FATAL(bw_stream_peek(race_r, &q, RING), RING);
+	CU_ASSERT_EQUAL(bwt_verify(q, RING - 256, 256, 5), -1);
+	CU_ASSERT_EQUAL(bwt_verify((const uint8_t *)q + RING - 256, 256, RING,
+				   5),
+			-1);
+	/* the peeked span is held until the reader's next call; then the
+	 * write goes in */
+	CU_ASSERT_EQUAL(bw_stream_read(race_r, out, RING), -EAGAIN);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 512), 512);
+	CU_ASSERT_EQUAL(bw_stream_read(race_r, out, RING), 512);
+	CU_ASSERT_EQUAL(bwt_verify(out, 512, 0, 6), -1);
+	bw_stream_close(w);
+	bw_stream_close(race_r);
+	bw_unlink("rsb");
+}
+
+static void lossless_racing_seek_back(void)
+{
+	racing_seek_back(BW_POLICY_LOSSLESS);
+	racing_seek_back(BW_POLICY_SRP);
+}
+
 static void reg(void)
 {
 	bwt_ring_dir();
@@ -1066,6 +1144,7 @@ static void reg(void)
 	bwt_add("mrp: a whole ring read in one call", mrp_whole_ring_read);
 	bwt_add("lossless: peeks after a seek back are held",
 		lossless_seek_back_peeks);
+	bwt_add("a seek back racing a reservation", lossless_racing_seek_back);
 	bwt_add("frp never waits", frp_never_waits);
 	bwt_add("writers complete out of order", out_of_order_completion);
 	bwt_suite("batching");
