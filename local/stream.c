@@ -2062,11 +2062,23 @@ int64_t bwi_d_check(struct bw_stream *s, int64_t stamp, int flags)
 	return (int64_t)cur;
 }
 
-/* Moves the slot's position back: the reader registers again (F1) and
- * validates reads until it passes the tail it saw then. */
-static void rd_reposition(struct bw_stream *s, uint64_t pos)
+/* Moves the read position forward to pos. */
+static void rd_forward(struct bw_stream *s, uint64_t pos)
 {
-	uint64_t t;
+	s->rpos = pos;
+	s->racq = 0;
+	if (s->tail_seen < pos)
+		s->tail_seen = pos;
+	rd_publish(s);
+}
+
+/* Moves the slot's position back to pos: the reader registers again (F1)
+ * and validates reads until it passes the tail it saw then. Returns false,
+ * the position as it was, when a write got in meanwhile over pos (B1: see
+ * wr_recheck). */
+static bool rd_reposition(struct bw_stream *s, uint64_t pos)
+{
+	uint64_t t, was = s->rpos;
 
 	if (s->reader) {
 		bw_store_release(&s->rsl->pos, pos);
@@ -2077,24 +2089,25 @@ static void rd_reposition(struct bw_stream *s, uint64_t pos)
 	t = bw_load_acquire(&H(s)->prod.tail);
 	if (!s->validate && pos < t && t > s->safe_from)
 		s->safe_from = t;
-	/* writers work out their room again before their next reservation:
-	 * only those in flight now may overwrite what lies below safe_from */
+	/* writers work out their room again before their next reservation,
+	 * and those reserving now check theirs (B1) */
 	if (s->reader && pos < s->rpos)
 		bwi_bump_peers(s->m);
 	s->rpos = pos;
 	s->tail_seen = pos; /* the next read refreshes, padding included */
 	s->pad_next = pads_floor(s->m);
 	s->racq = 0;
-}
-
-/* Moves the read position forward to pos. */
-static void rd_forward(struct bw_stream *s, uint64_t pos)
-{
-	s->rpos = pos;
-	s->racq = 0;
-	if (s->tail_seen < pos)
-		s->tail_seen = pos;
-	rd_publish(s);
+	if (s->reader && pos < was &&
+	    (s->policy == BW_POLICY_LOSSLESS || s->policy == BW_POLICY_SRP)) {
+		/* B1: the bump is done; a reservation made on the room we
+		 * held before shows in head now */
+		bwi_barrier_heavy();
+		if (pos < bwi_oldest_held(s->m)) {
+			rd_forward(s, was);
+			return false;
+		}
+	}
+	return true;
 }
 
 BW_API int64_t bw_stream_lseek(struct bw_stream *s, int64_t off, int whence)
@@ -2142,21 +2155,9 @@ int64_t bwi_d_lseek(struct bw_stream *s, int64_t off, int whence)
 		goto stale;
 	if (pos > s->rpos) {
 		rd_forward(s, pos);
-	} else {
-		uint64_t was = s->rpos;
-
-		rd_reposition(s, pos);
-		/* B1 (wr_recheck): the bump is done; a reservation made on
-		 * the room we held before shows in head now */
-		if (s->reader && (s->policy == BW_POLICY_LOSSLESS ||
-				  s->policy == BW_POLICY_SRP)) {
-			bwi_barrier_heavy();
-			o = bwi_oldest_held(s->m);
-			if (pos < o) {
-				rd_forward(s, was);
-				goto stale;
-			}
-		}
+	} else if (!rd_reposition(s, pos)) {
+		o = bwi_oldest_held(s->m);
+		goto stale;
 	}
 	return (int64_t)pos;
 stale:
@@ -2303,11 +2304,11 @@ static int reader_attach(struct bw_stream *s, bool from_start)
 	s->rpos = s->rpub = s->tail_seen = t0;
 	if (t > t0 && !s->validate)
 		s->safe_from = t;
-	if (from_start) {
-		pos = bwi_oldest_held(s->m);
-		if (pos < t0)
-			rd_reposition(s, pos);
-	}
+	/* from the oldest byte held, or the oldest after a write that got in
+	 * as we went there (B1) */
+	while (from_start && (pos = bwi_oldest_held(s->m)) < s->rpos &&
+	       !rd_reposition(s, pos))
+		;
 	/* MRP: a new reader's previous position is where it starts. That
 	 * also lifts an R left behind while no reader was attached (the
 	 * writer then overwrote freely), which would drop every write. */

@@ -1055,8 +1055,9 @@ static void lossless_seek_back_peeks(void)
 	bw_unlink("sbk");
 }
 
-/* The reader of racing_seek_back and where it goes back to, for the hook. */
-static struct bw_stream *race_r;
+/* The reader of racing_seek_back and where it goes back to, for the hook;
+ * or a reader from the oldest byte that the hook attaches. */
+static struct bw_stream *race_r, *race_new;
 static int64_t race_to, race_got;
 
 static void seek_back_hook(struct bw_stream *w)
@@ -1066,13 +1067,25 @@ static void seek_back_hook(struct bw_stream *w)
 	race_got = bw_stream_lseek(race_r, race_to, SEEK_SET);
 }
 
+static void attach_hook(struct bw_stream *w)
+{
+	(void)w;
+	bwi_reserve_hook = NULL;
+	race_got = bw_stream_open("rsb", BW_READ | BW_NOWAIT | BW_NONBLOCK |
+						 BW_FROM_START,
+				  &race_new);
+	if (race_got == 0)
+		race_got = bw_stream_lseek(race_new, 0, SEEK_CUR);
+}
+
 /* A reader that moves back while a writer reserves on the room it had
  * before (checked, not yet reserved: the hook): either the seek is refused
  * or the write waits for the room, so what the reader went back to stays
  * intact. Lossless: the write says -EAGAIN (non-blocking); SRP: it is
  * dropped (and counted). It used to land on the bytes the reader went back
- * to. */
-static void racing_seek_back(uint32_t policy)
+ * to. attach: the reader that goes back is a new one, from the oldest
+ * byte. */
+static void racing_seek_back(uint32_t policy, bool attach)
 {
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
 	static uint8_t buf[RING], out[RING];
@@ -1102,14 +1115,23 @@ static void racing_seek_back(uint32_t policy)
 	 * back to the oldest byte held, which that write would overwrite */
 	race_to = 256;
 	race_got = -1;
-	bwi_reserve_hook = seek_back_hook;
+	race_new = NULL;
+	bwi_reserve_hook = attach ? attach_hook : seek_back_hook;
 	bwt_fill(buf, 512, 0, 6);
 	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 512), srp ? 512 : -EAGAIN);
 	bwi_reserve_hook = NULL;
 	CU_ASSERT_EQUAL(race_got, 256);
-	CU_ASSERT_EQUAL(bw_ring_stat("rsb", &in, NULL, 0), 2);
+	CU_ASSERT_EQUAL(bw_ring_stat("rsb", &in, NULL, 0), attach ? 3 : 2);
 	CU_ASSERT_EQUAL(in.write_pos, RING + 256);
 	CU_ASSERT_EQUAL(in.dropped_bytes, srp ? 512 : 0);
+	if (attach) {
+		/* the reader that went back is the new one; the first one
+		 * takes what it has not read and leaves */
+		CU_ASSERT_FATAL(race_new != NULL);
+		CU_ASSERT_EQUAL(bw_stream_read(race_r, out, RING), 256);
+		bw_stream_close(race_r);
+		race_r = race_new;
+	}
 	CU_ASSERT_EQUAL_FATAL(bw_stream_peek(race_r, &q, RING), RING);
 	CU_ASSERT_EQUAL(bwt_verify(q, RING - 256, 256, 5), -1);
 	CU_ASSERT_EQUAL(bwt_verify((const uint8_t *)q + RING - 256, 256, RING,
@@ -1128,8 +1150,10 @@ static void racing_seek_back(uint32_t policy)
 
 static void lossless_racing_seek_back(void)
 {
-	racing_seek_back(BW_POLICY_LOSSLESS);
-	racing_seek_back(BW_POLICY_SRP);
+	for (int attach = 0; attach < 2; attach++) {
+		racing_seek_back(BW_POLICY_LOSSLESS, attach);
+		racing_seek_back(BW_POLICY_SRP, attach);
+	}
 }
 
 static void reg(void)
@@ -1144,7 +1168,8 @@ static void reg(void)
 	bwt_add("mrp: a whole ring read in one call", mrp_whole_ring_read);
 	bwt_add("lossless: peeks after a seek back are held",
 		lossless_seek_back_peeks);
-	bwt_add("a seek back racing a reservation", lossless_racing_seek_back);
+	bwt_add("a seek back or attach racing a reservation",
+		lossless_racing_seek_back);
 	bwt_add("frp never waits", frp_never_waits);
 	bwt_add("writers complete out of order", out_of_order_completion);
 	bwt_suite("batching");
