@@ -300,8 +300,10 @@ int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 int bwi_wr_room(struct bw_stream *s, uint64_t n);
 int bwi_wr_drop(struct bw_stream *s, uint64_t n);
 /* White-box hook for the tests: when set, called by a writer between the
- * check of its room and its reservation (stream.c, B1). */
-extern void (*bwi_reserve_hook)(struct bw_stream *s);
+ * check of its room and its reservation (BWI_HOOK_RESERVE), and before it
+ * takes a reservation back (BWI_HOOK_TAKE_BACK; stream.c, B1). */
+enum { BWI_HOOK_RESERVE, BWI_HOOK_TAKE_BACK };
+extern void (*bwi_reserve_hook)(struct bw_stream *s, int point);
 /* Counts a wait (ev: BW_POLLIN, BW_POLLOUT) of s that a layer made. */
 void bwi_count_wait(struct bw_stream *s, int ev);
 bool bwi_scale_continues(struct bw_stream *s);

@@ -281,12 +281,11 @@ static inline void rd_publish(struct bw_stream *s)
 		wake(s->m, &h->wwait, BWI_WRITER);
 }
 
-/* This reader has been overtaken: skip to the oldest byte held, count the
- * loss, and say so once. */
-static int rd_lost(struct bw_stream *s, uint64_t tail)
+/* This reader has been overtaken: skip to o, the oldest byte held as the
+ * caller saw it (not read again: a reservation taken back, B1, lowers it),
+ * count the loss, and say so once. */
+static int rd_lost(struct bw_stream *s, uint64_t tail, uint64_t o)
 {
-	uint64_t o = bwi_oldest_held(s->m);
-
 	/* Writers keep head within a capacity of the tail they saw, so a
 	 * tail read after head is at least head - capacity. */
 	if (o > tail)
@@ -394,7 +393,7 @@ static int64_t rd_refresh(struct bw_stream *s)
 			       (unsigned long long)s->tail_seen,
 			       (unsigned long long)t);
 	if (__builtin_expect(t - s->rpos > s->m->g.capacity, 0))
-		return rd_lost(s, t);
+		return rd_lost(s, t, bwi_oldest_held(s->m));
 	if (__builtin_expect(bw_load_relaxed(&H(s)->prod.pads) != s->pad_next,
 			     0)) {
 		int64_t c = rd_pads(s, t);
@@ -428,7 +427,7 @@ static inline int rd_validate(struct bw_stream *s, uint64_t n)
 	}
 	if (o > s->tail_seen)
 		s->tail_seen = o;
-	return rd_lost(s, s->tail_seen);
+	return rd_lost(s, s->tail_seen, o);
 }
 
 static int rd_ready(struct bw_stream *s)
@@ -908,7 +907,7 @@ static int wr_room(struct bw_stream *s, uint64_t n)
 	}
 }
 
-void (*bwi_reserve_hook)(struct bw_stream *s);
+void (*bwi_reserve_hook)(struct bw_stream *s, int point);
 
 /*
  * Moves head from hd to hd + n, or fails when another writer moved it first.
@@ -926,7 +925,7 @@ static inline bool head_move(struct bw_stream *s, uint64_t *hd, uint64_t n)
 	struct bwi_hdr *h = H(s);
 
 	if (__builtin_expect(bwi_reserve_hook != NULL, 0))
-		bwi_reserve_hook(s);
+		bwi_reserve_hook(s, BWI_HOOK_RESERVE);
 
 	bw_store_relaxed(&s->wsl->pos, *hd | BWI_OPEN_BIT);
 	if (__builtin_expect(s->asym, 1)) {
@@ -995,8 +994,15 @@ static void wr_unmark(struct bwi_slot *sl);
  */
 static bool wr_recheck(struct bw_stream *s, uint64_t hd, uint64_t n)
 {
-	uint64_t look = bwi_now_ns();
+	uint64_t look = bwi_now_ns(), mk = hd | BWI_OPEN_BIT;
 
+	/* A ring with a writer timeout: CLOSE (as wr_close) keeps a waiter
+	 * that would presume us dead from padding the span while head may
+	 * move back under it, or while we wait below. One that fenced it
+	 * first pads it: the reservation stands, and wr_publish says it
+	 * timed out. */
+	if (s->fence && !bw_cas(&s->wsl->pos, &mk, mk | BWI_CLOSE_BIT))
+		return false;
 	for (unsigned k = 0;; k++) {
 		uint32_t seq = bw_load_acquire(&H(s)->ctl.peer_seq);
 		uint64_t end = hd + n, min;
@@ -1006,9 +1012,15 @@ static bool wr_recheck(struct bw_stream *s, uint64_t hd, uint64_t n)
 				  bw_load_acquire(&H(s)->prod.tail), &min);
 
 		/* no reader left to overwrite, or a broken ring (the next
-		 * reservation says so), or within the room */
-		if (nr <= 0 || end <= min + s->m->g.capacity)
+		 * call says so), or within the room */
+		if (nr <= 0 || end <= min + s->m->g.capacity ||
+		    bw_load_relaxed(&H(s)->ctl.broken)) {
+			if (s->fence) /* open to the timeout again */
+				bw_store_release(&s->wsl->pos, hd | BWI_OPEN_BIT);
 			return false;
+		}
+		if (bwi_reserve_hook)
+			bwi_reserve_hook(s, BWI_HOOK_TAKE_BACK);
 		if (bw_cas(&H(s)->prod.head, &end, hd)) {
 			wr_unmark(s->wsl);
 			return true;
@@ -2078,7 +2090,10 @@ static void rd_forward(struct bw_stream *s, uint64_t pos)
  * wr_recheck). */
 static bool rd_reposition(struct bw_stream *s, uint64_t pos)
 {
-	uint64_t t, was = s->rpos;
+	uint64_t t, was = s->rpos, racq = s->racq;
+	/* B1 covers a reader whose position holds the writers back */
+	bool b1 = s->reader && (s->policy == BW_POLICY_LOSSLESS ||
+				s->policy == BW_POLICY_SRP);
 
 	if (s->reader) {
 		bw_store_release(&s->rsl->pos, pos);
@@ -2087,7 +2102,7 @@ static bool rd_reposition(struct bw_stream *s, uint64_t pos)
 		bw_smp_mb();
 	}
 	t = bw_load_acquire(&H(s)->prod.tail);
-	if (!s->validate && pos < t && t > s->safe_from)
+	if (!b1 && !s->validate && pos < t && t > s->safe_from)
 		s->safe_from = t;
 	/* writers work out their room again before their next reservation,
 	 * and those reserving now check theirs (B1) */
@@ -2097,15 +2112,20 @@ static bool rd_reposition(struct bw_stream *s, uint64_t pos)
 	s->tail_seen = pos; /* the next read refreshes, padding included */
 	s->pad_next = pads_floor(s->m);
 	s->racq = 0;
-	if (s->reader && pos < was &&
-	    (s->policy == BW_POLICY_LOSSLESS || s->policy == BW_POLICY_SRP)) {
+	if (b1 && pos < was) {
 		/* B1: the bump is done; a reservation made on the room we
 		 * held before shows in head now */
 		bwi_barrier_heavy();
 		if (pos < bwi_oldest_held(s->m)) {
 			rd_forward(s, was);
+			s->racq = racq; /* an acquisition holds on */
 			return false;
 		}
+		/* nothing from pos on can be overwritten now: no read needs
+		 * checking (one after a seek back used to, and then took a
+		 * reservation B1 was about to take back for a loss) */
+		if (!s->validate)
+			s->safe_from = 0;
 	}
 	return true;
 }

@@ -1056,20 +1056,32 @@ static void lossless_seek_back_peeks(void)
 }
 
 /* The reader of racing_seek_back and where it goes back to, for the hook;
- * or a reader from the oldest byte that the hook attaches. */
-static struct bw_stream *race_r, *race_new;
+ * or a reader from the oldest byte that the hook attaches; and a reader at
+ * the write position that waits while the writer takes its reservation
+ * back (race_waits), on a ring with a writer timeout. */
+static struct bw_stream *race_r, *race_new, *race_w2;
 static int64_t race_to, race_got;
+static int race_waited = -1;
 
-static void seek_back_hook(struct bw_stream *w)
+static void seek_back_hook(struct bw_stream *w, int point)
 {
 	(void)w;
-	bwi_reserve_hook = NULL;
+	if (point == BWI_HOOK_TAKE_BACK) {
+		/* longer than the writer timeout: a waiter that took the
+		 * writer for dead would pad its span now */
+		bwi_reserve_hook = NULL;
+		race_waited = bw_stream_block(race_w2, BW_POLLIN, 300);
+		return;
+	}
+	if (!race_w2)
+		bwi_reserve_hook = NULL;
 	race_got = bw_stream_lseek(race_r, race_to, SEEK_SET);
 }
 
-static void attach_hook(struct bw_stream *w)
+static void attach_hook(struct bw_stream *w, int point)
 {
 	(void)w;
+	(void)point;
 	bwi_reserve_hook = NULL;
 	race_got = bw_stream_open("rsb", BW_READ | BW_NOWAIT | BW_NONBLOCK |
 						 BW_FROM_START,
@@ -1084,8 +1096,11 @@ static void attach_hook(struct bw_stream *w)
  * intact. Lossless: the write says -EAGAIN (non-blocking); SRP: it is
  * dropped (and counted). It used to land on the bytes the reader went back
  * to. attach: the reader that goes back is a new one, from the oldest
- * byte. */
-static void racing_seek_back(uint32_t policy, bool attach)
+ * byte. timeout: a ring with a writer timeout, and another reader waits
+ * longer than it while the writer takes its reservation back: it must not
+ * take the writer for dead and pad the span (it did, and head then went
+ * back below the tail: every later write failed). */
+static void racing_seek_back(uint32_t policy, bool attach, bool timeout)
 {
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
 	static uint8_t buf[RING], out[RING];
@@ -1096,21 +1111,33 @@ static void racing_seek_back(uint32_t policy, bool attach)
 
 	o.size = RING;
 	o.policy = policy;
+	o.writer_timeout_ms = timeout ? 20 : 0;
 	bw_unlink("rsb");
 	CU_ASSERT_EQUAL_FATAL(bw_mkfifo("rsb", &o), 0);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_open("rsb", BW_READ | BW_NOWAIT |
 							 BW_NONBLOCK,
 					     &race_r),
 			      0);
+	race_w2 = NULL;
+	race_waited = -1;
+	if (timeout)
+		CU_ASSERT_EQUAL_FATAL(bw_stream_open("rsb", BW_READ | BW_NOWAIT |
+								 BW_NONBLOCK,
+						     &race_w2),
+				      0);
 	CU_ASSERT_EQUAL_FATAL(bw_stream_open("rsb", BW_WRITE | BW_NONBLOCK, &w),
 			      0);
 	bwt_fill(buf, RING, 0, 5);
 	CU_ASSERT_EQUAL(bw_stream_write(w, buf, RING), RING);
 	CU_ASSERT_EQUAL(bw_stream_read(race_r, out, RING), RING);
+	if (race_w2)
+		CU_ASSERT_EQUAL(bw_stream_read(race_w2, out, RING), RING);
 	/* the writer works out its room with the reader at RING: up to 2
 	 * RING */
 	bwt_fill(buf, 256, RING, 5);
 	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 256), 256);
+	if (race_w2)
+		CU_ASSERT_EQUAL(bw_stream_read(race_w2, out, RING), 256);
 	/* the next write fits that room; as it reserves, the reader goes
 	 * back to the oldest byte held, which that write would overwrite */
 	race_to = 256;
@@ -1121,9 +1148,17 @@ static void racing_seek_back(uint32_t policy, bool attach)
 	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 512), srp ? 512 : -EAGAIN);
 	bwi_reserve_hook = NULL;
 	CU_ASSERT_EQUAL(race_got, 256);
-	CU_ASSERT_EQUAL(bw_ring_stat("rsb", &in, NULL, 0), attach ? 3 : 2);
+	CU_ASSERT_EQUAL(bw_ring_stat("rsb", &in, NULL, 0),
+			attach || timeout ? 3 : 2);
 	CU_ASSERT_EQUAL(in.write_pos, RING + 256);
+	CU_ASSERT_EQUAL(in.reserved_pos, RING + 256);
+	CU_ASSERT_EQUAL(in.padded_bytes, 0);
 	CU_ASSERT_EQUAL(in.dropped_bytes, srp ? 512 : 0);
+	if (timeout) {
+		CU_ASSERT_EQUAL(race_waited, 0); /* it waited, and timed out */
+		bw_stream_close(race_w2);
+		race_w2 = NULL;
+	}
 	if (attach) {
 		/* the reader that went back is the new one; the first one
 		 * takes what it has not read and leaves */
@@ -1151,9 +1186,10 @@ static void racing_seek_back(uint32_t policy, bool attach)
 static void lossless_racing_seek_back(void)
 {
 	for (int attach = 0; attach < 2; attach++) {
-		racing_seek_back(BW_POLICY_LOSSLESS, attach);
-		racing_seek_back(BW_POLICY_SRP, attach);
+		racing_seek_back(BW_POLICY_LOSSLESS, attach, false);
+		racing_seek_back(BW_POLICY_SRP, attach, false);
 	}
+	racing_seek_back(BW_POLICY_LOSSLESS, false, true);
 }
 
 static void reg(void)
