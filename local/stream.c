@@ -989,8 +989,11 @@ static void wr_unmark(struct bwi_slot *sl);
  * Returns false when [hd, hd + n) may stand, true when it was taken back
  * (nothing was written there, so no scar: the caller reserves again and
  * waits, drops or says -EAGAIN as its room says). A reservation another
- * writer has reserved past cannot be given back: it waits for the room,
- * signals or not (nothing may be lost).
+ * writer has reserved past cannot be given back until that one is: it
+ * reserved on room as stale as ours (room worked out after the reader
+ * moved would not reach past our end), so it takes its own back in a few
+ * instructions, unless it stalls there; meanwhile we poll, for that or
+ * for the room, whatever the call's flags.
  */
 static bool wr_recheck(struct bw_stream *s, uint64_t hd, uint64_t n)
 {
