@@ -99,6 +99,8 @@ struct bw_stream {
 	uint32_t wslot, wgen;
 	uint64_t limit;	     /* head may grow to this without a rescan */
 	uint32_t peer_seen;  /* ctl.peer_seq when limit was computed */
+	int b1_err;	     /* a reservation B1 found padded: the next
+			      * reservation's error (-ETIMEDOUT) */
 	int nreaders;	     /* MRP, FRP: readers at peer_seen (-1: count) */
 	uint64_t poke_start; /* poked, not yet published */
 	uint64_t poke_len;
@@ -300,9 +302,10 @@ int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 int bwi_wr_room(struct bw_stream *s, uint64_t n);
 int bwi_wr_drop(struct bw_stream *s, uint64_t n);
 /* White-box hook for the tests: when set, called by a writer between the
- * check of its room and its reservation (BWI_HOOK_RESERVE), and before it
- * takes a reservation back (BWI_HOOK_TAKE_BACK; stream.c, B1). */
-enum { BWI_HOOK_RESERVE, BWI_HOOK_TAKE_BACK };
+ * check of its room and its reservation (BWI_HOOK_RESERVE), after the
+ * reservation (BWI_HOOK_RESERVED), and before it takes a reservation back
+ * (BWI_HOOK_TAKE_BACK; stream.c, B1). */
+enum { BWI_HOOK_RESERVE, BWI_HOOK_RESERVED, BWI_HOOK_TAKE_BACK };
 extern void (*bwi_reserve_hook)(struct bw_stream *s, int point);
 /* Counts a wait (ev: BW_POLLIN, BW_POLLOUT) of s that a layer made. */
 void bwi_count_wait(struct bw_stream *s, int ev);

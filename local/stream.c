@@ -976,6 +976,7 @@ static void writers_go_multi(struct bw_stream *s)
 }
 
 static void wr_unmark(struct bwi_slot *sl);
+static int wr_close(struct bw_stream *s, uint64_t hd, uint64_t n);
 
 /*
  * B1: a reader that moves back. Its writers worked out their room from where
@@ -986,26 +987,30 @@ static void wr_unmark(struct bwi_slot *sl);
  * and refuses to move there, or the writer sees the bump and checks its
  * reservation against the room now, before it copies anything into it.
  *
- * Returns false when [hd, hd + n) may stand, true when it was taken back
- * (nothing was written there, so no scar: the caller reserves again and
- * waits, drops or says -EAGAIN as its room says). A reservation another
+ * Returns 0 when [hd, hd + n) may stand, 1 when it was taken back (nothing
+ * was written there, so no scar: the caller reserves again and waits,
+ * drops or says -EAGAIN as its room says), or -ETIMEDOUT when a waiter
+ * presumed us dead and padded it (nothing may be copied into it: those
+ * bytes may be what the reader went back to). A reservation another
  * writer has reserved past cannot be given back until that one is: it
  * reserved on room as stale as ours (room worked out after the reader
  * moved would not reach past our end), so it takes its own back in a few
  * instructions, unless it stalls there; meanwhile we poll, for that or
  * for the room, whatever the call's flags.
  */
-static bool wr_recheck(struct bw_stream *s, uint64_t hd, uint64_t n)
+static int wr_recheck(struct bw_stream *s, uint64_t hd, uint64_t n)
 {
-	uint64_t look = bwi_now_ns(), mk = hd | BWI_OPEN_BIT;
+	uint64_t look = bwi_now_ns();
 
-	/* A ring with a writer timeout: CLOSE (as wr_close) keeps a waiter
-	 * that would presume us dead from padding the span while head may
-	 * move back under it, or while we wait below. One that fenced it
-	 * first pads it: the reservation stands, and wr_publish says it
-	 * timed out. */
-	if (s->fence && !bw_cas(&s->wsl->pos, &mk, mk | BWI_CLOSE_BIT))
-		return false;
+	/* A ring with a writer timeout: CLOSE (wr_close) keeps a waiter that
+	 * would presume us dead from padding the span while head may move
+	 * back under it, or while we wait below. */
+	if (s->fence) {
+		int r = wr_close(s, hd, n);
+
+		if (r < 0)
+			return r;
+	}
 	for (unsigned k = 0;; k++) {
 		uint32_t seq = bw_load_acquire(&H(s)->ctl.peer_seq);
 		uint64_t end = hd + n, min;
@@ -1020,13 +1025,13 @@ static bool wr_recheck(struct bw_stream *s, uint64_t hd, uint64_t n)
 		    bw_load_relaxed(&H(s)->ctl.broken)) {
 			if (s->fence) /* open to the timeout again */
 				bw_store_release(&s->wsl->pos, hd | BWI_OPEN_BIT);
-			return false;
+			return 0;
 		}
 		if (bwi_reserve_hook)
 			bwi_reserve_hook(s, BWI_HOOK_TAKE_BACK);
 		if (bw_cas(&H(s)->prod.head, &end, hd)) {
 			wr_unmark(s->wsl);
-			return true;
+			return 1;
 		}
 		/* two writers and a reader in one race: rare enough to poll
 		 * (the readiness of a wait sees a head past ours, and would
@@ -1044,26 +1049,37 @@ static bool wr_recheck(struct bw_stream *s, uint64_t hd, uint64_t n)
 	}
 }
 
-/* B1, after head moved for [hd, hd + n): true when the reservation stands
- * (no reader that holds this writer back can have moved back since its
- * room was worked out, or it was checked), false when it was taken back. */
-static inline bool wr_b1(struct bw_stream *s, uint64_t hd, uint64_t n)
+/* B1, after head moved for [hd, hd + n): 1 when the reservation stands (no
+ * reader that holds this writer back can have moved back since its room
+ * was worked out, or it was checked), 0 when it was taken back, or -errno
+ * (wr_recheck). */
+static inline int wr_b1(struct bw_stream *s, uint64_t hd, uint64_t n)
 {
+	int r;
+
+	if (__builtin_expect(bwi_reserve_hook != NULL, 0))
+		bwi_reserve_hook(s, BWI_HOOK_RESERVED);
 	if (s->policy != BW_POLICY_LOSSLESS && s->policy != BW_POLICY_SRP)
-		return true; /* no reader's position holds these writers */
+		return 1; /* no reader's position holds these writers */
 	light(s);
 	if (__builtin_expect(bw_load_relaxed(&H(s)->ctl.peer_seq) ==
 				     s->peer_seen,
 			     1))
-		return true;
-	return !wr_recheck(s, hd, n);
+		return 1;
+	r = wr_recheck(s, hd, n);
+	return r < 0 ? r : !r;
 }
 
 static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 {
 	struct bwi_hdr *h = H(s);
 	uint64_t hd = bw_load_relaxed(&h->prod.head);
-	int r;
+	int r = s->b1_err;
+
+	if (__builtin_expect(r < 0, 0)) { /* from the fast path */
+		s->b1_err = 0;
+		return r;
+	}
 
 	for (;;) {
 		if (__builtin_expect(hd + n > s->limit ||
@@ -1085,7 +1101,10 @@ static inline int wr_reserve(struct bw_stream *s, uint64_t n, uint64_t *hp)
 		}
 		if (!head_move(s, &hd, n))
 			continue;
-		if (wr_b1(s, hd, n))
+		r = wr_b1(s, hd, n);
+		if (r < 0)
+			return r;
+		if (r)
 			break;
 		hd = bw_load_relaxed(&h->prod.head);
 	}
@@ -1675,6 +1694,7 @@ int bwi_d_peek_complete(struct bw_stream *s, size_t n)
 static inline bool wr_fast(struct bw_stream *s, size_t n, uint64_t *hd)
 {
 	struct bwi_hdr *h = H(s);
+	int r;
 
 	if (!s->writer || s->acq || !n)
 		return false;
@@ -1682,9 +1702,15 @@ static inline bool wr_fast(struct bw_stream *s, size_t n, uint64_t *hd)
 	/* limit <= head + capacity, so this also bounds n */
 	if (*hd + n > s->limit ||
 	    bw_load_relaxed(&h->ctl.peer_seq) != s->peer_seen ||
-	    !head_move(s, hd, n) || !wr_b1(s, *hd, n))
-		return false; /* the slow path (reserves again if B1 took
-			       * this one back) */
+	    !head_move(s, hd, n))
+		return false;
+	r = wr_b1(s, *hd, n);
+	if (__builtin_expect(r <= 0, 0)) {
+		/* the slow path reserves again (B1 took this one back), or
+		 * says what B1 found */
+		s->b1_err = r;
+		return false;
+	}
 	wmb_after_reserve();
 	return true;
 }

@@ -1055,39 +1055,45 @@ static void lossless_seek_back_peeks(void)
 	bw_unlink("sbk");
 }
 
-/* The reader of racing_seek_back and where it goes back to, for the hook;
- * or a reader from the oldest byte that the hook attaches; and a reader at
- * the write position that waits while the writer takes its reservation
- * back (race_waits), on a ring with a writer timeout. */
+/* How racing_seek_back races: a seek back; an attach from the oldest byte;
+ * a seek back on a ring with a writer timeout, where another reader waits
+ * longer than it as the writer takes its reservation back (TAKE_BACK) or
+ * right after it reserved (PADDED). */
+enum race { R_SEEK, R_ATTACH, R_TAKE_BACK, R_PADDED };
+
+/* The hook's cast: the reader that goes back and where to; the reader a
+ * hook attaches; the reader at the write position that waits; what it
+ * found, and the span the reader that went back peeked meanwhile. */
 static struct bw_stream *race_r, *race_new, *race_w2;
-static int64_t race_to, race_got;
-static int race_waited = -1;
+static int64_t race_to, race_got, race_peeked;
+static int race_waited;
+static enum race race_how;
+static const void *race_q;
 
-static void seek_back_hook(struct bw_stream *w, int point)
+static void race_hook(struct bw_stream *w, int point)
 {
 	(void)w;
-	if (point == BWI_HOOK_TAKE_BACK) {
-		/* longer than the writer timeout: a waiter that took the
-		 * writer for dead would pad its span now */
+	if (point == BWI_HOOK_RESERVE && race_how == R_ATTACH) {
 		bwi_reserve_hook = NULL;
+		race_got = bw_stream_open("rsb", BW_READ | BW_NOWAIT |
+							 BW_NONBLOCK |
+							 BW_FROM_START,
+					  &race_new);
+		if (race_got == 0)
+			race_got = bw_stream_lseek(race_new, 0, SEEK_CUR);
+	} else if (point == BWI_HOOK_RESERVE) {
+		if (race_how == R_SEEK)
+			bwi_reserve_hook = NULL;
+		race_got = bw_stream_lseek(race_r, race_to, SEEK_SET);
+	} else if ((point == BWI_HOOK_TAKE_BACK && race_how == R_TAKE_BACK) ||
+		   (point == BWI_HOOK_RESERVED && race_how == R_PADDED)) {
+		bwi_reserve_hook = NULL;
+		if (race_how == R_PADDED)
+			race_peeked = bw_stream_peek(race_r, &race_q, RING);
+		/* longer than the writer timeout: a waiter that takes the
+		 * writer for dead pads its span now */
 		race_waited = bw_stream_block(race_w2, BW_POLLIN, 300);
-		return;
 	}
-	if (!race_w2)
-		bwi_reserve_hook = NULL;
-	race_got = bw_stream_lseek(race_r, race_to, SEEK_SET);
-}
-
-static void attach_hook(struct bw_stream *w, int point)
-{
-	(void)w;
-	(void)point;
-	bwi_reserve_hook = NULL;
-	race_got = bw_stream_open("rsb", BW_READ | BW_NOWAIT | BW_NONBLOCK |
-						 BW_FROM_START,
-				  &race_new);
-	if (race_got == 0)
-		race_got = bw_stream_lseek(race_new, 0, SEEK_CUR);
 }
 
 /* A reader that moves back while a writer reserves on the room it had
@@ -1095,16 +1101,17 @@ static void attach_hook(struct bw_stream *w, int point)
  * or the write waits for the room, so what the reader went back to stays
  * intact. Lossless: the write says -EAGAIN (non-blocking); SRP: it is
  * dropped (and counted). It used to land on the bytes the reader went back
- * to. attach: the reader that goes back is a new one, from the oldest
- * byte. timeout: a ring with a writer timeout, and another reader waits
- * longer than it while the writer takes its reservation back: it must not
- * take the writer for dead and pad the span (it did, and head then went
- * back below the tail: every later write failed). */
-static void racing_seek_back(uint32_t policy, bool attach, bool timeout)
+ * to. R_ATTACH: the reader that goes back is a new one, from the oldest
+ * byte. R_TAKE_BACK: the waiter must not take the writer for dead while it
+ * takes its reservation back (it did, and head then went back below the
+ * tail: every later write failed). R_PADDED: the waiter takes it for dead
+ * first and pads the span; the writer must not copy into it (those bytes
+ * are what the reader went back to, and peeked): -ETIMEDOUT. */
+static void racing_seek_back(uint32_t policy, enum race how)
 {
 	struct bw_ring_opts o = BW_RING_OPTS_INIT;
 	static uint8_t buf[RING], out[RING];
-	bool srp = policy == BW_POLICY_SRP;
+	bool srp = policy == BW_POLICY_SRP, timeout = how >= R_TAKE_BACK;
 	struct bw_ring_info in;
 	struct bw_stream *w;
 	const void *q;
@@ -1119,7 +1126,6 @@ static void racing_seek_back(uint32_t policy, bool attach, bool timeout)
 					     &race_r),
 			      0);
 	race_w2 = NULL;
-	race_waited = -1;
 	if (timeout)
 		CU_ASSERT_EQUAL_FATAL(bw_stream_open("rsb", BW_READ | BW_NOWAIT |
 								 BW_NONBLOCK,
@@ -1140,26 +1146,40 @@ static void racing_seek_back(uint32_t policy, bool attach, bool timeout)
 		CU_ASSERT_EQUAL(bw_stream_read(race_w2, out, RING), 256);
 	/* the next write fits that room; as it reserves, the reader goes
 	 * back to the oldest byte held, which that write would overwrite */
+	race_how = how;
 	race_to = 256;
-	race_got = -1;
+	race_got = race_peeked = -1;
+	race_waited = -1;
 	race_new = NULL;
-	bwi_reserve_hook = attach ? attach_hook : seek_back_hook;
+	bwi_reserve_hook = race_hook;
 	bwt_fill(buf, 512, 0, 6);
-	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 512), srp ? 512 : -EAGAIN);
+	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 512),
+			how == R_PADDED ? -ETIMEDOUT
+			: srp		? 512
+					: -EAGAIN);
 	bwi_reserve_hook = NULL;
 	CU_ASSERT_EQUAL(race_got, 256);
-	CU_ASSERT_EQUAL(bw_ring_stat("rsb", &in, NULL, 0),
-			attach || timeout ? 3 : 2);
+	CU_ASSERT_EQUAL(bw_ring_stat("rsb", &in, NULL, 0), how == R_SEEK ? 2 : 3);
+	CU_ASSERT_EQUAL(in.dropped_bytes, srp ? 512 : 0);
+	if (how == R_PADDED) {
+		/* the span is padding; what the reader peeked is intact (the
+		 * ring now counts it lost: the padding is a ring past it) */
+		CU_ASSERT_EQUAL(race_waited, 1);
+		CU_ASSERT_EQUAL(in.padded_bytes, 512);
+		CU_ASSERT_EQUAL(in.write_pos, RING + 768);
+		CU_ASSERT_EQUAL_FATAL(race_peeked, RING);
+		CU_ASSERT_EQUAL(bwt_verify(race_q, RING - 256, 256, 5), -1);
+		CU_ASSERT_EQUAL(bwt_verify((const uint8_t *)race_q + RING - 256,
+					   256, RING, 5),
+				-1);
+		goto out;
+	}
 	CU_ASSERT_EQUAL(in.write_pos, RING + 256);
 	CU_ASSERT_EQUAL(in.reserved_pos, RING + 256);
 	CU_ASSERT_EQUAL(in.padded_bytes, 0);
-	CU_ASSERT_EQUAL(in.dropped_bytes, srp ? 512 : 0);
-	if (timeout) {
+	if (how == R_TAKE_BACK)
 		CU_ASSERT_EQUAL(race_waited, 0); /* it waited, and timed out */
-		bw_stream_close(race_w2);
-		race_w2 = NULL;
-	}
-	if (attach) {
+	if (how == R_ATTACH) {
 		/* the reader that went back is the new one; the first one
 		 * takes what it has not read and leaves */
 		CU_ASSERT_FATAL(race_new != NULL);
@@ -1178,6 +1198,9 @@ static void racing_seek_back(uint32_t policy, bool attach, bool timeout)
 	CU_ASSERT_EQUAL(bw_stream_write(w, buf, 512), 512);
 	CU_ASSERT_EQUAL(bw_stream_read(race_r, out, RING), 512);
 	CU_ASSERT_EQUAL(bwt_verify(out, 512, 0, 6), -1);
+out:
+	if (race_w2)
+		bw_stream_close(race_w2);
 	bw_stream_close(w);
 	bw_stream_close(race_r);
 	bw_unlink("rsb");
@@ -1185,11 +1208,12 @@ static void racing_seek_back(uint32_t policy, bool attach, bool timeout)
 
 static void lossless_racing_seek_back(void)
 {
-	for (int attach = 0; attach < 2; attach++) {
-		racing_seek_back(BW_POLICY_LOSSLESS, attach, false);
-		racing_seek_back(BW_POLICY_SRP, attach, false);
+	for (enum race how = R_SEEK; how <= R_ATTACH; how++) {
+		racing_seek_back(BW_POLICY_LOSSLESS, how);
+		racing_seek_back(BW_POLICY_SRP, how);
 	}
-	racing_seek_back(BW_POLICY_LOSSLESS, false, true);
+	racing_seek_back(BW_POLICY_LOSSLESS, R_TAKE_BACK);
+	racing_seek_back(BW_POLICY_LOSSLESS, R_PADDED);
 }
 
 /* The writer of seek_back_stress: total bytes of the position pattern, in
