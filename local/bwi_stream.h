@@ -118,11 +118,12 @@ struct bw_stream {
 			      * close their marker by CAS */
 
 	/* any side that waits: since when it has seen the tail stuck */
-	uint64_t stuck_t, stuck_ns;
+	uint64_t stuck_t, stuck_ns, stuck_end;
 	uint64_t look_ns; /* waits: when this handle last looked for dead
 			   * peers, or first found nothing (0: never) */
 	const struct bwi_slot *stuck_holder; /* whose reservation it was */
 	uint64_t fenced_ns; /* and since when it has seen it fenced (0: not) */
+	uint64_t orphan_t, orphan_hd; /* a span no marker named, last look */
 
 	struct bwi_slot *rsl, *wsl; /* our slots, or NULL */
 	struct bwi_stats rst, wst;  /* reading and writing statistics */
@@ -304,8 +305,15 @@ int bwi_wr_drop(struct bw_stream *s, uint64_t n);
 /* White-box hook for the tests: when set, called by a writer between the
  * check of its room and its reservation (BWI_HOOK_RESERVE), after the
  * reservation (BWI_HOOK_RESERVED), and before it takes a reservation back
- * (BWI_HOOK_TAKE_BACK; stream.c, B1). */
-enum { BWI_HOOK_RESERVE, BWI_HOOK_RESERVED, BWI_HOOK_TAKE_BACK };
+ * (BWI_HOOK_TAKE_BACK; stream.c, B1); and by a waiter that looks at a
+ * stuck tail, between its loads of the positions and of the markers
+ * (BWI_HOOK_UNSTICK). */
+enum {
+	BWI_HOOK_RESERVE,
+	BWI_HOOK_RESERVED,
+	BWI_HOOK_TAKE_BACK,
+	BWI_HOOK_UNSTICK
+};
 extern void (*bwi_reserve_hook)(struct bw_stream *s, int point);
 /* Counts a wait (ev: BW_POLLIN, BW_POLLOUT) of s that a layer made. */
 void bwi_count_wait(struct bw_stream *s, int ev);

@@ -1252,17 +1252,21 @@ static bool tail_unstick(struct bw_stream *s)
 	struct bwi_map *m = s->m;
 	struct bwi_hdr *h = m->hdr;
 	uint64_t t = bw_load_acquire(&h->prod.tail), now = bwi_now_ns();
-	uint64_t hd = bw_load_acquire(&h->prod.head), mk = 0;
+	uint64_t hd = bw_load_acquire(&h->prod.head), mk = 0, e;
 	uint32_t hi = bwi_slots_hi(m, BWI_WRITER);
 	struct bwi_slot *holder = NULL;
 	bool live = false, claimant = false;
 
+	if (t == hd) /* nothing reserved: a reservation later is another */
+		s->stuck_holder = NULL;
 	/* with no writer left, readers see the end, and the next writer
 	 * drops the reservation (writer_attach) */
 	if (!m->writable || t == hd || bw_load_relaxed(&h->ctl.broken) ||
 	    bw_load_relaxed(&h->ctl.remote) || span_at(m, t) ||
 	    bwi_slot_count(m, BWI_WRITER) == 0)
 		return false;
+	if (__builtin_expect(bwi_reserve_hook != NULL, 0))
+		bwi_reserve_hook(s, BWI_HOOK_UNSTICK);
 	for (uint32_t i = 0; i < hi; i++) {
 		struct bwi_slot *sl = bwi_wslot(m, i);
 		uint64_t p = bw_load_acquire(&sl->pos);
@@ -1283,13 +1287,28 @@ static bool tail_unstick(struct bw_stream *s)
 			live = a;
 		}
 	}
-	if (!holder)
-		return claimant ? false : ring_break(m, t);
-	/* how long this handle has seen this holder at this tail (a new
-	 * handle, a rollback or another holder starts the clock again) */
-	if (s->stuck_t != t || s->stuck_holder != holder) {
+	if (!holder) {
+		if (claimant)
+			return false;
+		/* No marker names [t, hd): its writer died inside it, or
+		 * took it back between our loads of head and of the markers
+		 * (B1, a partial poke_complete, a close). Only the same span
+		 * unnamed at the next look too is the former. */
+		if (s->orphan_t != t || s->orphan_hd != hd) {
+			s->orphan_t = t;
+			s->orphan_hd = hd;
+			return false;
+		}
+		return ring_break(m, t);
+	}
+	/* how long this handle has seen this reservation at this tail (a
+	 * new handle, a rollback or another reservation starts the clock
+	 * again) */
+	e = bw_load_acquire(&holder->rend);
+	if (s->stuck_t != t || s->stuck_holder != holder || s->stuck_end != e) {
 		s->stuck_t = t;
 		s->stuck_holder = holder;
+		s->stuck_end = e;
 		s->stuck_ns = now;
 		s->fenced_ns = 0;
 	}
