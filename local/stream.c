@@ -1462,6 +1462,11 @@ static int wr_close(struct bw_stream *s, uint64_t hd, uint64_t n)
 	if (bw_cas(&s->wsl->pos, &mk, mk | BWI_CLOSE_BIT) ||
 	    mk == (hd | BWI_OPEN_BIT | BWI_CLOSE_BIT))
 		return 0;
+	/* the waiter that fenced it reads our rstart and rend as it pads:
+	 * a reservation we made now would change them under it (and it would
+	 * break the ring). It moves the tail over the span when done; if it
+	 * dies first, another waiter breaks the ring, which ends this wait */
+	(void)wr_wait_tail(s, hd + n);
 	s->wst.lost += n;
 	return bwi_err(ETIMEDOUT, "this writer held its reservation at %llu "
 				  "for over %u ms and was presumed dead: the "
