@@ -184,7 +184,11 @@ wait $tpid
 rc=$?
 t1=$(date +%s)
 kill "$wpid" 2>/dev/null
-pkill -f "beltway write pulled" 2>/dev/null
+# the writer itself (killing the subshell leaves it): ours alone, found in
+# our namespace (a pkill by name would reach another run's writer)
+for p in $(ip netns pids "$A"); do
+	[ "$p" = "$spid" ] || kill "$p" 2>/dev/null
+done
 if [ $rc = 0 ] || [ $rc = 124 ]; then
 	fail "tail after the link went down exited $rc"
 else
