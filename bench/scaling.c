@@ -12,9 +12,9 @@
  *
  * The ceiling, in the same runs: static rings of every size a scaled ring
  * may take (64 KiB to 64 MiB), each streamed for a quarter of the static
- * case's bytes (or MAXLOOPS loops, if fewer). No choice of size can beat the fastest of them, so the best
- * ratio a scaled ring can reach on this machine is printed beside the
- * ratios reached (outside --json, whose rows keep the issue's shape; with
+ * case's bytes (or MAXLOOPS loops, if fewer). No choice of size can beat
+ * the fastest of them, so the best ratio a scaled ring can reach on this
+ * machine is printed beside the ratios reached (outside --json, whose rows keep the issue's shape; with
  * --json it goes to stderr).
  */
 #define _GNU_SOURCE

@@ -303,9 +303,10 @@ int bwi_attach_adopt(struct bw_stream *s, struct bwi_map *m, uint32_t slot,
 int bwi_wr_room(struct bw_stream *s, uint64_t n);
 int bwi_wr_drop(struct bw_stream *s, uint64_t n);
 /* White-box hook for the tests: when set, called by a writer between the
- * check of its room and its reservation (BWI_HOOK_RESERVE), after the
- * reservation (BWI_HOOK_RESERVED), and before it takes a reservation back
- * (BWI_HOOK_TAKE_BACK; stream.c, B1); and by a waiter that looks at a
+ * check of its room and its reservation (BWI_HOOK_RESERVE), as it checks a
+ * reservation again after a peer changed (BWI_HOOK_RESERVED), and before
+ * it takes one back (BWI_HOOK_TAKE_BACK; stream.c, B1); and by a waiter
+ * that looks at a
  * stuck tail, between its loads of the positions and of the markers
  * (BWI_HOOK_UNSTICK). */
 enum {

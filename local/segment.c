@@ -1156,23 +1156,32 @@ BW_API int bw_mkfifo(const char *name, const struct bw_ring_opts *opts)
 	return 0;
 }
 
-/* The ring's indices go stale with it: retire its registry entry. Returns
- * its layout, or -1 when it is not a readable ring. */
-/* Retires the ring named name in the registry; returns its layout, with
- * its geometry in *g, or -1 when the file is not a ring. */
-static int retire_named(int dfd, const char *name, struct bwi_geom *g)
+/* The geometry at the start of the file name in directory dfd: 1 when it
+ * is a ring's, 0 for a whole header that is no ring's, -1 when the file
+ * cannot be opened or is shorter than a header. */
+static int geom_read_at(int dfd, const char *name, struct bwi_geom *g)
 {
-	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK), lay = -1;
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	ssize_t k;
 
 	if (fd < 0)
 		return -1;
-	if (pread(fd, g, sizeof(*g), 0) == (ssize_t)sizeof(*g) &&
-	    g->magic == BWI_RING_MAGIC && g->sum == bwi_geom_sum(g)) {
-		bwi_reg_retire(g->ring_id);
-		lay = (int)g->layout;
-	}
+	k = pread(fd, g, sizeof(*g), 0);
 	close(fd);
-	return lay;
+	if (k != (ssize_t)sizeof(*g))
+		return -1;
+	return g->magic == BWI_RING_MAGIC && g->sum == bwi_geom_sum(g);
+}
+
+/* The ring's indices go stale with it: retires the ring named name in the
+ * registry; returns its layout, with its geometry in *g, or -1 when the
+ * file is not a ring. */
+static int retire_named(int dfd, const char *name, struct bwi_geom *g)
+{
+	if (geom_read_at(dfd, name, g) != 1)
+		return -1;
+	bwi_reg_retire(g->ring_id);
+	return (int)g->layout;
 }
 
 /* Removes name from the ring directory; returns the layout of the ring it
@@ -1367,22 +1376,16 @@ static void orphans_sweep(void)
 	rewinddir(d);
 	while (n && (de = readdir(d))) {
 		struct bwi_geom g;
-		ssize_t k = -1;
-		int fd;
+		int k;
 
 		if (de->d_name[0] == '.' || bwi_name_check(de->d_name) < 0)
 			continue;
-		fd = openat(dirfd(d), de->d_name,
-			    O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-		if (fd >= 0) {
-			k = pread(fd, &g, sizeof(g), 0);
-			close(fd);
-		}
-		if (k != (ssize_t)sizeof(g)) {
+		k = geom_read_at(dirfd(d), de->d_name, &g);
+		if (k < 0) {
 			n = 0; /* unreadable: it might be any of them */
 			break;
 		}
-		if (g.magic != BWI_RING_MAGIC || g.sum != bwi_geom_sum(&g))
+		if (k == 0)
 			continue; /* a full header that is no ring's */
 		for (unsigned i = 0; i < n; i++)
 			if (ids[i] == g.ring_id)

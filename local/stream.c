@@ -1002,6 +1002,8 @@ static int wr_recheck(struct bw_stream *s, uint64_t hd, uint64_t n)
 {
 	uint64_t look = bwi_now_ns();
 
+	if (bwi_reserve_hook)
+		bwi_reserve_hook(s, BWI_HOOK_RESERVED);
 	/* A ring with a writer timeout: CLOSE (wr_close) keeps a waiter that
 	 * would presume us dead from padding the span while head may move
 	 * back under it, or while we wait below. */
@@ -1057,8 +1059,6 @@ static inline int wr_b1(struct bw_stream *s, uint64_t hd, uint64_t n)
 {
 	int r;
 
-	if (__builtin_expect(bwi_reserve_hook != NULL, 0))
-		bwi_reserve_hook(s, BWI_HOOK_RESERVED);
 	if (s->policy != BW_POLICY_LOSSLESS && s->policy != BW_POLICY_SRP)
 		return 1; /* no reader's position holds these writers */
 	light(s);
@@ -2137,10 +2137,11 @@ static void rd_forward(struct bw_stream *s, uint64_t pos)
 	rd_publish(s);
 }
 
-/* Moves the slot's position back to pos: the reader registers again (F1)
- * and validates reads until it passes the tail it saw then. Returns false,
- * the position as it was, when a write got in meanwhile over pos (B1: see
- * wr_recheck). */
+/* Moves the slot's position back to pos: the reader registers again (F1).
+ * A reader B1 covers (see wr_recheck) is then safe from pos on, or the
+ * move is refused: false, the position as it was, when a write got in
+ * meanwhile over pos. Any other validates its reads until it passes the
+ * tail it saw then. */
 static bool rd_reposition(struct bw_stream *s, uint64_t pos)
 {
 	uint64_t t, was = s->rpos, racq = s->racq;
